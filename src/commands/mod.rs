@@ -1,0 +1,6 @@
+//! One module per subcommand: each parses nothing itself (see [`crate::cli`]) and wires
+//! the library together.
+
+pub mod bench;
+pub mod generate;
+pub mod report;

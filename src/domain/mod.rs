@@ -1,0 +1,15 @@
+//! The pure core of store-monitor: business hours, time zones, interpolation and uptime.
+//! Nothing here reads a file, a clock or a database; the adapters around it do.
+
+pub mod hours;
+pub mod report;
+pub mod status;
+pub mod time;
+pub mod uptime;
+pub mod zone;
+
+pub use hours::{HoursRow, LocalTime, Weekday};
+pub use status::{Interpolation, Poll};
+pub use time::{Interval, Ticks, Timestamp};
+pub use uptime::{Engine, Split, Uptime};
+pub use zone::Zone;

@@ -1,0 +1,115 @@
+//! Polls, and the step function that extends them over time.
+
+use std::str::FromStr;
+
+use super::time::{Interval, Ticks, Timestamp};
+
+/// One observation of a store: active or not at an instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Poll {
+    pub at: Timestamp,
+    pub active: bool,
+}
+
+/// How a store's status is read between its polls.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Interpolation {
+    /// Every instant takes the status of the nearest poll; the switch is halfway between
+    /// two polls.
+    #[default]
+    Nearest,
+    /// A poll's status holds until the next poll.
+    ForwardFill,
+}
+
+impl Interpolation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Interpolation::Nearest => "nearest",
+            Interpolation::ForwardFill => "forward-fill",
+        }
+    }
+}
+
+impl FromStr for Interpolation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().replace('_', "-").as_str() {
+            "nearest" => Ok(Interpolation::Nearest),
+            "forward-fill" | "forwardfill" => Ok(Interpolation::ForwardFill),
+            _ => Err(format!(
+                "unknown interpolation {s:?} (expected nearest or forward-fill)"
+            )),
+        }
+    }
+}
+
+/// Sorts polls by time and keeps the first of polls at the same instant (the sort is
+/// stable, so "first" is the order in which they were given).
+pub fn normalize_polls(polls: &mut Vec<Poll>) {
+    polls.sort_by_key(|p| p.at);
+    polls.dedup_by_key(|p| p.at);
+}
+
+/// A store's status as a step function of time, from its polls sorted by time with no
+/// two at one instant.
+pub struct StepFunction<'a> {
+    polls: &'a [Poll],
+    interpolation: Interpolation,
+}
+
+impl<'a> StepFunction<'a> {
+    pub fn new(polls: &'a [Poll], interpolation: Interpolation) -> Self {
+        debug_assert!(polls.windows(2).all(|w| w[0].at < w[1].at));
+        StepFunction { polls, interpolation }
+    }
+
+    /// Where the status of poll `i` stops holding, in ticks; `i64::MAX` for the last poll.
+    fn step_end(&self, i: usize) -> i64 {
+        let Some(next) = self.polls.get(i + 1) else {
+            return i64::MAX;
+        };
+        match self.interpolation {
+            // The midpoint (a + b) / 2 in half-microseconds is a + b microseconds.
+            Interpolation::Nearest => self.polls[i].at.0 + next.at.0,
+            Interpolation::ForwardFill => Ticks::from_micros(next.at.0).0,
+        }
+    }
+
+    /// Time spent active within `intervals` (sorted, disjoint, in ticks), and their total.
+    pub fn active_within(&self, intervals: &[Interval]) -> (Ticks, Ticks) {
+        let (mut active, mut total) = (0, 0);
+        let Some(first) = intervals.first() else {
+            return (Ticks(0), Ticks(0));
+        };
+        if self.polls.is_empty() {
+            return (Ticks(0), Ticks(intervals.iter().map(|i| i.len()).sum()));
+        }
+        // The first step reaches back to -∞ and the last one on to +∞; find the step
+        // that holds at the first interval's start.
+        let (mut i, mut last) = (0, self.polls.len() - 1);
+        while i < last {
+            let mid = i + (last - i) / 2;
+            if self.step_end(mid) <= first.start {
+                i = mid + 1;
+            } else {
+                last = mid;
+            }
+        }
+        for interval in intervals {
+            let mut from = interval.start;
+            while from < interval.end {
+                while self.step_end(i) <= from {
+                    i += 1;
+                }
+                let to = interval.end.min(self.step_end(i));
+                if self.polls[i].active {
+                    active += to - from;
+                }
+                total += to - from;
+                from = to;
+            }
+        }
+        (Ticks(active), Ticks(total))
+    }
+}

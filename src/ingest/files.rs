@@ -1,0 +1,215 @@
+//! Which file in a data folder holds what.
+//!
+//! The files have gone by several names (`store_status.csv`, `store status.csv`,
+//! `bq-results-20230125-202210-1674678181880.csv`, gzipped or not), so a folder is searched
+//! by what the files hold: each CSV's header says which of the three it is.
+
+use std::path::{Path, PathBuf};
+
+use super::IngestError;
+use super::csv_file::{self, Column};
+
+/// The three kinds of input file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FileKind {
+    Status,
+    Hours,
+    Timezones,
+}
+
+impl FileKind {
+    pub const ALL: [FileKind; 3] = [FileKind::Status, FileKind::Hours, FileKind::Timezones];
+
+    /// The columns this kind of file must have, in the order its parser takes them.
+    pub fn columns(self) -> &'static [Column] {
+        const STORE: Column = Column { names: &["store_id"] };
+        match self {
+            FileKind::Status => &[
+                STORE,
+                Column { names: &["status"] },
+                Column {
+                    names: &["timestamp_utc"],
+                },
+            ],
+            FileKind::Hours => &[
+                STORE,
+                Column {
+                    names: &["dayOfWeek", "day"],
+                },
+                Column {
+                    names: &["start_time_local"],
+                },
+                Column {
+                    names: &["end_time_local"],
+                },
+            ],
+            FileKind::Timezones => &[
+                STORE,
+                Column {
+                    names: &["timezone_str"],
+                },
+            ],
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FileKind::Status => "status",
+            FileKind::Hours => "business hours",
+            FileKind::Timezones => "time zones",
+        }
+    }
+
+    /// The command-line flag that names a file of this kind.
+    pub fn flag(self) -> &'static str {
+        match self {
+            FileKind::Status => "status",
+            FileKind::Hours => "hours",
+            FileKind::Timezones => "timezones",
+        }
+    }
+
+    /// The name it has in `data/`, preferred when several files of a kind are found.
+    pub fn default_name(self) -> &'static str {
+        match self {
+            FileKind::Status => "store_status.csv",
+            FileKind::Hours => "menu_hours.csv",
+            FileKind::Timezones => "timezones.csv",
+        }
+    }
+
+    fn matches(self, header: &[String]) -> bool {
+        self.columns().iter().all(|c| {
+            header
+                .iter()
+                .any(|h| c.names.iter().any(|n| h.eq_ignore_ascii_case(n)))
+        })
+    }
+}
+
+/// The input files of one data set. Only the status file is required: without business
+/// hours every store is open 24×7, without time zones every store is in America/Chicago.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataFiles {
+    pub status: PathBuf,
+    pub hours: Option<PathBuf>,
+    pub timezones: Option<PathBuf>,
+}
+
+/// Files named on the command line; each one left out is looked for in the data folder.
+#[derive(Clone, Debug, Default)]
+pub struct FileChoice {
+    pub status: Option<PathBuf>,
+    pub hours: Option<PathBuf>,
+    pub timezones: Option<PathBuf>,
+}
+
+impl DataFiles {
+    /// The files in `dir`, taking those named in `choice` as given (relative to the
+    /// current folder, or else to `dir`).
+    pub fn find(dir: &Path, choice: &FileChoice) -> Result<DataFiles, IngestError> {
+        let named = |p: &Option<PathBuf>| p.as_ref().map(|p| csv_file::resolve(dir, p));
+        let (mut status, mut hours, mut timezones) = (
+            named(&choice.status),
+            named(&choice.hours),
+            named(&choice.timezones),
+        );
+        if status.is_none() || hours.is_none() || timezones.is_none() {
+            let found = candidates(dir)?;
+            for kind in FileKind::ALL {
+                let slot = match kind {
+                    FileKind::Status => &mut status,
+                    FileKind::Hours => &mut hours,
+                    FileKind::Timezones => &mut timezones,
+                };
+                if slot.is_none() {
+                    *slot = pick(dir, kind, &found)?;
+                }
+            }
+        }
+        let status = status.ok_or_else(|| IngestError::NotFound {
+            kind: FileKind::Status.name(),
+            dir: dir.to_path_buf(),
+            expected: format!(
+                "a CSV (or .csv.gz) with columns store_id, status, timestamp_utc, such as {}",
+                FileKind::Status.default_name()
+            ),
+        })?;
+        Ok(DataFiles {
+            status,
+            hours,
+            timezones,
+        })
+    }
+
+    pub fn get(&self, kind: FileKind) -> Option<&Path> {
+        match kind {
+            FileKind::Status => Some(&self.status),
+            FileKind::Hours => self.hours.as_deref(),
+            FileKind::Timezones => self.timezones.as_deref(),
+        }
+    }
+}
+
+/// Every `.csv` / `.csv.gz` file in `dir` with the kinds its header fits.
+fn candidates(dir: &Path) -> Result<Vec<(PathBuf, Vec<FileKind>)>, IngestError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| IngestError::io(dir, source))?;
+    let mut found = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|source| IngestError::io(dir, source))?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if !(name.ends_with(".csv") || name.ends_with(".csv.gz")) || !path.is_file() {
+            continue;
+        }
+        // A file we cannot even read the header of is nobody's input; say so only if it is
+        // the one needed (it then shows up as not found).
+        let Ok(header) = csv_file::header(&path) else {
+            continue;
+        };
+        let kinds = FileKind::ALL.into_iter().filter(|k| k.matches(&header)).collect();
+        found.push((path, kinds));
+    }
+    found.sort();
+    Ok(found)
+}
+
+fn pick(
+    dir: &Path,
+    kind: FileKind,
+    found: &[(PathBuf, Vec<FileKind>)],
+) -> Result<Option<PathBuf>, IngestError> {
+    let fits: Vec<&PathBuf> = found
+        .iter()
+        .filter(|(_, k)| k.contains(&kind))
+        .map(|(p, _)| p)
+        .collect();
+    if fits.len() <= 1 {
+        return Ok(fits.first().map(|p| p.to_path_buf()));
+    }
+    let preferred = [
+        kind.default_name().to_string(),
+        format!("{}.gz", kind.default_name()),
+    ];
+    for name in &preferred {
+        if let Some(p) = fits
+            .iter()
+            .find(|p| p.file_name().is_some_and(|n| n == name.as_str()))
+        {
+            return Ok(Some(p.to_path_buf()));
+        }
+    }
+    Err(IngestError::Ambiguous {
+        kind: kind.name(),
+        dir: dir.to_path_buf(),
+        candidates: fits
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        flag: kind.flag(),
+    })
+}

@@ -1,0 +1,88 @@
+//! The hand-worked data sets of the spec, reproduced byte for byte.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use store_monitor::commands::report::write_report;
+use store_monitor::domain::Interpolation;
+use store_monitor::ingest::files::FileChoice;
+use store_monitor::ingest::{DataFiles, Dataset};
+
+fn example_dirs() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/examples");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    dirs.sort();
+    assert!(dirs.len() >= 5, "examples are missing");
+    dirs
+}
+
+fn report_csv(dir: &Path, interpolation: Interpolation) -> String {
+    let files = DataFiles::find(dir, &FileChoice::default()).unwrap();
+    let data = Dataset::load(&files).unwrap();
+    // The one bad row of the examples is deliberate: a zone that does not exist.
+    for r in &data.rejected {
+        assert!(r.reason.contains("unknown time zone \"Mars/Phobos\""), "{r}");
+    }
+    let mut out = Vec::new();
+    write_report(&data.report(None, interpolation), &mut out).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn every_example_matches_its_expected_nearest_report() {
+    for dir in example_dirs() {
+        let expected = std::fs::read_to_string(dir.join("expected_nearest.csv")).unwrap();
+        assert_eq!(
+            report_csv(&dir, Interpolation::Nearest),
+            expected,
+            "{}",
+            dir.display()
+        );
+    }
+}
+
+#[test]
+fn every_example_matches_its_expected_forward_fill_report() {
+    for dir in example_dirs() {
+        let expected = std::fs::read_to_string(dir.join("expected_forward_fill.csv")).unwrap();
+        assert_eq!(
+            report_csv(&dir, Interpolation::ForwardFill),
+            expected,
+            "{}",
+            dir.display()
+        );
+    }
+}
+
+#[test]
+fn the_report_command_prints_the_same_csv_and_a_summary() {
+    for dir in example_dirs() {
+        for (flag, expected) in [
+            ("nearest", "expected_nearest.csv"),
+            ("forward-fill", "expected_forward_fill.csv"),
+        ] {
+            let out = Command::new(env!("CARGO_BIN_EXE_store-monitor"))
+                .args(["report", "--data"])
+                .arg(&dir)
+                .args(["--interpolation", flag])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let expected = std::fs::read_to_string(dir.join(expected)).unwrap();
+            assert_eq!(
+                String::from_utf8(out.stdout).unwrap(),
+                expected,
+                "{} {flag}",
+                dir.display()
+            );
+            let summary = String::from_utf8(out.stderr).unwrap();
+            assert!(
+                summary.contains("stores") && summary.contains("polls") && summary.contains("rejected"),
+                "{summary}"
+            );
+        }
+    }
+}
