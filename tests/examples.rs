@@ -21,13 +21,13 @@ fn example_dirs() -> Vec<PathBuf> {
 
 fn report_csv(dir: &Path, interpolation: Interpolation) -> String {
     let files = DataFiles::find(dir, &FileChoice::default()).unwrap();
-    let data = Dataset::load(&files).unwrap();
+    let mut data = Dataset::load(&files).unwrap();
     // The one bad row of the examples is deliberate: a zone that does not exist.
     for r in &data.rejected {
         assert!(r.reason.contains("unknown time zone \"Mars/Phobos\""), "{r}");
     }
     let mut out = Vec::new();
-    write_report(&data.report(None, interpolation), &mut out).unwrap();
+    write_report(&data.prepare().report(None, interpolation), &mut out).unwrap();
     String::from_utf8(out).unwrap()
 }
 

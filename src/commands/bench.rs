@@ -1,7 +1,123 @@
-//! `store-monitor bench`: placeholder replaced below.
+//! `store-monitor bench`: the figures of the README, measured on full-size data.
+//!
+//! Wall-clock timings do not belong in tests (they fail on a busy machine, not on slow
+//! code), so they live here: run it, read the figures, compare them with the floor.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
 use clap::Args;
+
+use crate::domain::Interpolation;
+use crate::ingest::csv_file;
+use crate::ingest::files::FileChoice;
+use crate::ingest::{DataFiles, Dataset};
+
 #[derive(Debug, Clone, Args)]
-pub struct BenchArgs {}
-pub fn run(_: &BenchArgs) -> anyhow::Result<()> {
+pub struct BenchArgs {
+    /// Data set to measure; generated at full size (`generate`'s defaults) when the folder
+    /// has no status file yet.
+    #[arg(long, default_value = "target/bench-data", value_name = "DIR")]
+    pub data: PathBuf,
+    /// Timed repetitions of each step; the best is reported.
+    #[arg(long, default_value_t = 3)]
+    pub runs: u32,
+}
+
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    let files = match DataFiles::find(&args.data, &FileChoice::default()) {
+        Ok(files) => files,
+        Err(_) => {
+            eprintln!(
+                "bench: generating the full-size data set in {} …",
+                args.data.display()
+            );
+            super::generate::generate(&super::generate::GenerateArgs::defaults(&args.data))?;
+            DataFiles::find(&args.data, &FileChoice::default())?
+        }
+    };
+    let size = std::fs::metadata(&files.status).map(|m| m.len()).unwrap_or(0);
+    let runs = args.runs.max(1);
+
+    // End to end first, so that the process's peak memory is this step's.
+    let end_to_end = best_of(runs, || {
+        let mut data = Dataset::load(&files)?;
+        let report = data.prepare().report(None, Interpolation::Nearest);
+        super::report::write_report(&report, &mut std::io::sink())?;
+        Ok(report.rows.len())
+    })?;
+    let peak = peak_memory_mb();
+
+    let floor = best_of(runs, || {
+        let mut reader = csv::ReaderBuilder::new().from_reader(csv_file::open(&files.status)?);
+        let mut record = csv::ByteRecord::new();
+        let mut n = 0;
+        while reader.read_byte_record(&mut record)? {
+            n += 1;
+        }
+        Ok(n)
+    })?;
+    let load = best_of(runs, || Ok(Dataset::load(&files)?.poll_count()))?;
+    let mut data = Dataset::load(&files)?;
+    let prepare = best_of(runs, || Ok(data.clone().prepare().poll_count()))?;
+    let prepared = data.prepare();
+    let polls = prepared.poll_count();
+    let engine = best_of(runs.max(5), || {
+        Ok(prepared.report(None, Interpolation::Nearest).rows.len())
+    })?;
+    let engine_ff = best_of(runs.max(5), || {
+        Ok(prepared.report(None, Interpolation::ForwardFill).rows.len())
+    })?;
+
+    println!(
+        "data: {} ({:.1} MB, {polls} polls, {} stores); best of {runs} runs",
+        files.status.display(),
+        size as f64 / 1e6,
+        prepared.store_count()
+    );
+    println!(
+        "{:<44}{:>9.3} s",
+        "floor: csv crate splitting the status file",
+        secs(floor)
+    );
+    println!(
+        "{:<44}{:>9.3} s   {:.1}x the floor, peak memory {peak:.0} MB",
+        "report end to end (in process, to a sink)",
+        secs(end_to_end),
+        secs(end_to_end) / secs(floor)
+    );
+    println!("{:<44}{:>9.3} s", "  load: parse the three files", secs(load));
+    println!(
+        "{:<44}{:>9.3} s",
+        "  prepare: group, sort, de-duplicate",
+        secs(prepare)
+    );
+    println!("{:<44}{:>9.3} s", "  engine alone, nearest", secs(engine));
+    println!("{:<44}{:>9.3} s", "  engine alone, forward fill", secs(engine_ff));
     Ok(())
+}
+
+fn best_of<T>(runs: u32, mut step: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result<Duration> {
+    let mut best = Duration::MAX;
+    for _ in 0..runs {
+        let started = Instant::now();
+        std::hint::black_box(step()?);
+        best = best.min(started.elapsed());
+    }
+    Ok(best)
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// The process's peak resident memory so far (Linux), in MB.
+fn peak_memory_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
 }

@@ -50,6 +50,20 @@ pub struct GenerateArgs {
     pub by_store: bool,
 }
 
+impl GenerateArgs {
+    /// The defaults of the command line (a full-size data set), written to `out`.
+    pub fn defaults(out: &Path) -> Self {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            args: GenerateArgs,
+        }
+        let mut args = <Defaults as clap::Parser>::parse_from(["generate", "--out", "."]).args;
+        args.out = out.to_path_buf();
+        args
+    }
+}
+
 fn parse_timestamp(s: &str) -> Result<Timestamp, String> {
     crate::ingest::fields::timestamp(s.trim().as_bytes())
 }

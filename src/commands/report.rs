@@ -17,8 +17,8 @@ const SHOWN_REJECTED: usize = 20;
 pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let files = DataFiles::find(&args.data.data, &args.data.choice())?;
-    let data = Dataset::load(&files)?;
-    let report = data.report(args.as_of, args.interpolation);
+    let mut data = Dataset::load(&files)?;
+    let report = data.prepare().report(args.as_of, args.interpolation);
     match &args.out {
         Some(path) => write_atomically(path, |w| write_report(&report, w))?,
         None => {

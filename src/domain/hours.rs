@@ -6,7 +6,7 @@ use super::time::{Interval, MICROS_PER_DAY, MICROS_PER_HOUR, MICROS_PER_MINUTE, 
 use super::zone::ZoneClock;
 
 /// A day of the week, 0 = Monday … 6 = Sunday.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Weekday(u8);
 
 impl Weekday {
@@ -25,7 +25,7 @@ impl Weekday {
 }
 
 /// A wall-clock time of day: microseconds after local midnight, `0..=24:00`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct LocalTime(i64);
 
 impl LocalTime {
@@ -59,7 +59,7 @@ impl fmt::Display for LocalTime {
 }
 
 /// One row of a store's weekly hours: open on `day` from `start` to `end`, local time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct HoursRow {
     pub day: Weekday,
     pub start: LocalTime,

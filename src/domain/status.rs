@@ -5,7 +5,7 @@ use std::str::FromStr;
 use super::time::{Interval, Ticks, Timestamp};
 
 /// One observation of a store: active or not at an instant.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Poll {
     pub at: Timestamp,
     pub active: bool,

@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use super::IngestError;
@@ -48,17 +48,17 @@ pub fn open(path: &Path) -> Result<Box<dyn BufRead + Send>, IngestError> {
 
 /// The header names of a CSV file, BOM and surrounding whitespace removed.
 pub fn header(path: &Path) -> Result<Vec<String>, IngestError> {
-    let mut reader = csv_reader(open(path)?);
+    let mut reader = csv_reader(open(path)?, true);
     let header = reader
         .byte_headers()
         .map_err(|source| IngestError::csv(path, source))?;
     Ok(clean_header(header))
 }
 
-fn csv_reader(input: Box<dyn BufRead + Send>) -> csv::Reader<Box<dyn BufRead + Send>> {
+fn csv_reader<R: Read>(input: R, has_headers: bool) -> csv::Reader<R> {
     csv::ReaderBuilder::new()
         .flexible(true)
-        .has_headers(true)
+        .has_headers(has_headers)
         .buffer_capacity(1 << 16)
         .from_reader(input)
 }
@@ -105,6 +105,90 @@ pub struct FileCounts {
     pub rejected: u64,
 }
 
+/// A stretch of a file's data rows that can be read on its own, by its own thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Part {
+    /// Byte offset of its first row; 0 means the file from its header on.
+    start: u64,
+    /// Byte offset just past its last row; `None` for the end of the file.
+    end: Option<u64>,
+}
+
+impl Part {
+    pub const WHOLE: Part = Part { start: 0, end: None };
+}
+
+/// Files smaller than this are not worth a second thread.
+const MIN_SPLIT_BYTES: u64 = 4 << 20;
+
+/// Cuts a plain (not gzipped) file into up to `n` parts, each starting just after a
+/// newline. A cut is only right if no quoted field spans it: [`PartCounts::quotes`] tells,
+/// after the fact, whether the file had any quote at all.
+pub fn split(path: &Path, n: usize) -> Result<Vec<Part>, IngestError> {
+    let io = |e| IngestError::io(path, e);
+    let size = std::fs::metadata(path).map_err(io)?.len();
+    if n <= 1 || size < MIN_SPLIT_BYTES {
+        return Ok(vec![Part::WHOLE]);
+    }
+    let mut file = File::open(path).map_err(io)?;
+    let mut window = vec![0u8; 1 << 16];
+    let head = file.read(&mut window).map_err(io)?;
+    if window[..head].starts_with(&[0x1f, 0x8b]) {
+        return Ok(vec![Part::WHOLE]);
+    }
+    let mut cuts = Vec::new();
+    for k in 1..n as u64 {
+        file.seek(SeekFrom::Start(size * k / n as u64)).map_err(io)?;
+        let read = file.read(&mut window).map_err(io)?;
+        let Some(newline) = window[..read].iter().position(|&b| b == b'\n') else {
+            continue;
+        };
+        let cut = size * k / n as u64 + newline as u64 + 1;
+        if cut < size && cuts.last().is_none_or(|&last| cut > last) {
+            cuts.push(cut);
+        }
+    }
+    let mut parts = Vec::with_capacity(cuts.len() + 1);
+    let mut start = 0;
+    for cut in cuts {
+        parts.push(Part {
+            start,
+            end: Some(cut),
+        });
+        start = cut;
+    }
+    parts.push(Part { start, end: None });
+    Ok(parts)
+}
+
+/// What reading a part found, besides its rows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PartCounts {
+    pub counts: FileCounts,
+    /// Newlines in the part: added to the line numbers of the parts after it.
+    pub lines: u64,
+    /// Whether the part held a `"`: if any part did, the cuts may be wrong.
+    pub quotes: bool,
+}
+
+/// Counts the newlines and spots the quotes of what passes through it, while the bytes
+/// are hot in the cache anyway.
+struct Watch<R> {
+    inner: R,
+    lines: u64,
+    quotes: bool,
+}
+
+impl<R: Read> Read for Watch<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let bytes = &buf[..n];
+        self.lines += bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+        self.quotes |= bytes.contains(&b'"');
+        Ok(n)
+    }
+}
+
 /// Reads every row of `path`, handing the trimmed fields of the `wanted` columns (in that
 /// order) to `row`. A row with a missing field, or that `row` refuses with a reason, is
 /// added to `rejected` and skipped. Fails only on a missing column or an unreadable file.
@@ -112,19 +196,41 @@ pub fn read_rows(
     path: &Path,
     wanted: &[Column],
     rejected: &mut Vec<Rejected>,
-    mut row: impl FnMut(&[&[u8]]) -> Result<(), String>,
+    row: impl FnMut(&[&[u8]]) -> Result<(), String>,
 ) -> Result<FileCounts, IngestError> {
-    let mut reader = csv_reader(open(path)?);
-    let header = clean_header(
-        reader
-            .byte_headers()
-            .map_err(|source| IngestError::csv(path, source))?,
-    );
+    Ok(read_part(path, Part::WHOLE, wanted, rejected, row)?.counts)
+}
+
+/// [`read_rows`] for one [`Part`] of the file. Line numbers of rejected rows count from
+/// the part's start: add the lines of the parts before it.
+pub fn read_part(
+    path: &Path,
+    part: Part,
+    wanted: &[Column],
+    rejected: &mut Vec<Rejected>,
+    mut row: impl FnMut(&[&[u8]]) -> Result<(), String>,
+) -> Result<PartCounts, IngestError> {
     assert!(
         wanted.len() <= MAX_COLUMNS,
         "read_rows takes at most {MAX_COLUMNS} columns"
     );
+    let io = |e| IngestError::io(path, e);
+    let header = header(path)?;
     let columns = locate(path, &header, wanted)?;
+    let input: Box<dyn Read + Send> = match part {
+        Part::WHOLE => open(path)?,
+        Part { start, end } => {
+            let mut file = File::open(path).map_err(io)?;
+            file.seek(SeekFrom::Start(start)).map_err(io)?;
+            Box::new(file.take(end.map_or(u64::MAX, |end| end - start)))
+        }
+    };
+    let mut input = Watch {
+        inner: input,
+        lines: 0,
+        quotes: false,
+    };
+    let mut reader = csv_reader(&mut input, part.start == 0);
     let file = display_name(path);
     let mut record = csv::ByteRecord::new();
     let mut counts = FileCounts::default();
@@ -160,7 +266,12 @@ pub fn read_rows(
             });
         }
     }
-    Ok(counts)
+    drop(reader);
+    Ok(PartCounts {
+        counts,
+        lines: input.lines,
+        quotes: input.quotes,
+    })
 }
 
 fn raw_text(record: &csv::ByteRecord) -> String {

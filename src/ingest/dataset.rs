@@ -2,45 +2,43 @@
 //! computes without a database.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use super::IngestError;
-use super::csv_file::{FileCounts, Rejected, read_rows};
+use super::csv_file::{self, FileCounts, Part, PartCounts, Rejected, read_part, read_rows};
 use super::fields;
 use super::files::{DataFiles, FileKind};
-use crate::domain::status::normalize_polls;
+use super::store_ids::StoreIds;
 use crate::domain::{Engine, HoursRow, Interpolation, Poll, Timestamp, Uptime, Zone};
 
-/// Dense numbers for store ids, so that polls are 16 bytes each.
-#[derive(Debug, Default)]
-struct StoreIds {
-    ids: Vec<Box<str>>,
-    index: HashMap<Box<str>, u32>,
-}
-
-impl StoreIds {
-    fn intern(&mut self, id: &str) -> u32 {
-        if let Some(&n) = self.index.get(id) {
-            return n;
-        }
-        let n = self.ids.len() as u32;
-        self.ids.push(id.into());
-        self.index.insert(id.into(), n);
-        n
-    }
-}
-
 /// The three input files, parsed.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Dataset {
     stores: StoreIds,
-    /// (store, poll) in file order.
-    polls: Vec<(u32, Poll)>,
+    /// In file order.
+    polls: Vec<RawPoll>,
     hours: Vec<(u32, HoursRow)>,
     /// First valid row of a store wins.
     zones: HashMap<u32, Zone>,
     /// Rows and rejections per file kind, in [`FileKind::ALL`] order.
     pub counts: [FileCounts; 3],
     pub rejected: Vec<Rejected>,
+}
+
+/// A poll as read, before it is grouped by store: 16 bytes.
+#[derive(Clone, Copy, Debug)]
+struct RawPoll {
+    at: Timestamp,
+    store: u32,
+    active: bool,
+}
+
+/// What one thread read of a part of the status file, its stores numbered on its own.
+struct StatusPart {
+    stores: StoreIds,
+    polls: Vec<RawPoll>,
+    rejected: Vec<Rejected>,
+    counts: PartCounts,
 }
 
 /// One store's line of a report, exact.
@@ -72,19 +70,43 @@ impl Dataset {
         Ok(data)
     }
 
-    fn load_status(&mut self, path: &std::path::Path) -> Result<(), IngestError> {
-        let (stores, polls) = (&mut self.stores, &mut self.polls);
-        self.counts[0] = read_rows(path, FileKind::Status.columns(), &mut self.rejected, |f| {
-            let id = fields::store_id(f[0])?;
-            let active = fields::status(f[1])?;
-            let at = fields::timestamp(f[2])?;
-            polls.push((stores.intern(id), Poll { at, active }));
-            Ok(())
-        })?;
+    /// The status file is most of the input, so it is read by a thread per core, each on
+    /// its own part of the file.
+    fn load_status(&mut self, path: &Path) -> Result<(), IngestError> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+        let mut parts = read_status_parts(path, &csv_file::split(path, threads)?)?;
+        if parts.len() > 1 && parts.iter().any(|p| p.counts.quotes) {
+            // A quoted field may hold a newline, and a cut may have fallen inside one.
+            parts = read_status_parts(path, &[Part::WHOLE])?;
+        }
+        let mut lines_before = 0;
+        for part in parts {
+            // Renumbering each part's stores in the order that part first saw them gives
+            // the numbering of a single reader of the whole file.
+            let renumber: Vec<u32> = (0..part.stores.len() as u32)
+                .map(|n| self.stores.intern(part.stores.id(n)))
+                .collect();
+            if self.polls.is_empty() && renumber.iter().enumerate().all(|(i, &n)| i as u32 == n) {
+                self.polls = part.polls;
+            } else {
+                let renumbered = part.polls.iter().map(|p| RawPoll {
+                    store: renumber[p.store as usize],
+                    ..*p
+                });
+                self.polls.extend(renumbered);
+            }
+            self.rejected.extend(part.rejected.into_iter().map(|r| Rejected {
+                line: r.line + lines_before,
+                ..r
+            }));
+            lines_before += part.counts.lines;
+            self.counts[0].rows += part.counts.counts.rows;
+            self.counts[0].rejected += part.counts.counts.rejected;
+        }
         Ok(())
     }
 
-    fn load_hours(&mut self, path: &std::path::Path) -> Result<(), IngestError> {
+    fn load_hours(&mut self, path: &Path) -> Result<(), IngestError> {
         let (stores, hours) = (&mut self.stores, &mut self.hours);
         self.counts[1] = read_rows(path, FileKind::Hours.columns(), &mut self.rejected, |f| {
             let id = fields::store_id(f[0])?;
@@ -100,7 +122,7 @@ impl Dataset {
         Ok(())
     }
 
-    fn load_timezones(&mut self, path: &std::path::Path) -> Result<(), IngestError> {
+    fn load_timezones(&mut self, path: &Path) -> Result<(), IngestError> {
         let (stores, zones) = (&mut self.stores, &mut self.zones);
         self.counts[2] = read_rows(path, FileKind::Timezones.columns(), &mut self.rejected, |f| {
             let id = fields::store_id(f[0])?;
@@ -115,11 +137,93 @@ impl Dataset {
         self.polls.len()
     }
 
-    pub fn newest_poll(&self) -> Option<Timestamp> {
-        self.polls.iter().map(|(_, p)| p.at).max()
+    /// Arranges the data for the engine, moving the polls and hours out of `self` (the
+    /// counts and rejected rows stay).
+    pub fn prepare(&mut self) -> Prepared {
+        let polls = std::mem::take(&mut self.polls);
+        let hours = std::mem::take(&mut self.hours);
+        // Polled stores in byte order of their ids; the others are left out (NONE).
+        let mut polled = vec![false; self.stores.len()];
+        for p in &polls {
+            polled[p.store as usize] = true;
+        }
+        let mut order: Vec<u32> = (0..self.stores.len() as u32)
+            .filter(|&s| polled[s as usize])
+            .collect();
+        order.sort_unstable_by(|&a, &b| self.stores.id(a).as_bytes().cmp(self.stores.id(b).as_bytes()));
+        let mut rank = vec![NONE; self.stores.len()];
+        for (r, &s) in order.iter().enumerate() {
+            rank[s as usize] = r as u32;
+        }
+
+        let mut grouped = Grouped::new(
+            order.len(),
+            &polls,
+            |p| rank[p.store as usize],
+            |p| Poll {
+                at: p.at,
+                active: p.active,
+            },
+        );
+        drop(polls);
+        grouped.sort_and_dedup_polls();
+        Prepared {
+            ids: order.iter().map(|&s| self.stores.id(s).into()).collect(),
+            polls: grouped,
+            hours: Grouped::new(order.len(), &hours, |h| rank[h.0 as usize], |h| h.1),
+            zones: order
+                .iter()
+                .map(|s| self.zones.get(s).copied().unwrap_or_default())
+                .collect(),
+        }
+    }
+}
+
+/// A store number that is in no group.
+const NONE: u32 = u32::MAX;
+
+/// One polled store, ready for the engine.
+#[derive(Clone, Copy, Debug)]
+pub struct StoreData<'a> {
+    pub id: &'a str,
+    /// Sorted by time, one per instant (the first row given for it).
+    pub polls: &'a [Poll],
+    pub hours: &'a [HoursRow],
+    pub zone: Zone,
+}
+
+/// The polled stores, in byte order of their ids.
+#[derive(Clone, Debug, Default)]
+pub struct Prepared {
+    ids: Vec<Box<str>>,
+    polls: Grouped<Poll>,
+    hours: Grouped<HoursRow>,
+    zones: Vec<Zone>,
+}
+
+impl Prepared {
+    pub fn store_count(&self) -> usize {
+        self.ids.len()
     }
 
-    /// The report at `as_of` (default: the newest poll).
+    pub fn stores(&self) -> impl Iterator<Item = StoreData<'_>> {
+        (0..self.ids.len()).map(|i| StoreData {
+            id: &self.ids[i],
+            polls: self.polls.of(i),
+            hours: self.hours.of(i),
+            zone: self.zones[i],
+        })
+    }
+
+    pub fn newest_poll(&self) -> Option<Timestamp> {
+        self.stores().filter_map(|s| s.polls.last()).map(|p| p.at).max()
+    }
+
+    pub fn poll_count(&self) -> usize {
+        self.polls.items.len()
+    }
+
+    /// The report at `as_of` (default: the newest poll): the engine alone.
     pub fn report(&self, as_of: Option<Timestamp>, interpolation: Interpolation) -> Report {
         let Some(now) = as_of.or_else(|| self.newest_poll()) else {
             return Report {
@@ -127,28 +231,13 @@ impl Dataset {
                 rows: Vec::new(),
             };
         };
-        let n = self.stores.ids.len();
-        let polls = Grouped::new(n, &self.polls);
-        let hours = Grouped::new(n, &self.hours);
-        let mut order: Vec<u32> = (0..n as u32).filter(|&s| !polls.of(s).is_empty()).collect();
-        order.sort_unstable_by(|&a, &b| {
-            self.stores.ids[a as usize]
-                .as_bytes()
-                .cmp(self.stores.ids[b as usize].as_bytes())
-        });
-
         let mut engine = Engine::new(now, interpolation);
-        let mut store_polls = Vec::new();
-        let rows = order
-            .into_iter()
+        let rows = self
+            .stores()
             .filter_map(|s| {
-                store_polls.clear();
-                store_polls.extend_from_slice(polls.of(s));
-                normalize_polls(&mut store_polls);
-                let zone = self.zones.get(&s).copied().unwrap_or_default();
-                let uptime = engine.store(&store_polls, hours.of(s), zone)?;
+                let uptime = engine.store(s.polls, s.hours, s.zone)?;
                 Some(StoreReport {
-                    store_id: self.stores.ids[s as usize].to_string(),
+                    store_id: s.id.to_string(),
                     uptime,
                 })
             })
@@ -157,34 +246,98 @@ impl Dataset {
     }
 }
 
-/// Items grouped by store: store `s`'s items, in their original order, are
-/// `items[starts[s]..starts[s + 1]]`.
+fn read_status_parts(path: &Path, parts: &[Part]) -> Result<Vec<StatusPart>, IngestError> {
+    std::thread::scope(|scope| {
+        let readers: Vec<_> = parts
+            .iter()
+            .map(|&part| scope.spawn(move || read_status_part(path, part)))
+            .collect();
+        readers
+            .into_iter()
+            .map(|r| r.join().expect("a status reader panicked"))
+            .collect()
+    })
+}
+
+fn read_status_part(path: &Path, part: Part) -> Result<StatusPart, IngestError> {
+    let (mut stores, mut polls, mut rejected) = (StoreIds::default(), Vec::new(), Vec::new());
+    let counts = read_part(path, part, FileKind::Status.columns(), &mut rejected, |f| {
+        let id = fields::store_id(f[0])?;
+        let active = fields::status(f[1])?;
+        let at = fields::timestamp(f[2])?;
+        polls.push(RawPoll {
+            at,
+            store: stores.intern(id),
+            active,
+        });
+        Ok(())
+    })?;
+    Ok(StatusPart {
+        stores,
+        polls,
+        rejected,
+        counts,
+    })
+}
+
+/// Items grouped: group `g`'s items are `items[starts[g]..starts[g + 1]]`.
+#[derive(Clone, Debug, Default)]
 struct Grouped<T> {
     items: Vec<T>,
     starts: Vec<usize>,
 }
 
-impl<T: Copy> Grouped<T> {
-    /// A counting sort: two passes, no comparisons, original order kept within a store.
-    fn new(stores: usize, items: &[(u32, T)]) -> Self {
-        let mut starts = vec![0usize; stores + 1];
-        for (s, _) in items {
-            starts[*s as usize + 1] += 1;
+impl<T: Copy + Default> Grouped<T> {
+    /// A counting sort into `groups` groups by `group` (items in group [`NONE`] are
+    /// dropped): two passes, no comparisons, original order kept within a group.
+    fn new<I>(groups: usize, items: &[I], group: impl Fn(&I) -> u32, value: impl Fn(&I) -> T) -> Self {
+        let mut starts = vec![0usize; groups + 1];
+        for item in items {
+            let g = group(item);
+            if g != NONE {
+                starts[g as usize + 1] += 1;
+            }
         }
-        for i in 1..=stores {
+        for i in 1..=groups {
             starts[i] += starts[i - 1];
         }
         let mut next = starts.clone();
-        let mut order = vec![0u32; items.len()];
-        for (i, (s, _)) in items.iter().enumerate() {
-            order[next[*s as usize]] = i as u32;
-            next[*s as usize] += 1;
+        let mut grouped = vec![T::default(); starts[groups]];
+        for item in items {
+            let g = group(item);
+            if g != NONE {
+                grouped[next[g as usize]] = value(item);
+                next[g as usize] += 1;
+            }
         }
-        let items = order.into_iter().map(|i| items[i as usize].1).collect();
-        Grouped { items, starts }
+        Grouped {
+            items: grouped,
+            starts,
+        }
     }
 
-    fn of(&self, store: u32) -> &[T] {
-        &self.items[self.starts[store as usize]..self.starts[store as usize + 1]]
+    fn of(&self, group: usize) -> &[T] {
+        &self.items[self.starts[group]..self.starts[group + 1]]
+    }
+}
+
+impl Grouped<Poll> {
+    /// Sorts each store's polls by time and keeps the first of those at one instant
+    /// (as [`crate::domain::status::normalize_polls`] does), compacting the groups in place.
+    fn sort_and_dedup_polls(&mut self) {
+        let mut kept = 0;
+        for g in 0..self.starts.len() - 1 {
+            let (start, end) = (self.starts[g], self.starts[g + 1]);
+            self.items[start..end].sort_by_key(|p| p.at);
+            self.starts[g] = kept;
+            for i in start..end {
+                if kept == self.starts[g] || self.items[kept - 1].at != self.items[i].at {
+                    self.items[kept] = self.items[i];
+                    kept += 1;
+                }
+            }
+        }
+        *self.starts.last_mut().expect("starts has groups + 1 entries") = kept;
+        self.items.truncate(kept);
     }
 }

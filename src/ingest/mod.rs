@@ -4,6 +4,7 @@ pub mod csv_file;
 pub mod dataset;
 pub mod fields;
 pub mod files;
+pub mod store_ids;
 
 use std::path::{Path, PathBuf};
 
