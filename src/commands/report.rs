@@ -24,8 +24,11 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
         None => {
             let stdout = std::io::stdout().lock();
             let mut w = std::io::BufWriter::with_capacity(1 << 16, stdout);
-            write_report(&report, &mut w)?;
-            w.flush()?;
+            match write_report(&report, &mut w).and_then(|()| w.flush()) {
+                // The reader has all it wanted (`| head`): not an error.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                other => other.context("cannot write the report to stdout")?,
+            }
         }
     }
     if let Some(path) = &args.rejected {
