@@ -26,6 +26,17 @@ pub enum Command {
     /// Writes the report CSV to stdout (or --out) and a summary, with any rejected rows,
     /// to stderr.
     Report(ReportArgs),
+    /// Load the CSV files into PostgreSQL (creating the database and schema if needed).
+    ///
+    /// Polls are added (a poll already stored for a store and instant stays); business
+    /// hours and time zones replace the stored ones. A file unchanged since its last load
+    /// is skipped. Rejected rows are printed (the first few) and stored (all).
+    Ingest {
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        database: DbArgs,
+    },
     /// Write a realistic, deterministic store_status.csv for the bundled stores.
     ///
     /// Business hours and time zones are the real ones of the 2023 data set (in --source);
@@ -63,10 +74,23 @@ impl DataArgs {
     }
 }
 
+/// Where the database is.
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    /// PostgreSQL URL; the database is created if it does not exist.
+    #[arg(long, env = "DATABASE_URL", default_value = crate::db::DEFAULT_DATABASE_URL, hide_env_values = true)]
+    pub database_url: String,
+}
+
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     #[command(flatten)]
     pub data: DataArgs,
+    /// Compute the report from the data in PostgreSQL (see `ingest`) instead of the files.
+    #[arg(long)]
+    pub from_db: bool,
+    #[command(flatten)]
+    pub database: DbArgs,
     /// Compute the report as of this UTC instant (e.g. "2023-01-25 18:00:00 UTC"); polls
     /// after it are ignored. Default: the newest poll.
     #[arg(long, value_name = "TIMESTAMP", value_parser = parse_timestamp)]
@@ -90,9 +114,10 @@ fn parse_interpolation(s: &str) -> Result<Interpolation, String> {
     s.parse()
 }
 
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Report(args) => commands::report::run(&args),
+        Command::Report(args) => commands::report::run(&args).await,
+        Command::Ingest { data, database } => commands::ingest::run(&data, &database).await,
         Command::Generate(args) => commands::generate::run(&args),
         Command::Bench(args) => commands::bench::run(&args),
     }

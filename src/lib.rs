@@ -5,5 +5,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod db;
 pub mod domain;
 pub mod ingest;
+pub mod telemetry;

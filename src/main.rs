@@ -1,8 +1,10 @@
 use clap::Parser;
 
-fn main() -> std::process::ExitCode {
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
     let cli = store_monitor::cli::Cli::parse();
-    match store_monitor::cli::run(cli) {
+    store_monitor::telemetry::init_cli();
+    match store_monitor::cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("store-monitor: error: {error:#}");

@@ -1,23 +1,15 @@
 //! The hand-worked data sets of the spec, reproduced byte for byte.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 
+use common::example_dirs;
 use store_monitor::commands::report::write_report;
 use store_monitor::domain::Interpolation;
 use store_monitor::ingest::files::FileChoice;
 use store_monitor::ingest::{DataFiles, Dataset};
-
-fn example_dirs() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/examples");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    dirs.sort();
-    assert!(dirs.len() >= 5, "examples are missing");
-    dirs
-}
 
 fn report_csv(dir: &Path, interpolation: Interpolation) -> String {
     let files = DataFiles::find(dir, &FileChoice::default()).unwrap();

@@ -14,23 +14,15 @@ use crate::ingest::{DataFiles, Dataset, Rejected};
 /// How many rejected rows are printed; all of them go to `--rejected`.
 const SHOWN_REJECTED: usize = 20;
 
-pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
+pub async fn run(args: &ReportArgs) -> anyhow::Result<()> {
+    if args.from_db {
+        return run_from_db(args).await;
+    }
     let started = Instant::now();
     let files = DataFiles::find(&args.data.data, &args.data.choice())?;
     let mut data = Dataset::load(&files)?;
     let report = data.prepare().report(args.as_of, args.interpolation);
-    match &args.out {
-        Some(path) => write_atomically(path, |w| write_report(&report, w))?,
-        None => {
-            let stdout = std::io::stdout().lock();
-            let mut w = std::io::BufWriter::with_capacity(1 << 16, stdout);
-            match write_report(&report, &mut w).and_then(|()| w.flush()) {
-                // The reader has all it wanted (`| head`): not an error.
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-                other => other.context("cannot write the report to stdout")?,
-            }
-        }
-    }
+    output(args, &report)?;
     if let Some(path) = &args.rejected {
         write_atomically(path, |w| write_rejected(&data.rejected, w))?;
     }
@@ -47,6 +39,43 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
         zones.rejected,
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// The report from the data in PostgreSQL: the read path of the server's report jobs.
+async fn run_from_db(args: &ReportArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    // One connection holds the snapshot, one per core reads a part of the polls.
+    let pool = crate::db::connect(&args.database.database_url, 5).await?;
+    let snapshot = crate::db::snapshot::Snapshot::open(&pool, args.as_of).await?;
+    let (now, version) = (snapshot.now, snapshot.data_version);
+    let rows = snapshot.report(args.interpolation, Default::default()).await?;
+    let report = Report { now, rows };
+    output(args, &report)?;
+    eprintln!(
+        "report: {} stores from the database (data version {version}), as of {}, {}; {:.2} s",
+        report.rows.len(),
+        report.now.map_or("-".into(), |t| t.to_string()),
+        args.interpolation.name(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Writes the report where `--out` says, or to stdout.
+fn output(args: &ReportArgs, report: &Report) -> anyhow::Result<()> {
+    match &args.out {
+        Some(path) => write_atomically(path, |w| write_report(report, w))?,
+        None => {
+            let stdout = std::io::stdout().lock();
+            let mut w = std::io::BufWriter::with_capacity(1 << 16, stdout);
+            match write_report(report, &mut w).and_then(|()| w.flush()) {
+                // The reader has all it wanted (`| head`): not an error.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                other => other.context("cannot write the report to stdout")?,
+            }
+        }
+    }
     Ok(())
 }
 

@@ -72,7 +72,7 @@ impl Dataset {
 
     /// The status file is most of the input, so it is read by a thread per core, each on
     /// its own part of the file.
-    fn load_status(&mut self, path: &Path) -> Result<(), IngestError> {
+    pub fn load_status(&mut self, path: &Path) -> Result<(), IngestError> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
         let mut parts = read_status_parts(path, &csv_file::split(path, threads)?)?;
         if parts.len() > 1 && parts.iter().any(|p| p.counts.quotes) {
@@ -106,7 +106,8 @@ impl Dataset {
         Ok(())
     }
 
-    fn load_hours(&mut self, path: &Path) -> Result<(), IngestError> {
+    /// Adds the rows of a business-hours file.
+    pub fn load_hours(&mut self, path: &Path) -> Result<(), IngestError> {
         let (stores, hours) = (&mut self.stores, &mut self.hours);
         self.counts[1] = read_rows(path, FileKind::Hours.columns(), &mut self.rejected, |f| {
             let id = fields::store_id(f[0])?;
@@ -122,7 +123,8 @@ impl Dataset {
         Ok(())
     }
 
-    fn load_timezones(&mut self, path: &Path) -> Result<(), IngestError> {
+    /// Adds a time-zone file; a store keeps the first valid zone it is given.
+    pub fn load_timezones(&mut self, path: &Path) -> Result<(), IngestError> {
         let (stores, zones) = (&mut self.stores, &mut self.zones);
         self.counts[2] = read_rows(path, FileKind::Timezones.columns(), &mut self.rejected, |f| {
             let id = fields::store_id(f[0])?;
@@ -135,6 +137,16 @@ impl Dataset {
 
     pub fn poll_count(&self) -> usize {
         self.polls.len()
+    }
+
+    /// Every business-hours row read, with its store's id, in file order.
+    pub fn hours_rows(&self) -> impl Iterator<Item = (&str, HoursRow)> {
+        self.hours.iter().map(|&(s, row)| (self.stores.id(s), row))
+    }
+
+    /// Every store's zone (the first valid one read), in no particular order.
+    pub fn zones(&self) -> impl Iterator<Item = (&str, Zone)> {
+        self.zones.iter().map(|(&s, &zone)| (self.stores.id(s), zone))
     }
 
     /// Arranges the data for the engine, moving the polls and hours out of `self` (the

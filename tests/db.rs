@@ -1,0 +1,318 @@
+//! The PostgreSQL data layer, against a real server: each test gets its own database.
+
+mod common;
+
+use std::path::Path;
+
+use common::{TestDb, example_dirs};
+use store_monitor::commands::generate::{GenerateArgs, generate};
+use store_monitor::db::ingest::reload;
+use store_monitor::db::loads::{self, Outcome};
+use store_monitor::db::snapshot::Snapshot;
+use store_monitor::domain::{Interpolation, Timestamp};
+use store_monitor::ingest::dataset::StoreReport;
+use store_monitor::ingest::files::{FileChoice, FileKind};
+use store_monitor::ingest::{DataFiles, Dataset};
+
+fn files(dir: &Path) -> DataFiles {
+    DataFiles::find(dir, &FileChoice::default()).unwrap()
+}
+
+async fn count(db: &TestDb, table: &str) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+}
+
+async fn version(db: &TestDb) -> i64 {
+    loads::data_version(&mut db.pool.acquire().await.unwrap())
+        .await
+        .unwrap()
+}
+
+async fn db_report(db: &TestDb, as_of: Option<Timestamp>, interpolation: Interpolation) -> Vec<StoreReport> {
+    let snapshot = Snapshot::open(&db.pool, as_of).await.unwrap();
+    let expected_total = snapshot.stores_total;
+    let rows = snapshot.report(interpolation, Default::default()).await.unwrap();
+    assert_eq!(
+        rows.len() as u64,
+        expected_total,
+        "storesTotal is the number of rows"
+    );
+    rows
+}
+
+fn file_report(dir: &Path, as_of: Option<Timestamp>, interpolation: Interpolation) -> Vec<StoreReport> {
+    Dataset::load(&files(dir))
+        .unwrap()
+        .prepare()
+        .report(as_of, interpolation)
+        .rows
+}
+
+fn outcomes(r: &store_monitor::db::ingest::Reload) -> Vec<(FileKind, Outcome)> {
+    r.files.iter().map(|f| (f.kind, f.outcome)).collect()
+}
+
+#[tokio::test]
+async fn loading_the_same_files_twice_changes_nothing() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["store_status.csv", "menu_hours.csv", "timezones.csv"] {
+        std::fs::copy(example_dirs()[0].join(name), dir.path().join(name)).unwrap();
+    }
+    let first = reload(&db.pool, &files(dir.path())).await.unwrap();
+    assert!(
+        first
+            .files
+            .iter()
+            .all(|f| f.outcome == Outcome::Loaded && f.changed)
+    );
+    let (polls, hours, zones, v) = (
+        count(&db, "polls").await,
+        count(&db, "business_hours").await,
+        count(&db, "timezones").await,
+        version(&db).await,
+    );
+    assert!(polls > 0 && hours > 0 && zones > 0);
+
+    // Unchanged files are skipped by their checksum.
+    let second = reload(&db.pool, &files(dir.path())).await.unwrap();
+    assert!(
+        second
+            .files
+            .iter()
+            .all(|f| f.outcome == Outcome::Unchanged && !f.changed)
+    );
+
+    // Changed bytes with the same rows (a repeated row) are read again and change nothing.
+    let status = dir.path().join("store_status.csv");
+    let mut text = std::fs::read_to_string(&status).unwrap();
+    let last = text.lines().last().unwrap().to_string();
+    text.push_str(&format!("{last}\n"));
+    std::fs::write(&status, text).unwrap();
+    let third = reload(&db.pool, &files(dir.path())).await.unwrap();
+    let status_load = &third.files[0];
+    assert_eq!(
+        (
+            status_load.outcome,
+            status_load.rows_inserted,
+            status_load.changed
+        ),
+        (Outcome::Loaded, 0, false)
+    );
+    assert_eq!(count(&db, "polls").await, polls);
+    assert_eq!(
+        (count(&db, "business_hours").await, count(&db, "timezones").await),
+        (hours, zones)
+    );
+    assert_eq!(
+        version(&db).await,
+        v,
+        "the data version moves only when the data does"
+    );
+}
+
+#[tokio::test]
+async fn bad_rows_are_stored_with_line_and_reason_while_good_rows_load() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("store_status.csv"),
+        "store_id,status,timestamp_utc\na,active,2023-01-23 17:00:00 UTC\na,maybe,2023-01-23 16:00:00 UTC\nb,inactive,yesterday\nb,inactive,2023-01-23 15:00:00 UTC\n",
+    )
+    .unwrap();
+    let r = reload(&db.pool, &files(dir.path())).await.unwrap();
+    let load = &r.files[0];
+    assert_eq!(
+        (load.rows_read, load.rows_inserted, load.rows_rejected),
+        (4, 2, 2)
+    );
+    let stored: Vec<(i64, String, String)> =
+        sqlx::query_as("SELECT line, reason, raw FROM rejected_rows WHERE load = $1 ORDER BY line")
+            .bind(load.load_id)
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[0].0, 3);
+    assert!(
+        stored[0].1.contains("unknown status \"maybe\""),
+        "{}",
+        stored[0].1
+    );
+    assert_eq!(stored[0].2, "a,maybe,2023-01-23 16:00:00 UTC");
+    assert_eq!(stored[1].0, 4);
+    assert!(stored[1].1.contains("bad timestamp"), "{}", stored[1].1);
+    assert_eq!(count(&db, "polls").await, 2);
+}
+
+#[tokio::test]
+async fn a_file_with_a_wrong_header_or_none_changes_nothing() {
+    let db = TestDb::new().await;
+    let good = &example_dirs()[0];
+    reload(&db.pool, &files(good)).await.unwrap();
+    let before = (
+        count(&db, "polls").await,
+        count(&db, "business_hours").await,
+        version(&db).await,
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = dir.path().join("wrong.csv");
+    std::fs::write(
+        &wrong,
+        "store_id,state,timestamp_utc\nzz,active,2030-01-01 00:00:00 UTC\n",
+    )
+    .unwrap();
+    let headerless = dir.path().join("headerless.csv");
+    std::fs::write(&headerless, "zz,0,09:00,17:00\nzz,1,09:00,17:00\n").unwrap();
+    let bad = DataFiles {
+        status: wrong,
+        hours: Some(headerless),
+        timezones: None,
+    };
+    let r = reload(&db.pool, &bad).await.unwrap();
+    assert_eq!(
+        outcomes(&r),
+        [
+            (FileKind::Status, Outcome::Failed),
+            (FileKind::Hours, Outcome::Failed)
+        ]
+    );
+    for f in &r.files {
+        assert!(
+            f.error
+                .as_deref()
+                .unwrap()
+                .contains("the header lacks the column"),
+            "{:?}",
+            f.error
+        );
+    }
+    assert_eq!(
+        (
+            count(&db, "polls").await,
+            count(&db, "business_hours").await,
+            version(&db).await
+        ),
+        before
+    );
+    // The failed loads are on record.
+    let failed: i64 = sqlx::query_scalar("SELECT count(*) FROM data_loads WHERE outcome = 'failed'")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(failed, 2);
+}
+
+#[tokio::test]
+async fn an_hours_reload_replaces_the_old_hours() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("store_status.csv"),
+        "store_id,status,timestamp_utc\na,active,2023-01-23 17:00:00 UTC\n",
+    )
+    .unwrap();
+    let hours = dir.path().join("menu_hours.csv");
+    std::fs::write(
+        &hours,
+        "store_id,day,start_time_local,end_time_local\na,0,09:00,12:00\na,1,09:00,12:00\nb,2,10:00,11:00\n",
+    )
+    .unwrap();
+    reload(&db.pool, &files(dir.path())).await.unwrap();
+    let v1 = version(&db).await;
+    std::fs::write(
+        &hours,
+        "store_id,dayOfWeek,start_time_local,end_time_local\na,3,08:00,24:00\n",
+    )
+    .unwrap();
+    let r = reload(&db.pool, &files(dir.path())).await.unwrap();
+    assert_eq!(
+        outcomes(&r),
+        [
+            (FileKind::Status, Outcome::Unchanged),
+            (FileKind::Hours, Outcome::Loaded)
+        ]
+    );
+    let rows: Vec<(String, i16, String, String)> = sqlx::query_as(
+        "SELECT s.store_id, h.day, h.start_local::text, h.end_local::text FROM business_hours h JOIN stores s ON s.id = h.store",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        [("a".to_string(), 3, "08:00:00".to_string(), "24:00:00".to_string())]
+    );
+    assert!(version(&db).await > v1);
+}
+
+#[tokio::test]
+async fn two_reloads_at_once_do_not_interleave() {
+    let db = TestDb::new().await;
+    let dir = &example_dirs()[0];
+    let files = files(dir);
+    let (a, b) = tokio::join!(reload(&db.pool, &files), reload(&db.pool, &files));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    // One of them loaded every file, the other found them all loaded: had they interleaved,
+    // both would have seen no earlier load.
+    let loaded = |r: &store_monitor::db::ingest::Reload| r.files.iter().all(|f| f.outcome == Outcome::Loaded);
+    let unchanged =
+        |r: &store_monitor::db::ingest::Reload| r.files.iter().all(|f| f.outcome == Outcome::Unchanged);
+    assert!(
+        (loaded(&a) && unchanged(&b)) || (loaded(&b) && unchanged(&a)),
+        "{:?} / {:?}",
+        outcomes(&a),
+        outcomes(&b)
+    );
+    assert_eq!(count(&db, "data_loads").await, 6);
+}
+
+#[tokio::test]
+async fn the_read_path_gives_the_file_report_for_every_example() {
+    for dir in example_dirs() {
+        let db = TestDb::new().await;
+        reload(&db.pool, &files(&dir)).await.unwrap();
+        for interpolation in [Interpolation::Nearest, Interpolation::ForwardFill] {
+            assert_eq!(
+                db_report(&db, None, interpolation).await,
+                file_report(&dir, None, interpolation),
+                "{} {interpolation:?}",
+                dir.display()
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_read_path_gives_the_file_report_for_a_generated_data_set() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+    generate(&GenerateArgs {
+        stores: 600,
+        days: 9,
+        hours: data.join("menu_hours.csv"),
+        timezones: data.join("timezones.csv"),
+        ..GenerateArgs::defaults(dir.path())
+    })
+    .unwrap();
+    reload(&db.pool, &files(dir.path())).await.unwrap();
+    let as_of = Some(store_monitor::ingest::fields::timestamp(b"2023-01-22 03:30:00 UTC").unwrap());
+    for (at, interpolation) in [
+        (None, Interpolation::Nearest),
+        (as_of, Interpolation::ForwardFill),
+        (as_of, Interpolation::Nearest),
+    ] {
+        let expected = file_report(dir.path(), at, interpolation);
+        assert!(expected.len() > 500);
+        assert_eq!(
+            db_report(&db, at, interpolation).await,
+            expected,
+            "{at:?} {interpolation:?}"
+        );
+    }
+}
