@@ -119,6 +119,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Report(args) => commands::report::run(&args).await,
         Command::Ingest { data, database } => commands::ingest::run(&data, &database).await,
         Command::Generate(args) => commands::generate::run(&args),
-        Command::Bench(args) => commands::bench::run(&args),
+        Command::Bench(args) => commands::bench::run(&args).await,
     }
 }

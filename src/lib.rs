@@ -8,4 +8,5 @@ pub mod commands;
 pub mod db;
 pub mod domain;
 pub mod ingest;
+pub mod jobs;
 pub mod telemetry;

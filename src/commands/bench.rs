@@ -22,9 +22,25 @@ pub struct BenchArgs {
     /// Timed repetitions of each step; the best is reported.
     #[arg(long, default_value_t = 3)]
     pub runs: u32,
+    /// Measure the PostgreSQL data layer instead (ingest, reload, read path), on a
+    /// database of its own (`store_monitor_bench` on the server of --database-url,
+    /// dropped afterwards).
+    #[arg(long)]
+    pub db: bool,
+    #[command(flatten)]
+    pub database: crate::cli::DbArgs,
 }
 
-pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    let files = bench_files(args)?;
+    if args.db {
+        return super::bench_db::run(&files, args.runs, &args.database.database_url).await;
+    }
+    run_in_memory(args, &files)
+}
+
+/// The bench data set, generated at full size the first time.
+fn bench_files(args: &BenchArgs) -> anyhow::Result<DataFiles> {
     let files = match DataFiles::find(&args.data, &FileChoice::default()) {
         Ok(files) => files,
         Err(_) => {
@@ -36,12 +52,16 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             DataFiles::find(&args.data, &FileChoice::default())?
         }
     };
+    Ok(files)
+}
+
+fn run_in_memory(args: &BenchArgs, files: &DataFiles) -> anyhow::Result<()> {
     let size = std::fs::metadata(&files.status).map(|m| m.len()).unwrap_or(0);
     let runs = args.runs.max(1);
 
     // End to end first, so that the process's peak memory is this step's.
     let end_to_end = best_of(runs, || {
-        let mut data = Dataset::load(&files)?;
+        let mut data = Dataset::load(files)?;
         let report = data.prepare().report(None, Interpolation::Nearest);
         super::report::write_report(&report, &mut std::io::sink())?;
         Ok(report.rows.len())
@@ -57,8 +77,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         }
         Ok(n)
     })?;
-    let load = best_of(runs, || Ok(Dataset::load(&files)?.poll_count()))?;
-    let mut data = Dataset::load(&files)?;
+    let load = best_of(runs, || Ok(Dataset::load(files)?.poll_count()))?;
+    let mut data = Dataset::load(files)?;
     let prepare = best_of(runs, || Ok(data.clone().prepare().poll_count()))?;
     let prepared = data.prepare();
     let polls = prepared.poll_count();

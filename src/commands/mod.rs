@@ -2,6 +2,7 @@
 //! the library together.
 
 pub mod bench;
+pub mod bench_db;
 pub mod generate;
 pub mod ingest;
 pub mod report;

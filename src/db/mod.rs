@@ -49,6 +49,9 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, DbError>
         url: url.to_string(),
         source,
     })?;
+    // Building the polls' primary key after a first load takes a second or two: expected,
+    // not worth a warning. Anything slower still is.
+    let options = options.log_slow_statements(log::LevelFilter::Warn, Duration::from_secs(10));
     create_database_if_missing(&options).await?;
     let pool = PgPoolOptions::new()
         .max_connections(max_connections)

@@ -1,0 +1,187 @@
+//! `store-monitor bench --db`: the data layer's figures, on a database of its own.
+
+use std::future::Future;
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::TryStreamExt;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, PgPool};
+
+use crate::db;
+use crate::db::snapshot::Snapshot;
+use crate::domain::Interpolation;
+use crate::ingest::DataFiles;
+
+/// The database the benchmark creates, fills and drops.
+const BENCH_DATABASE: &str = "store_monitor_bench";
+
+pub async fn run(files: &DataFiles, runs: u32, server_url: &str) -> anyhow::Result<()> {
+    let options: PgConnectOptions = server_url.parse().context("bad database URL")?;
+    let options = options.database(BENCH_DATABASE);
+    drop_database(&options).await?;
+    let url = options.to_url_lossy().to_string();
+    let pool = db::connect(&url, 6).await?;
+    let size = std::fs::metadata(&files.status).map(|m| m.len()).unwrap_or(0);
+
+    let copy_floor = best_of(runs, || raw_copy(&pool, files)).await?;
+    let started = Instant::now();
+    let first = db::ingest::reload(&pool, files).await?;
+    let first_ingest = started.elapsed();
+    let rows: u64 = first.files.iter().map(|f| f.rows_inserted).sum();
+    let status_ingest = first.files.first().map_or(Duration::ZERO, |f| f.elapsed);
+    let unchanged = best_of(runs, || async {
+        let r = db::ingest::reload(&pool, files).await?;
+        anyhow::ensure!(!r.changed(), "a reload of unchanged files changed the data");
+        Ok(())
+    })
+    .await?;
+    let read_floor = best_of(runs, || copy_out(&pool)).await?;
+    let read_path = best_of(runs, || async {
+        let snapshot = Snapshot::open(&pool, None).await?;
+        Ok(snapshot
+            .report(Interpolation::Nearest, Default::default())
+            .await?
+            .len())
+    })
+    .await?;
+    let (child_wall, child_peak) = report_process(&url)?;
+    pool.close().await;
+    drop_database(&options).await?;
+
+    println!(
+        "data: {} ({:.1} MB), {rows} rows loaded into a fresh database; best of {runs} runs",
+        files.status.display(),
+        size as f64 / 1e6
+    );
+    println!(
+        "{:<52}{:>8.3} s",
+        "floor: COPY of the status CSV into a text table",
+        secs(copy_floor)
+    );
+    println!(
+        "{:<52}{:>8.3} s   {:.1}x the floor",
+        "first ingest of the three files",
+        secs(first_ingest),
+        secs(first_ingest) / secs(copy_floor)
+    );
+    println!(
+        "{:<52}{:>8.3} s",
+        "  of which the status file",
+        secs(status_ingest)
+    );
+    println!("{:<52}{:>8.3} s", "reload of unchanged files", secs(unchanged));
+    println!(
+        "{:<52}{:>8.3} s",
+        "floor: COPY of all polls out, in key order",
+        secs(read_floor)
+    );
+    println!(
+        "{:<52}{:>8.3} s   {:.1}x the floor",
+        "read path: snapshot streamed into the engine",
+        secs(read_path),
+        secs(read_path) / secs(read_floor)
+    );
+    println!(
+        "{:<52}{:>8.3} s   peak memory {:.0} MB",
+        "`report --from-db` as a process (connect included)",
+        secs(child_wall),
+        child_peak
+    );
+    Ok(())
+}
+
+async fn best_of<T, F: Future<Output = anyhow::Result<T>>>(
+    runs: u32,
+    mut step: impl FnMut() -> F,
+) -> anyhow::Result<Duration> {
+    let mut best = Duration::MAX;
+    for _ in 0..runs.max(1) {
+        let started = Instant::now();
+        std::hint::black_box(step().await?);
+        best = best.min(started.elapsed());
+    }
+    Ok(best)
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// The floor of any ingest: PostgreSQL parsing the raw CSV into an unlogged text table.
+async fn raw_copy(pool: &PgPool, files: &DataFiles) -> anyhow::Result<u64> {
+    let mut conn = pool.acquire().await?;
+    sqlx::query("DROP TABLE IF EXISTS bench_raw_status")
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("CREATE UNLOGGED TABLE bench_raw_status (store_id text, status text, timestamp_utc text)")
+        .execute(&mut *conn)
+        .await?;
+    let mut copy = conn
+        .copy_in_raw("COPY bench_raw_status FROM STDIN (FORMAT csv, HEADER)")
+        .await?;
+    let mut input = crate::ingest::csv_file::open(&files.status)?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = input.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        copy.send(&buf[..n]).await?;
+    }
+    let rows = copy.finish().await?;
+    sqlx::query("DROP TABLE bench_raw_status")
+        .execute(&mut *conn)
+        .await?;
+    Ok(rows)
+}
+
+/// The floor of the read path: every poll out of PostgreSQL in key order, discarded.
+async fn copy_out(pool: &PgPool) -> anyhow::Result<usize> {
+    let mut conn = pool.acquire().await?;
+    let mut stream = conn
+        .copy_out_raw(
+            "COPY (SELECT store, at, active FROM polls ORDER BY store, at) TO STDOUT (FORMAT binary)",
+        )
+        .await?;
+    let mut bytes = 0;
+    while let Some(chunk) = stream.try_next().await? {
+        bytes += chunk.len();
+    }
+    Ok(bytes)
+}
+
+/// Runs `report --from-db` as its own process: its wall time and peak memory (MB).
+fn report_process(url: &str) -> anyhow::Result<(Duration, f64)> {
+    let started = Instant::now();
+    let child = std::process::Command::new(std::env::current_exe()?)
+        .args(["report", "--from-db", "--out", "/dev/null", "--database-url", url])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("cannot start the report process")?;
+    let mut status = 0;
+    // SAFETY: `rusage` is plain data that wait4 fills in; the child is ours and not waited
+    // for anywhere else.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    anyhow::ensure!(
+        waited > 0 && status == 0,
+        "the report process failed (status {status})"
+    );
+    Ok((started.elapsed(), usage.ru_maxrss as f64 / 1024.0))
+}
+
+async fn drop_database(options: &PgConnectOptions) -> anyhow::Result<()> {
+    let mut admin = options
+        .clone()
+        .database("postgres")
+        .connect()
+        .await
+        .context("cannot connect to PostgreSQL")?;
+    let statement = format!("DROP DATABASE IF EXISTS \"{BENCH_DATABASE}\" WITH (FORCE)");
+    sqlx::query(sqlx::AssertSqlSafe(statement))
+        .execute(&mut admin)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,3 @@
+//! Background jobs run by apalis workers.
+
+pub mod reload;

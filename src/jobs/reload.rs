@@ -1,0 +1,86 @@
+//! The scheduled reload of the input files: an apalis cron job, run once per tick across
+//! every process on the database.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use apalis::prelude::*;
+use apalis_cron::Tick;
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+use crate::db::ingest::{Reload, reload};
+use crate::ingest::DataFiles;
+use crate::ingest::files::FileChoice;
+
+/// What the reload needs: the database and where the files are (looked up again at every
+/// tick, since files come and go).
+#[derive(Clone, Debug)]
+pub struct ReloadContext {
+    pub pool: PgPool,
+    pub data_dir: PathBuf,
+    pub files: FileChoice,
+    /// This process's name in `reload_ticks`.
+    pub instance: String,
+}
+
+/// The cron schedule for a reload every `minutes` minutes, aligned on the clock (`:00`,
+/// `:10`, … for 10). Cron cannot count arbitrary periods, so the period must divide an hour
+/// or, in whole hours, a day.
+pub fn every(minutes: u32) -> Result<cron::Schedule, String> {
+    let expression = match minutes {
+        m if m > 0 && m < 60 && 60 % m == 0 => format!("0 */{m} * * * *"),
+        60 => "0 0 * * * *".to_string(),
+        1440 => "0 0 0 * * *".to_string(),
+        m if m > 60 && m % 60 == 0 && 1440 % m == 0 => format!("0 0 */{} * * *", m / 60),
+        m => {
+            return Err(format!(
+                "a reload every {m} minutes cannot be scheduled on the clock: use a period that divides an hour \
+                 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60) or a day in whole hours, or give --reload-cron"
+            ));
+        }
+    };
+    cron::Schedule::from_str(&expression).map_err(|e| e.to_string())
+}
+
+/// Parses a cron expression with seconds first (`sec min hour day month weekday`).
+pub fn schedule(expression: &str) -> Result<cron::Schedule, String> {
+    cron::Schedule::from_str(expression)
+        .map_err(|e| format!("bad cron expression {expression:?} (seconds first: \"0 */10 * * * *\"): {e}"))
+}
+
+/// Takes the tick for this process, unless another one has; `true` if it is ours.
+pub async fn claim_tick(pool: &PgPool, tick: DateTime<Utc>, instance: &str) -> sqlx::Result<bool> {
+    let claimed =
+        sqlx::query("INSERT INTO reload_ticks (tick, claimed_by) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(tick)
+            .bind(instance)
+            .execute(pool)
+            .await?
+            .rows_affected();
+    Ok(claimed == 1)
+}
+
+/// The reload of one tick: `None` when another process has it.
+pub async fn scheduled_reload(ctx: &ReloadContext, tick: DateTime<Utc>) -> anyhow::Result<Option<Reload>> {
+    if !claim_tick(&ctx.pool, tick, &ctx.instance).await? {
+        tracing::debug!(%tick, "another process runs this reload");
+        return Ok(None);
+    }
+    let files = DataFiles::find(&ctx.data_dir, &ctx.files)?;
+    let done = reload(&ctx.pool, &files).await?;
+    tracing::info!(%tick, changed = done.changed(), "scheduled reload");
+    Ok(Some(done))
+}
+
+/// The apalis handler of the cron worker.
+pub async fn on_tick(tick: Tick, ctx: Data<ReloadContext>) -> Result<(), BoxDynError> {
+    let at = DateTime::from_timestamp(tick.get_timestamp() as i64, 0).unwrap_or_else(Utc::now);
+    match scheduled_reload(&ctx, at).await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "scheduled reload failed");
+            Err(e.into())
+        }
+    }
+}
