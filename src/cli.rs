@@ -45,6 +45,103 @@ pub enum Command {
     Generate(commands::generate::GenerateArgs),
     /// Measure the engine and the report on generated full-size data and print the figures.
     Bench(commands::bench::BenchArgs),
+    /// Serve the API (GraphQL, GraphiQL, WebSocket subscriptions, report files, the
+    /// original trigger + poll API), run report workers and the reload schedule.
+    ///
+    /// At start: creates the database if missing, applies the migrations, sets up the job
+    /// queue, and loads the input files if the database has no data yet. SIGINT or SIGTERM
+    /// stop it gracefully: running reports finish or are handed back to the queue.
+    Serve(ServeArgs),
+    /// Run report workers and the reload schedule only, for more machines on the same
+    /// database.
+    Worker(WorkArgs),
+    /// Print the GraphQL schema (SDL), as committed in schema.graphql.
+    Schema,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to serve HTTP on (port 0: any free port).
+    #[arg(long, env = "STORE_MONITOR_BIND", default_value = "127.0.0.1:8000")]
+    pub bind: std::net::SocketAddr,
+    /// Browser origins allowed to call the API (repeat the flag, or separate by commas);
+    /// none given: any origin.
+    #[arg(
+        long = "cors-origin",
+        env = "STORE_MONITOR_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+    /// No report workers in this process (other `worker` processes compute the reports).
+    #[arg(long)]
+    pub no_workers: bool,
+    #[command(flatten)]
+    pub work: WorkArgs,
+}
+
+/// What a process that runs jobs needs.
+#[derive(Debug, Args)]
+pub struct WorkArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub database: DbArgs,
+    /// Folder for finished reports' CSV files.
+    #[arg(
+        long,
+        env = "STORE_MONITOR_REPORTS",
+        default_value = "reports",
+        value_name = "DIR"
+    )]
+    pub reports: PathBuf,
+    /// Reload the input files every this many minutes, on the clock (10: at :00, :10, …).
+    #[arg(
+        long,
+        env = "STORE_MONITOR_RELOAD_EVERY",
+        default_value_t = 10,
+        value_name = "MINUTES"
+    )]
+    pub reload_every: u32,
+    /// Reload on this cron schedule instead, seconds first ("0 */10 * * * *").
+    #[arg(long, env = "STORE_MONITOR_RELOAD_CRON", value_name = "CRON")]
+    pub reload_cron: Option<String>,
+    /// No scheduled reload in this process.
+    #[arg(long)]
+    pub no_reload: bool,
+    /// Reports this process computes at once.
+    #[arg(long, env = "STORE_MONITOR_CONCURRENCY", default_value_t = 2)]
+    pub concurrency: usize,
+    /// Log format.
+    #[arg(long, env = "STORE_MONITOR_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: crate::telemetry::LogFormat,
+}
+
+impl WorkArgs {
+    /// The application settings these flags describe.
+    pub fn settings(
+        &self,
+        bind: Option<std::net::SocketAddr>,
+        workers: bool,
+    ) -> anyhow::Result<crate::startup::Settings> {
+        let reload = if self.no_reload {
+            None
+        } else if let Some(expression) = &self.reload_cron {
+            Some(crate::jobs::reload::schedule(expression).map_err(anyhow::Error::msg)?)
+        } else {
+            Some(crate::jobs::reload::every(self.reload_every).map_err(anyhow::Error::msg)?)
+        };
+        Ok(crate::startup::Settings {
+            database_url: self.database.database_url.clone(),
+            bind,
+            data_dir: self.data.data.clone(),
+            files: self.data.choice(),
+            reports_dir: self.reports.clone(),
+            reload,
+            concurrency: if workers { self.concurrency } else { 0 },
+            cors_origins: Vec::new(),
+            initial_load: true,
+        })
+    }
 }
 
 /// Where the three input files are.
@@ -115,7 +212,25 @@ fn parse_interpolation(s: &str) -> Result<Interpolation, String> {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Serve(args) => {
+            let _telemetry = crate::telemetry::init_server(args.work.log_format)?;
+            let mut settings = args.work.settings(Some(args.bind), !args.no_workers)?;
+            settings.cors_origins = args.cors_origins.clone();
+            return crate::startup::run(settings).await;
+        }
+        Command::Worker(args) => {
+            let _telemetry = crate::telemetry::init_server(args.log_format)?;
+            return crate::startup::run(args.settings(None, true)?).await;
+        }
+        _ => crate::telemetry::init_cli(),
+    }
     match cli.command {
+        Command::Serve(_) | Command::Worker(_) => unreachable!("handled above"),
+        Command::Schema => {
+            print!("{}", crate::graphql::sdl());
+            Ok(())
+        }
         Command::Report(args) => commands::report::run(&args).await,
         Command::Ingest { data, database } => commands::ingest::run(&data, &database).await,
         Command::Generate(args) => commands::generate::run(&args),

@@ -3,7 +3,6 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = store_monitor::cli::Cli::parse();
-    store_monitor::telemetry::init_cli();
     match store_monitor::cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

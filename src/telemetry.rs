@@ -1,6 +1,26 @@
-//! Logs (and, for the server, traces and metrics).
+//! Logs, traces and metrics.
+//!
+//! Logs are readable lines (or JSON) on stderr. When `OTEL_EXPORTER_OTLP_ENDPOINT` is set,
+//! spans (HTTP requests, GraphQL operations, report jobs, loads) and metrics also go out by
+//! OTLP (gRPC). A report's trace continues from the `triggerReport` request into its job,
+//! through the W3C `traceparent` stored with the report.
 
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use opentelemetry::metrics::{Counter, Histogram};
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::{KeyValue, global};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// Readable logs on stderr for the one-shot commands: warnings only unless `RUST_LOG`
 /// says otherwise (their own output says what happened).
@@ -10,4 +30,160 @@ pub fn init_cli() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// How the server writes its logs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per event.
+    Json,
+}
+
+/// Keeps the exporters alive; flushes them when dropped.
+#[derive(Default)]
+pub struct Telemetry {
+    tracer: Option<SdkTracerProvider>,
+    meter: Option<SdkMeterProvider>,
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(tracer) = self.tracer.take() {
+            let _ = tracer.shutdown();
+        }
+        if let Some(meter) = self.meter.take() {
+            let _ = meter.shutdown();
+        }
+    }
+}
+
+/// Logs for the long-running commands (`serve`, `worker`): `info` unless `RUST_LOG` says
+/// otherwise, plus OTLP export of traces and metrics when an endpoint is configured.
+pub fn init_server(format: LogFormat) -> anyhow::Result<Telemetry> {
+    global::set_text_map_propagator(TraceContextPropagator::new());
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,apalis=warn,apalis_core=warn,poem=info"));
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match format {
+        LogFormat::Text => fmt.boxed(),
+        LogFormat::Json => fmt.json().boxed(),
+    };
+    let mut telemetry = Telemetry::default();
+    let otel = if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some() {
+        let resource = Resource::builder().with_service_name("store-monitor").build();
+        let spans = opentelemetry_otlp::SpanExporter::builder().with_tonic().build()?;
+        let tracer = SdkTracerProvider::builder()
+            .with_batch_exporter(spans)
+            .with_resource(resource.clone())
+            .build();
+        let metrics = opentelemetry_otlp::MetricExporter::builder()
+            .with_tonic()
+            .build()?;
+        let meter = SdkMeterProvider::builder()
+            .with_periodic_exporter(metrics)
+            .with_resource(resource)
+            .build();
+        global::set_meter_provider(meter.clone());
+        let layer = tracing_opentelemetry::layer().with_tracer(tracer.tracer("store-monitor"));
+        telemetry.tracer = Some(tracer);
+        telemetry.meter = Some(meter);
+        Some(layer)
+    } else {
+        None
+    };
+    let exporting = otel.is_some();
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .try_init()?;
+    if exporting {
+        tracing::info!("exporting traces and metrics by OTLP");
+    }
+    Ok(telemetry)
+}
+
+use tracing_subscriber::Layer as _;
+
+/// The current span's trace context as a W3C `traceparent`, to carry into a job.
+pub fn current_traceparent() -> Option<String> {
+    let context = tracing::Span::current().context();
+    let mut carrier = HashMap::new();
+    TraceContextPropagator::new().inject_context(&context, &mut carrier);
+    carrier.remove("traceparent")
+}
+
+/// Makes `span` a child of the trace that `traceparent` names.
+pub fn set_parent(span: &tracing::Span, traceparent: Option<&str>) {
+    let Some(traceparent) = traceparent else {
+        return;
+    };
+    let carrier = HashMap::from([("traceparent".to_string(), traceparent.to_string())]);
+    let context = TraceContextPropagator::new().extract(&carrier);
+    let _ = span.set_parent(context);
+}
+
+/// The service's metrics (no-ops unless an exporter is configured).
+pub struct Metrics {
+    reports: Counter<u64>,
+    report_seconds: Histogram<f64>,
+    rows_loaded: Counter<u64>,
+    rows_rejected: Counter<u64>,
+}
+
+impl Metrics {
+    pub fn report_finished(&self, outcome: &'static str, took: Duration) {
+        self.reports.add(1, &[KeyValue::new("outcome", outcome)]);
+        if outcome == "complete" {
+            self.report_seconds.record(took.as_secs_f64(), &[]);
+        }
+    }
+
+    pub fn rows_loaded(&self, kind: &'static str, loaded: u64, rejected: u64) {
+        self.rows_loaded.add(loaded, &[KeyValue::new("kind", kind)]);
+        self.rows_rejected.add(rejected, &[KeyValue::new("kind", kind)]);
+    }
+}
+
+/// The metrics, registered on first use with whatever meter provider is set by then.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(|| {
+        let meter = global::meter("store-monitor");
+        Metrics {
+            reports: meter
+                .u64_counter("store_monitor.reports")
+                .with_description("Reports finished, by outcome (complete, reused, failed)")
+                .build(),
+            report_seconds: meter
+                .f64_histogram("store_monitor.report.duration")
+                .with_unit("s")
+                .with_description("Time from a worker starting a report to its completion")
+                .build(),
+            rows_loaded: meter
+                .u64_counter("store_monitor.rows_loaded")
+                .with_description("Input rows loaded, by file kind")
+                .build(),
+            rows_rejected: meter
+                .u64_counter("store_monitor.rows_rejected")
+                .with_description("Input rows rejected, by file kind")
+                .build(),
+        }
+    })
+}
+
+/// Reports the depth of the report queue as a gauge, from a value refreshed elsewhere.
+pub fn register_queue_depth(depth: std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    let meter = global::meter("store-monitor");
+    // The callback is registered with the meter provider, which keeps it for its lifetime.
+    let _gauge = meter
+        .u64_observable_gauge("store_monitor.queue_depth")
+        .with_description("Report jobs waiting or running")
+        .with_callback(move |observer| {
+            observer.observe(depth.load(std::sync::atomic::Ordering::Relaxed), &[])
+        })
+        .build();
 }

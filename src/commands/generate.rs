@@ -146,7 +146,7 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<Generated> {
         "store_status.csv"
     };
     let path = args.out.join(name);
-    super::report::write_atomically(&path, |w| {
+    crate::output::write_atomically(&path, |w| {
         if args.gzip {
             let mut gz = flate2::write::GzEncoder::new(w, flate2::Compression::best());
             write_polls(&mut gz, &stores, &polls)?;

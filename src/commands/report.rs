@@ -1,15 +1,14 @@
 //! `store-monitor report`: the report from CSV files, in memory.
 
 use std::io::Write;
-use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
 
 use crate::cli::ReportArgs;
-use crate::domain::report::{HEADER, ReportLine, Rounded};
 use crate::ingest::dataset::Report;
 use crate::ingest::{DataFiles, Dataset, Rejected};
+pub use crate::output::{write_atomically, write_report};
 
 /// How many rejected rows are printed; all of them go to `--rejected`.
 const SHOWN_REJECTED: usize = 20;
@@ -79,19 +78,6 @@ fn output(args: &ReportArgs, report: &Report) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The report CSV of SPEC §2.
-pub fn write_report(report: &Report, w: &mut impl Write) -> std::io::Result<()> {
-    writeln!(w, "{HEADER}")?;
-    for row in &report.rows {
-        let line = ReportLine {
-            store_id: &row.store_id,
-            figures: Rounded::from(&row.uptime),
-        };
-        writeln!(w, "{line}")?;
-    }
-    Ok(())
-}
-
 fn write_rejected(rejected: &[Rejected], w: &mut impl Write) -> std::io::Result<()> {
     let mut csv = csv::Writer::from_writer(w);
     csv.write_record(["file", "line", "reason", "raw"])?;
@@ -111,32 +97,4 @@ fn print_rejected(rejected: &[Rejected]) {
             rejected.len() - SHOWN_REJECTED
         );
     }
-}
-
-/// Writes `path` through a temporary file beside it, so that nobody ever reads half a file.
-pub fn write_atomically(
-    path: &Path,
-    write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
-) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .context("output path has no file name")?
-        .to_string_lossy();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let file = std::fs::File::create(&tmp)?;
-        let mut w = std::io::BufWriter::with_capacity(1 << 16, file);
-        write(&mut w)?;
-        w.into_inner().map_err(|e| e.into_error())?.sync_all()
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("cannot write {}", path.display()));
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot move the new file into {}", path.display()))
 }

@@ -75,6 +75,10 @@ impl CopyWriter {
         self.int8(micros);
     }
 
+    pub fn uuid(&mut self, v: uuid::Uuid) {
+        self.field(v.as_bytes());
+    }
+
     pub fn null(&mut self) {
         self.buf.extend_from_slice(&(-1i32).to_be_bytes());
     }

@@ -2,8 +2,10 @@
 //! `migrations/`, loading the input files, and the consistent read a report is made from.
 
 pub mod copy;
+pub mod events;
 pub mod ingest;
 pub mod loads;
+pub mod reports;
 pub mod snapshot;
 
 use std::str::FromStr;

@@ -1,3 +1,4 @@
 //! Background jobs run by apalis workers.
 
 pub mod reload;
+pub mod report;

@@ -1,0 +1,68 @@
+//! The trigger + poll API of the Flask app this service replaces, kept so that its
+//! clients work unchanged.
+
+use poem::http::StatusCode;
+use poem::web::{Data, Query};
+use poem::{Response, handler};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::{csv, internal, json};
+use crate::db::reports::ReportStatus;
+use crate::domain::Interpolation;
+use crate::service::{self, AppState};
+
+/// `POST /trigger_report` → `{"report_id": "<uuid>"}`.
+#[handler]
+pub async fn trigger_report(state: Data<&AppState>) -> Response {
+    match service::trigger_report(&state, Interpolation::Nearest, None).await {
+        Ok(record) => json(StatusCode::OK, serde_json::json!({ "report_id": record.id })),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct GetReport {
+    report_id: Option<String>,
+}
+
+/// `GET /get_report?report_id=…`: `{"status": "Running"}` until done, then the CSV; 404 for
+/// an unknown id; 500 with the error for a failed report.
+#[handler]
+pub async fn get_report(Query(query): Query<GetReport>, state: Data<&AppState>) -> Response {
+    let Some(raw) = query.report_id else {
+        return json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({ "error": "report_id is required" }),
+        );
+    };
+    let Ok(id) = Uuid::parse_str(raw.trim()) else {
+        return json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({ "error": format!("{raw:?} is not a report id (a UUID)") }),
+        );
+    };
+    let record = match service::get_report(&state, id).await {
+        Ok(Some(record)) => record,
+        Ok(None) => {
+            return json(
+                StatusCode::NOT_FOUND,
+                serde_json::json!({ "error": format!("no report with id {id}") }),
+            );
+        }
+        Err(e) => return internal(e),
+    };
+    match record.status {
+        ReportStatus::Pending | ReportStatus::Running => {
+            json(StatusCode::OK, serde_json::json!({ "status": "Running" }))
+        }
+        ReportStatus::Failed => json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            serde_json::json!({ "status": "Failed", "error": record.error.unwrap_or_default() }),
+        ),
+        ReportStatus::Complete => match service::report_csv(&state, &record).await {
+            Ok(body) => csv(body),
+            Err(e) => internal(e),
+        },
+    }
+}

@@ -1,0 +1,197 @@
+//! The report job: computes a report from one database snapshot, writes its CSV and rows,
+//! and moves it to COMPLETE (or FAILED), announcing every step.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use apalis::prelude::*;
+use apalis_postgres::{Config, PostgresStorage};
+use serde::{Deserialize, Serialize};
+use sqlx::{Connection, PgPool};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::db::reports::{self, ReportRecord};
+use crate::db::snapshot::Snapshot;
+use crate::ingest::dataset::Report;
+use crate::telemetry;
+
+/// The apalis queue of report jobs.
+pub const QUEUE: &str = "store-monitor::report";
+/// A report that fails this many times is FAILED; a crash counts as one attempt.
+pub const MAX_ATTEMPTS: usize = 3;
+/// How often a running report writes its progress.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// What the queue carries: the report to compute.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReportJob {
+    pub report_id: Uuid,
+}
+
+/// What a report job needs.
+#[derive(Clone, Debug)]
+pub struct ReportContext {
+    pub pool: PgPool,
+    pub reports_dir: PathBuf,
+}
+
+/// The queue's settings, the same in every process: a worker that stops sending heartbeats
+/// for 3 × 2 s is taken for dead and its report handed to another.
+pub fn storage(pool: &PgPool) -> PostgresStorage<ReportJob> {
+    let config = Config::default()
+        .queue(QUEUE)
+        .batch_size(1)
+        .heartbeat_interval(Duration::from_secs(2))
+        .missed_heartbeats(3);
+    PostgresStorage::new(pool).with_config(config)
+}
+
+/// apalis's job ids are ULIDs: the report's UUID, 128 bits re-encoded in Crockford
+/// base32, so that a report is queued at most once.
+pub fn task_id(report_id: Uuid) -> TaskId {
+    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let bits = report_id.as_u128();
+    let text: String = (0..26)
+        .map(|i| {
+            let shift: i32 = 125 - 5 * i;
+            let index = if shift >= 0 { (bits >> shift) & 0x1f } else { 0 };
+            ALPHABET[index as usize] as char
+        })
+        .collect();
+    TaskId::from_str(&text).expect("26 Crockford characters below 2^128 are a ULID")
+}
+
+/// Puts the report's job on the queue.
+pub async fn enqueue(pool: &PgPool, report_id: Uuid) -> anyhow::Result<()> {
+    let task = TaskBuilder::new(ReportJob { report_id })
+        .task_id(task_id(report_id))
+        .max_attempts(MAX_ATTEMPTS)
+        .build();
+    storage(pool)
+        .push_task(task)
+        .await
+        .context("cannot queue the report job")?;
+    Ok(())
+}
+
+/// The path of a finished report's CSV.
+pub fn csv_path(reports_dir: &Path, record: &ReportRecord) -> PathBuf {
+    reports_dir.join(format!("{}.csv", record.result_id()))
+}
+
+/// Computes the report `id` (a plain function: tests call it directly). A report that is
+/// already finished is left as it is.
+pub async fn run(ctx: &ReportContext, id: Uuid) -> anyhow::Result<ReportRecord> {
+    let started = Instant::now();
+    let mut conn = ctx.pool.acquire().await?;
+    let record = reports::get(&mut conn, id)
+        .await?
+        .with_context(|| format!("no report {id}"))?;
+    if record.status.is_final() {
+        return Ok(record);
+    }
+    let snapshot = Snapshot::open(
+        &ctx.pool,
+        record
+            .requested_as_of
+            .map(crate::domain::Timestamp::from_datetime),
+    )
+    .await?;
+    let now = snapshot.now.and_then(crate::domain::Timestamp::to_datetime);
+    if let Some(now) = now
+        && let Some(source) =
+            reports::find_reusable(&mut conn, snapshot.data_version, now, record.interpolation()).await?
+    {
+        let reused = reports::mark_reused(&mut conn, id, &source)
+            .await?
+            .unwrap_or(record);
+        tracing::info!(report = %id, source = %source.id, "report reuses an equal finished one");
+        telemetry::metrics().report_finished("reused", started.elapsed());
+        return Ok(reused);
+    }
+    let total = snapshot.stores_total as i32;
+    let Some(running) = reports::mark_running(&mut conn, id, now, snapshot.data_version, total).await? else {
+        return reports::get(&mut conn, id).await?.context("the report vanished");
+    };
+    tracing::info!(report = %id, as_of = ?running.as_of, stores = total, "report running");
+
+    let done = Arc::new(AtomicU64::new(0));
+    let progress = tokio::spawn(report_progress(ctx.pool.clone(), id, done.clone()));
+    let rows = snapshot.report(record.interpolation(), done).await;
+    progress.abort();
+    let rows = rows?;
+
+    let report = Report {
+        now: now.map(crate::domain::Timestamp::from_datetime),
+        rows,
+    };
+    let path = csv_path(&ctx.reports_dir, &running);
+    let report = tokio::task::spawn_blocking(move || {
+        crate::output::write_atomically(&path, |w| crate::output::write_report(&report, w)).map(|()| report)
+    })
+    .await??;
+
+    // The rows and the COMPLETE status land together; the CSV is already whole on disk.
+    let mut tx = conn.begin().await?;
+    reports::insert_rows(&mut tx, id, &report.rows).await?;
+    let complete = reports::mark_complete(&mut tx, id, report.rows.len() as i32).await?;
+    tx.commit().await?;
+    let complete = complete.context("the report was finished by someone else")?;
+    tracing::info!(report = %id, stores = report.rows.len(), elapsed_ms = started.elapsed().as_millis() as u64, "report complete");
+    telemetry::metrics().report_finished("complete", started.elapsed());
+    Ok(complete)
+}
+
+/// Writes the running report's progress now and then, until aborted.
+async fn report_progress(pool: PgPool, id: Uuid, done: Arc<AtomicU64>) {
+    let mut written = 0;
+    loop {
+        tokio::time::sleep(PROGRESS_EVERY).await;
+        let now = done.load(Ordering::Relaxed);
+        if now == written {
+            continue;
+        }
+        if let Ok(mut conn) = pool.acquire().await
+            && reports::set_progress(&mut conn, id, now as i32).await.is_ok()
+        {
+            written = now;
+        }
+    }
+}
+
+/// The apalis handler: runs the report in the trace of the request that asked for it; the
+/// last failed attempt marks the report FAILED.
+pub async fn handle(job: ReportJob, ctx: Data<ReportContext>, attempt: Attempt) -> Result<(), BoxDynError> {
+    let id = job.report_id;
+    let traceparent = match ctx.pool.acquire().await {
+        Ok(mut conn) => reports::get(&mut conn, id)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|r| r.traceparent),
+        Err(_) => None,
+    };
+    let span = tracing::info_span!("report job", report = %id, attempt = attempt.current());
+    telemetry::set_parent(&span, traceparent.as_deref());
+    let outcome = run(&ctx, id).instrument(span).await;
+    match outcome {
+        Ok(_) => Ok(()),
+        Err(e) if attempt.current() >= MAX_ATTEMPTS => {
+            let message = format!("{e:#}");
+            tracing::error!(report = %id, error = %message, "report failed");
+            telemetry::metrics().report_finished("failed", Duration::ZERO);
+            let mut conn = ctx.pool.acquire().await?;
+            reports::mark_failed(&mut conn, id, &message).await?;
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!(report = %id, attempt = attempt.current(), error = format!("{e:#}"), "report attempt failed; retrying");
+            Err(e.into())
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! Putting the service together: the database, the HTTP server, the report workers and
+//! the reload schedule, started and stopped as one [`Application`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use apalis::prelude::*;
+use apalis_cron::CronScheduler;
+use apalis_postgres::PostgresStorage;
+use poem::listener::{Acceptor, Listener, TcpListener};
+use sqlx::PgPool;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::db::events::ReportEvents;
+use crate::ingest::files::FileChoice;
+use crate::jobs::reload::ReloadContext;
+use crate::jobs::report::{self as report_job, ReportContext};
+use crate::service::AppState;
+use crate::{db, graphql, http, service};
+
+/// How the application runs.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub database_url: String,
+    /// Where to serve HTTP (port 0: any free port); `None`: no HTTP (a worker process).
+    pub bind: Option<SocketAddr>,
+    pub data_dir: PathBuf,
+    pub files: FileChoice,
+    pub reports_dir: PathBuf,
+    /// When to reload the input files; `None`: never on a schedule.
+    pub reload: Option<cron::Schedule>,
+    /// Reports computed at once by this process; 0: no report worker.
+    pub concurrency: usize,
+    /// Origins allowed to call the API from a browser; empty: any.
+    pub cors_origins: Vec<String>,
+    /// Load the input files at start when the database holds no data yet.
+    pub initial_load: bool,
+}
+
+/// A running store-monitor process.
+pub struct Application {
+    port: Option<u16>,
+    state: AppState,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Application {
+    /// Connects, migrates, loads the data if there is none yet, and starts serving and
+    /// working.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let pool = db::connect(&settings.database_url, 24).await?;
+        PostgresStorage::setup(&pool)
+            .await
+            .context("cannot set up the job queue")?;
+        let events = ReportEvents::start(&pool)
+            .await
+            .context("cannot listen for report events")?;
+        let state = AppState {
+            pool: pool.clone(),
+            reports_dir: settings.reports_dir.clone(),
+            data_dir: settings.data_dir.clone(),
+            files: settings.files.clone(),
+            events,
+        };
+        if settings.initial_load {
+            initial_load(&state).await?;
+        }
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let mut port = None;
+        if let Some(bind) = settings.bind {
+            let acceptor = TcpListener::bind(bind.to_string())
+                .into_acceptor()
+                .await
+                .with_context(|| format!("cannot listen on {bind}"))?;
+            let local = acceptor
+                .local_addr()
+                .first()
+                .and_then(|a| a.as_socket_addr().copied());
+            port = local.map(|a| a.port());
+            tracing::info!(address = ?local, "serving HTTP: GraphiQL at /graphql");
+            let routes = http::routes(
+                state.clone(),
+                graphql::schema(state.clone()),
+                &settings.cors_origins,
+            );
+            let signal = stopped_signal(stopped.clone());
+            tasks.push(tokio::spawn(async move {
+                poem::Server::new_with_acceptor(acceptor)
+                    .run_with_graceful_shutdown(routes, signal, Some(Duration::from_secs(10)))
+                    .await
+                    .context("the HTTP server stopped")
+            }));
+        }
+        if settings.concurrency > 0 || settings.reload.is_some() {
+            let monitor = monitor(&state, &settings);
+            let signal = stopped_signal(stopped.clone());
+            tasks.push(tokio::spawn(async move {
+                monitor
+                    .run_with_signal(async move {
+                        signal.await;
+                        Ok(())
+                    })
+                    .await
+                    .context("the workers stopped")
+            }));
+        }
+        tasks.push(tokio::spawn(watch_queue_depth(pool, stopped)));
+        Ok(Application {
+            port,
+            state,
+            stop,
+            tasks,
+        })
+    }
+
+    /// The HTTP port, if serving.
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Asks everything to stop: no new requests or jobs; running reports finish (or, past
+    /// the grace period, are handed back to the queue).
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// A handle that stops the application from elsewhere.
+    pub fn stopper(&self) -> watch::Sender<bool> {
+        self.stop.clone()
+    }
+
+    /// Waits until every part has stopped.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let mut first_error = None;
+        for task in self.tasks {
+            let outcome = task.await.map_err(anyhow::Error::from).and_then(|r| r);
+            if let Err(e) = outcome {
+                tracing::error!(error = format!("{e:#}"), "stopped with an error");
+                first_error.get_or_insert(e);
+            }
+        }
+        self.state.pool.close().await;
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Runs until SIGINT or SIGTERM, then shuts down gracefully.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let app = Application::build(settings).await?;
+    let stop = app.stopper();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing running work");
+        let _ = stop.send(true);
+    });
+    app.run_until_stopped().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM (what service managers send).
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}
+
+/// Resolves once the application is asked to stop.
+async fn stopped_signal(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
+}
+
+/// A name for this process's workers, unique across machines and restarts: apalis hands a
+/// dead worker's jobs to others only once its name stops sending heartbeats.
+fn instance_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &random[..8])
+}
+
+fn monitor(state: &AppState, settings: &Settings) -> Monitor {
+    let instance = instance_name();
+    tracing::info!(
+        instance,
+        concurrency = settings.concurrency,
+        reload = settings.reload.is_some(),
+        "starting workers"
+    );
+    let mut monitor = Monitor::new();
+    if settings.concurrency > 0 {
+        let context = ReportContext {
+            pool: state.pool.clone(),
+            reports_dir: settings.reports_dir.clone(),
+        };
+        let (pool, instance, concurrency) = (state.pool.clone(), instance.clone(), settings.concurrency);
+        monitor = monitor.register(move |restarts| {
+            // Notifications pick a new job up at once; the interval catches retries and
+            // jobs handed back from a dead worker, which are not announced.
+            let backend = report_job::storage(&pool)
+                .with_pubsub()
+                .poll_with_interval(Duration::from_secs(1));
+            WorkerBuilder::new(format!("report-{instance}-{restarts}"))
+                .backend(backend)
+                .concurrency(concurrency)
+                .parallelize(tokio::spawn)
+                .data(context.clone())
+                .build(report_job::handle)
+        });
+    }
+    if let Some(schedule) = settings.reload.clone() {
+        let context = ReloadContext {
+            pool: state.pool.clone(),
+            data_dir: settings.data_dir.clone(),
+            files: settings.files.clone(),
+            instance: instance.clone(),
+        };
+        monitor = monitor.register(move |restarts| {
+            WorkerBuilder::new(format!("reload-{instance}-{restarts}"))
+                .backend(CronScheduler::new(schedule.clone()))
+                .data(context.clone())
+                .build(crate::jobs::reload::on_tick)
+        });
+    }
+    monitor
+        .should_restart(|ctx, error| {
+            tracing::error!(worker = ctx.name(), %error, "worker failed; restarting it");
+            true
+        })
+        .shutdown_timeout(Duration::from_secs(30))
+}
+
+/// Loads the input files when the database has never had a load.
+async fn initial_load(state: &AppState) -> anyhow::Result<()> {
+    let loaded: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM data_loads WHERE outcome = 'loaded')")
+            .fetch_one(&state.pool)
+            .await?;
+    if loaded {
+        return Ok(());
+    }
+    tracing::info!(data = %state.data_dir.display(), "the database holds no data yet: loading the input files");
+    match service::reload_now(state).await {
+        Ok(reload) => {
+            for file in &reload.files {
+                tracing::info!(
+                    kind = file.kind.flag(),
+                    file = %file.file.display(),
+                    outcome = file.outcome.as_str(),
+                    rows = file.rows_inserted,
+                    rejected = file.rows_rejected,
+                    "initial load"
+                );
+            }
+            Ok(())
+        }
+        Err(e) => {
+            // A server without data still serves (reports are empty until a reload).
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "the initial load failed; serving without data"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Refreshes the queue-depth gauge every few seconds.
+async fn watch_queue_depth(pool: PgPool, stopped: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let depth = Arc::new(AtomicU64::new(0));
+    crate::telemetry::register_queue_depth(depth.clone());
+    let stop = stopped_signal(stopped);
+    tokio::pin!(stop);
+    loop {
+        let waiting: Result<i64, _> = sqlx::query_scalar(
+            "SELECT count(*) FROM apalis.jobs WHERE job_type = $1
+               AND (status IN ('Pending', 'Queued', 'Running') OR (status = 'Failed' AND attempts < max_attempts))",
+        )
+        .bind(report_job::QUEUE)
+        .fetch_one(&pool)
+        .await;
+        if let Ok(n) = waiting {
+            depth.store(n as u64, Ordering::Relaxed);
+        }
+        tokio::select! {
+            _ = &mut stop => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+        }
+    }
+}
