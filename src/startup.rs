@@ -58,7 +58,8 @@ impl Application {
         PostgresStorage::setup(&pool)
             .await
             .context("cannot set up the job queue")?;
-        let events = ReportEvents::start(&pool)
+        let (stop, stopped) = watch::channel(false);
+        let events = ReportEvents::start(&pool, stopped.clone())
             .await
             .context("cannot listen for report events")?;
         let state = AppState {
@@ -71,7 +72,6 @@ impl Application {
         if settings.initial_load {
             initial_load(&state).await?;
         }
-        let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
         let mut port = None;
         if let Some(bind) = settings.bind {
@@ -150,7 +150,13 @@ impl Application {
                 first_error.get_or_insert(e);
             }
         }
-        self.state.pool.close().await;
+        // Every part has given its connections back by now; don't wait forever if not.
+        if tokio::time::timeout(Duration::from_secs(5), self.state.pool.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some database connections were still in use at shutdown");
+        }
         first_error.map_or(Ok(()), Err)
     }
 }

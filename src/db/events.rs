@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use super::reports::{CHANNEL, ReportRecord};
 
@@ -19,9 +19,11 @@ pub struct ReportEvents {
 }
 
 impl ReportEvents {
-    /// Starts listening; the listener reconnects on its own if the connection drops
-    /// (subscriptions also re-read the report now and then, so nothing is missed for long).
-    pub async fn start(pool: &PgPool) -> anyhow::Result<ReportEvents> {
+    /// Listens until `stopped` turns true (the listener holds a pool connection, which
+    /// must be given back before the pool can close). The listener reconnects on its own
+    /// if the connection drops; subscriptions also re-read their report now and then, so
+    /// nothing lost meanwhile stays lost.
+    pub async fn start(pool: &PgPool, mut stopped: watch::Receiver<bool>) -> anyhow::Result<ReportEvents> {
         let mut listener = PgListener::connect_with(pool).await?;
         listener.listen(CHANNEL).await?;
         let (sender, _) = broadcast::channel(1024);
@@ -30,7 +32,11 @@ impl ReportEvents {
         };
         tokio::spawn(async move {
             loop {
-                match listener.recv().await {
+                let received = tokio::select! {
+                    _ = stopped.wait_for(|stop| *stop) => break,
+                    received = listener.recv() => received,
+                };
+                match received {
                     Ok(notification) => match serde_json::from_str::<ReportRecord>(notification.payload()) {
                         Ok(record) => {
                             let _ = sender.send(Arc::new(record));

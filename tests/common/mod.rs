@@ -69,3 +69,170 @@ pub fn example_dirs() -> Vec<PathBuf> {
     assert!(dirs.len() >= 5, "examples are missing");
     dirs
 }
+
+/// A running application on a random port, with its own reports folder.
+pub struct TestApp {
+    pub address: String,
+    pub reports: tempfile::TempDir,
+    stop: tokio::sync::watch::Sender<bool>,
+    running: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestApp {
+    /// The server (HTTP, report workers unless `concurrency` is 0, no schedule) on `db`,
+    /// loading `data` first.
+    pub async fn spawn(db: &TestDb, data: &Path, concurrency: usize) -> TestApp {
+        Self::spawn_with(db, data, concurrency, true, None).await
+    }
+
+    /// A worker process's part only: report workers, no HTTP.
+    pub async fn spawn_worker(db: &TestDb, data: &Path) -> TestApp {
+        Self::spawn_with(db, data, 2, false, None).await
+    }
+
+    pub async fn spawn_with(
+        db: &TestDb,
+        data: &Path,
+        concurrency: usize,
+        http: bool,
+        reports_dir: Option<PathBuf>,
+    ) -> TestApp {
+        // RUST_LOG=… shows the app's logs in a failing test's output.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let reports = tempfile::tempdir().unwrap();
+        let settings = store_monitor::startup::Settings {
+            database_url: db.url.clone(),
+            bind: http.then(|| "127.0.0.1:0".parse().unwrap()),
+            data_dir: data.to_path_buf(),
+            files: Default::default(),
+            reports_dir: reports_dir.unwrap_or_else(|| reports.path().to_path_buf()),
+            reload: None,
+            concurrency,
+            cors_origins: vec![],
+            initial_load: true,
+        };
+        let app = store_monitor::startup::Application::build(settings)
+            .await
+            .expect("the app starts");
+        let address = app
+            .port()
+            .map_or(String::new(), |p| format!("http://127.0.0.1:{p}"));
+        let stop = app.stopper();
+        let running = tokio::spawn(app.run_until_stopped());
+        TestApp {
+            address,
+            reports,
+            stop,
+            running,
+        }
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        self.running.await.unwrap().unwrap();
+    }
+
+    /// Runs a GraphQL operation, returning the whole response.
+    pub async fn graphql(&self, query: &str, variables: serde_json::Value) -> serde_json::Value {
+        let response = reqwest::Client::new()
+            .post(format!("{}/graphql", self.address))
+            .json(&serde_json::json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            200,
+            "GraphQL answers 200 even for client errors"
+        );
+        response.json().await.unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        reqwest::get(format!("{}{path}", self.address)).await.unwrap()
+    }
+
+    pub async fn post(&self, path: &str) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(format!("{}{path}", self.address))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The statuses a subscription to the report sees until it ends, and its last state.
+    pub async fn follow(&self, id: &str, protocol: &str) -> (Vec<String>, serde_json::Value) {
+        self.follow_ready(id, protocol, None).await
+    }
+
+    /// [`TestApp::follow`], telling `ready` once the first state has arrived.
+    pub async fn follow_ready(
+        &self,
+        id: &str,
+        protocol: &str,
+        mut ready: Option<tokio::sync::oneshot::Sender<()>>,
+    ) -> (Vec<String>, serde_json::Value) {
+        use futures::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+        let url = format!("{}/graphql/ws", self.address.replace("http://", "ws://"));
+        let mut request = url.into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", protocol.parse().unwrap());
+        let (mut ws, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("WebSocket connects");
+        let send = |v: serde_json::Value| Message::Text(v.to_string().into());
+        ws.send(send(
+            serde_json::json!({ "type": "connection_init", "payload": {} }),
+        ))
+        .await
+        .unwrap();
+        let subscribe = if protocol == "graphql-ws" {
+            "start"
+        } else {
+            "subscribe"
+        };
+        let query = "subscription($id: ID!) { report(id: $id) { id status storesTotal storesDone progress csvUrl error } }";
+        ws.send(send(serde_json::json!({
+            "id": "1", "type": subscribe,
+            "payload": { "query": query, "variables": { "id": id } }
+        })))
+        .await
+        .unwrap();
+        let (mut statuses, mut last) = (Vec::new(), serde_json::Value::Null);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let message = tokio::time::timeout_at(deadline, ws.next())
+                .await
+                .expect("the subscription ends in time");
+            let Some(Ok(Message::Text(text))) = message else {
+                continue;
+            };
+            let message: serde_json::Value = serde_json::from_str(&text).unwrap();
+            match message["type"].as_str().unwrap() {
+                "next" | "data" => {
+                    assert!(message["payload"]["errors"].is_null(), "{message}");
+                    let report = message["payload"]["data"]["report"].clone();
+                    let status = report["status"].as_str().unwrap().to_string();
+                    if statuses.last() != Some(&status) {
+                        statuses.push(status);
+                    }
+                    last = report;
+                    if let Some(ready) = ready.take() {
+                        let _ = ready.send(());
+                    }
+                }
+                "complete" => break,
+                "error" => panic!("subscription error: {message}"),
+                _ => {}
+            }
+        }
+        (statuses, last)
+    }
+}
