@@ -28,6 +28,33 @@ pub struct AppState {
     pub data_dir: PathBuf,
     pub files: FileChoice,
     pub events: ReportEvents,
+    /// Reports that are COMPLETE or FAILED never change again: kept here, they are read
+    /// without a query.
+    pub finished: FinishedReports,
+}
+
+/// A bounded in-memory copy of finished reports.
+#[derive(Clone, Default)]
+pub struct FinishedReports(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<Uuid, ReportRecord>>>);
+
+impl FinishedReports {
+    const CAPACITY: usize = 10_000;
+
+    fn get(&self, id: Uuid) -> Option<ReportRecord> {
+        self.0.lock().ok()?.get(&id).cloned()
+    }
+
+    fn keep(&self, record: &ReportRecord) {
+        if !record.status.is_final() {
+            return;
+        }
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() >= Self::CAPACITY {
+                map.clear();
+            }
+            map.insert(record.id, record.clone());
+        }
+    }
 }
 
 /// Creates a report and queues its job; a report equal to a finished one (same data
@@ -70,8 +97,15 @@ pub async fn trigger_report(
 }
 
 pub async fn get_report(state: &AppState, id: Uuid) -> anyhow::Result<Option<ReportRecord>> {
+    if let Some(record) = state.finished.get(id) {
+        return Ok(Some(record));
+    }
     let mut conn = state.pool.acquire().await?;
-    Ok(reports::get(&mut conn, id).await?)
+    let record = reports::get(&mut conn, id).await?;
+    if let Some(record) = &record {
+        state.finished.keep(record);
+    }
+    Ok(record)
 }
 
 /// The CSV of a COMPLETE report: its file, or, on a machine that did not compute it, the

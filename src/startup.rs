@@ -68,6 +68,7 @@ impl Application {
             data_dir: settings.data_dir.clone(),
             files: settings.files.clone(),
             events,
+            finished: Default::default(),
         };
         if settings.initial_load {
             initial_load(&state).await?;

@@ -14,13 +14,24 @@ use store_monitor::ingest::files::FileChoice;
 use store_monitor::ingest::{DataFiles, Dataset};
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// `store-monitor serve` as a process of its own.
 fn serve(db: &TestDb, data: &Path, reports: &Path, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_store-monitor"))
-        .args(["serve", "--no-reload", "--bind", &format!("127.0.0.1:{port}"), "--database-url", &db.url])
+        .args([
+            "serve",
+            "--no-reload",
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+            "--database-url",
+            &db.url,
+        ])
         .arg("--data")
         .arg(data)
         .arg("--reports")
@@ -47,7 +58,9 @@ async fn wait_ready(port: u16) {
 async fn status(port: u16, id: &str) -> Option<String> {
     let response = reqwest::Client::new()
         .post(format!("http://127.0.0.1:{port}/graphql"))
-        .json(&json!({ "query": "query($id: ID!) { report(id: $id) { status } }", "variables": { "id": id } }))
+        .json(
+            &json!({ "query": "query($id: ID!) { report(id: $id) { status } }", "variables": { "id": id } }),
+        )
         .send()
         .await
         .ok()?;
@@ -63,7 +76,14 @@ async fn a_report_whose_process_is_killed_completes_in_the_next_and_no_partial_c
     let expected = {
         let files = DataFiles::find(&data, &FileChoice::default()).unwrap();
         let mut out = Vec::new();
-        write_report(&Dataset::load(&files).unwrap().prepare().report(None, Interpolation::Nearest), &mut out).unwrap();
+        write_report(
+            &Dataset::load(&files)
+                .unwrap()
+                .prepare()
+                .report(None, Interpolation::Nearest),
+            &mut out,
+        )
+        .unwrap();
         String::from_utf8(out).unwrap()
     };
 
@@ -87,7 +107,10 @@ async fn a_report_whose_process_is_killed_completes_in_the_next_and_no_partial_c
         if s.as_deref() == Some("RUNNING") {
             break;
         }
-        assert!(s.as_deref() != Some("COMPLETE"), "the report finished before it could be interrupted");
+        assert!(
+            s.as_deref() != Some("COMPLETE"),
+            "the report finished before it could be interrupted"
+        );
         assert!(Instant::now() < deadline, "the report never started");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -103,19 +126,38 @@ async fn a_report_whose_process_is_killed_completes_in_the_next_and_no_partial_c
     let deadline = Instant::now() + Duration::from_secs(90);
     let (mut polls, mut served) = (0, None);
     while served.is_none() {
-        assert!(Instant::now() < deadline, "the report was not completed after the crash");
-        let file = client.get(format!("http://127.0.0.1:{second_port}/reports/{id}.csv")).send().await.unwrap();
+        assert!(
+            Instant::now() < deadline,
+            "the report was not completed after the crash"
+        );
+        let file = client
+            .get(format!("http://127.0.0.1:{second_port}/reports/{id}.csv"))
+            .send()
+            .await
+            .unwrap();
         match file.status().as_u16() {
             409 => {}
             200 => served = Some(file.text().await.unwrap()),
             other => panic!("unexpected status {other} for the report file"),
         }
-        let poll = client.get(format!("http://127.0.0.1:{second_port}/get_report?report_id={id}")).send().await.unwrap();
+        let poll = client
+            .get(format!(
+                "http://127.0.0.1:{second_port}/get_report?report_id={id}"
+            ))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(poll.status(), 200);
-        let is_csv = poll.headers()["content-type"].to_str().unwrap().starts_with("text/csv");
+        let is_csv = poll.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv");
         let body = poll.text().await.unwrap();
         if is_csv {
-            assert_eq!(body, expected, "get_report served a CSV that is not the whole report");
+            assert_eq!(
+                body, expected,
+                "get_report served a CSV that is not the whole report"
+            );
         } else {
             assert_eq!(body, r#"{"status":"Running"}"#);
         }
@@ -136,6 +178,8 @@ async fn a_report_whose_process_is_killed_completes_in_the_next_and_no_partial_c
 
     // SIGTERM stops the server gracefully.
     unsafe { libc::kill(second.id() as i32, libc::SIGTERM) };
-    let stopped = tokio::task::spawn_blocking(move || second.wait().unwrap()).await.unwrap();
+    let stopped = tokio::task::spawn_blocking(move || second.wait().unwrap())
+        .await
+        .unwrap();
     assert!(stopped.success(), "graceful stop exits 0: {stopped:?}");
 }

@@ -25,8 +25,19 @@ pub struct BenchArgs {
     /// Measure the PostgreSQL data layer instead (ingest, reload, read path), on a
     /// database of its own (`store_monitor_bench` on the server of --database-url,
     /// dropped afterwards).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "server")]
     pub db: bool,
+    /// Measure the service instead: a `serve` process on a database of its own
+    /// (`store_monitor_bench`, dropped afterwards), trigger → COMPLETE and `report(id)`
+    /// queries under load.
+    #[arg(long)]
+    pub server: bool,
+    /// Concurrent connections of the `--server` load.
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// Seconds of `--server` load.
+    #[arg(long, default_value_t = 5)]
+    pub seconds: u64,
     #[command(flatten)]
     pub database: crate::cli::DbArgs,
 }
@@ -35,6 +46,16 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let files = bench_files(args)?;
     if args.db {
         return super::bench_db::run(&files, args.runs, &args.database.database_url).await;
+    }
+    if args.server {
+        return super::bench_server::run(super::bench_server::ServerBench {
+            data_dir: &args.data,
+            runs: args.runs.max(5),
+            server_url: &args.database.database_url,
+            connections: args.connections,
+            seconds: args.seconds,
+        })
+        .await;
     }
     run_in_memory(args, &files)
 }

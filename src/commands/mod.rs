@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod bench_db;
+pub mod bench_server;
 pub mod generate;
 pub mod ingest;
 pub mod report;

@@ -1,0 +1,198 @@
+//! `store-monitor bench --server`: the service's figures, against a real `serve` process
+//! on a database of its own: trigger → COMPLETE, and `report(id)` throughput.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::{Value, json};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Executor};
+
+const BENCH_DATABASE: &str = "store_monitor_bench";
+
+pub struct ServerBench<'a> {
+    pub data_dir: &'a Path,
+    pub runs: u32,
+    pub server_url: &'a str,
+    pub connections: usize,
+    pub seconds: u64,
+}
+
+pub async fn run(bench: ServerBench<'_>) -> anyhow::Result<()> {
+    let options: PgConnectOptions = bench.server_url.parse().context("bad database URL")?;
+    let options = options.database(BENCH_DATABASE);
+    drop_database(&options).await?;
+    let url = options.to_url_lossy().to_string();
+    let reports = std::env::temp_dir().join(format!("store-monitor-bench-{}", std::process::id()));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let address = format!("http://127.0.0.1:{port}");
+    eprintln!("bench: starting `serve` on {address} with database {BENCH_DATABASE} (loads the data first) …");
+    let mut server = std::process::Command::new(std::env::current_exe()?)
+        .args([
+            "serve",
+            "--no-reload",
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+            "--database-url",
+            &url,
+        ])
+        .arg("--data")
+        .arg(bench.data_dir)
+        .arg("--reports")
+        .arg(&reports)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("cannot start the server")?;
+    let outcome = measure(&bench, &address).await;
+    // SAFETY: a plain signal to our own child.
+    unsafe { libc::kill(server.id() as libc::pid_t, libc::SIGTERM) };
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&reports);
+    drop_database(&options).await?;
+    outcome
+}
+
+async fn measure(bench: &ServerBench<'_>, address: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(bench.connections * 2)
+        .build()?;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        if let Ok(r) = client.get(format!("{address}/readyz")).send().await
+            && r.status() == 200
+        {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the server did not become ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let graphql = |query: &str, variables: Value| {
+        let request = client
+            .post(format!("{address}/graphql"))
+            .json(&json!({ "query": query, "variables": variables }));
+        async move {
+            let body: Value = request.send().await?.json().await?;
+            anyhow::ensure!(body["errors"].is_null(), "GraphQL error: {body}");
+            Ok(body["data"].clone())
+        }
+    };
+    let newest = graphql("{ dataset { newestPoll polls } }", json!({})).await?;
+    let polls = newest["dataset"]["polls"].as_i64().unwrap_or(0);
+    let newest: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(newest["dataset"]["newestPoll"].clone())?;
+
+    // Each run asks for a different instant, so that none reuses an earlier result.
+    let mut times = Vec::new();
+    let mut last_id = String::new();
+    for run in 0..bench.runs.max(1) {
+        let as_of = newest - chrono::Duration::seconds(i64::from(run));
+        let started = Instant::now();
+        let triggered = graphql(
+            "mutation($asOf: DateTime) { triggerReport(input: { asOf: $asOf }) { id } }",
+            json!({ "asOf": as_of }),
+        )
+        .await?;
+        let id = triggered["triggerReport"]["id"]
+            .as_str()
+            .context("no id")?
+            .to_string();
+        loop {
+            let r = graphql(
+                "query($id: ID!) { report(id: $id) { status error } }",
+                json!({ "id": id }),
+            )
+            .await?;
+            match r["report"]["status"].as_str() {
+                Some("COMPLETE") => break,
+                Some("FAILED") => anyhow::bail!("the report failed: {}", r["report"]["error"]),
+                _ => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+        times.push(started.elapsed());
+        last_id = id;
+    }
+    times.sort();
+
+    // report(id) under load: `connections` clients asking back to back.
+    let query = json!({
+        "query": "query($id: ID!) { report(id: $id) { id status progress storesDone finishedAt csvUrl } }",
+        "variables": { "id": last_id },
+    });
+    let (done, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let until = Instant::now() + Duration::from_secs(bench.seconds);
+    let mut clients = Vec::new();
+    for _ in 0..bench.connections {
+        let (client, query, done, failed, url) = (
+            client.clone(),
+            query.clone(),
+            done.clone(),
+            failed.clone(),
+            format!("{address}/graphql"),
+        );
+        clients.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < until {
+                let started = Instant::now();
+                let ok = match client.post(&url).json(&query).send().await {
+                    Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                if ok {
+                    done.fetch_add(1, Ordering::Relaxed);
+                    latencies.push(started.elapsed());
+                } else {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for c in clients {
+        latencies.extend(c.await?);
+    }
+    latencies.sort();
+    let percentile = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    let total = done.load(Ordering::Relaxed);
+
+    println!("data: {polls} polls in the database; the server on {address}");
+    println!(
+        "{:<48}{:>8.3} s best, {:.3} s median of {}",
+        "triggerReport → COMPLETE (polled every 5 ms)",
+        times[0].as_secs_f64(),
+        times[times.len() / 2].as_secs_f64(),
+        times.len()
+    );
+    println!(
+        "{:<48}{:>8.0} req/s   p50 {:.1} ms, p99 {:.1} ms, {} failed",
+        format!(
+            "report(id) queries, {} connections, {} s",
+            bench.connections, bench.seconds
+        ),
+        total as f64 / bench.seconds as f64,
+        percentile(0.5).as_secs_f64() * 1e3,
+        percentile(0.99).as_secs_f64() * 1e3,
+        failed.load(Ordering::Relaxed)
+    );
+    Ok(())
+}
+
+async fn drop_database(options: &PgConnectOptions) -> anyhow::Result<()> {
+    let mut admin = options
+        .clone()
+        .database("postgres")
+        .connect()
+        .await
+        .context("cannot connect to PostgreSQL")?;
+    let statement = format!("DROP DATABASE IF EXISTS \"{BENCH_DATABASE}\" WITH (FORCE)");
+    admin.execute(sqlx::AssertSqlSafe(statement)).await?;
+    Ok(())
+}
