@@ -93,6 +93,7 @@ pub async fn reload(pool: &PgPool, files: &DataFiles) -> anyhow::Result<Reload> 
             elapsed_ms = load.elapsed.as_millis() as u64,
             "data load"
         );
+        crate::telemetry::metrics().rows_loaded(kind.flag(), load.rows_inserted, load.rows_rejected);
         reload.files.push(load);
     }
     tx.commit().await.context("cannot commit the load")?;
