@@ -14,8 +14,8 @@ use crate::db::snapshot::Snapshot;
 use crate::domain::Interpolation;
 use crate::ingest::DataFiles;
 
-/// The database the benchmark creates, fills and drops.
-const BENCH_DATABASE: &str = "store_monitor_bench";
+/// The database the benchmarks create, fill and drop.
+pub const BENCH_DATABASE: &str = "store_monitor_bench";
 
 pub async fn run(files: &DataFiles, runs: u32, server_url: &str) -> anyhow::Result<()> {
     let options: PgConnectOptions = server_url.parse().context("bad database URL")?;
@@ -172,7 +172,8 @@ fn report_process(url: &str) -> anyhow::Result<(Duration, f64)> {
     Ok((started.elapsed(), usage.ru_maxrss as f64 / 1024.0))
 }
 
-async fn drop_database(options: &PgConnectOptions) -> anyhow::Result<()> {
+/// Drops the bench database on the server of `options`, if it exists.
+pub async fn drop_database(options: &PgConnectOptions) -> anyhow::Result<()> {
     let mut admin = options
         .clone()
         .database("postgres")

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::{Value, json};
+use sqlx::ConnectOptions;
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Executor};
 
-const BENCH_DATABASE: &str = "store_monitor_bench";
+use super::bench_db::{BENCH_DATABASE, drop_database};
 
 pub struct ServerBench<'a> {
     pub data_dir: &'a Path,
@@ -182,17 +182,5 @@ async fn measure(bench: &ServerBench<'_>, address: &str) -> anyhow::Result<()> {
         percentile(0.99).as_secs_f64() * 1e3,
         failed.load(Ordering::Relaxed)
     );
-    Ok(())
-}
-
-async fn drop_database(options: &PgConnectOptions) -> anyhow::Result<()> {
-    let mut admin = options
-        .clone()
-        .database("postgres")
-        .connect()
-        .await
-        .context("cannot connect to PostgreSQL")?;
-    let statement = format!("DROP DATABASE IF EXISTS \"{BENCH_DATABASE}\" WITH (FORCE)");
-    admin.execute(sqlx::AssertSqlSafe(statement)).await?;
     Ok(())
 }

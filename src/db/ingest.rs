@@ -71,6 +71,7 @@ pub fn checksum(path: &Path) -> std::io::Result<(String, u64)> {
 }
 
 /// Loads the files into the database (see the module docs).
+#[tracing::instrument(name = "data reload", skip_all, fields(status = %files.status.display()))]
 pub async fn reload(pool: &PgPool, files: &DataFiles) -> anyhow::Result<Reload> {
     let mut tx = pool.begin().await.context("cannot start the load transaction")?;
     loads::lock(&mut tx).await.context("cannot take the load lock")?;
@@ -100,6 +101,7 @@ pub async fn reload(pool: &PgPool, files: &DataFiles) -> anyhow::Result<Reload> 
     Ok(reload)
 }
 
+#[tracing::instrument(name = "data load", skip_all, fields(kind = kind.flag(), file = %path.display()))]
 async fn load_file(
     conn: &mut PgConnection,
     kind: FileKind,
@@ -288,15 +290,6 @@ async fn apply_status(conn: &mut PgConnection, data: &mut Dataset) -> anyhow::Re
 /// Replaces the business hours when the file's rows differ from the stored ones.
 async fn apply_hours(conn: &mut PgConnection, data: &Dataset) -> anyhow::Result<Applied> {
     let stores = upsert_stores(conn, data.hours_rows().map(|(id, _)| (id, None))).await?;
-    sqlx::query("DROP TABLE IF EXISTS incoming_hours")
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("CREATE TEMP TABLE incoming_hours (LIKE business_hours) ON COMMIT DROP")
-        .execute(&mut *conn)
-        .await?;
-    let mut copy = conn
-        .copy_in_raw("COPY incoming_hours (store, day, start_local, end_local) FROM STDIN (FORMAT binary)")
-        .await?;
     let mut w = CopyWriter::new();
     for (id, row) in data.hours_rows() {
         w.row(4);
@@ -305,65 +298,80 @@ async fn apply_hours(conn: &mut PgConnection, data: &Dataset) -> anyhow::Result<
         w.time(row.start.micros());
         w.time(row.end.micros());
     }
-    copy.send(w.finish()).await?;
-    let rows = copy.finish().await?;
-    let changed: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT store, day, start_local, end_local FROM business_hours
-                        EXCEPT ALL SELECT store, day, start_local, end_local FROM incoming_hours)
-             OR EXISTS (SELECT store, day, start_local, end_local FROM incoming_hours
-                        EXCEPT ALL SELECT store, day, start_local, end_local FROM business_hours)",
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    if changed {
-        sqlx::query("DELETE FROM business_hours")
-            .execute(&mut *conn)
-            .await?;
-        sqlx::query("INSERT INTO business_hours SELECT * FROM incoming_hours")
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(Applied {
-        inserted: if changed { rows } else { 0 },
-        changed,
-        newest_poll: None,
-    })
+    replace_snapshot(conn, Snapshot::HOURS, w).await
 }
 
 /// Replaces the time zones when the file's differ from the stored ones.
 async fn apply_timezones(conn: &mut PgConnection, data: &Dataset) -> anyhow::Result<Applied> {
     let stores = upsert_stores(conn, data.zones().map(|(id, _)| (id, None))).await?;
-    sqlx::query("DROP TABLE IF EXISTS incoming_timezones")
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("CREATE TEMP TABLE incoming_timezones (LIKE timezones) ON COMMIT DROP")
-        .execute(&mut *conn)
-        .await?;
-    let mut copy = conn
-        .copy_in_raw("COPY incoming_timezones (store, zone) FROM STDIN (FORMAT binary)")
-        .await?;
     let mut w = CopyWriter::new();
     for (id, zone) in data.zones() {
         w.row(2);
         w.int4(stores[id]);
         w.text(zone.name());
     }
-    copy.send(w.finish()).await?;
-    let rows = copy.finish().await?;
-    let changed: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT store, zone FROM timezones EXCEPT SELECT store, zone FROM incoming_timezones)
-             OR EXISTS (SELECT store, zone FROM incoming_timezones EXCEPT SELECT store, zone FROM timezones)",
-    )
+    replace_snapshot(conn, Snapshot::TIMEZONES, w).await
+}
+
+/// A table that each load of its file replaces whole.
+struct Snapshot {
+    table: &'static str,
+    columns: &'static str,
+}
+
+impl Snapshot {
+    const HOURS: Snapshot = Snapshot {
+        table: "business_hours",
+        columns: "store, day, start_local, end_local",
+    };
+    const TIMEZONES: Snapshot = Snapshot {
+        table: "timezones",
+        columns: "store, zone",
+    };
+}
+
+/// Stages `rows` (binary COPY data for the snapshot's columns) and, if they differ from
+/// the table's rows as a multiset, replaces the table's contents with them.
+async fn replace_snapshot(
+    conn: &mut PgConnection,
+    snapshot: Snapshot,
+    rows: CopyWriter,
+) -> anyhow::Result<Applied> {
+    let Snapshot { table, columns } = snapshot;
+    // Table and column names are the constants above, never input.
+    let sql = |s: String| sqlx::AssertSqlSafe(s);
+    let staging = format!("incoming_{table}");
+    sqlx::query(sql(format!("DROP TABLE IF EXISTS {staging}")))
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(sql(format!(
+        "CREATE TEMP TABLE {staging} (LIKE {table}) ON COMMIT DROP"
+    )))
+    .execute(&mut *conn)
+    .await?;
+    let mut copy = conn
+        .copy_in_raw(&format!("COPY {staging} ({columns}) FROM STDIN (FORMAT binary)"))
+        .await?;
+    copy.send(rows.finish()).await?;
+    let count = copy.finish().await?;
+    let changed: bool = sqlx::query_scalar(sql(format!(
+        "SELECT EXISTS (SELECT {columns} FROM {table} EXCEPT ALL SELECT {columns} FROM {staging})
+             OR EXISTS (SELECT {columns} FROM {staging} EXCEPT ALL SELECT {columns} FROM {table})"
+    )))
     .fetch_one(&mut *conn)
     .await?;
     if changed {
-        sqlx::query("DELETE FROM timezones").execute(&mut *conn).await?;
-        sqlx::query("INSERT INTO timezones SELECT * FROM incoming_timezones")
+        sqlx::query(sql(format!("DELETE FROM {table}")))
             .execute(&mut *conn)
             .await?;
+        sqlx::query(sql(format!(
+            "INSERT INTO {table} ({columns}) SELECT {columns} FROM {staging}"
+        )))
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(Applied {
-        inserted: if changed { rows } else { 0 },
+        inserted: if changed { count } else { 0 },
         changed,
         newest_poll: None,
     })

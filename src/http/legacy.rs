@@ -42,15 +42,9 @@ pub async fn get_report(Query(query): Query<GetReport>, state: Data<&AppState>) 
             serde_json::json!({ "error": format!("{raw:?} is not a report id (a UUID)") }),
         );
     };
-    let record = match service::get_report(&state, id).await {
-        Ok(Some(record)) => record,
-        Ok(None) => {
-            return json(
-                StatusCode::NOT_FOUND,
-                serde_json::json!({ "error": format!("no report with id {id}") }),
-            );
-        }
-        Err(e) => return internal(e),
+    let record = match super::find_report(&state, id).await {
+        Ok(record) => record,
+        Err(response) => return response,
     };
     match record.status {
         ReportStatus::Pending | ReportStatus::Running => {

@@ -12,7 +12,7 @@ use poem::web::{Data, Html, Path};
 use poem::{Endpoint, EndpointExt, IntoResponse, Response, Route, get, handler, post};
 use uuid::Uuid;
 
-use crate::db::reports::ReportStatus;
+use crate::db::reports::{ReportRecord, ReportStatus};
 use crate::graphql::AppSchema;
 use crate::service::{self, AppState};
 
@@ -70,6 +70,18 @@ pub(crate) fn internal(error: anyhow::Error) -> Response {
     )
 }
 
+/// The report `id`, or the response that says why there is none (404, or 500).
+pub(crate) async fn find_report(state: &AppState, id: Uuid) -> Result<ReportRecord, Response> {
+    match service::get_report(state, id).await {
+        Ok(Some(record)) => Ok(record),
+        Ok(None) => Err(json(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({ "error": format!("no report with id {id}") }),
+        )),
+        Err(e) => Err(internal(e)),
+    }
+}
+
 /// `GET /reports/{id}.csv`: the finished report as a file; 404 for an unknown id, 409
 /// while it is not complete.
 #[handler]
@@ -80,15 +92,9 @@ async fn report_file(Path(file): Path<String>, state: Data<&AppState>) -> Respon
             serde_json::json!({ "error": format!("no report file {file:?}") }),
         );
     };
-    let record = match service::get_report(&state, id).await {
-        Ok(Some(record)) => record,
-        Ok(None) => {
-            return json(
-                StatusCode::NOT_FOUND,
-                serde_json::json!({ "error": format!("no report with id {id}") }),
-            );
-        }
-        Err(e) => return internal(e),
+    let record = match find_report(&state, id).await {
+        Ok(record) => record,
+        Err(response) => return response,
     };
     if record.status != ReportStatus::Complete {
         return json(
