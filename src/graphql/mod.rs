@@ -143,9 +143,10 @@ impl Mutation {
     ) -> async_graphql::Result<Report> {
         let state = ctx.data_unchecked::<AppState>();
         let input = input.unwrap_or_default();
-        let record = service::trigger_report(state, input.interpolation.into(), input.as_of)
-            .await
-            .map_err(ApiError::Internal)?;
+        let record =
+            service::trigger_report(state, input.interpolation.unwrap_or_default().into(), input.as_of)
+                .await
+                .map_err(ApiError::Internal)?;
         Ok(Report(record))
     }
 

@@ -71,9 +71,9 @@ pub struct TriggerReportInput {
     /// Compute the report as of this instant (polls after it are ignored). Default: the
     /// newest poll.
     pub as_of: Option<DateTime<Utc>>,
-    /// How status is read between polls.
-    #[graphql(default)]
-    pub interpolation: Interpolation,
+    /// How status is read between polls (null: NEAREST).
+    #[graphql(default_with = "Some(Interpolation::Nearest)")]
+    pub interpolation: Option<Interpolation>,
 }
 
 pub struct Report(pub ReportRecord);
