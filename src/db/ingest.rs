@@ -135,7 +135,6 @@ async fn load_file(
                 record.outcome = Outcome::Unchanged;
                 Ok(None)
             } else {
-                tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "checksum");
                 tokio::task::spawn_blocking(move || parse(kind, &owned))
                     .await?
                     .map(Some)
@@ -207,15 +206,12 @@ struct Applied {
 
 /// Adds the file's polls; polls already stored for a store and instant stay as they were.
 async fn apply_status(conn: &mut PgConnection, data: &mut Dataset) -> anyhow::Result<Applied> {
-    let t = Instant::now();
     let prepared = data.prepare();
-    tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "prepared");
     let stores = upsert_stores(
         conn,
         prepared.stores().map(|s| (s.id, s.polls.first().map(|p| p.at))),
     )
     .await?;
-    tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "stores");
     // Into the table itself when it is empty: the data is de-duplicated already, building
     // the primary key once afterwards takes a third of the time of keeping it up to date
     // row by row, and a table truncated in this (sub)transaction can take the rows frozen,
@@ -257,7 +253,6 @@ async fn apply_status(conn: &mut PgConnection, data: &mut Dataset) -> anyhow::Re
     }
     copy.send(w.finish()).await?;
     let copied = copy.finish().await?;
-    tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "copied");
     let inserted = if empty {
         sqlx::query("ALTER TABLE polls ADD CONSTRAINT polls_pkey PRIMARY KEY (store, at) INCLUDE (active)")
             .execute(&mut *conn)

@@ -47,8 +47,21 @@ impl FromStr for Interpolation {
 /// Sorts polls by time and keeps the first of polls at the same instant (the sort is
 /// stable, so "first" is the order in which they were given).
 pub fn normalize_polls(polls: &mut Vec<Poll>) {
+    let kept = normalize_in_place(polls);
+    polls.truncate(kept);
+}
+
+/// [`normalize_polls`] on a slice: the kept polls are moved to its front; returns how many.
+pub fn normalize_in_place(polls: &mut [Poll]) -> usize {
     polls.sort_by_key(|p| p.at);
-    polls.dedup_by_key(|p| p.at);
+    let mut kept = 0;
+    for i in 0..polls.len() {
+        if kept == 0 || polls[kept - 1].at != polls[i].at {
+            polls[kept] = polls[i];
+            kept += 1;
+        }
+    }
+    kept
 }
 
 /// A store's status as a step function of time, from its polls sorted by time with no

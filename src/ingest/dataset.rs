@@ -9,6 +9,7 @@ use super::csv_file::{self, FileCounts, Part, PartCounts, Rejected, read_part, r
 use super::fields;
 use super::files::{DataFiles, FileKind};
 use super::store_ids::StoreIds;
+use crate::domain::status::normalize_in_place;
 use crate::domain::{Engine, HoursRow, Interpolation, Poll, Timestamp, Uptime, Zone};
 
 /// The three input files, parsed.
@@ -335,19 +336,15 @@ impl<T: Copy + Default> Grouped<T> {
 
 impl Grouped<Poll> {
     /// Sorts each store's polls by time and keeps the first of those at one instant
-    /// (as [`crate::domain::status::normalize_polls`] does), compacting the groups in place.
+    /// (with [`normalize_in_place`]), compacting the groups.
     fn sort_and_dedup_polls(&mut self) {
         let mut kept = 0;
         for g in 0..self.starts.len() - 1 {
             let (start, end) = (self.starts[g], self.starts[g + 1]);
-            self.items[start..end].sort_by_key(|p| p.at);
+            let unique = normalize_in_place(&mut self.items[start..end]);
+            self.items.copy_within(start..start + unique, kept);
             self.starts[g] = kept;
-            for i in start..end {
-                if kept == self.starts[g] || self.items[kept - 1].at != self.items[i].at {
-                    self.items[kept] = self.items[i];
-                    kept += 1;
-                }
-            }
+            kept += unique;
         }
         *self.starts.last_mut().expect("starts has groups + 1 entries") = kept;
         self.items.truncate(kept);
