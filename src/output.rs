@@ -23,10 +23,24 @@ pub fn write_report(report: &Report, w: &mut impl Write) -> std::io::Result<()> 
 
 /// Writes `path` through a temporary file beside it, renamed into place once complete and
 /// synced, so that a reader sees the old file or the whole new one, never a part.
+///
+/// A path that names a device or a pipe (`/dev/null`, `/dev/stdout`, a FIFO) is written in
+/// place: renaming over it would replace the device node with a plain file, and as root
+/// that turns `/dev/null` into a file every later reader of `/dev/null` gets text from.
 pub fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
 ) -> anyhow::Result<()> {
+    if let Ok(meta) = std::fs::metadata(path) {
+        anyhow::ensure!(
+            !meta.is_dir(),
+            "cannot write {}: it is a directory",
+            path.display()
+        );
+        if !meta.is_file() {
+            return write_in_place(path, write);
+        }
+    }
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -52,4 +66,80 @@ pub fn write_atomically(
         return Err(e).with_context(|| format!("cannot write {}", path.display()));
     }
     std::fs::rename(&tmp, path).with_context(|| format!("cannot move the new file into {}", path.display()))
+}
+
+fn write_in_place(
+    path: &Path,
+    write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
+    (|| -> std::io::Result<()> {
+        let file = std::fs::OpenOptions::new().write(true).open(path)?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, file);
+        write(&mut w)?;
+        w.flush()
+    })()
+    .with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::unix::fs::FileTypeExt;
+
+    #[test]
+    fn a_new_file_appears_whole_and_leaves_no_temporary_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/report.csv");
+        write_atomically(&path, |w| w.write_all(b"a,b\n")).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "a,b\n");
+        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn a_failed_write_keeps_the_old_file_and_removes_the_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report.csv");
+        std::fs::write(&path, "old").unwrap();
+        let err = write_atomically(&path, |w| {
+            w.write_all(b"half")?;
+            Err(std::io::Error::other("disk on fire"))
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("disk on fire"), "{err:#}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_pipe_is_written_in_place_and_stays_a_pipe() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fifo");
+        let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path; mkfifo only creates the node.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        let reader = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                std::fs::File::open(path)
+                    .unwrap()
+                    .read_to_string(&mut text)
+                    .unwrap();
+                text
+            })
+        };
+        write_atomically(&path, |w| w.write_all(b"through the pipe")).unwrap();
+        assert_eq!(reader.join().unwrap(), "through the pipe");
+        assert!(std::fs::metadata(&path).unwrap().file_type().is_fifo());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_directory_is_refused_with_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = write_atomically(dir.path(), |w| w.write_all(b"x")).unwrap_err();
+        assert!(err.to_string().contains("is a directory"), "{err}");
+    }
 }
