@@ -108,6 +108,17 @@ pub struct WorkArgs {
     /// No scheduled reload in this process.
     #[arg(long)]
     pub no_reload: bool,
+    /// Days to keep bookkeeping: finished queue jobs, reload ticks, and the records of
+    /// reloads that found their file unchanged (pruned after each scheduled reload).
+    /// Reports and polls are kept forever.
+    #[arg(
+        long,
+        env = "STORE_MONITOR_KEEP_DAYS",
+        default_value_t = 30,
+        value_name = "DAYS",
+        value_parser = clap::value_parser!(u32).range(1..=36500)
+    )]
+    pub keep_days: u32,
     /// Reports this process computes at once.
     #[arg(long, env = "STORE_MONITOR_CONCURRENCY", default_value_t = 2)]
     pub concurrency: usize,
@@ -137,6 +148,7 @@ impl WorkArgs {
             files: self.data.choice(),
             reports_dir: self.reports.clone(),
             reload,
+            keep_history: chrono::TimeDelta::days(self.keep_days.into()),
             concurrency: if workers { self.concurrency } else { 0 },
             cors_origins: Vec::new(),
             initial_load: true,

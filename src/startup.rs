@@ -34,6 +34,8 @@ pub struct Settings {
     pub reports_dir: PathBuf,
     /// When to reload the input files; `None`: never on a schedule.
     pub reload: Option<cron::Schedule>,
+    /// How long finished queue jobs, reload ticks and `unchanged` load records are kept.
+    pub keep_history: chrono::TimeDelta,
     /// Reports computed at once by this process; 0: no report worker.
     pub concurrency: usize,
     /// Origins allowed to call the API from a browser; empty: any.
@@ -244,6 +246,7 @@ fn monitor(state: &AppState, settings: &Settings) -> Monitor {
             data_dir: settings.data_dir.clone(),
             files: settings.files.clone(),
             instance: instance.clone(),
+            keep_history: settings.keep_history,
         };
         monitor = monitor.register(move |restarts| {
             WorkerBuilder::new(format!("reload-{instance}-{restarts}"))

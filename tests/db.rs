@@ -6,6 +6,7 @@ use std::path::Path;
 
 use common::{TestDb, example_dirs};
 use store_monitor::commands::generate::{GenerateArgs, generate};
+use store_monitor::db::housekeeping::{self, Pruned};
 use store_monitor::db::ingest::reload;
 use store_monitor::db::loads::{self, Outcome};
 use store_monitor::db::snapshot::Snapshot;
@@ -315,4 +316,81 @@ async fn the_read_path_gives_the_file_report_for_a_generated_data_set() {
             "{at:?} {interpolation:?}"
         );
     }
+}
+
+async fn execute(db: &TestDb, sql: &'static str) {
+    sqlx::raw_sql(sql).execute(&db.pool).await.unwrap();
+}
+
+#[tokio::test]
+async fn housekeeping_forgets_old_bookkeeping_but_nothing_the_data_depends_on() {
+    let db = TestDb::new().await;
+    apalis_postgres::PostgresStorage::setup(&db.pool).await.unwrap();
+    let dir = &example_dirs()[0];
+    reload(&db.pool, &files(dir)).await.unwrap();
+    for _ in 0..3 {
+        reload(&db.pool, &files(dir)).await.unwrap();
+    }
+    let version_before = version(&db).await;
+    let newest_before = loads::newest_poll(&mut db.pool.acquire().await.unwrap())
+        .await
+        .unwrap();
+    assert!(newest_before.is_some());
+    execute(
+        &db,
+        "UPDATE data_loads SET started_at = started_at - interval '60 days',
+                               finished_at = finished_at - interval '60 days';
+         INSERT INTO reload_ticks (tick, claimed_by)
+         VALUES (now() - interval '60 days', 'old'), (now(), 'new');
+         INSERT INTO apalis.workers (id, worker_type, storage_name, last_seen)
+         VALUES ('dead', 't', 's', now() - interval '60 days'),
+                ('holding', 't', 's', now() - interval '60 days'),
+                ('alive', 't', 's', now());
+         INSERT INTO apalis.jobs (job, id, job_type, status, attempts, max_attempts, done_at, lock_by)
+         VALUES ('\\x', 'done-old', 'x', 'Done', 1, 3, now() - interval '60 days', NULL),
+                ('\\x', 'killed-old', 'x', 'Killed', 1, 3, now() - interval '60 days', NULL),
+                ('\\x', 'done-new', 'x', 'Done', 1, 3, now(), NULL),
+                ('\\x', 'failed-exhausted', 'x', 'Failed', 3, 3, now() - interval '60 days', NULL),
+                ('\\x', 'failed-retrying', 'x', 'Failed', 1, 3, now() - interval '60 days', 'holding'),
+                ('\\x', 'pending', 'x', 'Pending', 0, 3, NULL, NULL);",
+    )
+    .await;
+
+    let pruned = housekeeping::prune(&db.pool, chrono::Utc::now() - chrono::TimeDelta::days(30))
+        .await
+        .unwrap();
+
+    // 3 loaded + 9 unchanged records: the newest of each kind stays, 6 go.
+    let expected = Pruned {
+        jobs: 3,
+        workers: 1,
+        reload_ticks: 1,
+        loads: 6,
+    };
+    assert_eq!(pruned, expected);
+    let jobs: Vec<String> = sqlx::query_scalar("SELECT id FROM apalis.jobs ORDER BY id")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(jobs, ["done-new", "failed-retrying", "pending"]);
+    assert_eq!(count(&db, "data_loads WHERE outcome = 'loaded'").await, 3);
+    assert_eq!(version(&db).await, version_before);
+    let newest_after = loads::newest_poll(&mut db.pool.acquire().await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(newest_after, newest_before);
+    assert_eq!(
+        housekeeping::prune(&db.pool, chrono::Utc::now() - chrono::TimeDelta::days(30))
+            .await
+            .unwrap(),
+        Pruned::default(),
+        "a second pruning finds nothing"
+    );
+    // The checksums still say the files are unchanged.
+    let again = reload(&db.pool, &files(dir)).await.unwrap();
+    assert!(
+        outcomes(&again).iter().all(|(_, o)| *o == Outcome::Unchanged),
+        "{:?}",
+        outcomes(&again)
+    );
 }

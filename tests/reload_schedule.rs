@@ -20,6 +20,7 @@ async fn two_processes_run_each_tick_once() {
             data_dir: example_dirs()[0].clone(),
             files: FileChoice::default(),
             instance: instance.to_string(),
+            keep_history: chrono::TimeDelta::days(30),
         };
         WorkerBuilder::new(format!("reload-{instance}"))
             .backend(CronScheduler::new(every_second.clone()))

@@ -3,6 +3,7 @@
 
 pub mod copy;
 pub mod events;
+pub mod housekeeping;
 pub mod ingest;
 pub mod loads;
 pub mod reports;

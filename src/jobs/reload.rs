@@ -9,6 +9,7 @@ use apalis_cron::Tick;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
+use crate::db::housekeeping;
 use crate::db::ingest::{Reload, reload};
 use crate::ingest::DataFiles;
 use crate::ingest::files::FileChoice;
@@ -22,6 +23,8 @@ pub struct ReloadContext {
     pub files: FileChoice,
     /// This process's name in `reload_ticks`.
     pub instance: String,
+    /// Bookkeeping older than this is pruned after each reload (see `db::housekeeping`).
+    pub keep_history: chrono::TimeDelta,
 }
 
 /// The cron schedule for a reload every `minutes` minutes, aligned on the clock (`:00`,
@@ -70,6 +73,19 @@ pub async fn scheduled_reload(ctx: &ReloadContext, tick: DateTime<Utc>) -> anyho
     let files = DataFiles::find(&ctx.data_dir, &ctx.files)?;
     let done = reload(&ctx.pool, &files).await?;
     tracing::info!(%tick, changed = done.changed(), "scheduled reload");
+    // The tick's claimer prunes too, so that it happens once per tick; a failure here is
+    // no reason to call the reload failed.
+    match housekeeping::prune(&ctx.pool, tick - ctx.keep_history).await {
+        Ok(pruned) if pruned.total() > 0 => tracing::info!(
+            jobs = pruned.jobs,
+            workers = pruned.workers,
+            reload_ticks = pruned.reload_ticks,
+            loads = pruned.loads,
+            "pruned old bookkeeping"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot prune old bookkeeping"),
+    }
     Ok(Some(done))
 }
 

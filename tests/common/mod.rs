@@ -110,6 +110,7 @@ impl TestApp {
             files: Default::default(),
             reports_dir: reports_dir.unwrap_or_else(|| reports.path().to_path_buf()),
             reload: None,
+            keep_history: chrono::TimeDelta::days(30),
             concurrency,
             cors_origins: vec![],
             initial_load: true,
