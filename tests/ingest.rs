@@ -49,6 +49,16 @@ fn columns_are_found_by_name_in_any_order_with_bom_crlf_and_extra_columns() {
 
 #[test]
 fn bad_rows_are_reported_with_file_line_and_reason_and_the_rest_loads() {
+    bad_rows_are_reported_with_line_ends("\n");
+}
+
+#[test]
+fn bad_rows_of_a_crlf_file_are_reported_with_the_same_lines() {
+    bad_rows_are_reported_with_line_ends("\r\n");
+}
+
+fn bad_rows_are_reported_with_line_ends(ending: &str) {
+    let write = |dir: &Path, name: &str, text: &str| write(dir, name, &text.replace('\n', ending));
     let dir = tempfile::tempdir().unwrap();
     write(
         dir.path(),

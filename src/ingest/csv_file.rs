@@ -56,8 +56,12 @@ pub fn header(path: &Path) -> Result<Vec<String>, IngestError> {
 }
 
 fn csv_reader<R: Read>(input: R, has_headers: bool) -> csv::Reader<R> {
+    // Records end at `\n` only: with the default (any of `\r`, `\n`, `\r\n`), a CRLF file's
+    // records start at the `\n` left over from the line before, and every line number is one
+    // short. The `\r` stays at the end of the last field, and fields are trimmed anyway.
     csv::ReaderBuilder::new()
         .flexible(true)
+        .terminator(csv::Terminator::Any(b'\n'))
         .has_headers(has_headers)
         .buffer_capacity(1 << 16)
         .from_reader(input)
@@ -116,6 +120,11 @@ pub struct Part {
 
 impl Part {
     pub const WHOLE: Part = Part { start: 0, end: None };
+
+    /// The rows from byte `start` (just after a newline) to the end.
+    pub fn from(start: u64) -> Part {
+        Part { start, end: None }
+    }
 }
 
 /// Files smaller than this are not worth a second thread.
@@ -240,6 +249,10 @@ pub fn read_part(
             Ok(false) => break,
             Err(source) => return Err(IngestError::csv(path, source)),
         }
+        if record.len() == 1 && record[0].trim_ascii().is_empty() {
+            // A blank line (`\r` alone, in a CRLF file): not a row.
+            continue;
+        }
         counts.rows += 1;
         let mut fields: [&[u8]; MAX_COLUMNS] = [&[]; MAX_COLUMNS];
         let mut missing = None;
@@ -276,7 +289,11 @@ pub fn read_part(
 
 fn raw_text(record: &csv::ByteRecord) -> String {
     let fields: Vec<_> = record.iter().map(String::from_utf8_lossy).collect();
-    fields.join(",")
+    let mut raw = fields.join(",");
+    if raw.ends_with('\r') {
+        raw.pop();
+    }
+    raw
 }
 
 /// How a file is named in messages: its path as given.
