@@ -394,3 +394,92 @@ async fn housekeeping_forgets_old_bookkeeping_but_nothing_the_data_depends_on() 
         outcomes(&again)
     );
 }
+
+/// A copy of an example's files in a folder of its own, to be changed by the test.
+fn copy_example(dir: &Path) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    for name in ["store_status.csv", "menu_hours.csv", "timezones.csv"] {
+        std::fs::copy(dir.join(name), copy.path().join(name)).unwrap();
+    }
+    copy
+}
+
+/// A status row in the column order of `header`.
+fn status_row(header: &str, store: &str, status: &str, at: &str) -> String {
+    let fields: Vec<&str> = header
+        .trim_start_matches('\u{feff}')
+        .split(',')
+        .map(|name| match name.trim() {
+            "store_id" => store,
+            "status" => status,
+            "timestamp_utc" => at,
+            other => panic!("unexpected column {other}"),
+        })
+        .collect();
+    fields.join(",")
+}
+
+#[tokio::test]
+async fn a_status_file_that_grew_by_appending_is_read_from_where_the_last_load_ended() {
+    let db = TestDb::new().await;
+    let data = copy_example(&example_dirs()[0]);
+    let status = data.path().join("store_status.csv");
+    reload(&db.pool, &files(data.path())).await.unwrap();
+
+    let original = std::fs::read_to_string(&status).unwrap();
+    let lines_before = original.matches('\n').count() as u64;
+    let mut rows = original.lines();
+    let header = rows.next().unwrap();
+    let first: Vec<&str> = rows.next().unwrap().split(',').collect();
+    let column = |name: &str| header.split(',').position(|h| h.trim() == name).unwrap();
+    let (store, at) = (first[column("store_id")], first[column("timestamp_utc")]);
+    let flipped = if first[column("status")] == "active" {
+        "inactive"
+    } else {
+        "active"
+    };
+    // A new poll, the stored first poll's instant with the other status (the stored one
+    // wins), and a broken row.
+    let appended = [
+        status_row(header, store, "active", "2030-01-01 00:00:00 UTC"),
+        status_row(header, store, flipped, at),
+        status_row(header, store, "active", "yesterday"),
+    ];
+    let grown = format!("{original}{}\r\n", appended.join("\r\n"));
+    std::fs::write(&status, &grown).unwrap();
+
+    let again = reload(&db.pool, &files(data.path())).await.unwrap();
+    let load = &again.files[0];
+    assert_eq!(load.kind, FileKind::Status);
+    assert_eq!(load.outcome, Outcome::Loaded);
+    assert_eq!(load.read_from, original.len() as u64);
+    assert_eq!(
+        (load.rows_read, load.rows_inserted, load.rows_rejected),
+        (3, 1, 1)
+    );
+    assert_eq!(load.rejected[0].line, lines_before + 3, "{}", load.rejected[0]);
+    let stored: i64 = sqlx::query_scalar("SELECT read_from FROM data_loads WHERE id = $1")
+        .bind(load.load_id)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, original.len() as i64);
+    // The same data as reading the grown file whole.
+    for interpolation in [Interpolation::Nearest, Interpolation::ForwardFill] {
+        assert_eq!(
+            db_report(&db, None, interpolation).await,
+            file_report(data.path(), None, interpolation)
+        );
+    }
+
+    // Rewritten rather than appended to (the rows in another order): read whole.
+    let mut reordered: Vec<&str> = grown.lines().skip(1).collect();
+    reordered.reverse();
+    std::fs::write(&status, format!("{header}\r\n{}\r\n", reordered.join("\r\n"))).unwrap();
+    let rewritten = reload(&db.pool, &files(data.path())).await.unwrap();
+    let load = &rewritten.files[0];
+    assert_eq!(load.outcome, Outcome::Loaded);
+    assert_eq!(load.read_from, 0);
+    assert_eq!(load.rows_read, reordered.len() as u64);
+    assert_eq!(load.rows_inserted, 0);
+}

@@ -1,7 +1,7 @@
 //! `store-monitor bench --db`: the data layer's figures, on a database of its own.
 
 use std::future::Future;
-use std::io::Read;
+use std::io::{BufRead, Read, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -11,8 +11,9 @@ use sqlx::{ConnectOptions, PgPool};
 
 use crate::db;
 use crate::db::snapshot::Snapshot;
-use crate::domain::Interpolation;
-use crate::ingest::DataFiles;
+use crate::domain::time::MICROS_PER_HOUR;
+use crate::domain::{Interpolation, Timestamp};
+use crate::ingest::{DataFiles, Dataset};
 
 /// The database the benchmarks create, fill and drop.
 pub const BENCH_DATABASE: &str = "store_monitor_bench";
@@ -47,6 +48,7 @@ pub async fn run(files: &DataFiles, runs: u32, server_url: &str) -> anyhow::Resu
     })
     .await?;
     let (child_wall, child_peak) = report_process(&url)?;
+    let hourly = hourly_reloads(&pool, files).await?;
     pool.close().await;
     drop_database(&options).await?;
 
@@ -89,7 +91,108 @@ pub async fn run(files: &DataFiles, runs: u32, server_url: &str) -> anyhow::Resu
         secs(child_wall),
         child_peak
     );
+    match hourly {
+        Some(h) => {
+            println!(
+                "{:<52}{:>8.3} s   {} new polls",
+                "reload of the status file with an hour appended",
+                secs(h.appended),
+                h.polls
+            );
+            println!(
+                "{:<52}{:>8.3} s   {} new polls",
+                "  the same, rewritten (not appended): read whole",
+                secs(h.rewritten),
+                h.polls
+            );
+        }
+        None => println!("(the status file is gzipped: no appended-hour figures)"),
+    }
     Ok(())
+}
+
+/// What an hourly reload of a grown status file takes.
+struct Hourly {
+    appended: Duration,
+    rewritten: Duration,
+    polls: u64,
+}
+
+/// The hourly case on a copy of the status file: a poll per store appended an hour after
+/// its last one, then another hour's polls written after the header, which makes the file
+/// a rewrite that must be read whole. Not for a gzipped file, which only ever is read whole.
+async fn hourly_reloads(pool: &PgPool, files: &DataFiles) -> anyhow::Result<Option<Hourly>> {
+    let mut head = [0u8; 2];
+    std::fs::File::open(&files.status)?.read_exact(&mut head)?;
+    if head == [0x1f, 0x8b] {
+        return Ok(None);
+    }
+    let mut header = String::new();
+    std::io::BufReader::new(std::fs::File::open(&files.status)?).read_line(&mut header)?;
+    let header = header.trim_end().trim_start_matches('\u{feff}').to_string();
+    let prepared = Dataset::load(files)?.prepare();
+    let new_polls = |hours: i64| -> String {
+        let mut text = String::new();
+        for store in prepared.stores() {
+            let Some(last) = store.polls.last() else { continue };
+            let at = Timestamp(last.at.micros() + hours * MICROS_PER_HOUR).to_string();
+            let fields: Vec<&str> = header
+                .split(',')
+                .map(|name| match name.trim() {
+                    "store_id" => store.id,
+                    "status" => "active",
+                    "timestamp_utc" => at.as_str(),
+                    _ => "",
+                })
+                .collect();
+            text.push_str(&fields.join(","));
+            text.push('\n');
+        }
+        text
+    };
+    let dir = std::env::temp_dir().join(format!("store-monitor-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let status = dir.join("store_status.csv");
+    std::fs::copy(&files.status, &status)?;
+    let copy = DataFiles {
+        status: status.clone(),
+        ..files.clone()
+    };
+    let result = async {
+        anyhow::ensure!(!db::ingest::reload(pool, &copy).await?.changed());
+        let mut file = std::fs::OpenOptions::new().append(true).open(&status)?;
+        file.write_all(new_polls(1).as_bytes())?;
+        drop(file);
+        let started = Instant::now();
+        let appended = db::ingest::reload(pool, &copy).await?;
+        let appended_time = started.elapsed();
+        let load = &appended.files[0];
+        anyhow::ensure!(load.read_from > 0, "the appended file was read whole");
+        let polls = load.rows_inserted;
+
+        let text = std::fs::read(&status)?;
+        let body = text
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(text.len(), |i| i + 1);
+        let mut rewritten = text[..body].to_vec();
+        rewritten.extend_from_slice(new_polls(2).as_bytes());
+        rewritten.extend_from_slice(&text[body..]);
+        std::fs::write(&status, rewritten)?;
+        let started = Instant::now();
+        let whole = db::ingest::reload(pool, &copy).await?;
+        let rewritten_time = started.elapsed();
+        let load = &whole.files[0];
+        anyhow::ensure!(load.read_from == 0 && load.rows_inserted == polls);
+        Ok(Hourly {
+            appended: appended_time,
+            rewritten: rewritten_time,
+            polls,
+        })
+    }
+    .await;
+    std::fs::remove_dir_all(&dir)?;
+    result.map(Some)
 }
 
 async fn best_of<T, F: Future<Output = anyhow::Result<T>>>(

@@ -15,7 +15,15 @@ pub async fn run(data: &DataArgs, database: &DbArgs) -> anyhow::Result<()> {
     for load in &reload.files {
         let what = match load.outcome {
             Outcome::Loaded => format!(
-                "loaded: {} rows read, {} inserted, {} rejected{}",
+                "loaded{}: {} rows read, {} inserted, {} rejected{}",
+                if load.read_from > 0 {
+                    format!(
+                        " (rows appended since the last load, from byte {})",
+                        load.read_from
+                    )
+                } else {
+                    String::new()
+                },
                 load.rows_read,
                 load.rows_inserted,
                 load.rows_rejected,

@@ -31,6 +31,8 @@ pub struct FileLoad {
     pub kind: FileKind,
     pub file: PathBuf,
     pub outcome: Outcome,
+    /// Byte offset the file was read from (not 0: only rows appended since the last load).
+    pub read_from: u64,
     pub rows_read: u64,
     pub rows_inserted: u64,
     pub rows_rejected: u64,
@@ -53,21 +55,67 @@ impl Reload {
     }
 }
 
-/// A file's xxh3-128 checksum (hex) and size: fast enough to run on every reload.
-pub fn checksum(path: &Path) -> std::io::Result<(String, u64)> {
+/// A file's xxh3-128 checksum (hex) and size, and what its first bytes were.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileSum {
+    pub checksum: String,
+    pub size: u64,
+    /// Present when the file is longer than the prefix asked for, is not gzipped, and the
+    /// prefix ends a line: then the rest can be read on its own.
+    pub prefix: Option<Prefix>,
+}
+
+/// The first bytes of a file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Prefix {
+    pub len: u64,
+    pub checksum: String,
+    /// Newlines in it: the line numbers of the rows after it start past these.
+    pub lines: u64,
+}
+
+/// Checksums `path` in one pass (fast enough to run on every reload), and its first
+/// `prefix` bytes too when asked.
+pub fn checksum(path: &Path, prefix: Option<u64>) -> std::io::Result<FileSum> {
     let mut file = std::fs::File::open(path)?;
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
+    let (mut lines, mut last, mut gzip) = (0u64, 0u8, false);
+    let mut found = None;
     loop {
         let n = file.read(&mut buf)?;
         if n == 0 {
             break;
         }
-        hasher.update(&buf[..n]);
-        size += n as u64;
+        let mut chunk = &buf[..n];
+        if size == 0 {
+            gzip = chunk.starts_with(&[0x1f, 0x8b]);
+        }
+        if let Some(len) = prefix.filter(|&len| size < len) {
+            let head = &chunk[..chunk.len().min((len - size) as usize)];
+            hasher.update(head);
+            lines += head.iter().filter(|&&b| b == b'\n').count() as u64;
+            last = head.last().copied().unwrap_or(last);
+            size += head.len() as u64;
+            chunk = &chunk[head.len()..];
+            if size == len {
+                found = Some(Prefix {
+                    len,
+                    checksum: format!("{:032x}", hasher.digest128()),
+                    lines,
+                });
+            }
+        }
+        hasher.update(chunk);
+        size += chunk.len() as u64;
     }
-    Ok((format!("{:032x}", hasher.digest128()), size))
+    let prefix = found.filter(|p| p.len > 0 && p.len < size && last == b'\n' && !gzip);
+    Ok(FileSum {
+        checksum: format!("{:032x}", hasher.digest128()),
+        size,
+        prefix,
+    })
 }
 
 /// Loads the files into the database (see the module docs).
@@ -86,6 +134,7 @@ pub async fn reload(pool: &PgPool, files: &DataFiles) -> anyhow::Result<Reload> 
             kind = kind.flag(),
             file = %path.display(),
             outcome = load.outcome.as_str(),
+            read_from = load.read_from,
             rows_read = load.rows_read,
             rows_inserted = load.rows_inserted,
             rows_rejected = load.rows_rejected,
@@ -116,6 +165,7 @@ async fn load_file(
         file: path.display().to_string(),
         checksum: None,
         size_bytes: None,
+        read_from: 0,
         rows_read: 0,
         rows_inserted: 0,
         rows_rejected: 0,
@@ -126,16 +176,26 @@ async fn load_file(
         started_at,
         finished_at: started_at,
     };
-    let parsed = match tokio::task::spawn_blocking(move || checksum(&owned).map(|c| (c, owned))).await? {
+    let last = loads::last_good_file(conn, kind).await?;
+    // Only polls accumulate; hours and zones are snapshots, always read whole.
+    let prefix = last.as_ref().filter(|_| kind == FileKind::Status).map(|l| l.size);
+    let summed = tokio::task::spawn_blocking(move || checksum(&owned, prefix).map(|c| (c, owned))).await?;
+    let parsed = match summed {
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-        Ok(((sum, size), owned)) => {
-            record.checksum = Some(sum.clone());
-            record.size_bytes = Some(size as i64);
-            if loads::last_good_checksum(conn, kind).await?.as_deref() == Some(sum.as_str()) {
+        Ok((sum, owned)) => {
+            record.checksum = Some(sum.checksum.clone());
+            record.size_bytes = Some(sum.size as i64);
+            let last_checksum = last.map(|l| l.checksum);
+            if last_checksum.as_ref() == Some(&sum.checksum) {
                 record.outcome = Outcome::Unchanged;
                 Ok(None)
             } else {
-                tokio::task::spawn_blocking(move || parse(kind, &owned))
+                // The last loaded file plus rows appended: its polls are stored already.
+                let appended = sum.prefix.filter(|p| Some(&p.checksum) == last_checksum.as_ref());
+                if let Some(p) = &appended {
+                    record.read_from = p.len as i64;
+                }
+                tokio::task::spawn_blocking(move || parse(kind, &owned, appended))
                     .await?
                     .map(Some)
                     .map_err(|e| e.to_string())
@@ -177,6 +237,7 @@ async fn load_file(
         kind,
         file: path.to_path_buf(),
         outcome: record.outcome,
+        read_from: record.read_from as u64,
         rows_read: record.rows_read as u64,
         rows_inserted: record.rows_inserted as u64,
         rows_rejected: record.rows_rejected as u64,
@@ -187,10 +248,17 @@ async fn load_file(
     })
 }
 
-fn parse(kind: FileKind, path: &Path) -> Result<Dataset, crate::ingest::IngestError> {
+fn parse(
+    kind: FileKind,
+    path: &Path,
+    appended: Option<Prefix>,
+) -> Result<Dataset, crate::ingest::IngestError> {
     let mut data = Dataset::default();
     match kind {
-        FileKind::Status => data.load_status(path)?,
+        FileKind::Status => match appended {
+            Some(p) => data.load_status_tail(path, p.len, p.lines)?,
+            None => data.load_status(path)?,
+        },
         FileKind::Hours => data.load_hours(path)?,
         FileKind::Timezones => data.load_timezones(path)?,
     }
@@ -272,7 +340,7 @@ async fn apply_status(conn: &mut PgConnection, data: &mut Dataset) -> anyhow::Re
         .await?
         .rows_affected()
     };
-    if inserted > 0 {
+    if inserted > 0 && stale_statistics(conn, inserted).await? {
         sqlx::query("ANALYZE polls").execute(&mut *conn).await?;
     }
     Ok(Applied {
@@ -280,6 +348,16 @@ async fn apply_status(conn: &mut PgConnection, data: &mut Dataset) -> anyhow::Re
         changed: inserted > 0,
         newest_poll: prepared.newest_poll(),
     })
+}
+
+/// Whether `inserted` new polls make the planner's statistics of `polls` stale: more than
+/// one in twenty rows (or never analyzed). An hour appended to a week of polls is not, and
+/// its ANALYZE would be a third of that reload; autovacuum's own analyze catches up later.
+async fn stale_statistics(conn: &mut PgConnection, inserted: u64) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT $1 * 20 > greatest(reltuples, 0) FROM pg_class WHERE oid = 'polls'::regclass")
+        .bind(inserted as f64)
+        .fetch_one(conn)
+        .await
 }
 
 /// Replaces the business hours when the file's rows differ from the stored ones.
@@ -423,4 +501,50 @@ async fn upsert_stores<'a>(
             .await?;
     let by_text: HashMap<String, i32> = keys.into_iter().map(|(key, id)| (id, key)).collect();
     Ok(ordered.into_iter().map(|(id, _)| (id, by_text[id])).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_grown_file_reports_its_earlier_version_as_its_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = file(dir.path(), "old.csv", b"h\r\na\r\nb\r\n");
+        let new = file(dir.path(), "new.csv", b"h\r\na\r\nb\r\nc\r\n");
+        let before = checksum(&old, None).unwrap();
+        assert_eq!(before.prefix, None);
+        let after = checksum(&new, Some(before.size)).unwrap();
+        let expected = Prefix {
+            len: 9,
+            checksum: before.checksum.clone(),
+            lines: 3,
+        };
+        assert_eq!(after.prefix, Some(expected));
+        assert_eq!(after.size, 12);
+        assert_eq!(after.checksum, checksum(&new, None).unwrap().checksum);
+    }
+
+    #[test]
+    fn no_prefix_unless_the_file_grew_past_a_line_end_and_is_not_gzipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = file(dir.path(), "a.csv", b"h\na\nb\n");
+        assert_eq!(checksum(&text, Some(3)).unwrap().prefix, None, "mid-line");
+        assert_eq!(checksum(&text, Some(6)).unwrap().prefix, None, "the whole file");
+        assert_eq!(
+            checksum(&text, Some(60)).unwrap().prefix,
+            None,
+            "longer than the file"
+        );
+        assert_eq!(checksum(&text, Some(0)).unwrap().prefix, None, "empty");
+        assert!(checksum(&text, Some(4)).unwrap().prefix.is_some());
+        let gz = file(dir.path(), "a.csv.gz", b"\x1f\x8bh\na\nb\n");
+        assert_eq!(checksum(&gz, Some(4)).unwrap().prefix, None, "gzip");
+    }
 }

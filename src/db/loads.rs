@@ -62,6 +62,9 @@ pub struct LoadRecord {
     pub file: String,
     pub checksum: Option<String>,
     pub size_bytes: Option<i64>,
+    /// Byte offset reading started from: 0, or the size of the previous load's file when
+    /// this one only had rows appended to it.
+    pub read_from: i64,
     pub rows_read: i64,
     pub rows_inserted: i64,
     pub rows_rejected: i64,
@@ -82,25 +85,37 @@ pub async fn lock(conn: &mut PgConnection) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// The checksum of the last load of `kind` that left the data as that file says.
-pub async fn last_good_checksum(conn: &mut PgConnection, kind: FileKind) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar(
-        "SELECT checksum FROM data_loads
+/// The file of the last load of a kind that left the data as that file says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GoodFile {
+    pub checksum: String,
+    pub size: u64,
+}
+
+/// The checksum and size of the last load of `kind` that left the data as its file says.
+pub async fn last_good_file(conn: &mut PgConnection, kind: FileKind) -> sqlx::Result<Option<GoodFile>> {
+    let row: Option<(Option<String>, Option<i64>)> = sqlx::query_as(
+        "SELECT checksum, size_bytes FROM data_loads
          WHERE kind = $1 AND outcome IN ('loaded', 'unchanged')
          ORDER BY id DESC LIMIT 1",
     )
     .bind(kind_str(kind))
     .fetch_optional(conn)
-    .await
-    .map(Option::flatten)
+    .await?;
+    Ok(row.and_then(|(checksum, size)| {
+        Some(GoodFile {
+            checksum: checksum?,
+            size: u64::try_from(size?).ok()?,
+        })
+    }))
 }
 
 /// Adds a load to `data_loads`, returning its id.
 pub async fn insert(conn: &mut PgConnection, r: &LoadRecord) -> sqlx::Result<i64> {
     sqlx::query_scalar(
         "INSERT INTO data_loads (kind, file, checksum, size_bytes, rows_read, rows_inserted,
-             rows_rejected, newest_poll, changed, outcome, error, started_at, finished_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+             rows_rejected, newest_poll, changed, outcome, error, started_at, finished_at, read_from)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
          RETURNING id",
     )
     .bind(kind_str(r.kind))
@@ -116,6 +131,7 @@ pub async fn insert(conn: &mut PgConnection, r: &LoadRecord) -> sqlx::Result<i64
     .bind(&r.error)
     .bind(r.started_at)
     .bind(r.finished_at)
+    .bind(r.read_from)
     .fetch_one(conn)
     .await
 }
@@ -175,13 +191,14 @@ type LoadRow = (
     Option<String>,
     DateTime<Utc>,
     DateTime<Utc>,
+    i64,
 );
 
 /// The newest `limit` loads, newest first.
 pub async fn recent(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<LoadRecord>> {
     let rows: Vec<LoadRow> = sqlx::query_as(
         "SELECT id, kind, file, checksum, size_bytes, rows_read, rows_inserted, rows_rejected,
-                newest_poll, changed, outcome, error, started_at, finished_at
+                newest_poll, changed, outcome, error, started_at, finished_at, read_from
          FROM data_loads ORDER BY id DESC LIMIT $1",
     )
     .bind(limit)
@@ -195,6 +212,7 @@ pub async fn recent(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Loa
             file: r.2,
             checksum: r.3,
             size_bytes: r.4,
+            read_from: r.14,
             rows_read: r.5,
             rows_inserted: r.6,
             rows_rejected: r.7,

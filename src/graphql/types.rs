@@ -294,9 +294,16 @@ impl FileLoad {
         self.0.checksum.as_deref()
     }
 
-    /// Data rows in the file.
+    /// Data rows read, from `readFrom` on.
     async fn rows_read(&self) -> i64 {
         self.0.rows_read
+    }
+
+    /// Byte offset the file was read from: 0 for the whole file; the size of the last
+    /// loaded status file when this one had only grown by rows appended to it (the rows
+    /// before are stored already).
+    async fn read_from(&self) -> i64 {
+        self.0.read_from
     }
 
     /// Polls added, or rows of the new business-hours or time-zone snapshot.

@@ -80,7 +80,25 @@ impl Dataset {
             // A quoted field may hold a newline, and a cut may have fallen inside one.
             parts = read_status_parts(path, &[Part::WHOLE])?;
         }
-        let mut lines_before = 0;
+        self.add_status_parts(parts, 0);
+        Ok(())
+    }
+
+    /// Adds the rows of a status file from byte `start` on, which must follow a newline
+    /// outside any quoted field (the end of an earlier, complete version of the file).
+    /// `lines_before` newlines precede it, so rejected rows keep their lines in the file.
+    pub fn load_status_tail(
+        &mut self,
+        path: &Path,
+        start: u64,
+        lines_before: u64,
+    ) -> Result<(), IngestError> {
+        let parts = read_status_parts(path, &[Part::from(start)])?;
+        self.add_status_parts(parts, lines_before);
+        Ok(())
+    }
+
+    fn add_status_parts(&mut self, parts: Vec<StatusPart>, mut lines_before: u64) {
         for part in parts {
             // Renumbering each part's stores in the order that part first saw them gives
             // the numbering of a single reader of the whole file.
@@ -104,7 +122,6 @@ impl Dataset {
             self.counts[0].rows += part.counts.counts.rows;
             self.counts[0].rejected += part.counts.counts.rejected;
         }
-        Ok(())
     }
 
     /// Adds the rows of a business-hours file.
