@@ -1,7 +1,7 @@
 //! `store-monitor bench --db`: the data layer's figures, on a database of its own.
 
 use std::future::Future;
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -13,7 +13,8 @@ use crate::db;
 use crate::db::snapshot::Snapshot;
 use crate::domain::time::MICROS_PER_HOUR;
 use crate::domain::{Interpolation, Timestamp};
-use crate::ingest::{DataFiles, Dataset};
+use crate::ingest::files::FileKind;
+use crate::ingest::{DataFiles, Dataset, csv_file};
 
 /// The database the benchmarks create, fill and drop.
 pub const BENCH_DATABASE: &str = "store_monitor_bench";
@@ -124,27 +125,26 @@ struct Hourly {
 async fn hourly_reloads(pool: &PgPool, files: &DataFiles) -> anyhow::Result<Option<Hourly>> {
     let mut head = [0u8; 2];
     std::fs::File::open(&files.status)?.read_exact(&mut head)?;
-    if head == [0x1f, 0x8b] {
+    if csv_file::is_gzip(&head) {
         return Ok(None);
     }
-    let mut header = String::new();
-    std::io::BufReader::new(std::fs::File::open(&files.status)?).read_line(&mut header)?;
-    let header = header.trim_end().trim_start_matches('\u{feff}').to_string();
-    let prepared = Dataset::load(files)?.prepare();
+    let header = csv_file::header(&files.status)?;
+    let [store_id, status, timestamp] =
+        csv_file::locate(&files.status, &header, FileKind::Status.columns())?[..]
+    else {
+        unreachable!("a status file has three required columns")
+    };
+    let mut polls = Dataset::default();
+    polls.load_status(&files.status)?;
+    let prepared = polls.prepare();
     let new_polls = |hours: i64| -> String {
         let mut text = String::new();
+        let mut fields = vec![String::new(); header.len()];
         for store in prepared.stores() {
             let Some(last) = store.polls.last() else { continue };
-            let at = Timestamp(last.at.micros() + hours * MICROS_PER_HOUR).to_string();
-            let fields: Vec<&str> = header
-                .split(',')
-                .map(|name| match name.trim() {
-                    "store_id" => store.id,
-                    "status" => "active",
-                    "timestamp_utc" => at.as_str(),
-                    _ => "",
-                })
-                .collect();
+            fields[store_id] = store.id.to_string();
+            fields[status] = "active".to_string();
+            fields[timestamp] = Timestamp(last.at.micros() + hours * MICROS_PER_HOUR).to_string();
             text.push_str(&fields.join(","));
             text.push('\n');
         }

@@ -90,7 +90,7 @@ pub fn checksum(path: &Path, prefix: Option<u64>) -> std::io::Result<FileSum> {
         }
         let mut chunk = &buf[..n];
         if size == 0 {
-            gzip = chunk.starts_with(&[0x1f, 0x8b]);
+            gzip = crate::ingest::csv_file::is_gzip(chunk);
         }
         if let Some(len) = prefix.filter(|&len| size < len) {
             let head = &chunk[..chunk.len().min((len - size) as usize)];
@@ -110,7 +110,7 @@ pub fn checksum(path: &Path, prefix: Option<u64>) -> std::io::Result<FileSum> {
         hasher.update(chunk);
         size += chunk.len() as u64;
     }
-    let prefix = found.filter(|p| p.len > 0 && p.len < size && last == b'\n' && !gzip);
+    let prefix = found.filter(|p| p.len < size && last == b'\n' && !gzip);
     Ok(FileSum {
         checksum: format!("{:032x}", hasher.digest128()),
         size,

@@ -31,6 +31,11 @@ pub struct Column {
     pub names: &'static [&'static str],
 }
 
+/// Whether a file that begins with `head` is gzipped (its magic bytes).
+pub fn is_gzip(head: &[u8]) -> bool {
+    head.starts_with(&[0x1f, 0x8b])
+}
+
 /// Opens `path`, unzipping it when it starts with the gzip magic bytes.
 pub fn open(path: &Path) -> Result<Box<dyn BufRead + Send>, IngestError> {
     let file = File::open(path).map_err(|source| IngestError::io(path, source))?;
@@ -38,7 +43,7 @@ pub fn open(path: &Path) -> Result<Box<dyn BufRead + Send>, IngestError> {
     let head = reader
         .fill_buf()
         .map_err(|source| IngestError::io(path, source))?;
-    if head.starts_with(&[0x1f, 0x8b]) {
+    if is_gzip(head) {
         let gz = flate2::bufread::MultiGzDecoder::new(reader);
         Ok(Box::new(BufReader::with_capacity(1 << 16, gz)))
     } else {
@@ -142,7 +147,7 @@ pub fn split(path: &Path, n: usize) -> Result<Vec<Part>, IngestError> {
     let mut file = File::open(path).map_err(io)?;
     let mut window = vec![0u8; 1 << 16];
     let head = file.read(&mut window).map_err(io)?;
-    if window[..head].starts_with(&[0x1f, 0x8b]) {
+    if is_gzip(&window[..head]) {
         return Ok(vec![Part::WHOLE]);
     }
     let mut cuts = Vec::new();
