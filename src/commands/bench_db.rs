@@ -20,10 +20,7 @@ use crate::ingest::{DataFiles, Dataset, csv_file};
 pub const BENCH_DATABASE: &str = "store_monitor_bench";
 
 pub async fn run(files: &DataFiles, runs: u32, server_url: &str) -> anyhow::Result<()> {
-    let options: PgConnectOptions = server_url.parse().context("bad database URL")?;
-    let options = options.database(BENCH_DATABASE);
-    drop_database(&options).await?;
-    let url = options.to_url_lossy().to_string();
+    let (options, url) = fresh_database(server_url).await?;
     let pool = db::connect(&url, 6).await?;
     let size = std::fs::metadata(&files.status).map(|m| m.len()).unwrap_or(0);
 
@@ -273,6 +270,16 @@ fn report_process(url: &str) -> anyhow::Result<(Duration, f64)> {
         "the report process failed (status {status})"
     );
     Ok((started.elapsed(), usage.ru_maxrss as f64 / 1024.0))
+}
+
+/// The bench database on the server at `server_url`, dropped if a run left it behind: its
+/// connect options (to drop it again) and URL.
+pub async fn fresh_database(server_url: &str) -> anyhow::Result<(PgConnectOptions, String)> {
+    let options: PgConnectOptions = server_url.parse().context("bad database URL")?;
+    let options = options.database(BENCH_DATABASE);
+    drop_database(&options).await?;
+    let url = options.to_url_lossy().to_string();
+    Ok((options, url))
 }
 
 /// Drops the bench database on the server of `options`, if it exists.

@@ -8,10 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::{Value, json};
-use sqlx::ConnectOptions;
-use sqlx::postgres::PgConnectOptions;
 
-use super::bench_db::{BENCH_DATABASE, drop_database};
+use super::bench_db::{BENCH_DATABASE, drop_database, fresh_database};
 
 pub struct ServerBench<'a> {
     pub data_dir: &'a Path,
@@ -22,10 +20,7 @@ pub struct ServerBench<'a> {
 }
 
 pub async fn run(bench: ServerBench<'_>) -> anyhow::Result<()> {
-    let options: PgConnectOptions = bench.server_url.parse().context("bad database URL")?;
-    let options = options.database(BENCH_DATABASE);
-    drop_database(&options).await?;
-    let url = options.to_url_lossy().to_string();
+    let (options, url) = fresh_database(bench.server_url).await?;
     let reports = std::env::temp_dir().join(format!("store-monitor-bench-{}", std::process::id()));
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let address = format!("http://127.0.0.1:{port}");
