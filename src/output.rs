@@ -10,12 +10,22 @@ use crate::ingest::dataset::Report;
 
 /// The report CSV of SPEC §2.
 pub fn write_report(report: &Report, w: &mut impl Write) -> std::io::Result<()> {
-    writeln!(w, "{HEADER}")?;
-    for row in &report.rows {
-        let line = ReportLine {
+    write_lines(
+        report.rows.iter().map(|row| ReportLine {
             store_id: &row.store_id,
             figures: Rounded::from(&row.uptime),
-        };
+        }),
+        w,
+    )
+}
+
+/// The report CSV of SPEC §2 from its lines, however they were obtained.
+pub fn write_lines<'a>(
+    lines: impl IntoIterator<Item = ReportLine<'a>>,
+    w: &mut impl Write,
+) -> std::io::Result<()> {
+    writeln!(w, "{HEADER}")?;
+    for line in lines {
         writeln!(w, "{line}")?;
     }
     Ok(())

@@ -13,7 +13,7 @@ use crate::db::ingest::Reload;
 use crate::db::reports::{self, ReportRecord, ReportStatus};
 use crate::db::{ingest, loads};
 use crate::domain::Interpolation;
-use crate::domain::report::{HEADER, ReportLine};
+use crate::domain::report::ReportLine;
 use crate::ingest::DataFiles;
 use crate::ingest::files::FileChoice;
 use crate::jobs::report::{self as report_job, csv_path};
@@ -123,20 +123,16 @@ pub async fn report_csv(state: &AppState, record: &ReportRecord) -> anyhow::Resu
     }
     let mut conn = state.pool.acquire().await?;
     let rows = reports::rows(&mut conn, record.result_id(), i64::MAX, None, None).await?;
-    let mut csv = String::with_capacity(64 * (rows.len() + 1));
-    csv.push_str(HEADER);
-    csv.push('\n');
-    for row in &rows {
-        let line = ReportLine {
-            store_id: &row.store_id,
-            figures: row.figures,
-        };
-        csv.push_str(&line.to_string());
-        csv.push('\n');
-    }
-    let copy = csv.clone();
-    let cached = tokio::task::spawn_blocking(move || {
-        crate::output::write_atomically(&path, |w| std::io::Write::write_all(w, copy.as_bytes()))
+    let mut csv = Vec::with_capacity(64 * (rows.len() + 1));
+    let lines = rows.iter().map(|row| ReportLine {
+        store_id: &row.store_id,
+        figures: row.figures,
+    });
+    crate::output::write_lines(lines, &mut csv)?;
+    let csv = String::from_utf8(csv).context("a report row is not UTF-8")?;
+    let (csv, cached) = tokio::task::spawn_blocking(move || {
+        let cached = crate::output::write_atomically(&path, |w| std::io::Write::write_all(w, csv.as_bytes()));
+        (csv, cached)
     })
     .await?;
     if let Err(e) = cached {
