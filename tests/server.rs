@@ -377,3 +377,51 @@ async fn a_report_that_cannot_be_written_fails_with_its_error() {
     assert!(body["error"].as_str().unwrap().contains("cannot create"));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn reload_data_says_what_each_file_of_this_reload_did() {
+    let db = TestDb::new().await;
+    let data = tempfile::tempdir().unwrap();
+    for name in ["store_status.csv", "menu_hours.csv", "timezones.csv"] {
+        std::fs::copy(example_dirs()[0].join(name), data.path().join(name)).unwrap();
+    }
+    // Loads the files at start.
+    let server = TestApp::spawn(&db, data.path(), 0).await;
+    let mutation = "mutation { reloadData { changed dataVersion
+                     files { id kind outcome readFrom rowsRead rowsInserted } } }";
+    let unchanged = server.graphql(mutation, json!({})).await;
+    let unchanged = &unchanged["data"]["reloadData"];
+    assert_eq!(unchanged["changed"], false, "{unchanged}");
+    let files = unchanged["files"].as_array().unwrap();
+    let kinds: Vec<&str> = files.iter().map(|f| f["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["STATUS", "HOURS", "TIMEZONES"]);
+    assert!(files.iter().all(|f| f["outcome"] == "UNCHANGED"), "{unchanged}");
+
+    let status = data.path().join("store_status.csv");
+    let mut text = std::fs::read_to_string(&status).unwrap();
+    let size = text.len();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let row: Vec<&str> = header
+        .iter()
+        .map(|h| match h.trim() {
+            "store_id" => "new-store",
+            "status" => "active",
+            _ => "2023-11-05 09:30:00 UTC",
+        })
+        .collect();
+    text.push_str(&format!("{}\n", row.join(",")));
+    std::fs::write(&status, text).unwrap();
+    let loaded = server.graphql(mutation, json!({})).await;
+    let loaded = &loaded["data"]["reloadData"];
+    assert_eq!(loaded["changed"], true, "{loaded}");
+    let first = &loaded["files"][0];
+    assert_eq!(first["outcome"], "LOADED");
+    assert_eq!(first["readFrom"], size as i64);
+    assert_eq!(
+        (&first["rowsRead"], &first["rowsInserted"]),
+        (&json!(1), &json!(1))
+    );
+    assert_eq!(loaded["dataVersion"], first["id"]);
+    assert!(loaded["dataVersion"].as_i64() > unchanged["dataVersion"].as_i64());
+    server.stop().await;
+}

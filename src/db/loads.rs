@@ -194,6 +194,26 @@ type LoadRow = (
     i64,
 );
 
+fn record(r: LoadRow) -> LoadRecord {
+    LoadRecord {
+        id: r.0,
+        kind: parse_kind(&r.1),
+        file: r.2,
+        checksum: r.3,
+        size_bytes: r.4,
+        read_from: r.14,
+        rows_read: r.5,
+        rows_inserted: r.6,
+        rows_rejected: r.7,
+        newest_poll: r.8.map(Timestamp::from_datetime),
+        changed: r.9,
+        outcome: Outcome::parse(&r.10),
+        error: r.11,
+        started_at: r.12,
+        finished_at: r.13,
+    }
+}
+
 /// The newest `limit` loads, newest first.
 pub async fn recent(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<LoadRecord>> {
     let rows: Vec<LoadRow> = sqlx::query_as(
@@ -204,26 +224,20 @@ pub async fn recent(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Loa
     .bind(limit)
     .fetch_all(conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| LoadRecord {
-            id: r.0,
-            kind: parse_kind(&r.1),
-            file: r.2,
-            checksum: r.3,
-            size_bytes: r.4,
-            read_from: r.14,
-            rows_read: r.5,
-            rows_inserted: r.6,
-            rows_rejected: r.7,
-            newest_poll: r.8.map(Timestamp::from_datetime),
-            changed: r.9,
-            outcome: Outcome::parse(&r.10),
-            error: r.11,
-            started_at: r.12,
-            finished_at: r.13,
-        })
-        .collect())
+    Ok(rows.into_iter().map(record).collect())
+}
+
+/// The loads of `ids`, oldest first.
+pub async fn by_ids(conn: &mut PgConnection, ids: &[i64]) -> sqlx::Result<Vec<LoadRecord>> {
+    let rows: Vec<LoadRow> = sqlx::query_as(
+        "SELECT id, kind, file, checksum, size_bytes, rows_read, rows_inserted, rows_rejected,
+                newest_poll, changed, outcome, error, started_at, finished_at, read_from
+         FROM data_loads WHERE id = ANY($1) ORDER BY id",
+    )
+    .bind(ids)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(record).collect())
 }
 
 /// The rejected rows of a load, by line, at most `limit`.

@@ -155,12 +155,10 @@ impl Mutation {
         let state = ctx.data_unchecked::<AppState>();
         let reload = service::reload_now(state).await.map_err(ApiError::Internal)?;
         let mut conn = state.pool.acquire().await.map_err(ApiError::from)?;
-        let recent = crate::db::loads::recent(&mut conn, 100)
+        let ids: Vec<i64> = reload.files.iter().map(|f| f.load_id).collect();
+        let files = crate::db::loads::by_ids(&mut conn, &ids)
             .await
             .map_err(ApiError::from)?;
-        let ids: Vec<i64> = reload.files.iter().map(|f| f.load_id).collect();
-        let mut files: Vec<_> = recent.into_iter().filter(|r| ids.contains(&r.id)).collect();
-        files.sort_by_key(|r| r.id);
         let data_version = crate::db::loads::data_version(&mut conn)
             .await
             .map_err(ApiError::from)?;
