@@ -2,7 +2,6 @@
 //! and moves it to COMPLETE (or FAILED), announcing every step.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -51,19 +50,10 @@ pub fn storage(pool: &PgPool) -> PostgresStorage<ReportJob> {
     PostgresStorage::new(pool).with_config(config)
 }
 
-/// apalis's job ids are ULIDs: the report's UUID, 128 bits re-encoded in Crockford
-/// base32, so that a report is queued at most once.
+/// apalis's job ids are ULIDs: the report's UUID, the same 128 bits, so that a report is
+/// queued at most once.
 pub fn task_id(report_id: Uuid) -> TaskId {
-    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-    let bits = report_id.as_u128();
-    let text: String = (0..26)
-        .map(|i| {
-            let shift: i32 = 125 - 5 * i;
-            let index = if shift >= 0 { (bits >> shift) & 0x1f } else { 0 };
-            ALPHABET[index as usize] as char
-        })
-        .collect();
-    TaskId::from_str(&text).expect("26 Crockford characters below 2^128 are a ULID")
+    TaskId::from_ulid(ulid::Ulid(report_id.as_u128()))
 }
 
 /// Puts the report's job on the queue.
@@ -193,5 +183,16 @@ pub async fn handle(job: ReportJob, ctx: Data<ReportContext>, attempt: Attempt) 
             tracing::warn!(report = %id, attempt = attempt.current(), error = format!("{e:#}"), "report attempt failed; retrying");
             Err(e.into())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_is_queued_under_its_uuid_written_as_a_ulid() {
+        let id = Uuid::parse_str("0192f4a1-7c3e-7b2a-9d4e-1f2a3b4c5d6e").unwrap();
+        assert_eq!(task_id(id).to_string(), "01JBTA2Z1YFCN9TKGZ58XMRQBE");
     }
 }
