@@ -455,7 +455,7 @@ async fn replace_snapshot(
 async fn upsert_stores<'a>(
     conn: &mut PgConnection,
     stores: impl Iterator<Item = (&'a str, Option<Timestamp>)>,
-) -> anyhow::Result<HashMap<&'a str, i32>> {
+) -> anyhow::Result<HashMap<String, i32>> {
     sqlx::query("DROP TABLE IF EXISTS incoming_stores")
         .execute(&mut *conn)
         .await?;
@@ -499,8 +499,7 @@ async fn upsert_stores<'a>(
         sqlx::query_as("SELECT s.id, i.store_id FROM incoming_stores i JOIN stores s USING (store_id)")
             .fetch_all(&mut *conn)
             .await?;
-    let by_text: HashMap<String, i32> = keys.into_iter().map(|(key, id)| (id, key)).collect();
-    Ok(ordered.into_iter().map(|(id, _)| (id, by_text[id])).collect())
+    Ok(keys.into_iter().map(|(key, id)| (id, key)).collect())
 }
 
 #[cfg(test)]
