@@ -483,3 +483,30 @@ async fn a_status_file_that_grew_by_appending_is_read_from_where_the_last_load_e
     assert_eq!(load.rows_read, reordered.len() as u64);
     assert_eq!(load.rows_inserted, 0);
 }
+
+#[tokio::test]
+async fn a_store_id_with_a_nul_byte_is_rejected_not_a_crash() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("store_status.csv"),
+        "store_id,status,timestamp_utc\na,active,2023-01-23 17:00:00 UTC\nb\0c,active,2023-01-23 17:00:00 UTC\n",
+    )
+    .unwrap();
+    let r = reload(&db.pool, &files(dir.path())).await.unwrap();
+    let load = &r.files[0];
+    assert_eq!(
+        (load.rows_read, load.rows_inserted, load.rows_rejected),
+        (2, 1, 1)
+    );
+    assert_eq!(load.rejected[0].line, 3);
+    assert!(load.rejected[0].reason.contains("NUL"), "{}", load.rejected[0]);
+    // PostgreSQL text holds no NUL: the raw row is stored with U+FFFD in its place.
+    let raw: String = sqlx::query_scalar("SELECT raw FROM rejected_rows WHERE load = $1")
+        .bind(load.load_id)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(raw, "b\u{fffd}c,active,2023-01-23 17:00:00 UTC");
+    assert_eq!(count(&db, "stores").await, 1);
+}

@@ -135,6 +135,10 @@ pub fn store_id(field: &[u8]) -> Result<&str, String> {
     if field.is_empty() {
         return Err("empty store_id".into());
     }
+    // PostgreSQL text cannot hold one: such an id could never be stored or reported.
+    if field.contains(&0) {
+        return Err(format!("store_id {:?} contains a NUL byte", lossy(field)));
+    }
     std::str::from_utf8(field).map_err(|_| format!("store_id {:?} is not UTF-8", lossy(field)))
 }
 
@@ -294,6 +298,7 @@ mod tests {
         assert_eq!(store_id(b"1481966498820158979"), Ok("1481966498820158979"));
         assert!(store_id(b"").is_err());
         assert!(store_id(&[0xff, 0xfe]).is_err());
+        assert!(store_id(b"b\0c").unwrap_err().contains("NUL"));
     }
 
     #[test]
