@@ -112,12 +112,13 @@ pub async fn run(ctx: &ReportContext, id: Uuid) -> anyhow::Result<ReportRecord> 
 
     let done = Arc::new(AtomicU64::new(0));
     let progress = tokio::spawn(report_progress(ctx.pool.clone(), id, done.clone()));
+    let as_of = snapshot.now;
     let rows = snapshot.report(record.interpolation(), done).await;
     progress.abort();
     let rows = rows?;
 
     let report = Report {
-        now: now.map(crate::domain::Timestamp::from_datetime),
+        now: as_of,
         rows,
     };
     let path = csv_path(&ctx.reports_dir, &running);
