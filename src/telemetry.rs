@@ -63,7 +63,6 @@ impl Drop for Telemetry {
 /// Logs for the long-running commands (`serve`, `worker`): `info` unless `RUST_LOG` says
 /// otherwise, plus OTLP export of traces and metrics when an endpoint is configured.
 pub fn init_server(format: LogFormat) -> anyhow::Result<Telemetry> {
-    global::set_text_map_propagator(TraceContextPropagator::new());
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,apalis=warn,apalis_core=warn,poem=info"));
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
