@@ -273,29 +273,15 @@ async fn initial_load(state: &AppState) -> anyhow::Result<()> {
         return Ok(());
     }
     tracing::info!(data = %state.data_dir.display(), "the database holds no data yet: loading the input files");
-    match service::reload_now(state).await {
-        Ok(reload) => {
-            for file in &reload.files {
-                tracing::info!(
-                    kind = file.kind.flag(),
-                    file = %file.file.display(),
-                    outcome = file.outcome.as_str(),
-                    rows = file.rows_inserted,
-                    rejected = file.rows_rejected,
-                    "initial load"
-                );
-            }
-            Ok(())
-        }
-        Err(e) => {
-            // A server without data still serves (reports are empty until a reload).
-            tracing::warn!(
-                error = format!("{e:#}"),
-                "the initial load failed; serving without data"
-            );
-            Ok(())
-        }
+    // The reload logs each file's load itself.
+    if let Err(e) = service::reload_now(state).await {
+        // A server without data still serves (reports are empty until a reload).
+        tracing::warn!(
+            error = format!("{e:#}"),
+            "the initial load failed; serving without data"
+        );
     }
+    Ok(())
 }
 
 /// Refreshes the queue-depth gauge every few seconds.
