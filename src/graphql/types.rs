@@ -5,7 +5,7 @@ use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use super::error::ApiError;
-use super::{MAX_PAGE, page_size};
+use super::page_size;
 use crate::db::loads::{LoadRecord, Outcome};
 use crate::db::reports::{self, ReportRecord};
 use crate::domain;
@@ -342,12 +342,10 @@ impl FileLoad {
         ctx: &Context<'_>,
         #[graphql(desc = "How many, at most 1000 (default 20).", default = 20)] first: i32,
     ) -> async_graphql::Result<Vec<RejectedRow>> {
-        if !(0..=MAX_PAGE).contains(&first) {
-            return Err(ApiError::BadInput(format!("first must be between 0 and {MAX_PAGE}")).into());
-        }
+        let limit = page_size(Some(first))?;
         let state = ctx.data_unchecked::<AppState>();
         let mut conn = state.pool.acquire().await.map_err(ApiError::from)?;
-        let rows = crate::db::loads::rejected_of(&mut conn, self.0.id, &self.0.file, i64::from(first))
+        let rows = crate::db::loads::rejected_of(&mut conn, self.0.id, &self.0.file, limit)
             .await
             .map_err(ApiError::from)?;
         Ok(rows
