@@ -97,7 +97,7 @@ impl Snapshot {
         let parts = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .clamp(1, 4);
-        let bounds = store_ranges(&mut self.tx, parts).await?;
+        let bounds = store_ranges(shared.ids.keys().copied().collect(), parts);
         let mut readers = Vec::new();
         for (start, end) in bounds {
             let (pool, exported, shared, done) = (
@@ -194,10 +194,8 @@ async fn read_range(
 }
 
 /// Cuts the polled stores' keys into up to `parts` ranges of about as many stores each.
-async fn store_ranges(conn: &mut PgConnection, parts: usize) -> sqlx::Result<Vec<(i32, Option<i32>)>> {
-    let keys: Vec<i32> = sqlx::query_scalar("SELECT id FROM stores WHERE first_poll IS NOT NULL ORDER BY id")
-        .fetch_all(conn)
-        .await?;
+fn store_ranges(mut keys: Vec<i32>, parts: usize) -> Vec<(i32, Option<i32>)> {
+    keys.sort_unstable();
     let mut cuts: Vec<i32> = (1..parts)
         .filter_map(|k| keys.get(keys.len() * k / parts).copied())
         .collect();
@@ -209,7 +207,7 @@ async fn store_ranges(conn: &mut PgConnection, parts: usize) -> sqlx::Result<Vec
         start = cut;
     }
     ranges.push((start, None));
-    Ok(ranges)
+    ranges
 }
 
 async fn store_ids(tx: &mut Transaction<'static, Postgres>) -> sqlx::Result<HashMap<i32, String>> {
