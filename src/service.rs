@@ -12,8 +12,8 @@ use crate::db::events::ReportEvents;
 use crate::db::ingest::Reload;
 use crate::db::reports::{self, ReportRecord, ReportStatus};
 use crate::db::{ingest, loads};
-use crate::domain::Interpolation;
 use crate::domain::report::ReportLine;
+use crate::domain::{Interpolation, Timestamp};
 use crate::ingest::DataFiles;
 use crate::ingest::files::FileChoice;
 use crate::jobs::report::{self as report_job, csv_path};
@@ -67,12 +67,9 @@ pub async fn trigger_report(
     let id = Uuid::new_v4();
     let mut conn = state.pool.acquire().await?;
     let version = loads::data_version(&mut conn).await?;
-    let now = match as_of {
-        Some(at) => Some(at),
-        None => loads::newest_poll(&mut conn)
-            .await?
-            .and_then(crate::domain::Timestamp::to_datetime),
-    };
+    let now = loads::report_now(&mut conn, as_of.map(Timestamp::from_datetime))
+        .await?
+        .and_then(Timestamp::to_datetime);
     if let Some(now) = now
         && let Some(source) = reports::find_reusable(&mut conn, version, now, interpolation).await?
     {

@@ -176,6 +176,17 @@ pub async fn newest_poll(conn: &mut PgConnection) -> sqlx::Result<Option<Timesta
     Ok(newest.map(Timestamp::from_datetime))
 }
 
+/// A report's *now* (SPEC §2): its `asOf`, or else the newest poll.
+pub async fn report_now(
+    conn: &mut PgConnection,
+    as_of: Option<Timestamp>,
+) -> sqlx::Result<Option<Timestamp>> {
+    match as_of {
+        Some(at) => Ok(Some(at)),
+        None => newest_poll(conn).await,
+    }
+}
+
 type LoadRow = (
     i64,
     String,

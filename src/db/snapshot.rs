@@ -55,10 +55,7 @@ impl Snapshot {
             .fetch_one(&mut *tx)
             .await?;
         let data_version = loads::data_version(&mut tx).await?;
-        let now = match as_of {
-            Some(at) => Some(at),
-            None => loads::newest_poll(&mut tx).await?,
-        };
+        let now = loads::report_now(&mut tx, as_of).await?;
         let stores_total = match now.and_then(Timestamp::to_datetime) {
             Some(now) => {
                 let n: i64 = sqlx::query_scalar("SELECT count(*) FROM stores WHERE first_poll <= $1")

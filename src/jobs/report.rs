@@ -117,10 +117,7 @@ pub async fn run(ctx: &ReportContext, id: Uuid) -> anyhow::Result<ReportRecord> 
     progress.abort();
     let rows = rows?;
 
-    let report = Report {
-        now: as_of,
-        rows,
-    };
+    let report = Report { now: as_of, rows };
     let path = csv_path(&ctx.reports_dir, &running);
     let report = tokio::task::spawn_blocking(move || {
         crate::output::write_atomically(&path, |w| crate::output::write_report(&report, w)).map(|()| report)
