@@ -6,7 +6,9 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::commands;
 use crate::domain::{Interpolation, Timestamp};
-use crate::ingest::files::FileChoice;
+use crate::generate::Plan;
+use crate::input::FileChoice;
+use crate::telemetry::LogFormat;
 
 /// How much of their business hours each store was offline.
 ///
@@ -16,11 +18,11 @@ use crate::ingest::files::FileChoice;
 #[command(name = "store-monitor", version, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+enum Command {
     /// Compute the report from the CSV files, without a database.
     ///
     /// Writes the report CSV to stdout (or --out) and a summary, with any rejected rows,
@@ -39,12 +41,10 @@ pub enum Command {
     },
     /// Write a realistic, deterministic store_status.csv for the bundled stores.
     ///
-    /// Business hours and time zones are the real ones of the 2023 data set (in --source);
-    /// polls come about hourly with jitter, mostly in minutes :00-:09, with missing polls
-    /// and outages that last hours.
-    Generate(commands::generate::GenerateArgs),
-    /// Measure the engine and the report on generated full-size data and print the figures.
-    Bench(commands::bench::BenchArgs),
+    /// Business hours and time zones are the real ones of the 2023 data set (--hours,
+    /// --timezones); polls come about hourly with jitter, mostly in minutes :00-:09, with
+    /// missing polls and outages that last hours.
+    Generate(GenerateArgs),
     /// Serve the API (GraphQL, GraphiQL, WebSocket subscriptions, report files, the
     /// original trigger + poll API), run report workers and the reload schedule.
     ///
@@ -60,7 +60,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Address to serve HTTP on (port 0: any free port).
     #[arg(long, env = "STORE_MONITOR_BIND", default_value = "127.0.0.1:8000")]
     pub bind: std::net::SocketAddr,
@@ -81,7 +81,7 @@ pub struct ServeArgs {
 
 /// What a process that runs jobs needs.
 #[derive(Debug, Args)]
-pub struct WorkArgs {
+pub(crate) struct WorkArgs {
     #[command(flatten)]
     pub data: DataArgs,
     #[command(flatten)]
@@ -124,12 +124,30 @@ pub struct WorkArgs {
     pub concurrency: usize,
     /// Log format.
     #[arg(long, env = "STORE_MONITOR_LOG_FORMAT", value_enum, default_value = "text")]
-    pub log_format: crate::telemetry::LogFormat,
+    pub log_format: LogFormatArg,
+}
+
+/// How the server writes its logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormatArg {
+    /// One readable line per event.
+    Text,
+    /// One JSON object per event.
+    Json,
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(format: LogFormatArg) -> Self {
+        match format {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        }
+    }
 }
 
 impl WorkArgs {
     /// The application settings these flags describe.
-    pub fn settings(
+    fn settings(
         &self,
         bind: Option<std::net::SocketAddr>,
         workers: bool,
@@ -158,7 +176,7 @@ impl WorkArgs {
 
 /// Where the three input files are.
 #[derive(Debug, Clone, Args)]
-pub struct DataArgs {
+pub(crate) struct DataArgs {
     /// Folder with the input CSVs (found by their headers, .csv or .csv.gz).
     #[arg(long, default_value = "data", env = "STORE_MONITOR_DATA")]
     pub data: PathBuf,
@@ -174,7 +192,7 @@ pub struct DataArgs {
 }
 
 impl DataArgs {
-    pub fn choice(&self) -> FileChoice {
+    pub(crate) fn choice(&self) -> FileChoice {
         FileChoice {
             status: self.status.clone(),
             hours: self.hours.clone(),
@@ -185,14 +203,14 @@ impl DataArgs {
 
 /// Where the database is.
 #[derive(Debug, Clone, Args)]
-pub struct DbArgs {
+pub(crate) struct DbArgs {
     /// PostgreSQL URL; the database is created if it does not exist.
     #[arg(long, env = "DATABASE_URL", default_value = crate::db::DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: String,
 }
 
 #[derive(Debug, Args)]
-pub struct ReportArgs {
+pub(crate) struct ReportArgs {
     #[command(flatten)]
     pub data: DataArgs,
     /// Compute the report from the data in PostgreSQL (see `ingest`) instead of the files.
@@ -215,24 +233,76 @@ pub struct ReportArgs {
     pub rejected: Option<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+pub(crate) struct GenerateArgs {
+    /// Folder to write store_status.csv (and copies of the hours and time-zone files) into.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// How many stores; the real stores are sampled, plus ~3.6 % that are in neither file.
+    #[arg(long, default_value_t = 14_092)]
+    stores: usize,
+    /// Days of polls, ending at --end.
+    #[arg(long, default_value_t = 8)]
+    days: u32,
+    /// Seed of the pseudo-random generator: the same seed writes the same file.
+    #[arg(long, default_value_t = 2023)]
+    seed: u64,
+    /// Average polls per store over the whole span (at most one an hour).
+    #[arg(long, default_value_t = 128)]
+    polls_per_store: u32,
+    /// The newest poll.
+    #[arg(long, default_value = "2023-01-25 18:13:22.47922 UTC", value_parser = parse_timestamp)]
+    end: Timestamp,
+    /// The real business hours.
+    #[arg(long, default_value = "data/menu_hours.csv", value_name = "FILE")]
+    hours: PathBuf,
+    /// The real time zones.
+    #[arg(long, default_value = "data/timezones.csv", value_name = "FILE")]
+    timezones: PathBuf,
+    /// Write store_status.csv.gz instead of store_status.csv.
+    #[arg(long)]
+    gzip: bool,
+    /// Write rows grouped by store instead of shuffled like the original (compresses far better).
+    #[arg(long)]
+    by_store: bool,
+}
+
+impl GenerateArgs {
+    fn plan(self) -> Plan {
+        Plan {
+            out: self.out,
+            stores: self.stores,
+            days: self.days,
+            seed: self.seed,
+            polls_per_store: self.polls_per_store,
+            end: self.end,
+            hours: self.hours,
+            timezones: self.timezones,
+            gzip: self.gzip,
+            by_store: self.by_store,
+        }
+    }
+}
+
 fn parse_timestamp(s: &str) -> Result<Timestamp, String> {
-    crate::ingest::fields::timestamp(s.trim().as_bytes())
+    crate::input::fields::timestamp(s.trim().as_bytes())
 }
 
 fn parse_interpolation(s: &str) -> Result<Interpolation, String> {
     s.parse()
 }
 
+/// Runs the command the command line asks for.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Serve(args) => {
-            let _telemetry = crate::telemetry::init_server(args.work.log_format)?;
+            let _telemetry = crate::telemetry::init_server(args.work.log_format.into())?;
             let mut settings = args.work.settings(Some(args.bind), !args.no_workers)?;
             settings.cors_origins = args.cors_origins.clone();
             return crate::startup::run(settings).await;
         }
         Command::Worker(args) => {
-            let _telemetry = crate::telemetry::init_server(args.log_format)?;
+            let _telemetry = crate::telemetry::init_server(args.log_format.into())?;
             return crate::startup::run(args.settings(None, true)?).await;
         }
         _ => crate::telemetry::init_cli(),
@@ -245,7 +315,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Report(args) => commands::report::run(&args).await,
         Command::Ingest { data, database } => commands::ingest::run(&data, &database).await,
-        Command::Generate(args) => commands::generate::run(&args),
-        Command::Bench(args) => commands::bench::run(&args).await,
+        Command::Generate(args) => commands::generate::run(&args.plan()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn generate_defaults_to_the_full_size_data_set_the_benchmarks_measure() {
+        let cli = Cli::parse_from(["store-monitor", "generate", "--out", "x"]);
+        let Command::Generate(args) = cli.command else {
+            panic!("not generate");
+        };
+        assert_eq!(args.plan(), Plan::full_size(Path::new("x")));
     }
 }

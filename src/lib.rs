@@ -1,19 +1,21 @@
 //! store-monitor: how much of their business hours each store was offline.
 //!
-//! [`domain`] is the pure computation of the report (SPEC §2); [`ingest`] reads the input
-//! CSV files (SPEC §1); [`db`] keeps them in PostgreSQL; [`jobs`] are the apalis jobs
-//! (reports, the scheduled reload); [`graphql`] and [`http`] are the API (SPEC §3), and
-//! [`startup`] puts it all together.
+//! [`domain`] is the pure computation of the report (SPEC §2) and a report's life;
+//! [`input`] reads the input CSV files (SPEC §1); [`db`] keeps them, the reports and the
+//! job queue in PostgreSQL; [`jobs`] are the apalis jobs (reports, the scheduled reload);
+//! [`service`] is what the API does, the one door of `graphql` and `http` (SPEC §3);
+//! [`startup`] puts it all together. `ARCHITECTURE.md` draws the map.
 
 pub mod cli;
-pub mod commands;
+mod commands;
 pub mod db;
 pub mod domain;
+pub mod generate;
 pub mod graphql;
-pub mod http;
-pub mod ingest;
+mod http;
+pub mod input;
 pub mod jobs;
 pub mod output;
 pub mod service;
 pub mod startup;
-pub mod telemetry;
+mod telemetry;

@@ -1,12 +1,32 @@
-//! Writing files so that nobody ever reads half of one, and the report CSV format.
+//! Writing files so that nobody ever reads half of one, the report CSV format, and where
+//! finished reports' files are kept.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use uuid::Uuid;
 
+use crate::domain::Report;
 use crate::domain::report::{HEADER, ReportLine, Rounded};
-use crate::ingest::dataset::Report;
+
+/// The folder of finished reports' CSV files: one file per computed result, named by its
+/// report's id (reports that reuse a result share its file).
+#[derive(Clone, Debug)]
+pub struct ReportFiles {
+    dir: PathBuf,
+}
+
+impl ReportFiles {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        ReportFiles { dir: dir.into() }
+    }
+
+    /// The file of the result computed by the report `result`.
+    pub fn path(&self, result: Uuid) -> PathBuf {
+        self.dir.join(format!("{result}.csv"))
+    }
+}
 
 /// The report CSV of SPEC §2.
 pub fn write_report(report: &Report, w: &mut impl Write) -> std::io::Result<()> {
@@ -126,9 +146,8 @@ mod tests {
     fn a_pipe_is_written_in_place_and_stays_a_pipe() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fifo");
-        let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-        // SAFETY: a valid NUL-terminated path; mkfifo only creates the node.
-        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        let made = std::process::Command::new("mkfifo").arg(&path).status().unwrap();
+        assert!(made.success(), "mkfifo failed");
         let reader = {
             let path = path.clone();
             std::thread::spawn(move || {

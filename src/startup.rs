@@ -10,16 +10,16 @@ use std::time::Duration;
 use anyhow::Context;
 use apalis::prelude::*;
 use apalis_cron::CronScheduler;
-use apalis_postgres::PostgresStorage;
 use poem::listener::{Acceptor, Listener, TcpListener};
-use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::db::Pool;
 use crate::db::events::ReportEvents;
-use crate::ingest::files::FileChoice;
+use crate::input::FileChoice;
 use crate::jobs::reload::ReloadContext;
 use crate::jobs::report::{self as report_job, ReportContext};
+use crate::output::ReportFiles;
 use crate::service::AppState;
 use crate::{db, graphql, http, service};
 
@@ -57,7 +57,7 @@ impl Application {
     /// working.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let pool = db::connect(&settings.database_url, 24).await?;
-        PostgresStorage::setup(&pool)
+        db::queue::setup(&pool)
             .await
             .context("cannot set up the job queue")?;
         let (stop, stopped) = watch::channel(false);
@@ -65,8 +65,8 @@ impl Application {
             .await
             .context("cannot listen for report events")?;
         let state = AppState {
-            pool: pool.clone(),
-            reports_dir: settings.reports_dir.clone(),
+            db: pool.clone(),
+            reports: ReportFiles::new(&settings.reports_dir),
             data_dir: settings.data_dir.clone(),
             files: settings.files.clone(),
             events,
@@ -87,7 +87,10 @@ impl Application {
                 .first()
                 .and_then(|a| a.as_socket_addr().copied());
             port = local.map(|a| a.port());
-            tracing::info!(address = ?local, "serving HTTP: GraphiQL at /graphql");
+            if let Some(local) = local {
+                // Tests and benchmarks that start `serve --bind 127.0.0.1:0` read the port here.
+                tracing::info!("listening on http://{local} (GraphiQL at /graphql)");
+            }
             let routes = http::routes(
                 state.clone(),
                 graphql::schema(state.clone()),
@@ -128,10 +131,6 @@ impl Application {
         self.port
     }
 
-    pub fn state(&self) -> &AppState {
-        &self.state
-    }
-
     /// Asks everything to stop: no new requests or jobs; running reports finish (or, past
     /// the grace period, are handed back to the queue).
     pub fn stop(&self) {
@@ -154,7 +153,7 @@ impl Application {
             }
         }
         // Every part has given its connections back by now; don't wait forever if not.
-        if tokio::time::timeout(Duration::from_secs(5), self.state.pool.close())
+        if tokio::time::timeout(Duration::from_secs(5), self.state.db.close())
             .await
             .is_err()
         {
@@ -222,10 +221,10 @@ fn monitor(state: &AppState, settings: &Settings) -> Monitor {
     let mut monitor = Monitor::new();
     if settings.concurrency > 0 {
         let context = ReportContext {
-            pool: state.pool.clone(),
-            reports_dir: settings.reports_dir.clone(),
+            pool: state.db.clone(),
+            files: state.reports.clone(),
         };
-        let (pool, instance, concurrency) = (state.pool.clone(), instance.clone(), settings.concurrency);
+        let (pool, instance, concurrency) = (state.db.clone(), instance.clone(), settings.concurrency);
         monitor = monitor.register(move |restarts| {
             // Notifications pick a new job up at once; the interval catches retries and
             // jobs handed back from a dead worker, which are not announced.
@@ -242,7 +241,7 @@ fn monitor(state: &AppState, settings: &Settings) -> Monitor {
     }
     if let Some(schedule) = settings.reload.clone() {
         let context = ReloadContext {
-            pool: state.pool.clone(),
+            pool: state.db.clone(),
             data_dir: settings.data_dir.clone(),
             files: settings.files.clone(),
             instance: instance.clone(),
@@ -265,11 +264,7 @@ fn monitor(state: &AppState, settings: &Settings) -> Monitor {
 
 /// Loads the input files when the database has never had a load.
 async fn initial_load(state: &AppState) -> anyhow::Result<()> {
-    let loaded: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM data_loads WHERE outcome = 'loaded')")
-            .fetch_one(&state.pool)
-            .await?;
-    if loaded {
+    if db::loads::any_loaded(&state.db).await? {
         return Ok(());
     }
     tracing::info!(data = %state.data_dir.display(), "the database holds no data yet: loading the input files");
@@ -285,20 +280,13 @@ async fn initial_load(state: &AppState) -> anyhow::Result<()> {
 }
 
 /// Refreshes the queue-depth gauge every few seconds.
-async fn watch_queue_depth(pool: PgPool, stopped: watch::Receiver<bool>) -> anyhow::Result<()> {
+async fn watch_queue_depth(pool: Pool, stopped: watch::Receiver<bool>) -> anyhow::Result<()> {
     let depth = Arc::new(AtomicU64::new(0));
     crate::telemetry::register_queue_depth(depth.clone());
     let stop = stopped_signal(stopped);
     tokio::pin!(stop);
     loop {
-        let waiting: Result<i64, _> = sqlx::query_scalar(
-            "SELECT count(*) FROM apalis.jobs WHERE job_type = $1
-               AND (status IN ('Pending', 'Queued', 'Running') OR (status = 'Failed' AND attempts < max_attempts))",
-        )
-        .bind(report_job::QUEUE)
-        .fetch_one(&pool)
-        .await;
-        if let Ok(n) = waiting {
+        if let Ok(n) = db::queue::depth(&pool, report_job::QUEUE).await {
             depth.store(n as u64, Ordering::Relaxed);
         }
         tokio::select! {

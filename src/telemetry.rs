@@ -33,7 +33,7 @@ pub fn init_cli() {
 }
 
 /// How the server writes its logs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LogFormat {
     /// One readable line per event.
     #[default]

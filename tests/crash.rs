@@ -8,10 +8,9 @@ use std::time::{Duration, Instant};
 
 use common::TestDb;
 use serde_json::{Value, json};
-use store_monitor::commands::report::write_report;
 use store_monitor::domain::Interpolation;
-use store_monitor::ingest::files::FileChoice;
-use store_monitor::ingest::{DataFiles, Dataset};
+use store_monitor::input::{DataFiles, FileChoice, InputData};
+use store_monitor::output::write_report;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -77,7 +76,7 @@ async fn a_report_whose_process_is_killed_completes_in_the_next_and_no_partial_c
         let files = DataFiles::find(&data, &FileChoice::default()).unwrap();
         let mut out = Vec::new();
         write_report(
-            &Dataset::load(&files)
+            &InputData::load(&files)
                 .unwrap()
                 .prepare()
                 .report(None, Interpolation::Nearest),

@@ -5,15 +5,13 @@ mod common;
 use std::path::Path;
 
 use common::{TestDb, example_dirs};
-use store_monitor::commands::generate::{GenerateArgs, generate};
 use store_monitor::db::housekeeping::{self, Pruned};
-use store_monitor::db::ingest::reload;
 use store_monitor::db::loads::{self, Outcome};
+use store_monitor::db::reload::{Reload, reload};
 use store_monitor::db::snapshot::Snapshot;
-use store_monitor::domain::{Interpolation, Timestamp};
-use store_monitor::ingest::dataset::StoreReport;
-use store_monitor::ingest::files::{FileChoice, FileKind};
-use store_monitor::ingest::{DataFiles, Dataset};
+use store_monitor::domain::{Interpolation, StoreReport, Timestamp};
+use store_monitor::generate::{Plan, generate};
+use store_monitor::input::{DataFiles, FileChoice, FileKind, InputData};
 
 fn files(dir: &Path) -> DataFiles {
     DataFiles::find(dir, &FileChoice::default()).unwrap()
@@ -27,9 +25,7 @@ async fn count(db: &TestDb, table: &str) -> i64 {
 }
 
 async fn version(db: &TestDb) -> i64 {
-    loads::data_version(&mut db.pool.acquire().await.unwrap())
-        .await
-        .unwrap()
+    loads::data_version(&db.pool).await.unwrap()
 }
 
 async fn db_report(db: &TestDb, as_of: Option<Timestamp>, interpolation: Interpolation) -> Vec<StoreReport> {
@@ -45,15 +41,18 @@ async fn db_report(db: &TestDb, as_of: Option<Timestamp>, interpolation: Interpo
 }
 
 fn file_report(dir: &Path, as_of: Option<Timestamp>, interpolation: Interpolation) -> Vec<StoreReport> {
-    Dataset::load(&files(dir))
+    InputData::load(&files(dir))
         .unwrap()
         .prepare()
         .report(as_of, interpolation)
         .rows
 }
 
-fn outcomes(r: &store_monitor::db::ingest::Reload) -> Vec<(FileKind, Outcome)> {
-    r.files.iter().map(|f| (f.kind, f.outcome)).collect()
+fn outcomes(r: &Reload) -> Vec<(FileKind, Outcome)> {
+    r.files
+        .iter()
+        .map(|f| (f.record.kind, f.record.outcome))
+        .collect()
 }
 
 #[tokio::test]
@@ -68,7 +67,7 @@ async fn loading_the_same_files_twice_changes_nothing() {
         first
             .files
             .iter()
-            .all(|f| f.outcome == Outcome::Loaded && f.changed)
+            .all(|f| f.record.outcome == Outcome::Loaded && f.record.changed)
     );
     let (polls, hours, zones, v) = (
         count(&db, "polls").await,
@@ -84,7 +83,7 @@ async fn loading_the_same_files_twice_changes_nothing() {
         second
             .files
             .iter()
-            .all(|f| f.outcome == Outcome::Unchanged && !f.changed)
+            .all(|f| f.record.outcome == Outcome::Unchanged && !f.record.changed)
     );
 
     // Changed bytes with the same rows (a repeated row) are read again and change nothing.
@@ -97,9 +96,9 @@ async fn loading_the_same_files_twice_changes_nothing() {
     let status_load = &third.files[0];
     assert_eq!(
         (
-            status_load.outcome,
-            status_load.rows_inserted,
-            status_load.changed
+            status_load.record.outcome,
+            status_load.record.rows_inserted,
+            status_load.record.changed
         ),
         (Outcome::Loaded, 0, false)
     );
@@ -127,12 +126,16 @@ async fn bad_rows_are_stored_with_line_and_reason_while_good_rows_load() {
     let r = reload(&db.pool, &files(dir.path())).await.unwrap();
     let load = &r.files[0];
     assert_eq!(
-        (load.rows_read, load.rows_inserted, load.rows_rejected),
+        (
+            load.record.rows_read,
+            load.record.rows_inserted,
+            load.record.rows_rejected
+        ),
         (4, 2, 2)
     );
     let stored: Vec<(i64, String, String)> =
         sqlx::query_as("SELECT line, reason, raw FROM rejected_rows WHERE load = $1 ORDER BY line")
-            .bind(load.load_id)
+            .bind(load.record.id)
             .fetch_all(&db.pool)
             .await
             .unwrap();
@@ -184,12 +187,13 @@ async fn a_file_with_a_wrong_header_or_none_changes_nothing() {
     );
     for f in &r.files {
         assert!(
-            f.error
+            f.record
+                .error
                 .as_deref()
                 .unwrap()
                 .contains("the header lacks the column"),
             "{:?}",
-            f.error
+            f.record.error
         );
     }
     assert_eq!(
@@ -260,9 +264,8 @@ async fn two_reloads_at_once_do_not_interleave() {
     let (a, b) = (a.unwrap(), b.unwrap());
     // One of them loaded every file, the other found them all loaded: had they interleaved,
     // both would have seen no earlier load.
-    let loaded = |r: &store_monitor::db::ingest::Reload| r.files.iter().all(|f| f.outcome == Outcome::Loaded);
-    let unchanged =
-        |r: &store_monitor::db::ingest::Reload| r.files.iter().all(|f| f.outcome == Outcome::Unchanged);
+    let loaded = |r: &Reload| r.files.iter().all(|f| f.record.outcome == Outcome::Loaded);
+    let unchanged = |r: &Reload| r.files.iter().all(|f| f.record.outcome == Outcome::Unchanged);
     assert!(
         (loaded(&a) && unchanged(&b)) || (loaded(&b) && unchanged(&a)),
         "{:?} / {:?}",
@@ -293,16 +296,16 @@ async fn the_read_path_gives_the_file_report_for_a_generated_data_set() {
     let db = TestDb::new().await;
     let dir = tempfile::tempdir().unwrap();
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
-    generate(&GenerateArgs {
+    generate(&Plan {
         stores: 600,
         days: 9,
         hours: data.join("menu_hours.csv"),
         timezones: data.join("timezones.csv"),
-        ..GenerateArgs::defaults(dir.path())
+        ..Plan::full_size(dir.path())
     })
     .unwrap();
     reload(&db.pool, &files(dir.path())).await.unwrap();
-    let as_of = Some(store_monitor::ingest::fields::timestamp(b"2023-01-22 03:30:00 UTC").unwrap());
+    let as_of = Some(store_monitor::input::fields::timestamp(b"2023-01-22 03:30:00 UTC").unwrap());
     for (at, interpolation) in [
         (None, Interpolation::Nearest),
         (as_of, Interpolation::ForwardFill),
@@ -332,9 +335,7 @@ async fn housekeeping_forgets_old_bookkeeping_but_nothing_the_data_depends_on() 
         reload(&db.pool, &files(dir)).await.unwrap();
     }
     let version_before = version(&db).await;
-    let newest_before = loads::newest_poll(&mut db.pool.acquire().await.unwrap())
-        .await
-        .unwrap();
+    let newest_before = loads::newest_poll(&db.pool).await.unwrap();
     assert!(newest_before.is_some());
     execute(
         &db,
@@ -375,9 +376,7 @@ async fn housekeeping_forgets_old_bookkeeping_but_nothing_the_data_depends_on() 
     assert_eq!(jobs, ["done-new", "failed-retrying", "pending"]);
     assert_eq!(count(&db, "data_loads WHERE outcome = 'loaded'").await, 3);
     assert_eq!(version(&db).await, version_before);
-    let newest_after = loads::newest_poll(&mut db.pool.acquire().await.unwrap())
-        .await
-        .unwrap();
+    let newest_after = loads::newest_poll(&db.pool).await.unwrap();
     assert_eq!(newest_after, newest_before);
     assert_eq!(
         housekeeping::prune(&db.pool, chrono::Utc::now() - chrono::TimeDelta::days(30))
@@ -450,16 +449,20 @@ async fn a_status_file_that_grew_by_appending_is_read_from_where_the_last_load_e
 
     let again = reload(&db.pool, &files(data.path())).await.unwrap();
     let load = &again.files[0];
-    assert_eq!(load.kind, FileKind::Status);
-    assert_eq!(load.outcome, Outcome::Loaded);
-    assert_eq!(load.read_from, original.len() as u64);
+    assert_eq!(load.record.kind, FileKind::Status);
+    assert_eq!(load.record.outcome, Outcome::Loaded);
+    assert_eq!(load.record.read_from, original.len() as i64);
     assert_eq!(
-        (load.rows_read, load.rows_inserted, load.rows_rejected),
+        (
+            load.record.rows_read,
+            load.record.rows_inserted,
+            load.record.rows_rejected
+        ),
         (3, 1, 1)
     );
     assert_eq!(load.rejected[0].line, lines_before + 3, "{}", load.rejected[0]);
     let stored: i64 = sqlx::query_scalar("SELECT read_from FROM data_loads WHERE id = $1")
-        .bind(load.load_id)
+        .bind(load.record.id)
         .fetch_one(&db.pool)
         .await
         .unwrap();
@@ -478,10 +481,10 @@ async fn a_status_file_that_grew_by_appending_is_read_from_where_the_last_load_e
     std::fs::write(&status, format!("{header}\r\n{}\r\n", reordered.join("\r\n"))).unwrap();
     let rewritten = reload(&db.pool, &files(data.path())).await.unwrap();
     let load = &rewritten.files[0];
-    assert_eq!(load.outcome, Outcome::Loaded);
-    assert_eq!(load.read_from, 0);
-    assert_eq!(load.rows_read, reordered.len() as u64);
-    assert_eq!(load.rows_inserted, 0);
+    assert_eq!(load.record.outcome, Outcome::Loaded);
+    assert_eq!(load.record.read_from, 0);
+    assert_eq!(load.record.rows_read, reordered.len() as i64);
+    assert_eq!(load.record.rows_inserted, 0);
 }
 
 #[tokio::test]
@@ -496,14 +499,18 @@ async fn a_store_id_with_a_nul_byte_is_rejected_not_a_crash() {
     let r = reload(&db.pool, &files(dir.path())).await.unwrap();
     let load = &r.files[0];
     assert_eq!(
-        (load.rows_read, load.rows_inserted, load.rows_rejected),
+        (
+            load.record.rows_read,
+            load.record.rows_inserted,
+            load.record.rows_rejected
+        ),
         (2, 1, 1)
     );
     assert_eq!(load.rejected[0].line, 3);
     assert!(load.rejected[0].reason.contains("NUL"), "{}", load.rejected[0]);
     // PostgreSQL text holds no NUL: the raw row is stored with U+FFFD in its place.
     let raw: String = sqlx::query_scalar("SELECT raw FROM rejected_rows WHERE load = $1")
-        .bind(load.load_id)
+        .bind(load.record.id)
         .fetch_one(&db.pool)
         .await
         .unwrap();

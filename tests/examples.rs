@@ -6,14 +6,13 @@ use std::path::Path;
 use std::process::Command;
 
 use common::example_dirs;
-use store_monitor::commands::report::write_report;
 use store_monitor::domain::Interpolation;
-use store_monitor::ingest::files::FileChoice;
-use store_monitor::ingest::{DataFiles, Dataset};
+use store_monitor::input::{DataFiles, FileChoice, InputData};
+use store_monitor::output::write_report;
 
 fn report_csv(dir: &Path, interpolation: Interpolation) -> String {
     let files = DataFiles::find(dir, &FileChoice::default()).unwrap();
-    let mut data = Dataset::load(&files).unwrap();
+    let mut data = InputData::load(&files).unwrap();
     // The one bad row of the examples is deliberate: a zone that does not exist.
     for r in &data.rejected {
         assert!(r.reason.contains("unknown time zone \"Mars/Phobos\""), "{r}");

@@ -3,18 +3,17 @@
 use std::io::Write;
 use std::path::Path;
 
-use store_monitor::commands::report::write_report;
 use store_monitor::domain::Interpolation;
-use store_monitor::ingest::files::FileChoice;
-use store_monitor::ingest::{DataFiles, Dataset, IngestError};
+use store_monitor::input::{DataFiles, FileChoice, InputData, InputError};
+use store_monitor::output::write_report;
 
 fn write(dir: &Path, name: &str, text: &str) {
     std::fs::write(dir.join(name), text).unwrap();
 }
 
-fn report(dir: &Path) -> (String, Dataset) {
+fn report(dir: &Path) -> (String, InputData) {
     let files = DataFiles::find(dir, &FileChoice::default()).unwrap();
-    let mut data = Dataset::load(&files).unwrap();
+    let mut data = InputData::load(&files).unwrap();
     let mut out = Vec::new();
     write_report(&data.prepare().report(None, Interpolation::Nearest), &mut out).unwrap();
     (String::from_utf8(out).unwrap(), data)
@@ -107,8 +106,8 @@ fn bad_rows_are_reported_with_line_ends(ending: &str) {
         ]
     );
     assert_eq!(data.rejected[0].raw, "a,sleeping,2023-01-23 16:00:00 UTC");
-    assert_eq!(data.counts[0].rows, 6);
-    assert_eq!(data.counts[0].rejected, 4);
+    assert_eq!(data.counts.status.rows, 6);
+    assert_eq!(data.counts.status.rejected, 4);
     // Both stores still report: a without hours rows (all rejected) is open 24x7.
     assert_eq!(csv.lines().count(), 3, "{csv}");
 }
@@ -129,8 +128,8 @@ fn a_file_without_a_required_column_is_rejected_whole_with_a_clear_error() {
         },
     )
     .unwrap();
-    let err = Dataset::load(&files).unwrap_err();
-    assert!(matches!(err, IngestError::MissingColumn { .. }), "{err}");
+    let err = InputData::load(&files).unwrap_err();
+    assert!(matches!(err, InputError::MissingColumn { .. }), "{err}");
     let message = err.to_string();
     assert!(
         message.contains("s.csv") && message.contains("`status`"),
@@ -230,7 +229,7 @@ fn a_big_file_read_in_parts_keeps_line_numbers_and_order() {
         for r in &data.rejected {
             assert!(r.raw.contains(",maybe,"), "{r} {}", r.raw);
         }
-        assert_eq!(data.counts[0].rows, 120_000);
+        assert_eq!(data.counts.status.rows, 120_000);
         assert_eq!(csv.lines().count(), 998);
     }
 }

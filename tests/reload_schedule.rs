@@ -7,7 +7,7 @@ use std::time::Duration;
 use apalis::prelude::*;
 use apalis_cron::CronScheduler;
 use common::{TestDb, example_dirs};
-use store_monitor::ingest::files::FileChoice;
+use store_monitor::input::FileChoice;
 use store_monitor::jobs::reload::{ReloadContext, every, on_tick, schedule};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

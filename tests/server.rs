@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use common::{TestApp, TestDb, example_dirs};
 use serde_json::{Value, json};
-use store_monitor::commands::report::write_report;
 use store_monitor::domain::Interpolation;
-use store_monitor::ingest::files::FileChoice;
-use store_monitor::ingest::{DataFiles, Dataset};
+use store_monitor::input::{DataFiles, FileChoice, InputData};
+use store_monitor::output::write_report;
 
 const TRIGGER: &str = "mutation($input: TriggerReportInput) {
     triggerReport(input: $input) { id status interpolation asOf } }";
@@ -44,10 +43,10 @@ async fn finished(app: &TestApp, id: &str) -> Value {
 /// What `store-monitor report` says for the same files.
 fn offline_csv(dir: &Path, as_of: Option<&str>, interpolation: Interpolation) -> String {
     let files = DataFiles::find(dir, &FileChoice::default()).unwrap();
-    let as_of = as_of.map(|t| store_monitor::ingest::fields::timestamp(t.as_bytes()).unwrap());
+    let as_of = as_of.map(|t| store_monitor::input::fields::timestamp(t.as_bytes()).unwrap());
     let mut out = Vec::new();
     write_report(
-        &Dataset::load(&files)
+        &InputData::load(&files)
             .unwrap()
             .prepare()
             .report(as_of, interpolation),
@@ -222,11 +221,11 @@ async fn rows_pagination_walks_every_row_exactly_once() {
     let db = TestDb::new().await;
     let data = tempfile::tempdir().unwrap();
     let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
-    store_monitor::commands::generate::generate(&store_monitor::commands::generate::GenerateArgs {
+    store_monitor::generate::generate(&store_monitor::generate::Plan {
         stores: 450,
         hours: bundled.join("menu_hours.csv"),
         timezones: bundled.join("timezones.csv"),
-        ..store_monitor::commands::generate::GenerateArgs::defaults(data.path())
+        ..store_monitor::generate::Plan::full_size(data.path())
     })
     .unwrap();
     let server = TestApp::spawn(&db, data.path(), 2).await;

@@ -5,14 +5,15 @@ use std::time::Instant;
 use crate::cli::{DataArgs, DbArgs};
 use crate::db;
 use crate::db::loads::Outcome;
-use crate::ingest::DataFiles;
+use crate::input::DataFiles;
 
-pub async fn run(data: &DataArgs, database: &DbArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(data: &DataArgs, database: &DbArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let files = DataFiles::find(&data.data, &data.choice())?;
     let pool = db::connect(&database.database_url, 4).await?;
-    let reload = db::ingest::reload(&pool, &files).await?;
-    for load in &reload.files {
+    let reload = db::reload::reload(&pool, &files).await?;
+    for file in &reload.files {
+        let load = &file.record;
         let what = match load.outcome {
             Outcome::Loaded => format!(
                 "loaded{}: {} rows read, {} inserted, {} rejected{}",
@@ -35,27 +36,27 @@ pub async fn run(data: &DataArgs, database: &DbArgs) -> anyhow::Result<()> {
         eprintln!(
             "{:<10} {} {what} ({:.2} s)",
             load.kind.flag(),
-            load.file.display(),
-            load.elapsed.as_secs_f64()
+            load.file,
+            file.elapsed.as_secs_f64()
         );
-        for r in &load.rejected {
+        for r in &file.rejected {
             eprintln!("  rejected {r}");
         }
-        if load.rows_rejected > load.rejected.len() as u64 {
+        let shown = file.rejected.len() as i64;
+        if load.rows_rejected > shown {
             eprintln!(
                 "  … and {} more, all stored in rejected_rows (load {})",
-                load.rows_rejected - load.rejected.len() as u64,
-                load.load_id
+                load.rows_rejected - shown,
+                load.id
             );
         }
     }
-    let mut conn = pool.acquire().await?;
-    let version = db::loads::data_version(&mut conn).await?;
+    let version = db::loads::data_version(&pool).await?;
     eprintln!(
         "ingest: data version {version}; {:.2} s",
         started.elapsed().as_secs_f64()
     );
-    if reload.files.iter().any(|f| f.outcome == Outcome::Failed) {
+    if reload.files.iter().any(|f| f.record.outcome == Outcome::Failed) {
         anyhow::bail!("some files could not be loaded (see above)");
     }
     Ok(())

@@ -1,9 +1,6 @@
-//! One module per subcommand: each parses nothing itself (see [`crate::cli`]) and wires
-//! the library together.
+//! One module per one-shot subcommand: each parses nothing itself (see [`crate::cli`]),
+//! wires the library together and says what it did.
 
-pub mod bench;
-pub mod bench_db;
-pub mod bench_server;
-pub mod generate;
-pub mod ingest;
-pub mod report;
+pub(crate) mod generate;
+pub(crate) mod ingest;
+pub(crate) mod report;

@@ -6,27 +6,27 @@ use std::time::Instant;
 use anyhow::Context;
 
 use crate::cli::ReportArgs;
-use crate::ingest::dataset::Report;
-use crate::ingest::{DataFiles, Dataset, Rejected};
-pub use crate::output::{write_atomically, write_report};
+use crate::domain::Report;
+use crate::input::{DataFiles, InputData, Rejected};
+use crate::output::{write_atomically, write_report};
 
 /// How many rejected rows are printed; all of them go to `--rejected`.
 const SHOWN_REJECTED: usize = 20;
 
-pub async fn run(args: &ReportArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: &ReportArgs) -> anyhow::Result<()> {
     if args.from_db {
         return run_from_db(args).await;
     }
     let started = Instant::now();
     let files = DataFiles::find(&args.data.data, &args.data.choice())?;
-    let mut data = Dataset::load(&files)?;
+    let mut data = InputData::load(&files)?;
     let report = data.prepare().report(args.as_of, args.interpolation);
     output(args, &report)?;
     if let Some(path) = &args.rejected {
         write_atomically(path, |w| write_rejected(&data.rejected, w))?;
     }
     print_rejected(&data.rejected);
-    let [status, hours, zones] = data.counts;
+    let (status, hours, zones) = (data.counts.status, data.counts.hours, data.counts.timezones);
     eprintln!(
         "report: {} stores, {} polls, as of {}, {}; rejected rows: {} status, {} hours, {} time zones; {:.2} s",
         report.rows.len(),

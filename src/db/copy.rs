@@ -83,12 +83,9 @@ impl CopyWriter {
         self.buf.extend_from_slice(&(-1i32).to_be_bytes());
     }
 
+    /// Bytes so far: the writer's owner sends them off in chunks of about a megabyte.
     pub fn len(&self) -> usize {
         self.buf.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
     }
 
     /// The bytes so far, leaving the writer empty for the next chunk.

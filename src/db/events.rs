@@ -6,11 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::sync::{broadcast, watch};
 
-use super::reports::{CHANNEL, ReportRecord};
+use super::Pool;
+use super::reports::CHANNEL;
+use crate::domain::ReportRecord;
 
 /// The in-process fan-out of report changes.
 #[derive(Clone)]
@@ -23,7 +24,7 @@ impl ReportEvents {
     /// must be given back before the pool can close). The listener reconnects on its own
     /// if the connection drops; subscriptions also re-read their report now and then, so
     /// nothing lost meanwhile stays lost.
-    pub async fn start(pool: &PgPool, mut stopped: watch::Receiver<bool>) -> anyhow::Result<ReportEvents> {
+    pub async fn start(pool: &Pool, mut stopped: watch::Receiver<bool>) -> anyhow::Result<ReportEvents> {
         let mut listener = PgListener::connect_with(pool).await?;
         listener.listen(CHANNEL).await?;
         let (sender, _) = broadcast::channel(1024);

@@ -2,12 +2,12 @@
 //! version and the newest poll.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
+use sqlx::{FromRow, PgConnection, PgExecutor};
 
+use super::codes::Code;
 use super::copy::CopyWriter;
 use crate::domain::Timestamp;
-use crate::ingest::Rejected;
-use crate::ingest::files::FileKind;
+use crate::input::{FileKind, Rejected};
 
 /// Serializes loads across every process on the database: a reload holds it for its
 /// whole transaction, so two reloads never interleave.
@@ -25,39 +25,21 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn as_str(self) -> &'static str {
+    /// How logs and the command line say it.
+    pub fn name(self) -> &'static str {
         match self {
             Outcome::Loaded => "loaded",
             Outcome::Unchanged => "unchanged",
             Outcome::Failed => "failed",
         }
     }
-
-    pub fn parse(s: &str) -> Outcome {
-        match s {
-            "loaded" => Outcome::Loaded,
-            "unchanged" => Outcome::Unchanged,
-            _ => Outcome::Failed,
-        }
-    }
-}
-
-pub fn kind_str(kind: FileKind) -> &'static str {
-    kind.flag()
-}
-
-pub fn parse_kind(s: &str) -> FileKind {
-    match s {
-        "status" => FileKind::Status,
-        "hours" => FileKind::Hours,
-        _ => FileKind::Timezones,
-    }
 }
 
 /// One row of `data_loads`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, FromRow)]
 pub struct LoadRecord {
     pub id: i64,
+    #[sqlx(try_from = "Code<FileKind>")]
     pub kind: FileKind,
     pub file: String,
     pub checksum: Option<String>,
@@ -68,8 +50,9 @@ pub struct LoadRecord {
     pub rows_read: i64,
     pub rows_inserted: i64,
     pub rows_rejected: i64,
-    pub newest_poll: Option<Timestamp>,
+    pub newest_poll: Option<DateTime<Utc>>,
     pub changed: bool,
+    #[sqlx(try_from = "Code<Outcome>")]
     pub outcome: Outcome,
     pub error: Option<String>,
     pub started_at: DateTime<Utc>,
@@ -77,67 +60,69 @@ pub struct LoadRecord {
 }
 
 /// Waits until no other load runs, then holds the lock until the transaction ends.
-pub async fn lock(conn: &mut PgConnection) -> sqlx::Result<()> {
+pub(crate) async fn lock(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(LOAD_LOCK)
-        .execute(conn)
+        .execute(db)
         .await?;
     Ok(())
 }
 
 /// The file of the last load of a kind that left the data as that file says.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GoodFile {
+#[derive(Clone, Debug, PartialEq, Eq, FromRow)]
+pub(crate) struct GoodFile {
     pub checksum: String,
-    pub size: u64,
+    pub size_bytes: i64,
 }
 
 /// The checksum and size of the last load of `kind` that left the data as its file says.
-pub async fn last_good_file(conn: &mut PgConnection, kind: FileKind) -> sqlx::Result<Option<GoodFile>> {
-    let row: Option<(Option<String>, Option<i64>)> = sqlx::query_as(
+pub(crate) async fn last_good_file(
+    db: impl PgExecutor<'_>,
+    kind: FileKind,
+) -> sqlx::Result<Option<GoodFile>> {
+    sqlx::query_as(
         "SELECT checksum, size_bytes FROM data_loads
          WHERE kind = $1 AND outcome IN ('loaded', 'unchanged')
+           AND checksum IS NOT NULL AND size_bytes IS NOT NULL
          ORDER BY id DESC LIMIT 1",
     )
-    .bind(kind_str(kind))
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.and_then(|(checksum, size)| {
-        Some(GoodFile {
-            checksum: checksum?,
-            size: u64::try_from(size?).ok()?,
-        })
-    }))
+    .bind(Code(kind))
+    .fetch_optional(db)
+    .await
 }
 
 /// Adds a load to `data_loads`, returning its id.
-pub async fn insert(conn: &mut PgConnection, r: &LoadRecord) -> sqlx::Result<i64> {
+pub(crate) async fn insert(db: impl PgExecutor<'_>, r: &LoadRecord) -> sqlx::Result<i64> {
     sqlx::query_scalar(
         "INSERT INTO data_loads (kind, file, checksum, size_bytes, rows_read, rows_inserted,
              rows_rejected, newest_poll, changed, outcome, error, started_at, finished_at, read_from)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
          RETURNING id",
     )
-    .bind(kind_str(r.kind))
+    .bind(Code(r.kind))
     .bind(&r.file)
     .bind(&r.checksum)
     .bind(r.size_bytes)
     .bind(r.rows_read)
     .bind(r.rows_inserted)
     .bind(r.rows_rejected)
-    .bind(r.newest_poll.and_then(Timestamp::to_datetime))
+    .bind(r.newest_poll)
     .bind(r.changed)
-    .bind(r.outcome.as_str())
+    .bind(Code(r.outcome))
     .bind(&r.error)
     .bind(r.started_at)
     .bind(r.finished_at)
     .bind(r.read_from)
-    .fetch_one(conn)
+    .fetch_one(db)
     .await
 }
 
 /// Stores a load's rejected rows.
-pub async fn insert_rejected(conn: &mut PgConnection, load: i64, rejected: &[Rejected]) -> sqlx::Result<u64> {
+pub(crate) async fn insert_rejected(
+    conn: &mut PgConnection,
+    load: i64,
+    rejected: &[Rejected],
+) -> sqlx::Result<u64> {
     if rejected.is_empty() {
         return Ok(0);
     }
@@ -161,116 +146,117 @@ pub async fn insert_rejected(conn: &mut PgConnection, load: i64, rejected: &[Rej
 
 /// The id of the newest load that changed the data (0: none yet). Equal versions mean
 /// equal data.
-pub async fn data_version(conn: &mut PgConnection) -> sqlx::Result<i64> {
+pub async fn data_version(db: impl PgExecutor<'_>) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM data_loads WHERE changed")
-        .fetch_one(conn)
+        .fetch_one(db)
+        .await
+}
+
+/// Whether any load ever applied a file.
+pub(crate) async fn any_loaded(db: impl PgExecutor<'_>) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM data_loads WHERE outcome = 'loaded')")
+        .fetch_one(db)
         .await
 }
 
 /// The newest poll in the database.
-pub async fn newest_poll(conn: &mut PgConnection) -> sqlx::Result<Option<Timestamp>> {
+pub async fn newest_poll(db: impl PgExecutor<'_>) -> sqlx::Result<Option<Timestamp>> {
     let newest: Option<DateTime<Utc>> =
         sqlx::query_scalar("SELECT max(newest_poll) FROM data_loads WHERE outcome = 'loaded'")
-            .fetch_one(conn)
+            .fetch_one(db)
             .await?;
     Ok(newest.map(Timestamp::from_datetime))
 }
 
 /// A report's *now* (SPEC §2): its `asOf`, or else the newest poll.
-pub async fn report_now(
-    conn: &mut PgConnection,
+pub(crate) async fn report_now(
+    db: impl PgExecutor<'_>,
     as_of: Option<Timestamp>,
 ) -> sqlx::Result<Option<Timestamp>> {
     match as_of {
         Some(at) => Ok(Some(at)),
-        None => newest_poll(conn).await,
-    }
-}
-
-type LoadRow = (
-    i64,
-    String,
-    String,
-    Option<String>,
-    Option<i64>,
-    i64,
-    i64,
-    i64,
-    Option<DateTime<Utc>>,
-    bool,
-    String,
-    Option<String>,
-    DateTime<Utc>,
-    DateTime<Utc>,
-    i64,
-);
-
-fn record(r: LoadRow) -> LoadRecord {
-    LoadRecord {
-        id: r.0,
-        kind: parse_kind(&r.1),
-        file: r.2,
-        checksum: r.3,
-        size_bytes: r.4,
-        read_from: r.14,
-        rows_read: r.5,
-        rows_inserted: r.6,
-        rows_rejected: r.7,
-        newest_poll: r.8.map(Timestamp::from_datetime),
-        changed: r.9,
-        outcome: Outcome::parse(&r.10),
-        error: r.11,
-        started_at: r.12,
-        finished_at: r.13,
+        None => newest_poll(db).await,
     }
 }
 
 /// The newest `limit` loads, newest first.
-pub async fn recent(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<LoadRecord>> {
-    let rows: Vec<LoadRow> = sqlx::query_as(
-        "SELECT id, kind, file, checksum, size_bytes, rows_read, rows_inserted, rows_rejected,
-                newest_poll, changed, outcome, error, started_at, finished_at, read_from
-         FROM data_loads ORDER BY id DESC LIMIT $1",
-    )
-    .bind(limit)
-    .fetch_all(conn)
-    .await?;
-    Ok(rows.into_iter().map(record).collect())
+pub(crate) async fn recent(db: impl PgExecutor<'_>, limit: i64) -> sqlx::Result<Vec<LoadRecord>> {
+    sqlx::query_as("SELECT * FROM data_loads ORDER BY id DESC LIMIT $1")
+        .bind(limit)
+        .fetch_all(db)
+        .await
 }
 
-/// The loads of `ids`, oldest first.
-pub async fn by_ids(conn: &mut PgConnection, ids: &[i64]) -> sqlx::Result<Vec<LoadRecord>> {
-    let rows: Vec<LoadRow> = sqlx::query_as(
-        "SELECT id, kind, file, checksum, size_bytes, rows_read, rows_inserted, rows_rejected,
-                newest_poll, changed, outcome, error, started_at, finished_at, read_from
-         FROM data_loads WHERE id = ANY($1) ORDER BY id",
-    )
-    .bind(ids)
-    .fetch_all(conn)
-    .await?;
-    Ok(rows.into_iter().map(record).collect())
+#[derive(FromRow)]
+struct RejectedRow {
+    line: i64,
+    reason: String,
+    raw: String,
 }
 
 /// The rejected rows of a load, by line, at most `limit`.
-pub async fn rejected_of(
-    conn: &mut PgConnection,
+pub(crate) async fn rejected_of(
+    db: impl PgExecutor<'_>,
     load: i64,
     file: &str,
     limit: i64,
 ) -> sqlx::Result<Vec<Rejected>> {
-    let rows: Vec<(i64, String, String)> =
+    let rows: Vec<RejectedRow> =
         sqlx::query_as("SELECT line, reason, raw FROM rejected_rows WHERE load = $1 ORDER BY line LIMIT $2")
             .bind(load)
             .bind(limit)
-            .fetch_all(conn)
+            .fetch_all(db)
             .await?;
     Ok(rows
         .into_iter()
-        .map(|(line, reason, raw)| Rejected {
+        .map(|r| Rejected {
             file: file.to_string(),
-            line: line as u64,
-            reason,
-            raw,
+            line: r.line as u64,
+            reason: r.reason,
+            raw: r.raw,
         })
         .collect())
+}
+
+/// `unchanged` loads changed nothing and repeat the checksum of the load before them, so
+/// the skip-unchanged check and the data version read the same without them. The newest
+/// load of each kind stays, so that `dataset` still shows when each file was last looked at.
+pub(crate) async fn prune_unchanged(db: impl PgExecutor<'_>, before: DateTime<Utc>) -> sqlx::Result<u64> {
+    sqlx::query(
+        "DELETE FROM data_loads d
+         WHERE outcome = 'unchanged'
+           AND finished_at < $1
+           AND id < (SELECT max(id) FROM data_loads n WHERE n.kind = d.kind)",
+    )
+    .bind(before)
+    .execute(db)
+    .await
+    .map(|r| r.rows_affected())
+}
+
+/// A count the `dataset` query shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tally {
+    /// Stores seen in any input file.
+    Stores,
+    /// Stores with at least one poll.
+    PolledStores,
+    /// Polls stored: every poll was added by a load, so this adds up the loads.
+    Polls,
+    BusinessHours,
+    Timezones,
+}
+
+pub(crate) async fn tally(db: impl PgExecutor<'_>, what: Tally) -> sqlx::Result<i64> {
+    let statement = match what {
+        Tally::Stores => "SELECT count(*) FROM stores",
+        Tally::PolledStores => "SELECT count(*) FROM stores WHERE first_poll IS NOT NULL",
+        Tally::Polls => {
+            "SELECT coalesce(sum(rows_inserted), 0)::bigint FROM data_loads
+             WHERE kind = 'status' AND outcome = 'loaded'"
+        }
+        Tally::BusinessHours => "SELECT count(*) FROM business_hours",
+        Tally::Timezones => "SELECT count(*) FROM timezones",
+    };
+    sqlx::query_scalar(statement).fetch_one(db).await
 }

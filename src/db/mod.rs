@@ -1,19 +1,33 @@
-//! The PostgreSQL adapter: connecting (and creating the database), the schema in
-//! `migrations/`, loading the input files, and the consistent read a report is made from.
+//! The PostgreSQL adapter, and the only room with SQL: connecting (and creating the
+//! database), the schema in `migrations/`, loading the input files, the consistent read a
+//! report is made from, the report lifecycle's rows, and apalis's tables.
+//!
+//! Each statement is static text in a small function of the module of its table; rows come
+//! back as `FromRow` types, and stored enums go through [`codes`].
 
-pub mod copy;
+mod codes;
+mod copy;
 pub mod events;
 pub mod housekeeping;
-pub mod ingest;
 pub mod loads;
+mod polls;
+pub mod queue;
+pub mod reload;
+mod replace;
 pub mod reports;
 pub mod snapshot;
+mod stores;
+pub mod ticks;
 
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::migrate::Migrate;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, PgPool};
+use sqlx::{ConnectOptions, Connection};
+
+/// A pool of connections to the service's database.
+pub type Pool = sqlx::PgPool;
 
 /// Where the database is when `DATABASE_URL` does not say.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/store_monitor";
@@ -47,7 +61,7 @@ pub enum DbError {
 
 /// A pool on the database of `url`, creating the database if it does not exist, with the
 /// migrations applied.
-pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, DbError> {
+pub async fn connect(url: &str, max_connections: u32) -> Result<Pool, DbError> {
     let options = PgConnectOptions::from_str(url).map_err(|source| DbError::Url {
         url: url.to_string(),
         source,
@@ -70,7 +84,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, DbError>
 }
 
 /// `host:port/database`, for messages (never the password).
-pub fn describe(options: &PgConnectOptions) -> String {
+fn describe(options: &PgConnectOptions) -> String {
     format!(
         "{}:{}/{}",
         options.get_host(),
@@ -102,6 +116,7 @@ async fn create_database_if_missing(options: &PgConnectOptions) -> Result<(), Db
         .connect()
         .await
         .map_err(connect_error)?;
+    // CREATE DATABASE takes no parameters; the name is quoted as an identifier.
     let create = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
     match sqlx::query(sqlx::AssertSqlSafe(create)).execute(&mut admin).await {
         Ok(_) => {
@@ -115,4 +130,22 @@ async fn create_database_if_missing(options: &PgConnectOptions) -> Result<(), Db
             source,
         }),
     }
+}
+
+/// The newest migration the database has applied successfully (`None`: none), read through
+/// sqlx's own migration bookkeeping.
+pub async fn applied_migration(pool: &Pool) -> Result<Option<i64>, sqlx::migrate::MigrateError> {
+    let mut conn = pool.acquire().await?;
+    let applied = conn.list_applied_migrations(&MIGRATOR.table_name).await?;
+    let failed = conn.dirty_version(&MIGRATOR.table_name).await?;
+    Ok(applied
+        .iter()
+        .map(|m| m.version)
+        .filter(|&v| Some(v) != failed)
+        .max())
+}
+
+/// The newest migration this build knows.
+pub fn latest_migration() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
 }

@@ -12,17 +12,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
+use bytes::Bytes;
 use futures::TryStreamExt;
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{FromRow, PgConnection, PgExecutor, Postgres, Transaction};
 
 use super::copy::CopyReader;
-use super::loads;
-use crate::domain::{Engine, HoursRow, Interpolation, LocalTime, Poll, Timestamp, Weekday, Zone};
-use crate::ingest::dataset::StoreReport;
+use super::{Pool, loads, stores};
+use crate::domain::{
+    Engine, HoursRow, Interpolation, LocalTime, Poll, StoreReport, Timestamp, Weekday, Zone,
+};
 
 /// A consistent view of the data at one instant, ready to compute a report from.
 pub struct Snapshot {
-    pool: PgPool,
+    pool: Pool,
     tx: Transaction<'static, Postgres>,
     /// Lets other connections see exactly what `tx` sees.
     exported: String,
@@ -43,27 +45,17 @@ struct Shared {
 
 impl Snapshot {
     /// Opens the view; `as_of` fixes *now* (default: the newest poll).
-    pub async fn open(pool: &PgPool, as_of: Option<Timestamp>) -> anyhow::Result<Snapshot> {
+    pub async fn open(pool: &Pool, as_of: Option<Timestamp>) -> anyhow::Result<Snapshot> {
         let mut tx = pool
             .begin()
             .await
             .context("cannot start the report transaction")?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
-            .await?;
-        let exported: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
-            .fetch_one(&mut *tx)
-            .await?;
-        let data_version = loads::data_version(&mut tx).await?;
-        let now = loads::report_now(&mut tx, as_of).await?;
+        read_only_snapshot(&mut *tx).await?;
+        let exported = export_snapshot(&mut *tx).await?;
+        let data_version = loads::data_version(&mut *tx).await?;
+        let now = loads::report_now(&mut *tx, as_of).await?;
         let stores_total = match now.and_then(Timestamp::to_datetime) {
-            Some(now) => {
-                let n: i64 = sqlx::query_scalar("SELECT count(*) FROM stores WHERE first_poll <= $1")
-                    .bind(now)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                n as u64
-            }
+            Some(now) => stores_polled_by(&mut *tx, now).await? as u64,
             None => 0,
         };
         Ok(Snapshot {
@@ -87,9 +79,9 @@ impl Snapshot {
             return Ok(Vec::new());
         };
         let shared = Arc::new(Shared {
-            ids: store_ids(&mut self.tx).await?,
-            hours: business_hours(&mut self.tx).await?,
-            zones: zones(&mut self.tx).await?,
+            ids: stores::polled(&mut *self.tx).await?,
+            hours: business_hours(&mut *self.tx).await?,
+            zones: zones(&mut *self.tx).await?,
         });
         let parts = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
@@ -105,36 +97,115 @@ impl Snapshot {
             );
             readers.push(tokio::spawn(async move {
                 let mut tx = pool.begin().await?;
-                sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                    .execute(&mut *tx)
-                    .await?;
-                // The snapshot id comes from PostgreSQL itself, not from any input.
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SET TRANSACTION SNAPSHOT '{exported}'"
-                )))
-                .execute(&mut *tx)
-                .await?;
-                let rows = read_range(&mut tx, &shared, start, end, now, interpolation, &done).await?;
+                read_only_snapshot(&mut *tx).await?;
+                import_snapshot(&mut *tx, &exported).await?;
+                let rows = read_range(&mut tx, shared, start, end, now, interpolation, done).await?;
                 tx.commit().await?;
                 anyhow::Ok(rows)
             }));
         }
-        let mut rows = Vec::with_capacity(self.stores_total as usize);
+        let mut parts = Vec::with_capacity(readers.len());
         for reader in readers {
-            rows.extend(reader.await.context("a report reader stopped")??);
+            parts.push(reader.await.context("a report reader stopped")??);
         }
         self.tx.commit().await?;
-        rows.sort_unstable_by(|a, b| a.store_id.as_bytes().cmp(b.store_id.as_bytes()));
-        Ok(rows)
+        let total = self.stores_total as usize;
+        Ok(tokio::task::spawn_blocking(move || {
+            let mut rows = Vec::with_capacity(total);
+            rows.extend(parts.into_iter().flatten());
+            rows.sort_unstable_by(|a, b| a.store_id.as_bytes().cmp(b.store_id.as_bytes()));
+            rows
+        })
+        .await?)
     }
 }
 
+async fn read_only_snapshot(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(db)
+        .await
+        .map(drop)
+}
+
+async fn export_snapshot(db: impl PgExecutor<'_>) -> sqlx::Result<String> {
+    sqlx::query_scalar("SELECT pg_export_snapshot()")
+        .fetch_one(db)
+        .await
+}
+
+/// Makes this transaction see exactly what the exporting one sees.
+async fn import_snapshot(db: impl PgExecutor<'_>, exported: &str) -> sqlx::Result<()> {
+    // SET TRANSACTION SNAPSHOT takes no parameters; the id is PostgreSQL's own answer to
+    // pg_export_snapshot(), never input.
+    let statement = format!("SET TRANSACTION SNAPSHOT '{exported}'");
+    sqlx::query(sqlx::AssertSqlSafe(statement))
+        .execute(db)
+        .await
+        .map(drop)
+}
+
+async fn stores_polled_by(db: impl PgExecutor<'_>, now: chrono::DateTime<chrono::Utc>) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM stores WHERE first_poll <= $1")
+        .bind(now)
+        .fetch_one(db)
+        .await
+}
+
 /// The report rows of the stores with keys in `[start, end)`.
+///
+/// The COPY stream is read here, on the runtime; the rows are decoded and the engine runs
+/// on a blocking thread fed chunk by chunk, so that a report never holds up a runtime
+/// worker (nor the requests it serves) for the engine's whole share.
 async fn read_range(
     conn: &mut PgConnection,
-    shared: &Shared,
+    shared: Arc<Shared>,
     start: i32,
     end: Option<i32>,
+    now: Timestamp,
+    interpolation: Interpolation,
+    done: Arc<AtomicU64>,
+) -> anyhow::Result<Vec<StoreReport>> {
+    let (chunks, received) = tokio::sync::mpsc::channel::<Bytes>(8);
+    let engine =
+        tokio::task::spawn_blocking(move || compute_range(received, &shared, now, interpolation, &done));
+    set_range(&mut *conn, start, end).await?;
+    let mut stream = conn
+        .copy_out_raw(
+            "COPY (SELECT store, at, active FROM polls
+                   WHERE store >= current_setting('store_monitor.range_start')::bigint
+                     AND store < current_setting('store_monitor.range_end')::bigint
+                   ORDER BY store, at) TO STDOUT (FORMAT binary)",
+        )
+        .await?;
+    while let Some(chunk) = stream.try_next().await? {
+        if chunks.send(chunk).await.is_err() {
+            // The engine stopped on bad data: its error says why.
+            break;
+        }
+    }
+    drop(stream);
+    drop(chunks);
+    engine.await.context("a report's engine stopped")?
+}
+
+/// COPY takes no parameters: the range goes in as settings of the transaction.
+async fn set_range(db: impl PgExecutor<'_>, start: i32, end: Option<i32>) -> sqlx::Result<()> {
+    let end = end.map_or(i64::from(i32::MAX) + 1, i64::from);
+    sqlx::query(
+        "SELECT set_config('store_monitor.range_start', $1::text, true),
+                set_config('store_monitor.range_end', $2::text, true)",
+    )
+    .bind(i64::from(start))
+    .bind(end)
+    .execute(db)
+    .await
+    .map(drop)
+}
+
+/// Decodes the polls of a range of stores, in key order, and computes each store's row.
+fn compute_range(
+    mut chunks: tokio::sync::mpsc::Receiver<Bytes>,
+    shared: &Shared,
     now: Timestamp,
     interpolation: Interpolation,
     done: &AtomicU64,
@@ -156,18 +227,8 @@ async fn read_range(
         }
         polls.clear();
     };
-    // COPY takes no parameters; the bounds are integers, not input.
-    let statement = match end {
-        Some(end) => format!(
-            "COPY (SELECT store, at, active FROM polls WHERE store >= {start} AND store < {end} ORDER BY store, at) TO STDOUT (FORMAT binary)"
-        ),
-        None => format!(
-            "COPY (SELECT store, at, active FROM polls WHERE store >= {start} ORDER BY store, at) TO STDOUT (FORMAT binary)"
-        ),
-    };
     let mut reader = CopyReader::new();
-    let mut stream = conn.copy_out_raw(&statement).await?;
-    while let Some(chunk) = stream.try_next().await? {
+    while let Some(chunk) = chunks.blocking_recv() {
         reader.feed(&chunk, &[4, 8, 1], |row| {
             let store = row.int4(0);
             if current != Some(store) {
@@ -183,7 +244,6 @@ async fn read_range(
         })?;
     }
     reader.finish()?;
-    drop(stream);
     if let Some(last) = current {
         flush(last, &mut polls, &mut rows);
     }
@@ -207,52 +267,56 @@ fn store_ranges(mut keys: Vec<i32>, parts: usize) -> Vec<(i32, Option<i32>)> {
     ranges
 }
 
-async fn store_ids(tx: &mut Transaction<'static, Postgres>) -> sqlx::Result<HashMap<i32, String>> {
-    let rows: Vec<(i32, String)> =
-        sqlx::query_as("SELECT id, store_id FROM stores WHERE first_poll IS NOT NULL")
-            .fetch_all(&mut **tx)
-            .await?;
-    Ok(rows.into_iter().collect())
+#[derive(FromRow)]
+struct HoursRecord {
+    store: i32,
+    day: i16,
+    start_micros: i64,
+    end_micros: i64,
 }
 
-async fn business_hours(
-    tx: &mut Transaction<'static, Postgres>,
-) -> anyhow::Result<HashMap<i32, Vec<HoursRow>>> {
-    let rows: Vec<(i32, i16, i64, i64)> = sqlx::query_as(
+async fn business_hours(db: impl PgExecutor<'_>) -> anyhow::Result<HashMap<i32, Vec<HoursRow>>> {
+    let rows: Vec<HoursRecord> = sqlx::query_as(
         // date_part's double holds every microsecond of a day exactly, and is much faster
         // than extract's numeric.
         "SELECT store, day,
-                (date_part('epoch', start_local) * 1000000)::bigint,
-                (date_part('epoch', end_local) * 1000000)::bigint
+                (date_part('epoch', start_local) * 1000000)::bigint AS start_micros,
+                (date_part('epoch', end_local) * 1000000)::bigint AS end_micros
          FROM business_hours",
     )
-    .fetch_all(&mut **tx)
+    .fetch_all(db)
     .await?;
     let mut by_store: HashMap<i32, Vec<HoursRow>> = HashMap::new();
-    for (store, day, start, end) in rows {
+    for r in rows {
         let row = (|| {
             Some(HoursRow {
-                day: Weekday::new(u8::try_from(day).ok()?)?,
-                start: LocalTime::from_micros(start)?,
-                end: LocalTime::from_micros(end)?,
+                day: Weekday::new(u8::try_from(r.day).ok()?)?,
+                start: LocalTime::from_micros(r.start_micros)?,
+                end: LocalTime::from_micros(r.end_micros)?,
             })
         })()
-        .with_context(|| format!("business_hours holds an impossible row for store {store}"))?;
-        by_store.entry(store).or_default().push(row);
+        .with_context(|| format!("business_hours holds an impossible row for store {}", r.store))?;
+        by_store.entry(r.store).or_default().push(row);
     }
     Ok(by_store)
 }
 
-async fn zones(tx: &mut Transaction<'static, Postgres>) -> sqlx::Result<HashMap<i32, Zone>> {
-    let rows: Vec<(i32, String)> = sqlx::query_as("SELECT store, zone FROM timezones")
-        .fetch_all(&mut **tx)
+#[derive(FromRow)]
+struct ZoneRecord {
+    store: i32,
+    zone: String,
+}
+
+async fn zones(db: impl PgExecutor<'_>) -> sqlx::Result<HashMap<i32, Zone>> {
+    let rows: Vec<ZoneRecord> = sqlx::query_as("SELECT store, zone FROM timezones")
+        .fetch_all(db)
         .await?;
     Ok(rows
         .into_iter()
-        .filter_map(|(store, name)| match name.parse::<Zone>() {
-            Ok(zone) => Some((store, zone)),
+        .filter_map(|r| match r.zone.parse::<Zone>() {
+            Ok(zone) => Some((r.store, zone)),
             Err(e) => {
-                tracing::warn!(store, "{e}; the store is read as America/Chicago");
+                tracing::warn!(store = r.store, "{e}; the store is read as America/Chicago");
                 None
             }
         })

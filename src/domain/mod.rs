@@ -1,7 +1,9 @@
-//! The pure core of store-monitor: business hours, time zones, interpolation and uptime.
-//! Nothing here reads a file, a clock or a database; the adapters around it do.
+//! The pure core of store-monitor: business hours, time zones, interpolation, uptime, and
+//! a report's result and life. Nothing here reads a file, a clock or a database; the
+//! adapters around it do.
 
 pub mod hours;
+pub mod lifecycle;
 pub mod report;
 pub mod status;
 pub mod time;
@@ -9,7 +11,9 @@ pub mod uptime;
 pub mod zone;
 
 pub use hours::{HoursRow, LocalTime, Weekday};
+pub use lifecycle::{ReportRecord, ReportStatus};
+pub use report::{Report, StoreReport};
 pub use status::{Interpolation, Poll};
-pub use time::{Interval, Ticks, Timestamp};
+pub use time::{Interval, TickInterval, Ticks, Timestamp};
 pub use uptime::{Engine, Split, Uptime};
 pub use zone::Zone;

@@ -50,3 +50,18 @@ impl fmt::Display for ReportLine<'_> {
         Ok(())
     }
 }
+
+/// One store's line of a report, exact.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreReport {
+    pub store_id: String,
+    pub uptime: Uptime,
+}
+
+/// A computed report: the instant it was computed at and a row per store, by store id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    /// `None` only when there are no polls at all.
+    pub now: Option<super::Timestamp>,
+    pub rows: Vec<StoreReport>,
+}

@@ -2,7 +2,7 @@
 
 use std::str::FromStr;
 
-use super::time::{Interval, Ticks, Timestamp};
+use super::time::{TickInterval, Ticks, Timestamp};
 
 /// One observation of a store: active or not at an instant.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -12,7 +12,8 @@ pub struct Poll {
 }
 
 /// How a store's status is read between its polls.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Interpolation {
     /// Every instant takes the status of the nearest poll; the switch is halfway between
     /// two polls.
@@ -23,6 +24,7 @@ pub enum Interpolation {
 }
 
 impl Interpolation {
+    /// The name the command line and messages use.
     pub fn name(self) -> &'static str {
         match self {
             Interpolation::Nearest => "nearest",
@@ -90,13 +92,13 @@ impl<'a> StepFunction<'a> {
     }
 
     /// Time spent active within `intervals` (sorted, disjoint, in ticks), and their total.
-    pub fn active_within(&self, intervals: &[Interval]) -> (Ticks, Ticks) {
+    pub fn active_within(&self, intervals: &[TickInterval]) -> (Ticks, Ticks) {
         let (mut active, mut total) = (0, 0);
         let Some(first) = intervals.first() else {
             return (Ticks(0), Ticks(0));
         };
         if self.polls.is_empty() {
-            return (Ticks(0), Ticks(intervals.iter().map(|i| i.len()).sum()));
+            return (Ticks(0), Ticks(intervals.iter().map(|i| i.len().0).sum()));
         }
         // The first step reaches back to -∞ and the last one on to +∞; find the step
         // that holds at the first interval's start.

@@ -104,7 +104,7 @@ pub fn format_hundredths(hundredths: i64) -> String {
     format!("{sign}{}.{:02}", abs / 100, abs % 100)
 }
 
-/// The half-open interval `[start, end)` of some integer time unit.
+/// The half-open interval `[start, end)` of instants, in microseconds since the epoch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Interval {
     pub start: i64,
@@ -127,6 +127,31 @@ impl Interval {
     /// The part of `self` inside `other` (possibly empty).
     pub fn clip(self, other: Interval) -> Interval {
         Interval::new(self.start.max(other.start), self.end.min(other.end))
+    }
+
+    pub fn to_ticks(self) -> TickInterval {
+        TickInterval {
+            start: Ticks::from_micros(self.start).0,
+            end: Ticks::from_micros(self.end).0,
+        }
+    }
+}
+
+/// The half-open interval `[start, end)` of instants, in [`Ticks`] since the epoch: the
+/// unit the engine adds up in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TickInterval {
+    pub start: i64,
+    pub end: i64,
+}
+
+impl TickInterval {
+    pub fn len(self) -> Ticks {
+        Ticks((self.end - self.start).max(0))
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.end <= self.start
     }
 }
 

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use super::hours::{HoursRow, open_intervals, window_ending};
 use super::status::{Interpolation, Poll, StepFunction};
-use super::time::{Interval, MICROS_PER_HOUR, Ticks, Timestamp};
+use super::time::{Interval, MICROS_PER_HOUR, TickInterval, Ticks, Timestamp};
 use super::zone::{Zone, ZoneClock};
 
 /// Active and inactive business time within one window.
@@ -34,7 +34,7 @@ pub struct Engine {
     interpolation: Interpolation,
     clocks: HashMap<Zone, ZoneClock>,
     open: Vec<Interval>,
-    ticks: Vec<Interval>,
+    ticks: Vec<TickInterval>,
 }
 
 impl Engine {
@@ -82,7 +82,7 @@ impl Engine {
                     .iter()
                     .map(|i| i.clip(window))
                     .filter(|i| !i.is_empty())
-                    .map(|i| Interval::new(Ticks::from_micros(i.start).0, Ticks::from_micros(i.end).0)),
+                    .map(Interval::to_ticks),
             );
             let (up, total) = step.active_within(&self.ticks);
             *split = Split { up, down: total - up };

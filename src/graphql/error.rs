@@ -2,8 +2,11 @@
 
 use std::sync::Arc;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextRequest};
-use async_graphql::{ErrorExtensions, Response};
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextRequest, NextValidation,
+};
+use async_graphql::parser::types::ExecutableDocument;
+use async_graphql::{ErrorExtensions, Response, ServerError, ServerResult, ValidationResult, Variables};
 
 /// An error as a client sees it: its fault (with a message and a code), or ours (logged
 /// with its causes, shown as "internal error").
@@ -59,8 +62,11 @@ impl From<ApiError> for async_graphql::Error {
     }
 }
 
-/// Gives a code to the errors async-graphql raises itself (syntax, validation, argument
-/// values), so that every error a client sees has `extensions.code`.
+/// Gives a code to the errors async-graphql raises itself, by the step that raised them:
+/// the document does not parse (`GRAPHQL_PARSE_FAILED`); it does not fit the schema or its
+/// limits (`GRAPHQL_VALIDATION_FAILED`); an argument's value, given inline or as a
+/// variable, is not one its type takes (`BAD_USER_INPUT`). Errors of ours carry their code
+/// already; every error a client sees has one.
 pub struct ErrorCodes;
 
 impl ExtensionFactory for ErrorCodes {
@@ -71,31 +77,72 @@ impl ExtensionFactory for ErrorCodes {
 
 struct ErrorCodesExtension;
 
-#[async_trait::async_trait]
-impl Extension for ErrorCodesExtension {
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        let mut response = next.run(ctx).await;
-        for error in &mut response.errors {
-            if error.extensions.as_ref().is_some_and(|x| x.get("code").is_some()) {
-                continue;
-            }
-            let code = classify(&error.message);
-            error
-                .extensions
-                .get_or_insert_with(Default::default)
-                .set("code", code);
-        }
-        response
+/// The start of the message of async-graphql's one validation rule about argument values
+/// (`ArgumentsOfCorrectType`), which also checks the variables' values; a test pins it.
+const ARGUMENT_VALUE: &str = "Invalid value for argument";
+
+fn set_code(error: &mut ServerError, code: &'static str) {
+    let extensions = error.extensions.get_or_insert_with(Default::default);
+    if extensions.get("code").is_none() {
+        extensions.set("code", code);
     }
 }
 
-/// The code of an error async-graphql raised, from its message.
-pub fn classify(message: &str) -> &'static str {
-    if message.starts_with("Failed to parse") || message.contains("Invalid value for argument") {
-        "BAD_USER_INPUT"
-    } else if message.starts_with(" --> ") || message.contains("expected ") && message.contains("line") {
-        "GRAPHQL_PARSE_FAILED"
-    } else {
-        "GRAPHQL_VALIDATION_FAILED"
+#[async_trait::async_trait]
+impl Extension for ErrorCodesExtension {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        next.run(ctx, query, variables).await.map_err(|mut e| {
+            set_code(&mut e, "GRAPHQL_PARSE_FAILED");
+            e
+        })
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        next.run(ctx).await.map_err(|mut errors| {
+            for e in &mut errors {
+                let code = if e.message.starts_with(ARGUMENT_VALUE) {
+                    "BAD_USER_INPUT"
+                } else {
+                    "GRAPHQL_VALIDATION_FAILED"
+                };
+                set_code(e, code);
+            }
+            errors
+        })
+    }
+
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
+        // Our resolvers' errors have a code; one without is async-graphql's own, raised
+        // turning an argument into its Rust type (a DateTime that is no date, say).
+        let mut response = next.run(ctx, operation_name).await;
+        for e in &mut response.errors {
+            set_code(e, "BAD_USER_INPUT");
+        }
+        response
+    }
+
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        // What is left failed between validation and execution: no operation of the name
+        // asked for, or several and no name.
+        let mut response = next.run(ctx).await;
+        for e in &mut response.errors {
+            set_code(e, "GRAPHQL_VALIDATION_FAILED");
+        }
+        response
     }
 }

@@ -1,21 +1,24 @@
 //! The GraphQL API: queries, mutations and the report subscription, built by one function
-//! that the server, the tests and the SDL export share.
+//! that the server, the tests and the SDL export share. Resolvers reach the rest of the
+//! service only through [`crate::service`].
 
-pub mod error;
-pub mod types;
+mod data;
+mod error;
+mod report;
 
 use std::time::Duration;
 
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::futures_util::Stream;
-use async_graphql::{Context, ID, Object, Schema, Subscription};
+use async_graphql::{Context, ID, Object, OutputType, Schema, Subscription};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::db::reports::{self, ReportRecord};
+use crate::domain::ReportRecord;
 use crate::service::{self, AppState};
-use error::ApiError;
-use types::{DataLoad, Dataset, Report, TriggerReportInput};
+use data::{DataLoadNode, DatasetNode};
+pub use error::{ApiError, ErrorCodes};
+use report::{ReportNode, TriggerReportInput};
 
 /// The schema type.
 pub type AppSchema = Schema<Query, Mutation, SubscriptionRoot>;
@@ -24,25 +27,29 @@ pub type AppSchema = Schema<Query, Mutation, SubscriptionRoot>;
 pub const MAX_PAGE: i32 = 1000;
 /// How deep a query may nest, and how many fields it may ask for: enough for any real
 /// client, too little to take the server down.
-const MAX_DEPTH: usize = 10;
-const MAX_COMPLEXITY: usize = 500;
+pub const MAX_DEPTH: usize = 10;
+pub const MAX_COMPLEXITY: usize = 500;
 /// A subscription re-reads its report this often too, in case a notification was lost.
 const RECHECK: Duration = Duration::from_secs(5);
 
 /// The schema, serving `state`.
 pub fn schema(state: AppState) -> AppSchema {
-    Schema::build(Query, Mutation, SubscriptionRoot)
-        .data(state)
+    limited(Schema::build(Query, Mutation, SubscriptionRoot).data(state))
+}
+
+fn limited(builder: async_graphql::SchemaBuilder<Query, Mutation, SubscriptionRoot>) -> AppSchema {
+    builder
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .extension(async_graphql::extensions::Tracing)
-        .extension(error::ErrorCodes)
+        .extension(ErrorCodes)
         .finish()
 }
 
-/// The schema's types alone, with nothing to serve (for the SDL and introspection).
+/// The schema with its limits and error codes but nothing to serve: for the SDL,
+/// introspection, and the tests of what is refused before any resolver runs.
 pub fn bare_schema() -> AppSchema {
-    Schema::build(Query, Mutation, SubscriptionRoot).finish()
+    limited(Schema::build(Query, Mutation, SubscriptionRoot))
 }
 
 /// The SDL of the schema, as committed in `schema.graphql`.
@@ -51,7 +58,7 @@ pub fn sdl() -> String {
 }
 
 /// `first` checked against the page limit.
-pub(crate) fn page_size(first: Option<i32>) -> Result<i64, ApiError> {
+fn page_size(first: Option<i32>) -> Result<i64, ApiError> {
     match first {
         None => Ok(100),
         Some(n) if (0..=MAX_PAGE).contains(&n) => Ok(i64::from(n)),
@@ -59,6 +66,26 @@ pub(crate) fn page_size(first: Option<i32>) -> Result<i64, ApiError> {
             "first must be between 0 and {MAX_PAGE}, not {n}"
         ))),
     }
+}
+
+/// A page of a list fetched with one item more than `limit`, which tells whether there is
+/// a next page; `edge` gives each item's cursor and node.
+fn page<T, N: OutputType>(
+    mut items: Vec<T>,
+    limit: i64,
+    has_previous: bool,
+    edge: impl FnMut(T) -> (String, N),
+) -> Connection<String, N> {
+    let has_next = items.len() as i64 > limit;
+    items.truncate(limit as usize);
+    let mut page = Connection::new(has_previous, has_next);
+    page.edges.extend(
+        items
+            .into_iter()
+            .map(edge)
+            .map(|(cursor, node)| Edge::new(cursor, node)),
+    );
+    page
 }
 
 fn parse_id(id: &ID) -> Result<Uuid, ApiError> {
@@ -83,9 +110,9 @@ impl Query {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The report's id, as triggerReport returned it.")] id: ID,
-    ) -> async_graphql::Result<Option<Report>> {
+    ) -> async_graphql::Result<Option<ReportNode>> {
         let state = ctx.data_unchecked::<AppState>();
-        Ok(Some(Report(find_report(state, &id).await?)))
+        Ok(Some(ReportNode(find_report(state, &id).await?)))
     }
 
     /// Reports, newest first.
@@ -94,27 +121,21 @@ impl Query {
         ctx: &Context<'_>,
         #[graphql(desc = "Page size, at most 1000 (default 100).")] first: Option<i32>,
         #[graphql(desc = "The cursor of the report to start after.")] after: Option<String>,
-    ) -> async_graphql::Result<Connection<String, Report>> {
+    ) -> async_graphql::Result<Connection<String, ReportNode>> {
         let limit = page_size(first)?;
         let cursor = after.as_deref().map(parse_cursor).transpose()?;
         let state = ctx.data_unchecked::<AppState>();
-        let mut conn = state.pool.acquire().await.map_err(ApiError::from)?;
-        let mut records = reports::list(&mut conn, limit + 1, cursor)
+        let records = service::list_reports(state, limit + 1, cursor)
             .await
-            .map_err(ApiError::from)?;
-        let has_next = records.len() as i64 > limit;
-        records.truncate(limit as usize);
-        let mut page = Connection::new(after.is_some(), has_next);
-        page.edges.extend(records.into_iter().map(|r| {
-            let cursor = format!("{}|{}", r.created_at.to_rfc3339(), r.id);
-            Edge::new(cursor, Report(r))
-        }));
-        Ok(page)
+            .map_err(ApiError::Internal)?;
+        Ok(page(records, limit, after.is_some(), |r| {
+            (format!("{}|{}", r.created_at.to_rfc3339(), r.id), ReportNode(r))
+        }))
     }
 
     /// The data in the database: row counts, newest poll, the latest loads.
-    async fn dataset(&self) -> Dataset {
-        Dataset
+    async fn dataset(&self) -> DatasetNode {
+        DatasetNode
     }
 }
 
@@ -140,43 +161,29 @@ impl Mutation {
         #[graphql(desc = "What to compute; default: as of the newest poll, NEAREST.")] input: Option<
             TriggerReportInput,
         >,
-    ) -> async_graphql::Result<Report> {
+    ) -> async_graphql::Result<ReportNode> {
         let state = ctx.data_unchecked::<AppState>();
         let input = input.unwrap_or_default();
-        let record =
-            service::trigger_report(state, input.interpolation.unwrap_or_default().into(), input.as_of)
-                .await
-                .map_err(ApiError::Internal)?;
-        Ok(Report(record))
+        let interpolation = input.interpolation.unwrap_or_default().into();
+        let record = service::trigger_report(state, interpolation, input.as_of)
+            .await
+            .map_err(ApiError::Internal)?;
+        Ok(ReportNode(record))
     }
 
     /// Reloads the input files now (as the schedule does), and says what it did.
-    async fn reload_data(&self, ctx: &Context<'_>) -> async_graphql::Result<DataLoad> {
+    async fn reload_data(&self, ctx: &Context<'_>) -> async_graphql::Result<DataLoadNode> {
         let state = ctx.data_unchecked::<AppState>();
         let reload = service::reload_now(state).await.map_err(ApiError::Internal)?;
-        let mut conn = state.pool.acquire().await.map_err(ApiError::from)?;
-        let ids: Vec<i64> = reload.files.iter().map(|f| f.load_id).collect();
-        let files = crate::db::loads::by_ids(&mut conn, &ids)
-            .await
-            .map_err(ApiError::from)?;
-        let data_version = crate::db::loads::data_version(&mut conn)
-            .await
-            .map_err(ApiError::from)?;
-        Ok(DataLoad { files, data_version })
+        let data_version = service::data_version(state).await.map_err(ApiError::Internal)?;
+        Ok(DataLoadNode {
+            files: reload.files.into_iter().map(|f| f.record).collect(),
+            data_version,
+        })
     }
 }
 
 pub struct SubscriptionRoot;
-
-/// How far along a report is, to tell a newer state from a stale one.
-fn progress_key(r: &ReportRecord) -> (u8, Option<DateTime<Utc>>, i32) {
-    let stage = match r.status {
-        reports::ReportStatus::Pending => 0,
-        reports::ReportStatus::Running => 1,
-        _ => 2,
-    };
-    (stage, r.started_at, r.stores_done)
-}
 
 /// What can be followed as it happens.
 #[Subscription(name = "Subscription")]
@@ -187,15 +194,15 @@ impl SubscriptionRoot {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The report's id, as triggerReport returned it.")] id: ID,
-    ) -> async_graphql::Result<impl Stream<Item = Report>> {
+    ) -> async_graphql::Result<impl Stream<Item = ReportNode>> {
         let state = ctx.data_unchecked::<AppState>().clone();
         let uuid = parse_id(&id)?;
         // Listen before reading, so that no change falls between the two.
-        let mut events = state.events.subscribe();
+        let mut events = service::subscribe(&state);
         let first = find_report(&state, &id).await?;
         Ok(async_stream::stream! {
             let mut last = first.clone();
-            yield Report(first);
+            yield ReportNode(first);
             while !last.status.is_final() {
                 let next = tokio::select! {
                     event = events.recv() => match event {
@@ -209,10 +216,10 @@ impl SubscriptionRoot {
                     _ = tokio::time::sleep(RECHECK) => service::get_report(&state, uuid).await.ok().flatten(),
                 };
                 if let Some(next) = next
-                    && progress_key(&next) > progress_key(&last)
+                    && next.is_newer_than(&last)
                 {
                     last = next.clone();
-                    yield Report(next);
+                    yield ReportNode(next);
                 }
             }
         })

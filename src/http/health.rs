@@ -5,7 +5,7 @@ use poem::web::Data;
 use poem::{Response, handler};
 
 use super::json;
-use crate::service::AppState;
+use crate::service::{self, AppState, Readiness};
 
 /// `GET /healthz`: the process answers.
 #[handler]
@@ -16,25 +16,15 @@ pub async fn healthz() -> Response {
 /// `GET /readyz`: the database answers and has every migration this build knows.
 #[handler]
 pub async fn readyz(state: Data<&AppState>) -> Response {
-    let expected = crate::db::MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
-    let applied: Result<Option<i64>, _> =
-        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
-            .fetch_one(&state.pool)
-            .await;
-    match applied {
-        Ok(Some(version)) if version >= expected => {
-            json(StatusCode::OK, serde_json::json!({ "status": "ready" }))
-        }
-        Ok(version) => json(
+    match service::readiness(&state).await {
+        Readiness::Ready => json(StatusCode::OK, serde_json::json!({ "status": "ready" })),
+        Readiness::MigrationsPending { applied, expected } => json(
             StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({ "status": "migrations pending", "applied": version, "expected": expected }),
+            serde_json::json!({ "status": "migrations pending", "applied": applied, "expected": expected }),
         ),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check: database unreachable");
-            json(
-                StatusCode::SERVICE_UNAVAILABLE,
-                serde_json::json!({ "status": "database unreachable" }),
-            )
-        }
+        Readiness::Unreachable => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({ "status": "database unreachable" }),
+        ),
     }
 }

@@ -8,8 +8,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{csv, internal, json};
-use crate::db::reports::ReportStatus;
-use crate::domain::Interpolation;
+use crate::domain::{Interpolation, ReportStatus};
 use crate::service::{self, AppState};
 
 /// `POST /trigger_report` → `{"report_id": "<uuid>"}`.

@@ -12,12 +12,12 @@ use poem::web::{Data, Html, Path};
 use poem::{Endpoint, EndpointExt, IntoResponse, Response, Route, get, handler, post};
 use uuid::Uuid;
 
-use crate::db::reports::{ReportRecord, ReportStatus};
+use crate::domain::{ReportRecord, ReportStatus};
 use crate::graphql::AppSchema;
 use crate::service::{self, AppState};
 
 /// Every route, with CORS for `cors_origins` (empty: any origin) and request tracing.
-pub fn routes(state: AppState, schema: AppSchema, cors_origins: &[String]) -> impl Endpoint + use<> {
+pub(crate) fn routes(state: AppState, schema: AppSchema, cors_origins: &[String]) -> impl Endpoint + use<> {
     let mut cors = Cors::new();
     for origin in cors_origins {
         cors = cors.allow_origin(origin.as_str());
@@ -99,7 +99,7 @@ async fn report_file(Path(file): Path<String>, state: Data<&AppState>) -> Respon
     if record.status != ReportStatus::Complete {
         return json(
             StatusCode::CONFLICT,
-            serde_json::json!({ "error": "the report is not complete", "status": record.status.as_str() }),
+            serde_json::json!({ "error": "the report is not complete", "status": record.status.name() }),
         );
     }
     match service::report_csv(&state, &record).await {

@@ -7,18 +7,16 @@ use std::str::FromStr;
 use apalis::prelude::*;
 use apalis_cron::Tick;
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
 
-use crate::db::housekeeping;
-use crate::db::ingest::{Reload, reload};
-use crate::ingest::DataFiles;
-use crate::ingest::files::FileChoice;
+use crate::db::reload::{Reload, reload};
+use crate::db::{Pool, housekeeping, ticks};
+use crate::input::{DataFiles, FileChoice};
 
 /// What the reload needs: the database and where the files are (looked up again at every
 /// tick, since files come and go).
 #[derive(Clone, Debug)]
 pub struct ReloadContext {
-    pub pool: PgPool,
+    pub pool: Pool,
     pub data_dir: PathBuf,
     pub files: FileChoice,
     /// This process's name in `reload_ticks`.
@@ -52,25 +50,13 @@ pub fn schedule(expression: &str) -> Result<cron::Schedule, String> {
         .map_err(|e| format!("bad cron expression {expression:?} (seconds first: \"0 */10 * * * *\"): {e}"))
 }
 
-/// Takes the tick for this process, unless another one has; `true` if it is ours.
-pub async fn claim_tick(pool: &PgPool, tick: DateTime<Utc>, instance: &str) -> sqlx::Result<bool> {
-    let claimed =
-        sqlx::query("INSERT INTO reload_ticks (tick, claimed_by) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(tick)
-            .bind(instance)
-            .execute(pool)
-            .await?
-            .rows_affected();
-    Ok(claimed == 1)
-}
-
 /// The reload of one tick: `None` when another process has it.
 pub async fn scheduled_reload(ctx: &ReloadContext, tick: DateTime<Utc>) -> anyhow::Result<Option<Reload>> {
-    if !claim_tick(&ctx.pool, tick, &ctx.instance).await? {
+    if !ticks::claim(&ctx.pool, tick, &ctx.instance).await? {
         tracing::debug!(%tick, "another process runs this reload");
         return Ok(None);
     }
-    let files = DataFiles::find(&ctx.data_dir, &ctx.files)?;
+    let files = DataFiles::find_off_runtime(&ctx.data_dir, &ctx.files).await?;
     let done = reload(&ctx.pool, &files).await?;
     tracing::info!(%tick, changed = done.changed(), "scheduled reload");
     // The tick's claimer prunes too, so that it happens once per tick; a failure here is

@@ -1,27 +1,27 @@
 //! The report job: computes a report from one database snapshot, writes its CSV and rows,
 //! and moves it to COMPLETE (or FAILED), announcing every step.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use apalis::prelude::*;
-use apalis_postgres::{Config, PostgresStorage};
+use apalis_postgres::PostgresStorage;
 use serde::{Deserialize, Serialize};
-use sqlx::{Connection, PgPool};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::db::reports::{self, ReportRecord};
 use crate::db::snapshot::Snapshot;
-use crate::ingest::dataset::Report;
+use crate::db::{Pool, queue, reports};
+use crate::domain::{Report, ReportRecord, Timestamp};
+use crate::output::ReportFiles;
 use crate::telemetry;
 
 /// The apalis queue of report jobs.
 pub const QUEUE: &str = "store-monitor::report";
-/// A report that fails this many times is FAILED; a crash counts as one attempt.
+/// A report whose job fails this many times is FAILED. A process that dies mid-report is
+/// not counted: apalis hands its job to another worker without spending an attempt.
 pub const MAX_ATTEMPTS: usize = 3;
 /// How often a running report writes its progress.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
@@ -35,19 +35,14 @@ pub struct ReportJob {
 /// What a report job needs.
 #[derive(Clone, Debug)]
 pub struct ReportContext {
-    pub pool: PgPool,
-    pub reports_dir: PathBuf,
+    pub pool: Pool,
+    pub files: ReportFiles,
 }
 
-/// The queue's settings, the same in every process: a worker that stops sending heartbeats
+/// The queue's storage, the same in every process: a worker that stops sending heartbeats
 /// for 3 × 2 s is taken for dead and its report handed to another.
-pub fn storage(pool: &PgPool) -> PostgresStorage<ReportJob> {
-    let config = Config::default()
-        .queue(QUEUE)
-        .batch_size(1)
-        .heartbeat_interval(Duration::from_secs(2))
-        .missed_heartbeats(3);
-    PostgresStorage::new(pool).with_config(config)
+pub fn storage(pool: &Pool) -> PostgresStorage<ReportJob> {
+    queue::storage(pool, QUEUE, Duration::from_secs(2), 3)
 }
 
 /// apalis's job ids are ULIDs: the report's UUID, the same 128 bits, so that a report is
@@ -57,7 +52,7 @@ pub fn task_id(report_id: Uuid) -> TaskId {
 }
 
 /// Puts the report's job on the queue.
-pub async fn enqueue(pool: &PgPool, report_id: Uuid) -> anyhow::Result<()> {
+pub async fn enqueue(pool: &Pool, report_id: Uuid) -> anyhow::Result<()> {
     let task = TaskBuilder::new(ReportJob { report_id })
         .task_id(task_id(report_id))
         .max_attempts(MAX_ATTEMPTS)
@@ -69,84 +64,66 @@ pub async fn enqueue(pool: &PgPool, report_id: Uuid) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The path of a finished report's CSV.
-pub fn csv_path(reports_dir: &Path, record: &ReportRecord) -> PathBuf {
-    reports_dir.join(format!("{}.csv", record.result_id()))
-}
-
 /// Computes the report `id` (a plain function: tests call it directly). A report that is
 /// already finished is left as it is.
 pub async fn run(ctx: &ReportContext, id: Uuid) -> anyhow::Result<ReportRecord> {
     let started = Instant::now();
-    let mut conn = ctx.pool.acquire().await?;
-    let record = reports::get(&mut conn, id)
+    let pool = &ctx.pool;
+    let record = reports::get(pool, id)
         .await?
         .with_context(|| format!("no report {id}"))?;
     if record.status.is_final() {
         return Ok(record);
     }
-    let snapshot = Snapshot::open(
-        &ctx.pool,
-        record
-            .requested_as_of
-            .map(crate::domain::Timestamp::from_datetime),
-    )
-    .await?;
-    let now = snapshot.now.and_then(crate::domain::Timestamp::to_datetime);
+    let as_of = record.requested_as_of.map(Timestamp::from_datetime);
+    let snapshot = Snapshot::open(pool, as_of).await?;
+    let now = snapshot.now.and_then(Timestamp::to_datetime);
     if let Some(now) = now
         && let Some(source) =
-            reports::find_reusable(&mut conn, snapshot.data_version, now, record.interpolation()).await?
+            reports::find_reusable(pool, snapshot.data_version, now, record.interpolation).await?
     {
-        let reused = reports::mark_reused(&mut conn, id, &source)
-            .await?
-            .unwrap_or(record);
+        let reused = reports::mark_reused(pool, id, &source).await?.unwrap_or(record);
         tracing::info!(report = %id, source = %source.id, "report reuses an equal finished one");
         telemetry::metrics().report_finished("reused", started.elapsed());
         return Ok(reused);
     }
     let total = snapshot.stores_total as i32;
-    let Some(running) = reports::mark_running(&mut conn, id, now, snapshot.data_version, total).await? else {
-        return reports::get(&mut conn, id).await?.context("the report vanished");
+    let Some(running) = reports::mark_running(pool, id, now, snapshot.data_version, total).await? else {
+        return reports::get(pool, id).await?.context("the report vanished");
     };
     tracing::info!(report = %id, as_of = ?running.as_of, stores = total, "report running");
 
     let done = Arc::new(AtomicU64::new(0));
-    let progress = tokio::spawn(report_progress(ctx.pool.clone(), id, done.clone()));
-    let as_of = snapshot.now;
-    let rows = snapshot.report(record.interpolation(), done).await;
+    let progress = tokio::spawn(report_progress(pool.clone(), id, done.clone()));
+    let report_now = snapshot.now;
+    let rows = snapshot.report(record.interpolation, done).await;
     progress.abort();
-    let rows = rows?;
-
-    let report = Report { now: as_of, rows };
-    let path = csv_path(&ctx.reports_dir, &running);
+    let report = Report {
+        now: report_now,
+        rows: rows?,
+    };
+    let path = ctx.files.path(running.result_id());
     let report = tokio::task::spawn_blocking(move || {
         crate::output::write_atomically(&path, |w| crate::output::write_report(&report, w)).map(|()| report)
     })
     .await??;
 
-    // The rows and the COMPLETE status land together; the CSV is already whole on disk.
-    let mut tx = conn.begin().await?;
-    reports::insert_rows(&mut tx, id, &report.rows).await?;
-    let complete = reports::mark_complete(&mut tx, id, report.rows.len() as i32).await?;
-    tx.commit().await?;
-    let complete = complete.context("the report was finished by someone else")?;
+    // The CSV is whole on disk already; the rows and the COMPLETE status land together.
+    let complete = reports::complete(pool, id, &report.rows)
+        .await?
+        .context("the report was finished by someone else")?;
     tracing::info!(report = %id, stores = report.rows.len(), elapsed_ms = started.elapsed().as_millis() as u64, "report complete");
     telemetry::metrics().report_finished("complete", started.elapsed());
     Ok(complete)
 }
 
 /// Writes the running report's progress now and then, until aborted.
-async fn report_progress(pool: PgPool, id: Uuid, done: Arc<AtomicU64>) {
+async fn report_progress(pool: Pool, id: Uuid, done: Arc<AtomicU64>) {
     let mut written = 0;
     loop {
         tokio::time::sleep(PROGRESS_EVERY).await;
         let now = done.load(Ordering::Relaxed);
-        if now == written {
-            continue;
-        }
-        if let Ok(mut conn) = pool.acquire().await
-            && reports::set_progress(&mut conn, id, now as i32).await.is_ok()
-        {
+        if now != written && reports::set_progress(&pool, id, now as i32).await.is_ok() {
             written = now;
         }
     }
@@ -156,14 +133,11 @@ async fn report_progress(pool: PgPool, id: Uuid, done: Arc<AtomicU64>) {
 /// last failed attempt marks the report FAILED.
 pub async fn handle(job: ReportJob, ctx: Data<ReportContext>, attempt: Attempt) -> Result<(), BoxDynError> {
     let id = job.report_id;
-    let traceparent = match ctx.pool.acquire().await {
-        Ok(mut conn) => reports::get(&mut conn, id)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|r| r.traceparent),
-        Err(_) => None,
-    };
+    let traceparent = reports::get(&ctx.pool, id)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|r| r.traceparent);
     let span = tracing::info_span!("report job", report = %id, attempt = attempt.current());
     telemetry::set_parent(&span, traceparent.as_deref());
     let outcome = run(&ctx, id).instrument(span).await;
@@ -173,8 +147,7 @@ pub async fn handle(job: ReportJob, ctx: Data<ReportContext>, attempt: Attempt) 
             let message = format!("{e:#}");
             tracing::error!(report = %id, error = %message, "report failed");
             telemetry::metrics().report_finished("failed", Duration::ZERO);
-            let mut conn = ctx.pool.acquire().await?;
-            reports::mark_failed(&mut conn, id, &message).await?;
+            reports::mark_failed(&ctx.pool, id, &message).await?;
             Ok(())
         }
         Err(e) => {

@@ -1,28 +1,28 @@
 //! A whole data set held in memory, and the report over it: what `store-monitor report`
-//! computes without a database.
+//! computes without a database, and what a reload stores.
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::IngestError;
+use super::InputError;
 use super::csv_file::{self, FileCounts, Part, PartCounts, Rejected, read_part, read_rows};
 use super::fields;
-use super::files::{DataFiles, FileKind};
+use super::files::{DataFiles, FileKind, PerKind};
 use super::store_ids::StoreIds;
 use crate::domain::status::normalize_in_place;
-use crate::domain::{Engine, HoursRow, Interpolation, Poll, Timestamp, Uptime, Zone};
+use crate::domain::{Engine, HoursRow, Interpolation, Poll, Report, StoreReport, Timestamp, Zone};
 
 /// The three input files, parsed.
 #[derive(Clone, Debug, Default)]
-pub struct Dataset {
+pub struct InputData {
     stores: StoreIds,
     /// In file order.
     polls: Vec<RawPoll>,
     hours: Vec<(u32, HoursRow)>,
     /// First valid row of a store wins.
     zones: HashMap<u32, Zone>,
-    /// Rows and rejections per file kind, in [`FileKind::ALL`] order.
-    pub counts: [FileCounts; 3],
+    /// Rows and rejections per file kind.
+    pub counts: PerKind<FileCounts>,
     pub rejected: Vec<Rejected>,
 }
 
@@ -42,25 +42,10 @@ struct StatusPart {
     counts: PartCounts,
 }
 
-/// One store's line of a report, exact.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoreReport {
-    pub store_id: String,
-    pub uptime: Uptime,
-}
-
-/// A computed report: the instant it was computed at and a row per store, by store id.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Report {
-    /// `None` only when there are no polls at all.
-    pub now: Option<Timestamp>,
-    pub rows: Vec<StoreReport>,
-}
-
-impl Dataset {
-    /// Reads the files; bad rows land in [`Dataset::rejected`], a bad file is an error.
-    pub fn load(files: &DataFiles) -> Result<Dataset, IngestError> {
-        let mut data = Dataset::default();
+impl InputData {
+    /// Reads the files; bad rows land in [`InputData::rejected`], a bad file is an error.
+    pub fn load(files: &DataFiles) -> Result<InputData, InputError> {
+        let mut data = InputData::default();
         data.load_status(&files.status)?;
         if let Some(path) = &files.hours {
             data.load_hours(path)?;
@@ -73,7 +58,7 @@ impl Dataset {
 
     /// The status file is most of the input, so it is read by a thread per core, each on
     /// its own part of the file.
-    pub fn load_status(&mut self, path: &Path) -> Result<(), IngestError> {
+    pub fn load_status(&mut self, path: &Path) -> Result<(), InputError> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
         let mut parts = read_status_parts(path, &csv_file::split(path, threads)?)?;
         if parts.len() > 1 && parts.iter().any(|p| p.counts.quotes) {
@@ -87,12 +72,7 @@ impl Dataset {
     /// Adds the rows of a status file from byte `start` on, which must follow a newline
     /// outside any quoted field (the end of an earlier, complete version of the file).
     /// `lines_before` newlines precede it, so rejected rows keep their lines in the file.
-    pub fn load_status_tail(
-        &mut self,
-        path: &Path,
-        start: u64,
-        lines_before: u64,
-    ) -> Result<(), IngestError> {
+    pub fn load_status_tail(&mut self, path: &Path, start: u64, lines_before: u64) -> Result<(), InputError> {
         let parts = read_status_parts(path, &[Part::from(start)])?;
         self.add_status_parts(parts, lines_before);
         Ok(())
@@ -119,15 +99,15 @@ impl Dataset {
                 ..r
             }));
             lines_before += part.counts.lines;
-            self.counts[0].rows += part.counts.counts.rows;
-            self.counts[0].rejected += part.counts.counts.rejected;
+            self.counts.status.rows += part.counts.counts.rows;
+            self.counts.status.rejected += part.counts.counts.rejected;
         }
     }
 
     /// Adds the rows of a business-hours file.
-    pub fn load_hours(&mut self, path: &Path) -> Result<(), IngestError> {
+    pub fn load_hours(&mut self, path: &Path) -> Result<(), InputError> {
         let (stores, hours) = (&mut self.stores, &mut self.hours);
-        self.counts[1] = read_rows(path, FileKind::Hours.columns(), &mut self.rejected, |f| {
+        self.counts.hours = read_rows(path, FileKind::Hours.columns(), &mut self.rejected, |f| {
             let id = fields::store_id(f[0])?;
             let day = fields::weekday(f[1])?;
             let start = fields::local_time(f[2])?;
@@ -142,9 +122,9 @@ impl Dataset {
     }
 
     /// Adds a time-zone file; a store keeps the first valid zone it is given.
-    pub fn load_timezones(&mut self, path: &Path) -> Result<(), IngestError> {
+    pub fn load_timezones(&mut self, path: &Path) -> Result<(), InputError> {
         let (stores, zones) = (&mut self.stores, &mut self.zones);
-        self.counts[2] = read_rows(path, FileKind::Timezones.columns(), &mut self.rejected, |f| {
+        self.counts.timezones = read_rows(path, FileKind::Timezones.columns(), &mut self.rejected, |f| {
             let id = fields::store_id(f[0])?;
             let zone = fields::zone(f[1])?;
             zones.entry(stores.intern(id)).or_insert(zone);
@@ -276,7 +256,7 @@ impl Prepared {
     }
 }
 
-fn read_status_parts(path: &Path, parts: &[Part]) -> Result<Vec<StatusPart>, IngestError> {
+fn read_status_parts(path: &Path, parts: &[Part]) -> Result<Vec<StatusPart>, InputError> {
     std::thread::scope(|scope| {
         let readers: Vec<_> = parts
             .iter()
@@ -289,7 +269,7 @@ fn read_status_parts(path: &Path, parts: &[Part]) -> Result<Vec<StatusPart>, Ing
     })
 }
 
-fn read_status_part(path: &Path, part: Part) -> Result<StatusPart, IngestError> {
+fn read_status_part(path: &Path, part: Part) -> Result<StatusPart, InputError> {
     let (mut stores, mut polls, mut rejected) = (StoreIds::default(), Vec::new(), Vec::new());
     let counts = read_part(path, part, FileKind::Status.columns(), &mut rejected, |f| {
         let id = fields::store_id(f[0])?;

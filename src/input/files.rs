@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::IngestError;
+use super::InputError;
 use super::csv_file::{self, Column};
 
 /// The three kinds of input file.
@@ -87,6 +87,35 @@ impl FileKind {
     }
 }
 
+/// One value per kind of file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PerKind<T> {
+    pub status: T,
+    pub hours: T,
+    pub timezones: T,
+}
+
+impl<T> std::ops::Index<FileKind> for PerKind<T> {
+    type Output = T;
+    fn index(&self, kind: FileKind) -> &T {
+        match kind {
+            FileKind::Status => &self.status,
+            FileKind::Hours => &self.hours,
+            FileKind::Timezones => &self.timezones,
+        }
+    }
+}
+
+impl<T> std::ops::IndexMut<FileKind> for PerKind<T> {
+    fn index_mut(&mut self, kind: FileKind) -> &mut T {
+        match kind {
+            FileKind::Status => &mut self.status,
+            FileKind::Hours => &mut self.hours,
+            FileKind::Timezones => &mut self.timezones,
+        }
+    }
+}
+
 /// The input files of one data set. Only the status file is required: without business
 /// hours every store is open 24×7, without time zones every store is in America/Chicago.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -107,7 +136,7 @@ pub struct FileChoice {
 impl DataFiles {
     /// The files in `dir`, taking those named in `choice` as given (relative to the
     /// current folder, or else to `dir`).
-    pub fn find(dir: &Path, choice: &FileChoice) -> Result<DataFiles, IngestError> {
+    pub fn find(dir: &Path, choice: &FileChoice) -> Result<DataFiles, InputError> {
         let named = |p: &Option<PathBuf>| p.as_ref().map(|p| csv_file::resolve(dir, p));
         let (mut status, mut hours, mut timezones) = (
             named(&choice.status),
@@ -127,7 +156,7 @@ impl DataFiles {
                 }
             }
         }
-        let status = status.ok_or_else(|| IngestError::NotFound {
+        let status = status.ok_or_else(|| InputError::NotFound {
             kind: FileKind::Status.name(),
             dir: dir.to_path_buf(),
             expected: format!(
@@ -142,6 +171,13 @@ impl DataFiles {
         })
     }
 
+    /// [`DataFiles::find`] for async callers: on a blocking thread, since it reads (and may
+    /// unzip) the header of every CSV in the folder.
+    pub async fn find_off_runtime(dir: &Path, choice: &FileChoice) -> anyhow::Result<DataFiles> {
+        let (dir, choice) = (dir.to_path_buf(), choice.clone());
+        Ok(tokio::task::spawn_blocking(move || DataFiles::find(&dir, &choice)).await??)
+    }
+
     pub fn get(&self, kind: FileKind) -> Option<&Path> {
         match kind {
             FileKind::Status => Some(&self.status),
@@ -152,11 +188,11 @@ impl DataFiles {
 }
 
 /// Every `.csv` / `.csv.gz` file in `dir` with the kinds its header fits.
-fn candidates(dir: &Path) -> Result<Vec<(PathBuf, Vec<FileKind>)>, IngestError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| IngestError::io(dir, source))?;
+fn candidates(dir: &Path) -> Result<Vec<(PathBuf, Vec<FileKind>)>, InputError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| InputError::io(dir, source))?;
     let mut found = Vec::new();
     for entry in entries {
-        let path = entry.map_err(|source| IngestError::io(dir, source))?.path();
+        let path = entry.map_err(|source| InputError::io(dir, source))?.path();
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
@@ -181,7 +217,7 @@ fn pick(
     dir: &Path,
     kind: FileKind,
     found: &[(PathBuf, Vec<FileKind>)],
-) -> Result<Option<PathBuf>, IngestError> {
+) -> Result<Option<PathBuf>, InputError> {
     let fits: Vec<&PathBuf> = found
         .iter()
         .filter(|(_, k)| k.contains(&kind))
@@ -202,7 +238,7 @@ fn pick(
             return Ok(Some(p.to_path_buf()));
         }
     }
-    Err(IngestError::Ambiguous {
+    Err(InputError::Ambiguous {
         kind: kind.name(),
         dir: dir.to_path_buf(),
         candidates: fits

@@ -1,37 +1,38 @@
-//! `store-monitor bench --db`: the data layer's figures, on a database of its own.
+//! `--db`: the data layer's figures, on a database of its own.
 
-use std::future::Future;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+
+use crate::{best_of, secs};
 use futures::TryStreamExt;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, PgPool};
 
-use crate::db;
-use crate::db::snapshot::Snapshot;
-use crate::domain::time::MICROS_PER_HOUR;
-use crate::domain::{Interpolation, Timestamp};
-use crate::ingest::files::FileKind;
-use crate::ingest::{DataFiles, Dataset, csv_file};
+use store_monitor::db;
+use store_monitor::db::reload::reload;
+use store_monitor::db::snapshot::Snapshot;
+use store_monitor::domain::time::MICROS_PER_HOUR;
+use store_monitor::domain::{Interpolation, Timestamp};
+use store_monitor::input::{DataFiles, FileKind, InputData, csv_file};
 
 /// The database the benchmarks create, fill and drop.
-pub const BENCH_DATABASE: &str = "store_monitor_bench";
+pub(crate) const BENCH_DATABASE: &str = "store_monitor_bench";
 
-pub async fn run(files: &DataFiles, runs: u32, server_url: &str) -> anyhow::Result<()> {
+pub(crate) async fn run(files: &DataFiles, runs: u32, server_url: &str) -> anyhow::Result<()> {
     let (options, url) = fresh_database(server_url).await?;
     let pool = db::connect(&url, 6).await?;
     let size = std::fs::metadata(&files.status).map(|m| m.len()).unwrap_or(0);
 
     let copy_floor = best_of(runs, || raw_copy(&pool, files)).await?;
     let started = Instant::now();
-    let first = db::ingest::reload(&pool, files).await?;
+    let first = reload(&pool, files).await?;
     let first_ingest = started.elapsed();
-    let rows: u64 = first.files.iter().map(|f| f.rows_inserted).sum();
+    let rows: i64 = first.files.iter().map(|f| f.record.rows_inserted).sum();
     let status_ingest = first.files.first().map_or(Duration::ZERO, |f| f.elapsed);
     let unchanged = best_of(runs, || async {
-        let r = db::ingest::reload(&pool, files).await?;
+        let r = reload(&pool, files).await?;
         anyhow::ensure!(!r.changed(), "a reload of unchanged files changed the data");
         Ok(())
     })
@@ -113,7 +114,7 @@ pub async fn run(files: &DataFiles, runs: u32, server_url: &str) -> anyhow::Resu
 struct Hourly {
     appended: Duration,
     rewritten: Duration,
-    polls: u64,
+    polls: i64,
 }
 
 /// The hourly case on a copy of the status file: a poll per store appended an hour after
@@ -131,7 +132,7 @@ async fn hourly_reloads(pool: &PgPool, files: &DataFiles) -> anyhow::Result<Opti
     else {
         unreachable!("a status file has three required columns")
     };
-    let mut polls = Dataset::default();
+    let mut polls = InputData::default();
     polls.load_status(&files.status)?;
     let prepared = polls.prepare();
     let new_polls = |hours: i64| -> String {
@@ -156,14 +157,14 @@ async fn hourly_reloads(pool: &PgPool, files: &DataFiles) -> anyhow::Result<Opti
         ..files.clone()
     };
     let result = async {
-        anyhow::ensure!(!db::ingest::reload(pool, &copy).await?.changed());
+        anyhow::ensure!(!reload(pool, &copy).await?.changed());
         let mut file = std::fs::OpenOptions::new().append(true).open(&status)?;
         file.write_all(new_polls(1).as_bytes())?;
         drop(file);
         let started = Instant::now();
-        let appended = db::ingest::reload(pool, &copy).await?;
+        let appended = reload(pool, &copy).await?;
         let appended_time = started.elapsed();
-        let load = &appended.files[0];
+        let load = &appended.files[0].record;
         anyhow::ensure!(load.read_from > 0, "the appended file was read whole");
         let polls = load.rows_inserted;
 
@@ -177,9 +178,9 @@ async fn hourly_reloads(pool: &PgPool, files: &DataFiles) -> anyhow::Result<Opti
         rewritten.extend_from_slice(&text[body..]);
         std::fs::write(&status, rewritten)?;
         let started = Instant::now();
-        let whole = db::ingest::reload(pool, &copy).await?;
+        let whole = reload(pool, &copy).await?;
         let rewritten_time = started.elapsed();
-        let load = &whole.files[0];
+        let load = &whole.files[0].record;
         anyhow::ensure!(load.read_from == 0 && load.rows_inserted == polls);
         Ok(Hourly {
             appended: appended_time,
@@ -190,23 +191,6 @@ async fn hourly_reloads(pool: &PgPool, files: &DataFiles) -> anyhow::Result<Opti
     .await;
     std::fs::remove_dir_all(&dir)?;
     result.map(Some)
-}
-
-async fn best_of<T, F: Future<Output = anyhow::Result<T>>>(
-    runs: u32,
-    mut step: impl FnMut() -> F,
-) -> anyhow::Result<Duration> {
-    let mut best = Duration::MAX;
-    for _ in 0..runs.max(1) {
-        let started = Instant::now();
-        std::hint::black_box(step().await?);
-        best = best.min(started.elapsed());
-    }
-    Ok(best)
-}
-
-fn secs(d: Duration) -> f64 {
-    d.as_secs_f64()
 }
 
 /// The floor of any ingest: PostgreSQL parsing the raw CSV into an unlogged text table.
@@ -221,7 +205,7 @@ async fn raw_copy(pool: &PgPool, files: &DataFiles) -> anyhow::Result<u64> {
     let mut copy = conn
         .copy_in_raw("COPY bench_raw_status FROM STDIN (FORMAT csv, HEADER)")
         .await?;
-    let mut input = crate::ingest::csv_file::open(&files.status)?;
+    let mut input = csv_file::open(&files.status)?;
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = input.read(&mut buf)?;
@@ -255,7 +239,7 @@ async fn copy_out(pool: &PgPool) -> anyhow::Result<usize> {
 /// Runs `report --from-db` as its own process: its wall time and peak memory (MB).
 fn report_process(url: &str) -> anyhow::Result<(Duration, f64)> {
     let started = Instant::now();
-    let child = std::process::Command::new(std::env::current_exe()?)
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_store-monitor"))
         .args(["report", "--from-db", "--out", "/dev/null", "--database-url", url])
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -274,7 +258,7 @@ fn report_process(url: &str) -> anyhow::Result<(Duration, f64)> {
 
 /// The bench database on the server at `server_url`, dropped if a run left it behind: its
 /// connect options (to drop it again) and URL.
-pub async fn fresh_database(server_url: &str) -> anyhow::Result<(PgConnectOptions, String)> {
+pub(crate) async fn fresh_database(server_url: &str) -> anyhow::Result<(PgConnectOptions, String)> {
     let options: PgConnectOptions = server_url.parse().context("bad database URL")?;
     let options = options.database(BENCH_DATABASE);
     drop_database(&options).await?;
@@ -283,7 +267,7 @@ pub async fn fresh_database(server_url: &str) -> anyhow::Result<(PgConnectOption
 }
 
 /// Drops the bench database on the server of `options`, if it exists.
-pub async fn drop_database(options: &PgConnectOptions) -> anyhow::Result<()> {
+pub(crate) async fn drop_database(options: &PgConnectOptions) -> anyhow::Result<()> {
     let mut admin = options
         .clone()
         .database("postgres")

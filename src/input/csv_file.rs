@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use super::IngestError;
+use super::InputError;
 
 /// A row that could not be read, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,12 +37,10 @@ pub fn is_gzip(head: &[u8]) -> bool {
 }
 
 /// Opens `path`, unzipping it when it starts with the gzip magic bytes.
-pub fn open(path: &Path) -> Result<Box<dyn BufRead + Send>, IngestError> {
-    let file = File::open(path).map_err(|source| IngestError::io(path, source))?;
+pub fn open(path: &Path) -> Result<Box<dyn BufRead + Send>, InputError> {
+    let file = File::open(path).map_err(|source| InputError::io(path, source))?;
     let mut reader = BufReader::with_capacity(1 << 16, file);
-    let head = reader
-        .fill_buf()
-        .map_err(|source| IngestError::io(path, source))?;
+    let head = reader.fill_buf().map_err(|source| InputError::io(path, source))?;
     if is_gzip(head) {
         let gz = flate2::bufread::MultiGzDecoder::new(reader);
         Ok(Box::new(BufReader::with_capacity(1 << 16, gz)))
@@ -52,11 +50,11 @@ pub fn open(path: &Path) -> Result<Box<dyn BufRead + Send>, IngestError> {
 }
 
 /// The header names of a CSV file, BOM and surrounding whitespace removed.
-pub fn header(path: &Path) -> Result<Vec<String>, IngestError> {
+pub fn header(path: &Path) -> Result<Vec<String>, InputError> {
     let mut reader = csv_reader(open(path)?, true);
     let header = reader
         .byte_headers()
-        .map_err(|source| IngestError::csv(path, source))?;
+        .map_err(|source| InputError::csv(path, source))?;
     Ok(clean_header(header))
 }
 
@@ -88,14 +86,14 @@ fn clean_header(header: &csv::ByteRecord) -> Vec<String> {
 }
 
 /// Where each wanted column sits in `header`, or the error naming the first one missing.
-pub fn locate(path: &Path, header: &[String], wanted: &[Column]) -> Result<Vec<usize>, IngestError> {
+pub fn locate(path: &Path, header: &[String], wanted: &[Column]) -> Result<Vec<usize>, InputError> {
     wanted
         .iter()
         .map(|column| {
             header
                 .iter()
                 .position(|h| column.names.iter().any(|n| h.eq_ignore_ascii_case(n)))
-                .ok_or_else(|| IngestError::MissingColumn {
+                .ok_or_else(|| InputError::MissingColumn {
                     path: path.to_path_buf(),
                     column: column.names.join("` or `"),
                     header: header.join(","),
@@ -138,8 +136,8 @@ const MIN_SPLIT_BYTES: u64 = 4 << 20;
 /// Cuts a plain (not gzipped) file into up to `n` parts, each starting just after a
 /// newline. A cut is only right if no quoted field spans it: [`PartCounts::quotes`] tells,
 /// after the fact, whether the file had any quote at all.
-pub fn split(path: &Path, n: usize) -> Result<Vec<Part>, IngestError> {
-    let io = |e| IngestError::io(path, e);
+pub fn split(path: &Path, n: usize) -> Result<Vec<Part>, InputError> {
+    let io = |e| InputError::io(path, e);
     let size = std::fs::metadata(path).map_err(io)?.len();
     if n <= 1 || size < MIN_SPLIT_BYTES {
         return Ok(vec![Part::WHOLE]);
@@ -208,7 +206,7 @@ pub fn read_rows(
     wanted: &[Column],
     rejected: &mut Vec<Rejected>,
     row: impl FnMut(&[&[u8]]) -> Result<(), String>,
-) -> Result<FileCounts, IngestError> {
+) -> Result<FileCounts, InputError> {
     Ok(read_part(path, Part::WHOLE, wanted, rejected, row)?.counts)
 }
 
@@ -220,12 +218,12 @@ pub fn read_part(
     wanted: &[Column],
     rejected: &mut Vec<Rejected>,
     mut row: impl FnMut(&[&[u8]]) -> Result<(), String>,
-) -> Result<PartCounts, IngestError> {
+) -> Result<PartCounts, InputError> {
     assert!(
         wanted.len() <= MAX_COLUMNS,
         "read_rows takes at most {MAX_COLUMNS} columns"
     );
-    let io = |e| IngestError::io(path, e);
+    let io = |e| InputError::io(path, e);
     let header = header(path)?;
     let columns = locate(path, &header, wanted)?;
     let input: Box<dyn Read + Send> = match part {
@@ -248,7 +246,7 @@ pub fn read_part(
         match reader.read_byte_record(&mut record) {
             Ok(true) => {}
             Ok(false) => break,
-            Err(source) => return Err(IngestError::csv(path, source)),
+            Err(source) => return Err(InputError::csv(path, source)),
         }
         if record.len() == 1 && record[0].trim_ascii().is_empty() {
             // A blank line (`\r` alone, in a CRLF file): not a row.

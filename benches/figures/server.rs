@@ -1,5 +1,5 @@
-//! `store-monitor bench --server`: the service's figures, against a real `serve` process
-//! on a database of its own: trigger → COMPLETE, and `report(id)` throughput.
+//! `--server`: the service's figures, against a real `serve` process on a database of its
+//! own: trigger → COMPLETE, and `report(id)` throughput.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,42 +9,35 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::{Value, json};
 
-use super::bench_db::{BENCH_DATABASE, drop_database, fresh_database};
+use crate::child::ChildServer;
+use crate::db::{BENCH_DATABASE, drop_database, fresh_database};
 
-pub struct ServerBench<'a> {
-    pub data_dir: &'a Path,
-    pub runs: u32,
-    pub server_url: &'a str,
-    pub connections: usize,
-    pub seconds: u64,
+pub(crate) struct ServerBench<'a> {
+    pub(crate) data_dir: &'a Path,
+    pub(crate) runs: u32,
+    pub(crate) server_url: &'a str,
+    pub(crate) connections: usize,
+    pub(crate) seconds: u64,
 }
 
-pub async fn run(bench: ServerBench<'_>) -> anyhow::Result<()> {
+pub(crate) async fn run(bench: ServerBench<'_>) -> anyhow::Result<()> {
     let (options, url) = fresh_database(bench.server_url).await?;
     let reports = std::env::temp_dir().join(format!("store-monitor-bench-{}", std::process::id()));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let address = format!("http://127.0.0.1:{port}");
-    eprintln!("bench: starting `serve` on {address} with database {BENCH_DATABASE} (loads the data first) …");
-    let mut server = std::process::Command::new(std::env::current_exe()?)
-        .args([
-            "serve",
-            "--no-reload",
-            "--bind",
-            &format!("127.0.0.1:{port}"),
-            "--database-url",
-            &url,
-        ])
-        .arg("--data")
-        .arg(bench.data_dir)
-        .arg("--reports")
-        .arg(&reports)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .context("cannot start the server")?;
-    let outcome = measure(&bench, &address).await;
-    // SAFETY: a plain signal to our own child.
-    unsafe { libc::kill(server.id() as libc::pid_t, libc::SIGTERM) };
-    let _ = server.wait();
+    eprintln!("bench: starting `serve` with database {BENCH_DATABASE} (loads the data first) …");
+    let server = ChildServer::start(
+        env!("CARGO_BIN_EXE_store-monitor"),
+        [
+            "--no-reload".as_ref(),
+            "--database-url".as_ref(),
+            url.as_ref(),
+            "--data".as_ref(),
+            bench.data_dir.as_os_str(),
+            "--reports".as_ref(),
+            reports.as_os_str(),
+        ] as [&std::ffi::OsStr; 7],
+    );
+    let outcome = measure(&bench, &server.address).await;
+    server.terminate();
     let _ = std::fs::remove_dir_all(&reports);
     drop_database(&options).await?;
     outcome
@@ -54,16 +47,6 @@ async fn measure(bench: &ServerBench<'_>, address: &str) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(bench.connections * 2)
         .build()?;
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        if let Ok(r) = client.get(format!("{address}/readyz")).send().await
-            && r.status() == 200
-        {
-            break;
-        }
-        anyhow::ensure!(Instant::now() < deadline, "the server did not become ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let graphql = |query: &str, variables: Value| {
         let request = client
             .post(format!("{address}/graphql"))

@@ -1,20 +1,22 @@
-//! Reading the three input files of SPEC §1 into memory.
+//! Reading the three input files of SPEC §1: finding them, checksumming them, and parsing
+//! them into memory. No database here; `db::reload` stores what this reads.
 
+pub mod checksum;
 pub mod csv_file;
-pub mod dataset;
+pub mod data;
 pub mod fields;
 pub mod files;
-pub mod store_ids;
+mod store_ids;
 
 use std::path::{Path, PathBuf};
 
 pub use csv_file::Rejected;
-pub use dataset::Dataset;
-pub use files::DataFiles;
+pub use data::InputData;
+pub use files::{DataFiles, FileChoice, FileKind, PerKind};
 
 /// Why a whole file (not just a row of it) could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum IngestError {
+pub enum InputError {
     #[error("cannot read {path}: {source}")]
     Io {
         path: PathBuf,
@@ -48,16 +50,16 @@ pub enum IngestError {
     },
 }
 
-impl IngestError {
+impl InputError {
     pub fn io(path: &Path, source: std::io::Error) -> Self {
-        IngestError::Io {
+        InputError::Io {
             path: path.to_path_buf(),
             source,
         }
     }
 
     pub fn csv(path: &Path, source: csv::Error) -> Self {
-        IngestError::Csv {
+        InputError::Csv {
             path: path.to_path_buf(),
             source,
         }

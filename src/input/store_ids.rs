@@ -89,7 +89,8 @@ impl StoreIds {
         n
     }
 
-    pub fn get(&self, id: &str) -> Option<u32> {
+    #[cfg(test)]
+    fn get(&self, id: &str) -> Option<u32> {
         self.index.get(&Key::new(id.as_bytes())).copied()
     }
 
@@ -99,10 +100,6 @@ impl StoreIds {
 
     pub fn len(&self) -> usize {
         self.ids.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
     }
 }
 

@@ -1,0 +1,256 @@
+//! Loading the input files into PostgreSQL: validated in Rust, moved with binary `COPY`.
+//!
+//! A reload is one transaction under an advisory lock: it checks each file's checksum
+//! against the last successful load of its kind, skips unchanged files, adds new polls
+//! (existing ones win), and replaces the business-hours and time-zone snapshots when they
+//! differ. A file that cannot be read at all (missing column, unreadable) changes nothing
+//! and is recorded as a failed load; the other files still load.
+//!
+//! Reading, checksumming, parsing and sorting run on blocking threads: a reload must not
+//! stall the requests the same runtime serves.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::Utc;
+use sqlx::{Connection, PgConnection};
+
+use super::copy::CopyWriter;
+use super::loads::{self, LoadRecord, Outcome};
+use super::replace::ReplacedTable;
+use super::{Pool, polls, stores};
+use crate::domain::Timestamp;
+use crate::input::checksum::{Prefix, checksum};
+use crate::input::data::Prepared;
+use crate::input::{DataFiles, FileKind, InputData, InputError, Rejected};
+
+/// How many rejected rows of a load are kept in its summary (all are stored).
+pub const SUMMARY_REJECTED: usize = 10;
+
+/// What a reload did with one file: its record in `data_loads`, and more.
+#[derive(Clone, Debug)]
+pub struct FileLoad {
+    pub record: LoadRecord,
+    /// The first rejected rows.
+    pub rejected: Vec<Rejected>,
+    pub elapsed: Duration,
+}
+
+/// What a reload did.
+#[derive(Clone, Debug, Default)]
+pub struct Reload {
+    pub files: Vec<FileLoad>,
+}
+
+impl Reload {
+    pub fn changed(&self) -> bool {
+        self.files.iter().any(|f| f.record.changed)
+    }
+}
+
+/// Loads the files into the database (see the module docs).
+#[tracing::instrument(name = "data reload", skip_all, fields(status = %files.status.display()))]
+pub async fn reload(pool: &Pool, files: &DataFiles) -> anyhow::Result<Reload> {
+    let mut tx = pool.begin().await.context("cannot start the load transaction")?;
+    loads::lock(&mut *tx).await.context("cannot take the load lock")?;
+    let mut reload = Reload::default();
+    for kind in FileKind::ALL {
+        let Some(path) = files.get(kind) else {
+            continue;
+        };
+        let load = load_file(&mut tx, kind, path).await?;
+        let r = &load.record;
+        tracing::info!(
+            kind = kind.flag(),
+            file = %path.display(),
+            outcome = r.outcome.name(),
+            read_from = r.read_from,
+            rows_read = r.rows_read,
+            rows_inserted = r.rows_inserted,
+            rows_rejected = r.rows_rejected,
+            changed = r.changed,
+            error = r.error.as_deref(),
+            elapsed_ms = load.elapsed.as_millis() as u64,
+            "data load"
+        );
+        crate::telemetry::metrics().rows_loaded(kind.flag(), r.rows_inserted as u64, r.rows_rejected as u64);
+        reload.files.push(load);
+    }
+    tx.commit().await.context("cannot commit the load")?;
+    Ok(reload)
+}
+
+/// A file read and made ready to store.
+struct Parsed {
+    data: InputData,
+    /// The status file's polls, grouped by store and sorted.
+    polls: Option<Prepared>,
+}
+
+#[tracing::instrument(name = "data load", skip_all, fields(kind = kind.flag(), file = %path.display()))]
+async fn load_file(conn: &mut PgConnection, kind: FileKind, path: &Path) -> anyhow::Result<FileLoad> {
+    let started = Instant::now();
+    let started_at = Utc::now();
+    let mut record = LoadRecord {
+        id: 0,
+        kind,
+        file: path.display().to_string(),
+        checksum: None,
+        size_bytes: None,
+        read_from: 0,
+        rows_read: 0,
+        rows_inserted: 0,
+        rows_rejected: 0,
+        newest_poll: None,
+        changed: false,
+        outcome: Outcome::Failed,
+        error: None,
+        started_at,
+        finished_at: started_at,
+    };
+    let last = loads::last_good_file(&mut *conn, kind).await?;
+    let parsed = read(&mut record, kind, path.to_path_buf(), last).await?;
+    let mut rejected = Vec::new();
+    match parsed {
+        Err(error) => record.error = Some(error),
+        Ok(None) => {}
+        Ok(Some(mut parsed)) => {
+            let counts = parsed.data.counts[kind];
+            record.rows_read = counts.rows as i64;
+            record.rows_rejected = counts.rejected as i64;
+            rejected = std::mem::take(&mut parsed.data.rejected);
+            let mut savepoint = conn.begin().await?;
+            let applied = match (kind, &parsed.polls) {
+                (FileKind::Status, Some(polls)) => apply_status(&mut savepoint, polls).await?,
+                (FileKind::Hours, _) => apply_hours(&mut savepoint, &parsed.data).await?,
+                (FileKind::Timezones, _) => apply_timezones(&mut savepoint, &parsed.data).await?,
+                (FileKind::Status, None) => unreachable!("a status file is prepared when read"),
+            };
+            record.rows_inserted = applied.inserted as i64;
+            record.changed = applied.changed;
+            record.newest_poll = applied.newest_poll.and_then(Timestamp::to_datetime);
+            record.outcome = Outcome::Loaded;
+            record.finished_at = Utc::now();
+            record.id = loads::insert(&mut *savepoint, &record).await?;
+            loads::insert_rejected(&mut savepoint, record.id, &rejected).await?;
+            savepoint.commit().await?;
+        }
+    }
+    if record.outcome != Outcome::Loaded {
+        record.finished_at = Utc::now();
+        record.id = loads::insert(&mut *conn, &record).await?;
+    }
+    rejected.truncate(SUMMARY_REJECTED);
+    Ok(FileLoad {
+        record,
+        rejected,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Checksums the file and, unless it is unchanged since `last`, parses it: `Ok(None)` for
+/// an unchanged file, `Err` with the reason for one that cannot be read. Fills in the
+/// record's checksum, size, offset and (when unchanged) outcome.
+async fn read(
+    record: &mut LoadRecord,
+    kind: FileKind,
+    path: PathBuf,
+    last: Option<loads::GoodFile>,
+) -> anyhow::Result<Result<Option<Parsed>, String>> {
+    // Only polls accumulate; hours and zones are snapshots, always read whole.
+    let prefix = last
+        .as_ref()
+        .filter(|_| kind == FileKind::Status)
+        .and_then(|l| u64::try_from(l.size_bytes).ok());
+    let summed = tokio::task::spawn_blocking(move || checksum(&path, prefix).map(|c| (c, path))).await?;
+    let (sum, path) = match summed {
+        Ok(summed) => summed,
+        Err(e) => return Ok(Err(format!("cannot read {}: {e}", record.file))),
+    };
+    record.checksum = Some(sum.checksum.clone());
+    record.size_bytes = Some(sum.size as i64);
+    let last_checksum = last.map(|l| l.checksum);
+    if last_checksum.as_ref() == Some(&sum.checksum) {
+        record.outcome = Outcome::Unchanged;
+        return Ok(Ok(None));
+    }
+    // The last loaded file plus rows appended: its polls are stored already.
+    let appended = sum.prefix.filter(|p| Some(&p.checksum) == last_checksum.as_ref());
+    if let Some(p) = &appended {
+        record.read_from = p.len as i64;
+    }
+    let parsed = tokio::task::spawn_blocking(move || parse(kind, &path, appended)).await?;
+    Ok(parsed.map(Some).map_err(|e| e.to_string()))
+}
+
+fn parse(kind: FileKind, path: &Path, appended: Option<Prefix>) -> Result<Parsed, InputError> {
+    let mut data = InputData::default();
+    match kind {
+        FileKind::Status => match appended {
+            Some(p) => data.load_status_tail(path, p.len, p.lines)?,
+            None => data.load_status(path)?,
+        },
+        FileKind::Hours => data.load_hours(path)?,
+        FileKind::Timezones => data.load_timezones(path)?,
+    }
+    let polls = (kind == FileKind::Status).then(|| data.prepare());
+    Ok(Parsed { data, polls })
+}
+
+/// What applying a file did.
+struct Applied {
+    inserted: u64,
+    changed: bool,
+    newest_poll: Option<Timestamp>,
+}
+
+/// Adds the file's polls; polls already stored for a store and instant stay as they were.
+async fn apply_status(conn: &mut PgConnection, prepared: &Prepared) -> anyhow::Result<Applied> {
+    let keys = stores::upsert(
+        &mut *conn,
+        prepared.stores().map(|s| (s.id, s.polls.first().map(|p| p.at))),
+    )
+    .await?;
+    let inserted = polls::add(conn, prepared, &keys).await?;
+    Ok(Applied {
+        inserted,
+        changed: inserted > 0,
+        newest_poll: prepared.newest_poll(),
+    })
+}
+
+/// Replaces the business hours when the file's rows differ from the stored ones.
+async fn apply_hours(conn: &mut PgConnection, data: &InputData) -> anyhow::Result<Applied> {
+    let keys = stores::upsert(&mut *conn, data.hours_rows().map(|(id, _)| (id, None))).await?;
+    let mut w = CopyWriter::new();
+    for (id, row) in data.hours_rows() {
+        w.row(4);
+        w.int4(keys[id]);
+        w.int2(i16::from(row.day.number()));
+        w.time(row.start.micros());
+        w.time(row.end.micros());
+    }
+    replaced(ReplacedTable::BusinessHours.replace(conn, w).await?)
+}
+
+/// Replaces the time zones when the file's differ from the stored ones.
+async fn apply_timezones(conn: &mut PgConnection, data: &InputData) -> anyhow::Result<Applied> {
+    let keys = stores::upsert(&mut *conn, data.zones().map(|(id, _)| (id, None))).await?;
+    let mut w = CopyWriter::new();
+    for (id, zone) in data.zones() {
+        w.row(2);
+        w.int4(keys[id]);
+        w.text(zone.name());
+    }
+    replaced(ReplacedTable::Timezones.replace(conn, w).await?)
+}
+
+/// A snapshot table's replacement as a load's figures: `Some(rows)` if it was replaced.
+fn replaced(rows: Option<u64>) -> anyhow::Result<Applied> {
+    Ok(Applied {
+        inserted: rows.unwrap_or(0),
+        changed: rows.is_some(),
+        newest_poll: None,
+    })
+}

@@ -1,0 +1,117 @@
+//! Tables that each load of their file replaces whole: business hours and time zones.
+//!
+//! A load stages the file's rows beside the table and replaces the table's rows only when
+//! the two differ as multisets, so that an unchanged snapshot leaves the data version as
+//! it was.
+
+use sqlx::{PgConnection, PgExecutor};
+
+use super::copy::CopyWriter;
+
+/// A table replaced whole by each load of its file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReplacedTable {
+    BusinessHours,
+    Timezones,
+}
+
+/// The statements of one replaced table, spelled out at compile time: table and column
+/// names are never run-time text.
+struct Statements {
+    create_staging: &'static str,
+    copy: &'static str,
+    differs: &'static str,
+    clear: &'static str,
+    fill: &'static str,
+}
+
+macro_rules! statements {
+    ($table:literal, $staging:literal, $columns:literal) => {
+        Statements {
+            create_staging: concat!(
+                "CREATE TEMP TABLE ",
+                $staging,
+                " (LIKE ",
+                $table,
+                ") ON COMMIT DROP"
+            ),
+            copy: concat!("COPY ", $staging, " (", $columns, ") FROM STDIN (FORMAT binary)"),
+            differs: concat!(
+                "SELECT EXISTS (SELECT ",
+                $columns,
+                " FROM ",
+                $table,
+                " EXCEPT ALL SELECT ",
+                $columns,
+                " FROM ",
+                $staging,
+                ")",
+                " OR EXISTS (SELECT ",
+                $columns,
+                " FROM ",
+                $staging,
+                " EXCEPT ALL SELECT ",
+                $columns,
+                " FROM ",
+                $table,
+                ")"
+            ),
+            clear: concat!("DELETE FROM ", $table),
+            fill: concat!(
+                "INSERT INTO ",
+                $table,
+                " (",
+                $columns,
+                ") SELECT ",
+                $columns,
+                " FROM ",
+                $staging
+            ),
+        }
+    };
+}
+
+const BUSINESS_HOURS: Statements = statements!(
+    "business_hours",
+    "incoming_business_hours",
+    "store, day, start_local, end_local"
+);
+const TIMEZONES: Statements = statements!("timezones", "incoming_timezones", "store, zone");
+
+impl ReplacedTable {
+    fn statements(self) -> &'static Statements {
+        match self {
+            ReplacedTable::BusinessHours => &BUSINESS_HOURS,
+            ReplacedTable::Timezones => &TIMEZONES,
+        }
+    }
+
+    /// Stages `rows` (binary COPY data for the table's columns) and, if they differ from
+    /// the table's rows, replaces the table's rows with them: `Some(rows)` then, `None`
+    /// when nothing changed. One load per kind and reload, so the staging table is new.
+    pub(crate) async fn replace(
+        self,
+        conn: &mut PgConnection,
+        rows: CopyWriter,
+    ) -> sqlx::Result<Option<u64>> {
+        let sql = self.statements();
+        execute(&mut *conn, sql.create_staging).await?;
+        let mut copy = conn.copy_in_raw(sql.copy).await?;
+        copy.send(rows.finish()).await?;
+        let count = copy.finish().await?;
+        if !differs(&mut *conn, sql.differs).await? {
+            return Ok(None);
+        }
+        execute(&mut *conn, sql.clear).await?;
+        execute(&mut *conn, sql.fill).await?;
+        Ok(Some(count))
+    }
+}
+
+async fn execute(db: impl PgExecutor<'_>, statement: &'static str) -> sqlx::Result<()> {
+    sqlx::query(statement).execute(db).await.map(drop)
+}
+
+async fn differs(db: impl PgExecutor<'_>, statement: &'static str) -> sqlx::Result<bool> {
+    sqlx::query_scalar(statement).fetch_one(db).await
+}

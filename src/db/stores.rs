@@ -1,0 +1,96 @@
+//! The `stores` table: a compact integer key per store id, and each store's first poll.
+
+use std::collections::HashMap;
+
+use sqlx::{FromRow, PgConnection, PgExecutor};
+
+use super::copy::CopyWriter;
+use crate::domain::Timestamp;
+
+/// Makes sure every store in `stores` has a row (and its earliest poll is recorded),
+/// returning the key of each.
+pub(crate) async fn upsert<'a>(
+    conn: &mut PgConnection,
+    stores: impl Iterator<Item = (&'a str, Option<Timestamp>)>,
+) -> sqlx::Result<HashMap<String, i32>> {
+    let mut seen: HashMap<&'a str, Option<Timestamp>> = HashMap::new();
+    for (id, first) in stores {
+        let entry = seen.entry(id).or_insert(first);
+        *entry = match (*entry, first) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    let mut ordered: Vec<(&'a str, Option<Timestamp>)> = seen.into_iter().collect();
+    // In byte order, so that new stores get keys in the order the report lists them.
+    ordered.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    // One reload stages the stores of each of its files in turn.
+    drop_staging(&mut *conn).await?;
+    create_staging(&mut *conn).await?;
+    let mut copy = conn
+        .copy_in_raw("COPY incoming_stores (store_id, first_poll) FROM STDIN (FORMAT binary)")
+        .await?;
+    let mut w = CopyWriter::new();
+    for (id, first) in &ordered {
+        w.row(2);
+        w.text(id);
+        match first {
+            Some(at) => w.timestamptz(*at),
+            None => w.null(),
+        }
+    }
+    copy.send(w.finish()).await?;
+    copy.finish().await?;
+    insert_staged(&mut *conn).await?;
+    staged_keys(&mut *conn).await
+}
+
+async fn drop_staging(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
+    sqlx::query("DROP TABLE IF EXISTS incoming_stores")
+        .execute(db)
+        .await
+        .map(drop)
+}
+
+async fn create_staging(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
+    sqlx::query(
+        "CREATE TEMP TABLE incoming_stores (store_id text PRIMARY KEY, first_poll timestamptz) ON COMMIT DROP",
+    )
+    .execute(db)
+    .await
+    .map(drop)
+}
+
+async fn insert_staged(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO stores (store_id, first_poll)
+         SELECT store_id, first_poll FROM incoming_stores ORDER BY store_id COLLATE \"C\"
+         ON CONFLICT (store_id) DO UPDATE SET first_poll = EXCLUDED.first_poll
+         WHERE stores.first_poll IS NULL OR EXCLUDED.first_poll < stores.first_poll",
+    )
+    .execute(db)
+    .await
+    .map(drop)
+}
+
+#[derive(FromRow)]
+struct StoreKey {
+    id: i32,
+    store_id: String,
+}
+
+async fn staged_keys(db: impl PgExecutor<'_>) -> sqlx::Result<HashMap<String, i32>> {
+    let keys: Vec<StoreKey> =
+        sqlx::query_as("SELECT s.id, i.store_id FROM incoming_stores i JOIN stores s USING (store_id)")
+            .fetch_all(db)
+            .await?;
+    Ok(keys.into_iter().map(|k| (k.store_id, k.id)).collect())
+}
+
+/// Every polled store's key and id.
+pub(crate) async fn polled(db: impl PgExecutor<'_>) -> sqlx::Result<HashMap<i32, String>> {
+    let rows: Vec<StoreKey> = sqlx::query_as("SELECT id, store_id FROM stores WHERE first_poll IS NOT NULL")
+        .fetch_all(db)
+        .await?;
+    Ok(rows.into_iter().map(|k| (k.id, k.store_id)).collect())
+}

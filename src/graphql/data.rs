@@ -1,0 +1,223 @@
+//! The GraphQL types of the data reports are computed from: the dataset and its loads.
+
+use async_graphql::{Context, Enum, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+
+use super::error::ApiError;
+use super::page_size;
+use crate::input::FileKind;
+use crate::service::{self, AppState, LoadRecord, Outcome, Tally};
+
+/// The kind of an input file.
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+#[graphql(remote = "FileKind")]
+pub enum DataFileKind {
+    /// Polls: store_id, status, timestamp_utc.
+    Status,
+    /// Business hours: store_id, dayOfWeek, start_time_local, end_time_local.
+    Hours,
+    /// Time zones: store_id, timezone_str.
+    Timezones,
+}
+
+/// What came of loading a file.
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+#[graphql(remote = "Outcome")]
+pub enum LoadOutcome {
+    /// Read and applied.
+    Loaded,
+    /// The same bytes as its last successful load: skipped.
+    Unchanged,
+    /// Nothing applied: see `error`.
+    Failed,
+}
+
+pub struct FileLoadNode(pub LoadRecord);
+
+/// One load of one input file.
+#[Object(name = "FileLoad")]
+impl FileLoadNode {
+    /// The load's number; the data version is the newest load that changed the data.
+    async fn id(&self) -> i64 {
+        self.0.id
+    }
+
+    /// Which input it was.
+    async fn kind(&self) -> DataFileKind {
+        self.0.kind.into()
+    }
+
+    /// The file, as the loader was given it.
+    async fn file(&self) -> &str {
+        &self.0.file
+    }
+
+    /// What came of it.
+    async fn outcome(&self) -> LoadOutcome {
+        self.0.outcome.into()
+    }
+
+    /// xxh3-128 of the file's bytes.
+    async fn checksum(&self) -> Option<&str> {
+        self.0.checksum.as_deref()
+    }
+
+    /// Data rows read, from `readFrom` on.
+    async fn rows_read(&self) -> i64 {
+        self.0.rows_read
+    }
+
+    /// Byte offset the file was read from: 0 for the whole file; the size of the last
+    /// loaded status file when this one had only grown by rows appended to it (the rows
+    /// before are stored already).
+    async fn read_from(&self) -> i64 {
+        self.0.read_from
+    }
+
+    /// Polls added, or rows of the new business-hours or time-zone snapshot.
+    async fn rows_inserted(&self) -> i64 {
+        self.0.rows_inserted
+    }
+
+    /// Rows that could not be read.
+    async fn rows_rejected(&self) -> i64 {
+        self.0.rows_rejected
+    }
+
+    /// Whether it changed the data.
+    async fn changed(&self) -> bool {
+        self.0.changed
+    }
+
+    /// Why it failed.
+    async fn error(&self) -> Option<&str> {
+        self.0.error.as_deref()
+    }
+
+    /// When it started.
+    async fn started_at(&self) -> DateTime<Utc> {
+        self.0.started_at
+    }
+
+    /// When it ended.
+    async fn finished_at(&self) -> DateTime<Utc> {
+        self.0.finished_at
+    }
+
+    /// The rows it rejected, by line.
+    async fn rejected_rows(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "How many, at most 1000 (default 20).", default = 20)] first: i32,
+    ) -> async_graphql::Result<Vec<RejectedRow>> {
+        let limit = page_size(Some(first))?;
+        let state = ctx.data_unchecked::<AppState>();
+        let rows = service::rejected_rows(state, &self.0, limit)
+            .await
+            .map_err(ApiError::Internal)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| RejectedRow {
+                line: r.line as i64,
+                reason: r.reason,
+                raw: r.raw,
+            })
+            .collect())
+    }
+}
+
+/// A row of an input file that could not be read.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct RejectedRow {
+    /// 1-based line in the file (the header is line 1).
+    pub line: i64,
+    /// Why it was rejected.
+    pub reason: String,
+    /// The row's fields, joined by commas.
+    pub raw: String,
+}
+
+pub struct DataLoadNode {
+    pub files: Vec<LoadRecord>,
+    pub data_version: i64,
+}
+
+/// What a reload did.
+#[Object(name = "DataLoad")]
+impl DataLoadNode {
+    /// One load per input file found.
+    async fn files(&self) -> Vec<FileLoadNode> {
+        self.files.iter().cloned().map(FileLoadNode).collect()
+    }
+
+    /// Whether any file changed the data.
+    async fn changed(&self) -> bool {
+        self.files.iter().any(|f| f.changed)
+    }
+
+    /// The data version after the reload.
+    async fn data_version(&self) -> i64 {
+        self.data_version
+    }
+}
+
+pub struct DatasetNode;
+
+/// The data in the database.
+#[Object(name = "Dataset")]
+impl DatasetNode {
+    /// Stores seen in any input file.
+    async fn stores(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
+        tally(ctx, Tally::Stores).await
+    }
+
+    /// Stores with at least one poll.
+    async fn polled_stores(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
+        tally(ctx, Tally::PolledStores).await
+    }
+
+    /// Polls stored (every poll was added by a load, so this adds up the loads).
+    async fn polls(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
+        tally(ctx, Tally::Polls).await
+    }
+
+    /// Business-hours rows.
+    async fn business_hours(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
+        tally(ctx, Tally::BusinessHours).await
+    }
+
+    /// Stores with a time zone.
+    async fn timezones(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
+        tally(ctx, Tally::Timezones).await
+    }
+
+    /// The newest poll: a report's default *now*.
+    async fn newest_poll(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<DateTime<Utc>>> {
+        let state = ctx.data_unchecked::<AppState>();
+        let newest = service::newest_poll(state).await.map_err(ApiError::Internal)?;
+        Ok(newest.and_then(crate::domain::Timestamp::to_datetime))
+    }
+
+    /// Changes exactly when a load changes the data.
+    async fn data_version(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
+        let state = ctx.data_unchecked::<AppState>();
+        Ok(service::data_version(state).await.map_err(ApiError::Internal)?)
+    }
+
+    /// The latest loads, newest first, with their rejected rows.
+    async fn loads(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "How many, at most 1000 (default 10).", default = 10)] first: i32,
+    ) -> async_graphql::Result<Vec<FileLoadNode>> {
+        let limit = page_size(Some(first))?;
+        let state = ctx.data_unchecked::<AppState>();
+        let loads = service::loads(state, limit).await.map_err(ApiError::Internal)?;
+        Ok(loads.into_iter().map(FileLoadNode).collect())
+    }
+}
+
+async fn tally(ctx: &Context<'_>, what: Tally) -> async_graphql::Result<i64> {
+    let state = ctx.data_unchecked::<AppState>();
+    Ok(service::tally(state, what).await.map_err(ApiError::Internal)?)
+}

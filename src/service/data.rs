@@ -1,0 +1,57 @@
+//! The data reports are computed from: reloading it, and what the database holds.
+
+use crate::db::loads::{self, LoadRecord, Tally};
+use crate::db::reload::Reload;
+use crate::domain::Timestamp;
+use crate::input::{DataFiles, Rejected};
+
+use super::AppState;
+
+/// Reloads the input files now (what the scheduled reload does at each tick).
+pub async fn reload_now(state: &AppState) -> anyhow::Result<Reload> {
+    let files = DataFiles::find_off_runtime(&state.data_dir, &state.files).await?;
+    crate::db::reload::reload(&state.db, &files).await
+}
+
+/// Changes exactly when a load changes the data.
+pub async fn data_version(state: &AppState) -> anyhow::Result<i64> {
+    Ok(loads::data_version(&state.db).await?)
+}
+
+/// The newest poll: a report's default *now*.
+pub async fn newest_poll(state: &AppState) -> anyhow::Result<Option<Timestamp>> {
+    Ok(loads::newest_poll(&state.db).await?)
+}
+
+pub async fn tally(state: &AppState, what: Tally) -> anyhow::Result<i64> {
+    Ok(loads::tally(&state.db, what).await?)
+}
+
+/// The newest `limit` loads, newest first.
+pub async fn loads(state: &AppState, limit: i64) -> anyhow::Result<Vec<LoadRecord>> {
+    Ok(loads::recent(&state.db, limit).await?)
+}
+
+/// The rows a load rejected, by line, at most `limit`.
+pub async fn rejected_rows(state: &AppState, load: &LoadRecord, limit: i64) -> anyhow::Result<Vec<Rejected>> {
+    Ok(loads::rejected_of(&state.db, load.id, &load.file, limit).await?)
+}
+
+/// Whether the service can serve: the database answers and has every migration.
+pub enum Readiness {
+    Ready,
+    MigrationsPending { applied: Option<i64>, expected: i64 },
+    Unreachable,
+}
+
+pub async fn readiness(state: &AppState) -> Readiness {
+    let expected = crate::db::latest_migration();
+    match crate::db::applied_migration(&state.db).await {
+        Ok(Some(applied)) if applied >= expected => Readiness::Ready,
+        Ok(applied) => Readiness::MigrationsPending { applied, expected },
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check: database unreachable");
+            Readiness::Unreachable
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! What the API does, shared by GraphQL and the REST routes: the one door through which
+//! `graphql/` and `http/` reach the data, the queue and the files.
+
+mod data;
+mod reports;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use uuid::Uuid;
+
+pub use self::data::{
+    Readiness, data_version, loads, newest_poll, readiness, rejected_rows, reload_now, tally,
+};
+pub use self::reports::{get_report, list_reports, report_csv, report_rows, subscribe, trigger_report};
+use crate::db::Pool;
+use crate::db::events::ReportEvents;
+pub use crate::db::loads::{LoadRecord, Outcome, Tally};
+pub use crate::db::reload::{FileLoad, Reload};
+pub use crate::db::reports::RowRecord;
+use crate::domain::ReportRecord;
+use crate::input::FileChoice;
+use crate::output::ReportFiles;
+
+/// Everything a request handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) db: Pool,
+    /// Where finished reports' CSV files are kept.
+    pub(crate) reports: ReportFiles,
+    /// Where the input files are, for `reloadData`.
+    pub(crate) data_dir: PathBuf,
+    pub(crate) files: FileChoice,
+    pub(crate) events: ReportEvents,
+    /// Reports that are COMPLETE or FAILED never change again: kept here, they are read
+    /// without a query.
+    pub(crate) finished: FinishedReports,
+}
+
+/// A bounded in-memory copy of finished reports.
+#[derive(Clone, Default)]
+pub(crate) struct FinishedReports(Arc<Mutex<HashMap<Uuid, ReportRecord>>>);
+
+impl FinishedReports {
+    const CAPACITY: usize = 10_000;
+
+    fn get(&self, id: Uuid) -> Option<ReportRecord> {
+        self.0.lock().ok()?.get(&id).cloned()
+    }
+
+    fn keep(&self, record: &ReportRecord) {
+        if !record.status.is_final() {
+            return;
+        }
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() >= Self::CAPACITY {
+                map.clear();
+            }
+            map.insert(record.id, record.clone());
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! Reports: trigger one, follow it, read its rows and its CSV.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use super::AppState;
+use crate::db::reports::RowRecord;
+use crate::db::{loads, reports};
+use crate::domain::report::ReportLine;
+use crate::domain::{Interpolation, ReportRecord, ReportStatus, Timestamp};
+use crate::jobs::report as report_job;
+
+/// Creates a report and queues its job; a report equal to a finished one (same data
+/// version, instant and interpolation) is COMPLETE at once, sharing that one's result.
+pub async fn trigger_report(
+    state: &AppState,
+    interpolation: Interpolation,
+    as_of: Option<DateTime<Utc>>,
+) -> anyhow::Result<ReportRecord> {
+    let id = Uuid::new_v4();
+    let db = &state.db;
+    let version = loads::data_version(db).await?;
+    let now = loads::report_now(db, as_of.map(Timestamp::from_datetime))
+        .await?
+        .and_then(Timestamp::to_datetime);
+    if let Some(now) = now
+        && let Some(source) = reports::find_reusable(db, version, now, interpolation).await?
+    {
+        tracing::info!(report = %id, source = %source.id, "report reuses an equal finished one");
+        crate::telemetry::metrics().report_finished("reused", std::time::Duration::ZERO);
+        return Ok(reports::insert_reused(db, id, as_of, &source).await?);
+    }
+    let traceparent = crate::telemetry::current_traceparent();
+    let record = reports::insert_pending(db, id, interpolation, as_of, traceparent).await?;
+    if let Err(e) = report_job::enqueue(db, id).await {
+        reports::mark_failed(db, id, "the report could not be queued").await?;
+        return Err(e);
+    }
+    tracing::info!(report = %id, interpolation = ?interpolation, as_of = ?as_of, "report queued");
+    Ok(record)
+}
+
+pub async fn get_report(state: &AppState, id: Uuid) -> anyhow::Result<Option<ReportRecord>> {
+    if let Some(record) = state.finished.get(id) {
+        return Ok(Some(record));
+    }
+    let record = reports::get(&state.db, id).await?;
+    if let Some(record) = &record {
+        state.finished.keep(record);
+    }
+    Ok(record)
+}
+
+/// Reports newest first, `limit` of them, after the one created at `after` (time, id).
+pub async fn list_reports(
+    state: &AppState,
+    limit: i64,
+    after: Option<(DateTime<Utc>, Uuid)>,
+) -> anyhow::Result<Vec<ReportRecord>> {
+    Ok(reports::list(&state.db, limit, after).await?)
+}
+
+/// Up to `limit` rows of a COMPLETE report in store-id order after `after`, or the row of
+/// `store_id`; none for a report that is not complete.
+pub async fn report_rows(
+    state: &AppState,
+    record: &ReportRecord,
+    limit: i64,
+    after: Option<&str>,
+    store_id: Option<&str>,
+) -> anyhow::Result<Vec<RowRecord>> {
+    if record.status != ReportStatus::Complete {
+        return Ok(Vec::new());
+    }
+    Ok(reports::rows(&state.db, record.result_id(), limit, after, store_id).await?)
+}
+
+/// Every change of any report, from whichever process made it.
+pub fn subscribe(state: &AppState) -> broadcast::Receiver<Arc<ReportRecord>> {
+    state.events.subscribe()
+}
+
+/// The CSV of a COMPLETE report: its file, or, on a machine that did not compute it, the
+/// same bytes rebuilt from its stored rows (and kept as a file for next time).
+pub async fn report_csv(state: &AppState, record: &ReportRecord) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        record.status == ReportStatus::Complete,
+        "the report is not complete"
+    );
+    let path = state.reports.path(record.result_id());
+    match tokio::fs::read_to_string(&path).await {
+        Ok(csv) => return Ok(csv),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+    let rows = reports::rows(&state.db, record.result_id(), i64::MAX, None, None).await?;
+    let (csv, cached) = tokio::task::spawn_blocking(move || {
+        let lines = rows.iter().map(|row| ReportLine {
+            store_id: &row.store_id,
+            figures: row.figures,
+        });
+        let mut csv = Vec::with_capacity(64 * (rows.len() + 1));
+        crate::output::write_lines(lines, &mut csv)?;
+        let csv = String::from_utf8(csv).context("a report row is not UTF-8")?;
+        let cached = crate::output::write_atomically(&path, |w| std::io::Write::write_all(w, csv.as_bytes()));
+        anyhow::Ok((csv, cached))
+    })
+    .await??;
+    if let Err(e) = cached {
+        tracing::warn!(error = format!("{e:#}"), "cannot keep the rebuilt CSV");
+    }
+    Ok(csv)
+}

@@ -1,0 +1,59 @@
+//! A `store-monitor serve` process of its own, on a port it picks itself: for the tests
+//! that kill a server, and for the `--server` benchmark.
+#![allow(dead_code)]
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The `serve` process and where it listens.
+pub struct ChildServer {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub address: String,
+}
+
+impl ChildServer {
+    /// Starts `store-monitor serve --bind 127.0.0.1:0 ARGS` and waits until it says where
+    /// it listens (it does once its data is loaded and it accepts connections). The port is
+    /// the one the server bound, never one freed for it that another process could take.
+    pub fn start(binary: &str, args: impl IntoIterator<Item = impl Into<OsString>>) -> ChildServer {
+        let mut child = Command::new(binary)
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .args(args.into_iter().map(Into::into))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the server starts");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (found, address) = std::sync::mpsc::channel();
+        // Reads the log to the end: a full pipe would stop the server.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let url = rest.split_whitespace().next().unwrap_or_default();
+                    let _ = found.send(url.to_string());
+                }
+            }
+        });
+        let address = address
+            .recv_timeout(Duration::from_secs(300))
+            .expect("the server says where it listens");
+        ChildServer { child, address }
+    }
+
+    /// The process's id, for signals.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Asks the server to stop, as a service manager does (SIGTERM), and waits for it.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        self.child.wait().expect("the server can be waited for")
+    }
+}
