@@ -3,68 +3,28 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-use common::TestDb;
-use serde_json::{Value, json};
+use common::child::ChildServer;
+use common::{Subscription, TestDb};
+use serde_json::Value;
 use store_monitor::domain::Interpolation;
 use store_monitor::input::{DataFiles, FileChoice, InputData};
 use store_monitor::output::write_report;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `store-monitor serve` as a process of its own.
-fn serve(db: &TestDb, data: &Path, reports: &Path, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_store-monitor"))
-        .args([
-            "serve",
-            "--no-reload",
-            "--bind",
-            &format!("127.0.0.1:{port}"),
-            "--database-url",
-            &db.url,
-        ])
-        .arg("--data")
-        .arg(data)
-        .arg("--reports")
-        .arg(reports)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-async fn wait_ready(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while Instant::now() < deadline {
-        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await
-            && r.status() == 200
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the server on port {port} did not become ready");
-}
-
-async fn status(port: u16, id: &str) -> Option<String> {
-    let response = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{port}/graphql"))
-        .json(
-            &json!({ "query": "query($id: ID!) { report(id: $id) { status } }", "variables": { "id": id } }),
-        )
-        .send()
-        .await
-        .ok()?;
-    let body: Value = response.json().await.ok()?;
-    body["data"]["report"]["status"].as_str().map(String::from)
+/// `store-monitor serve` as a process of its own, on the test's database.
+fn serve(db: &TestDb, data: &Path, reports: &Path) -> ChildServer {
+    ChildServer::start(
+        env!("CARGO_BIN_EXE_store-monitor"),
+        [
+            "--no-reload".as_ref(),
+            "--database-url".as_ref(),
+            db.url.as_ref(),
+            "--data".as_ref(),
+            data.as_os_str(),
+            "--reports".as_ref(),
+            reports.as_os_str(),
+        ] as [&std::ffi::OsStr; 7],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,11 +46,9 @@ async fn a_report_whose_process_is_killed_completes_in_the_next_and_no_partial_c
         String::from_utf8(out).unwrap()
     };
 
-    let first_port = free_port();
-    let mut first = serve(&db, &data, reports.path(), first_port);
-    wait_ready(first_port).await;
+    let mut first = serve(&db, &data, reports.path());
     let triggered: Value = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{first_port}/trigger_report"))
+        .post(format!("{}/trigger_report", first.address))
         .send()
         .await
         .unwrap()
@@ -100,49 +58,51 @@ async fn a_report_whose_process_is_killed_completes_in_the_next_and_no_partial_c
     let id = triggered["report_id"].as_str().unwrap().to_string();
 
     // Kill the process the moment its worker has the report RUNNING.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut states = Subscription::start(&first.address, &id, "graphql-transport-ws").await;
     loop {
-        let s = status(first_port, &id).await;
-        if s.as_deref() == Some("RUNNING") {
-            break;
+        let state = states.next_state().await.expect("the report starts");
+        match state["status"].as_str() {
+            Some("RUNNING") => break,
+            Some("PENDING") => {}
+            other => panic!("the report finished before it could be interrupted: {other:?}"),
         }
-        assert!(
-            s.as_deref() != Some("COMPLETE"),
-            "the report finished before it could be interrupted"
-        );
-        assert!(Instant::now() < deadline, "the report never started");
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    first.kill().unwrap();
-    first.wait().unwrap();
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
 
-    let second_port = free_port();
-    let mut second = serve(&db, &data, reports.path(), second_port);
-    wait_ready(second_port).await;
+    let second = serve(&db, &data, reports.path());
+    let mut done = tokio::spawn({
+        let (address, id) = (second.address.clone(), id.clone());
+        async move {
+            let mut states = Subscription::start(&address, &id, "graphql-ws").await;
+            let mut last = None;
+            while let Some(state) = states.next_state().await {
+                last = state["status"].as_str().map(String::from);
+            }
+            last
+        }
+    });
 
     // Until it completes, every request gets "Running" or 409, never part of a CSV.
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let (mut polls, mut served) = (0, None);
-    while served.is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "the report was not completed after the crash"
-        );
+    let mut polls = 0;
+    let finished = loop {
         let file = client
-            .get(format!("http://127.0.0.1:{second_port}/reports/{id}.csv"))
+            .get(format!("{}/reports/{id}.csv", second.address))
             .send()
             .await
             .unwrap();
         match file.status().as_u16() {
             409 => {}
-            200 => served = Some(file.text().await.unwrap()),
+            200 => assert_eq!(
+                file.text().await.unwrap(),
+                expected,
+                "the report file is the whole report"
+            ),
             other => panic!("unexpected status {other} for the report file"),
         }
         let poll = client
-            .get(format!(
-                "http://127.0.0.1:{second_port}/get_report?report_id={id}"
-            ))
+            .get(format!("{}/get_report?report_id={id}", second.address))
             .send()
             .await
             .unwrap();
@@ -161,11 +121,24 @@ async fn a_report_whose_process_is_killed_completes_in_the_next_and_no_partial_c
             assert_eq!(body, r#"{"status":"Running"}"#);
         }
         polls += 1;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(served.unwrap(), expected, "the report file is the whole report");
-    assert!(polls > 1);
-    assert_eq!(status(second_port, &id).await.as_deref(), Some("COMPLETE"));
+        tokio::select! {
+            finished = &mut done => break finished.unwrap(),
+            () = tokio::task::yield_now() => {}
+        }
+    };
+    assert_eq!(finished.as_deref(), Some("COMPLETE"));
+    assert!(polls >= 1);
+    let file = client
+        .get(format!("{}/reports/{id}.csv", second.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(file.status(), 200);
+    assert_eq!(
+        file.text().await.unwrap(),
+        expected,
+        "the report file is the whole report"
+    );
 
     // The second run was the job's second attempt.
     let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM apalis.jobs WHERE job_type = $1")
@@ -176,8 +149,7 @@ async fn a_report_whose_process_is_killed_completes_in_the_next_and_no_partial_c
     assert!(attempts >= 2, "attempts: {attempts}");
 
     // SIGTERM stops the server gracefully.
-    unsafe { libc::kill(second.id() as i32, libc::SIGTERM) };
-    let stopped = tokio::task::spawn_blocking(move || second.wait().unwrap())
+    let stopped = tokio::task::spawn_blocking(move || second.terminate())
         .await
         .unwrap();
     assert!(stopped.success(), "graceful stop exits 0: {stopped:?}");

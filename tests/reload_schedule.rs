@@ -10,11 +10,21 @@ use common::{TestDb, example_dirs};
 use store_monitor::input::FileChoice;
 use store_monitor::jobs::reload::{ReloadContext, every, on_tick, schedule};
 
+/// Claimed ticks and load records so far.
+async fn progress(db: &TestDb) -> (i64, i64) {
+    sqlx::query_as("SELECT (SELECT count(*) FROM reload_ticks), (SELECT count(*) FROM data_loads)")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_run_each_tick_once() {
     let db = TestDb::new().await;
     let every_second = schedule("* * * * * *").unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let worker = |instance: &str| {
+        let mut stopped = stopped.clone();
         let ctx = ReloadContext {
             pool: db.pool.clone(),
             data_dir: example_dirs()[0].clone(),
@@ -26,12 +36,23 @@ async fn two_processes_run_each_tick_once() {
             .backend(CronScheduler::new(every_second.clone()))
             .data(ctx)
             .build(on_tick)
-            .run_until(async {
-                tokio::time::sleep(Duration::from_millis(3500)).await;
+            .run_until(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
                 Ok::<(), std::io::Error>(())
             })
     };
-    let (a, b) = tokio::join!(worker("process-a"), worker("process-b"));
+    // Stop once three ticks have run to the end: each has its three load records.
+    let enough = async {
+        loop {
+            let (ticks, loads) = progress(&db).await;
+            if ticks >= 3 && loads == 3 * ticks {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.send(true).unwrap();
+    };
+    let (a, b, ()) = tokio::join!(worker("process-a"), worker("process-b"), enough);
     a.unwrap();
     b.unwrap();
 

@@ -27,12 +27,6 @@ impl From<anyhow::Error> for ApiError {
     }
 }
 
-impl From<sqlx::Error> for ApiError {
-    fn from(e: sqlx::Error) -> Self {
-        ApiError::Internal(e.into())
-    }
-}
-
 impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {

@@ -20,8 +20,9 @@ use crate::telemetry;
 
 /// The apalis queue of report jobs.
 pub const QUEUE: &str = "store-monitor::report";
-/// A report whose job fails this many times is FAILED. A process that dies mid-report is
-/// not counted: apalis hands its job to another worker without spending an attempt.
+/// A report whose job fails this many times is FAILED. A process that dies mid-report
+/// spends an attempt too, but apalis hands such an orphaned job to another worker
+/// whatever its attempts, so crashes alone never fail a report.
 pub const MAX_ATTEMPTS: usize = 3;
 /// How often a running report writes its progress.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);

@@ -1,5 +1,8 @@
-//! Helpers shared by the integration tests: a fresh database per test.
+//! Helpers shared by the integration tests: a fresh database per test, the app in process,
+//! a `serve` process of its own, and the report subscription as a client speaks it.
 #![allow(dead_code)]
+
+pub mod child;
 
 use std::path::{Path, PathBuf};
 
@@ -176,11 +179,36 @@ impl TestApp {
         protocol: &str,
         mut ready: Option<tokio::sync::oneshot::Sender<()>>,
     ) -> (Vec<String>, serde_json::Value) {
-        use futures::{SinkExt, StreamExt};
+        let mut subscription = Subscription::start(&self.address, id, protocol).await;
+        let (mut statuses, mut last) = (Vec::new(), serde_json::Value::Null);
+        while let Some(report) = subscription.next_state().await {
+            let status = report["status"].as_str().unwrap().to_string();
+            if statuses.last() != Some(&status) {
+                statuses.push(status);
+            }
+            last = report;
+            if let Some(ready) = ready.take() {
+                let _ = ready.send(());
+            }
+        }
+        (statuses, last)
+    }
+}
+
+/// The `report` subscription of one report over WebSocket, as a client library speaks it.
+pub struct Subscription {
+    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+}
+
+impl Subscription {
+    /// Subscribes to report `id` on the server at `address` (`http://…`), in `protocol`
+    /// (`graphql-transport-ws` or `graphql-ws`).
+    pub async fn start(address: &str, id: &str, protocol: &str) -> Subscription {
+        use futures::SinkExt;
         use tokio_tungstenite::tungstenite::Message;
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-        let url = format!("{}/graphql/ws", self.address.replace("http://", "ws://"));
+        let url = format!("{}/graphql/ws", address.replace("http://", "ws://"));
         let mut request = url.into_client_request().unwrap();
         request
             .headers_mut()
@@ -206,34 +234,36 @@ impl TestApp {
         })))
         .await
         .unwrap();
-        let (mut statuses, mut last) = (Vec::new(), serde_json::Value::Null);
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        Subscription { ws }
+    }
+
+    /// The report's next state; `None` once the subscription has ended.
+    pub async fn next_state(&mut self) -> Option<serde_json::Value> {
+        use futures::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+
+        // A safety net for a broken server, not a timing the test depends on.
+        let limit = std::time::Duration::from_secs(120);
         loop {
-            let message = tokio::time::timeout_at(deadline, ws.next())
+            let message = tokio::time::timeout(limit, self.ws.next())
                 .await
-                .expect("the subscription ends in time");
-            let Some(Ok(Message::Text(text))) = message else {
-                continue;
+                .expect("the subscription answers in time");
+            let text = match message {
+                Some(Ok(Message::Text(text))) => text,
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => panic!("the subscription broke: {e}"),
+                None => return None,
             };
             let message: serde_json::Value = serde_json::from_str(&text).unwrap();
             match message["type"].as_str().unwrap() {
                 "next" | "data" => {
                     assert!(message["payload"]["errors"].is_null(), "{message}");
-                    let report = message["payload"]["data"]["report"].clone();
-                    let status = report["status"].as_str().unwrap().to_string();
-                    if statuses.last() != Some(&status) {
-                        statuses.push(status);
-                    }
-                    last = report;
-                    if let Some(ready) = ready.take() {
-                        let _ = ready.send(());
-                    }
+                    return Some(message["payload"]["data"]["report"].clone());
                 }
-                "complete" => break,
+                "complete" => return None,
                 "error" => panic!("subscription error: {message}"),
                 _ => {}
             }
         }
-        (statuses, last)
     }
 }
