@@ -16,6 +16,6 @@ mod http;
 pub mod input;
 pub mod jobs;
 pub mod output;
-pub mod service;
+pub(crate) mod service;
 pub mod startup;
 mod telemetry;

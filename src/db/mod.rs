@@ -7,17 +7,17 @@
 
 mod codes;
 mod copy;
-pub mod events;
+pub(crate) mod events;
 pub mod housekeeping;
 pub mod loads;
 mod polls;
 pub mod queue;
 pub mod reload;
 mod replace;
-pub mod reports;
+pub(crate) mod reports;
 pub mod snapshot;
 mod stores;
-pub mod ticks;
+pub(crate) mod ticks;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -87,11 +87,12 @@ pub(crate) async fn insert_reused(
     .await
 }
 
-/// A COMPLETE report computed from the same data, at the same instant, the same way.
+/// A COMPLETE report computed from the same data, at the same instant, the same way
+/// (none when there is no instant: no data).
 pub(crate) async fn find_reusable(
     db: impl PgExecutor<'_>,
     data_version: i64,
-    as_of: DateTime<Utc>,
+    as_of: Option<DateTime<Utc>>,
     interpolation: Interpolation,
 ) -> sqlx::Result<Option<ReportRecord>> {
     sqlx::query_as(

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::domain::ReportRecord;
 use crate::service::{self, AppState};
 use data::{DataLoadNode, DatasetNode};
-pub use error::{ApiError, ErrorCodes};
+use error::{ApiError, ErrorCodes};
 use report::{ReportNode, TriggerReportInput};
 
 /// The schema type.
@@ -33,7 +33,7 @@ pub const MAX_COMPLEXITY: usize = 500;
 const RECHECK: Duration = Duration::from_secs(5);
 
 /// The schema, serving `state`.
-pub fn schema(state: AppState) -> AppSchema {
+pub(crate) fn schema(state: AppState) -> AppSchema {
     limited(Schema::build(Query, Mutation, SubscriptionRoot).data(state))
 }
 

@@ -79,9 +79,8 @@ pub async fn run(ctx: &ReportContext, id: Uuid) -> anyhow::Result<ReportRecord> 
     let as_of = record.requested_as_of.map(Timestamp::from_datetime);
     let snapshot = Snapshot::open(pool, as_of).await?;
     let now = snapshot.now.and_then(Timestamp::to_datetime);
-    if let Some(now) = now
-        && let Some(source) =
-            reports::find_reusable(pool, snapshot.data_version, now, record.interpolation).await?
+    if let Some(source) =
+        reports::find_reusable(pool, snapshot.data_version, now, record.interpolation).await?
     {
         let reused = reports::mark_reused(pool, id, &source).await?.unwrap_or(record);
         tracing::info!(report = %id, source = %source.id, "report reuses an equal finished one");

@@ -17,8 +17,6 @@ pub use self::reports::{get_report, list_reports, report_csv, report_rows, subsc
 use crate::db::Pool;
 use crate::db::events::ReportEvents;
 pub use crate::db::loads::{LoadRecord, Outcome, Tally};
-pub use crate::db::reload::{FileLoad, Reload};
-pub use crate::db::reports::RowRecord;
 use crate::domain::ReportRecord;
 use crate::input::FileChoice;
 use crate::output::ReportFiles;

@@ -27,9 +27,7 @@ pub async fn trigger_report(
     let now = loads::report_now(db, as_of.map(Timestamp::from_datetime))
         .await?
         .and_then(Timestamp::to_datetime);
-    if let Some(now) = now
-        && let Some(source) = reports::find_reusable(db, version, now, interpolation).await?
-    {
+    if let Some(source) = reports::find_reusable(db, version, now, interpolation).await? {
         tracing::info!(report = %id, source = %source.id, "report reuses an equal finished one");
         crate::telemetry::metrics().report_finished("reused", std::time::Duration::ZERO);
         return Ok(reports::insert_reused(db, id, as_of, &source).await?);
