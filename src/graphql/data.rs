@@ -4,7 +4,7 @@ use async_graphql::{Context, Enum, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use super::error::ApiError;
-use super::page_size;
+use super::{null_on_error, page_size};
 use crate::input::FileKind;
 use crate::service::{self, AppState, LoadRecord, Outcome, Tally};
 
@@ -192,10 +192,10 @@ impl DatasetNode {
     }
 
     /// The newest poll: a report's default *now*.
-    async fn newest_poll(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<DateTime<Utc>>> {
+    async fn newest_poll(&self, ctx: &Context<'_>) -> Option<DateTime<Utc>> {
         let state = ctx.data_unchecked::<AppState>();
-        let newest = service::newest_poll(state).await.map_err(ApiError::Internal)?;
-        Ok(newest.and_then(crate::domain::Timestamp::to_datetime))
+        let newest = service::newest_poll(state).await.map_err(ApiError::Internal);
+        null_on_error(ctx, newest)?.and_then(crate::domain::Timestamp::to_datetime)
     }
 
     /// Changes exactly when a load changes the data.

@@ -2,6 +2,7 @@
 //! that the server, the tests and the SDL export share. Resolvers reach the rest of the
 //! service only through [`crate::service`].
 
+mod cost;
 mod data;
 mod error;
 mod report;
@@ -16,6 +17,8 @@ use uuid::Uuid;
 
 use crate::domain::ReportRecord;
 use crate::service::{self, AppState};
+use cost::CostLimits;
+pub use cost::{MAX_COST, MAX_DEPTH, MAX_INTROSPECTION_DEPTH, WHOLE_REPORT_COST};
 use data::{DataLoadNode, DatasetNode};
 use error::{ApiError, ErrorCodes};
 use report::{ReportNode, TriggerReportInput};
@@ -25,10 +28,10 @@ pub type AppSchema = Schema<Query, Mutation, SubscriptionRoot>;
 
 /// The largest page any list returns.
 pub const MAX_PAGE: i32 = 1000;
-/// How deep a query may nest, and how many fields it may ask for: enough for any real
-/// client, too little to take the server down.
-pub const MAX_DEPTH: usize = 10;
-pub const MAX_COMPLEXITY: usize = 500;
+/// What `__schema { description }` says.
+const DESCRIPTION: &str = "store-monitor: how much of their business hours each store was offline. Trigger a \
+     report with `triggerReport`, follow it with the `report` subscription, read its rows or CSV \
+     with the `report` query; `dataset` shows the data reports are computed from.";
 /// A subscription re-reads its report this often too, in case a notification was lost.
 const RECHECK: Duration = Duration::from_secs(5);
 
@@ -38,11 +41,13 @@ pub(crate) fn schema(state: AppState) -> AppSchema {
 }
 
 fn limited(builder: async_graphql::SchemaBuilder<Query, Mutation, SubscriptionRoot>) -> AppSchema {
+    // Depth and cost are ours (`cost`): async-graphql's own limits would refuse the
+    // standard introspection query and count a page of a thousand as one field.
     builder
-        .limit_depth(MAX_DEPTH)
-        .limit_complexity(MAX_COMPLEXITY)
         .extension(async_graphql::extensions::Tracing)
         .extension(ErrorCodes)
+        .extension(CostLimits)
+        .extension(SchemaDescription)
         .finish()
 }
 
@@ -50,6 +55,31 @@ fn limited(builder: async_graphql::SchemaBuilder<Query, Mutation, SubscriptionRo
 /// introspection, and the tests of what is refused before any resolver runs.
 pub fn bare_schema() -> AppSchema {
     limited(Schema::build(Query, Mutation, SubscriptionRoot))
+}
+
+/// Answers `__schema { description }` with this schema's own (async-graphql gives every
+/// schema the same generic text).
+struct SchemaDescription;
+
+impl async_graphql::extensions::ExtensionFactory for SchemaDescription {
+    fn create(&self) -> std::sync::Arc<dyn async_graphql::extensions::Extension> {
+        std::sync::Arc::new(SchemaDescription)
+    }
+}
+
+#[async_trait::async_trait]
+impl async_graphql::extensions::Extension for SchemaDescription {
+    async fn resolve(
+        &self,
+        ctx: &async_graphql::extensions::ExtensionContext<'_>,
+        info: async_graphql::extensions::ResolveInfo<'_>,
+        next: async_graphql::extensions::NextResolve<'_>,
+    ) -> async_graphql::ServerResult<Option<async_graphql::Value>> {
+        if info.parent_type == "__Schema" && info.name == "description" {
+            return Ok(Some(async_graphql::Value::String(DESCRIPTION.to_string())));
+        }
+        next.run(ctx, info).await
+    }
 }
 
 /// The SDL of the schema, as committed in `schema.graphql`.
@@ -88,6 +118,19 @@ fn page<T, N: OutputType>(
     page
 }
 
+/// A nullable field's value, or null with its error beside it: GraphQL nulls only the field
+/// that failed, where a returned error would null the whole `data`.
+fn null_on_error<T>(ctx: &Context<'_>, result: Result<T, ApiError>) -> Option<T> {
+    match result {
+        Ok(value) => Some(value),
+        Err(e) => {
+            let error = async_graphql::ErrorExtensions::extend(&e).into_server_error(ctx.item.pos);
+            ctx.add_error(ctx.set_error_path(error));
+            None
+        }
+    }
+}
+
 fn parse_id(id: &ID) -> Result<Uuid, ApiError> {
     Uuid::parse_str(id)
         .map_err(|_| ApiError::BadInput(format!("{:?} is not a report id (a UUID)", id.as_str())))
@@ -110,9 +153,9 @@ impl Query {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The report's id, as triggerReport returned it.")] id: ID,
-    ) -> async_graphql::Result<Option<ReportNode>> {
+    ) -> Option<ReportNode> {
         let state = ctx.data_unchecked::<AppState>();
-        Ok(Some(ReportNode(find_report(state, &id).await?)))
+        null_on_error(ctx, find_report(state, &id).await.map(ReportNode))
     }
 
     /// Reports, newest first.

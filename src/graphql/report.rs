@@ -5,7 +5,7 @@ use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use super::error::ApiError;
-use super::{page, page_size};
+use super::{null_on_error, page, page_size};
 use crate::domain::{self, ReportRecord};
 use crate::service::{self, AppState};
 
@@ -114,16 +114,15 @@ impl ReportNode {
     }
 
     /// The whole CSV, once COMPLETE.
-    async fn csv(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
+    async fn csv(&self, ctx: &Context<'_>) -> Option<String> {
         if self.0.status != domain::ReportStatus::Complete {
-            return Ok(None);
+            return None;
         }
         let state = ctx.data_unchecked::<AppState>();
-        Ok(Some(
-            service::report_csv(state, &self.0)
-                .await
-                .map_err(ApiError::Internal)?,
-        ))
+        let csv = service::report_csv(state, &self.0)
+            .await
+            .map_err(ApiError::Internal);
+        null_on_error(ctx, csv)
     }
 
     /// The report's rows in store-id order, a page at a time (empty until COMPLETE).
