@@ -3,11 +3,11 @@
 
 use poem::http::StatusCode;
 use poem::web::{Data, Query};
-use poem::{Response, handler};
+use poem::{Request, Response, handler};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{csv, internal, json};
+use super::{internal, json};
 use crate::domain::{Interpolation, ReportStatus};
 use crate::service::{self, AppState};
 
@@ -25,10 +25,11 @@ pub struct GetReport {
     report_id: Option<String>,
 }
 
-/// `GET /get_report?report_id=…`: `{"status": "Running"}` until done, then the CSV; 404 for
-/// an unknown id; 500 with the error for a failed report.
+/// `GET /get_report?report_id=…`: `{"status": "Running"}` until done, then the CSV (with
+/// the download's headers, conditions and ranges); 404 for an unknown id; 500 with the
+/// error for a failed report.
 #[handler]
-pub async fn get_report(Query(query): Query<GetReport>, state: Data<&AppState>) -> Response {
+pub async fn get_report(req: &Request, Query(query): Query<GetReport>, state: Data<&AppState>) -> Response {
     let Some(raw) = query.report_id else {
         return json(
             StatusCode::BAD_REQUEST,
@@ -53,9 +54,6 @@ pub async fn get_report(Query(query): Query<GetReport>, state: Data<&AppState>) 
             StatusCode::INTERNAL_SERVER_ERROR,
             serde_json::json!({ "status": "Failed", "error": record.error.unwrap_or_default() }),
         ),
-        ReportStatus::Complete => match service::report_csv(&state, &record).await {
-            Ok(body) => csv(body),
-            Err(e) => internal(e),
-        },
+        ReportStatus::Complete => super::files::csv_download(req.headers(), &state, &record).await,
     }
 }

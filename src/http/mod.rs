@@ -1,36 +1,47 @@
 //! The HTTP routes: GraphQL (with GraphiQL and WebSocket subscriptions), report files,
 //! the original trigger + poll API, and health checks.
 
+mod compression;
+mod files;
 mod health;
 mod legacy;
 
 use async_graphql::http::GraphiQLSource;
 use async_graphql_poem::{GraphQL, GraphQLSubscription};
-use poem::http::StatusCode;
+use compression::Compression;
+use poem::http::{StatusCode, header};
 use poem::middleware::{Cors, Tracing};
-use poem::web::{Data, Html, Path};
-use poem::{Endpoint, EndpointExt, IntoResponse, Response, Route, get, handler, post};
+use poem::web::Html;
+use poem::{Endpoint, EndpointExt, Response, Route, get, handler, post};
 use uuid::Uuid;
 
-use crate::domain::{ReportRecord, ReportStatus};
+use crate::domain::ReportRecord;
 use crate::graphql::AppSchema;
 use crate::service::{self, AppState};
 
-/// Every route, with CORS for `cors_origins` (empty: any origin) and request tracing.
+/// Every route, with CORS for `cors_origins` (empty: any origin), compression and request
+/// tracing.
 pub(crate) fn routes(state: AppState, schema: AppSchema, cors_origins: &[String]) -> impl Endpoint + use<> {
-    let mut cors = Cors::new();
+    // A browser app reads the download's name and validators only if it is told it may.
+    let mut cors = Cors::new().expose_headers([
+        header::CONTENT_DISPOSITION,
+        header::ETAG,
+        header::LAST_MODIFIED,
+        header::CONTENT_RANGE,
+    ]);
     for origin in cors_origins {
         cors = cors.allow_origin(origin.as_str());
     }
     Route::new()
         .at("/graphql", get(graphiql).post(GraphQL::new(schema.clone())))
         .at("/graphql/ws", get(GraphQLSubscription::new(schema)))
-        .at("/reports/:file", get(report_file))
+        .at("/reports/:file", get(files::report_file))
         .at("/trigger_report", post(legacy::trigger_report))
         .at("/get_report", get(legacy::get_report))
         .at("/healthz", get(health::healthz))
         .at("/readyz", get(health::readyz))
         .data(state)
+        .with(Compression)
         .with(cors)
         .with(Tracing)
 }
@@ -54,13 +65,6 @@ pub(crate) fn json(status: StatusCode, body: serde_json::Value) -> Response {
         .body(body.to_string())
 }
 
-pub(crate) fn csv(body: String) -> Response {
-    Response::builder()
-        .status(StatusCode::OK)
-        .content_type("text/csv; charset=utf-8")
-        .body(body)
-}
-
 /// An error of ours: logged with its causes, "internal error" to the client.
 pub(crate) fn internal(error: anyhow::Error) -> Response {
     tracing::error!(error = format!("{error:#}"), "internal error");
@@ -80,38 +84,4 @@ pub(crate) async fn find_report(state: &AppState, id: Uuid) -> Result<ReportReco
         )),
         Err(e) => Err(internal(e)),
     }
-}
-
-/// `GET /reports/{id}.csv`: the finished report as a file; 404 for an unknown id, 409
-/// while it is not complete.
-#[handler]
-async fn report_file(Path(file): Path<String>, state: Data<&AppState>) -> Response {
-    let Some(id) = file.strip_suffix(".csv").and_then(|id| Uuid::parse_str(id).ok()) else {
-        return json(
-            StatusCode::NOT_FOUND,
-            serde_json::json!({ "error": format!("no report file {file:?}") }),
-        );
-    };
-    let record = match find_report(&state, id).await {
-        Ok(record) => record,
-        Err(response) => return response,
-    };
-    if record.status != ReportStatus::Complete {
-        return json(
-            StatusCode::CONFLICT,
-            serde_json::json!({ "error": "the report is not complete", "status": record.status.name() }),
-        );
-    }
-    match service::report_csv(&state, &record).await {
-        Ok(body) => {
-            let mut response = csv(body);
-            let disposition = format!("attachment; filename=\"{id}.csv\"");
-            if let Ok(value) = disposition.parse() {
-                response.headers_mut().insert("content-disposition", value);
-            }
-            response
-        }
-        Err(e) => internal(e),
-    }
-    .into_response()
 }

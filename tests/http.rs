@@ -1,0 +1,226 @@
+//! What HTTP clients get besides the data: compressed answers, downloads a cache can keep
+//! (ETag, Last-Modified, 304), byte ranges, HEAD, and the headers a browser app may read.
+
+mod common;
+
+use std::io::Read;
+use std::path::Path;
+
+use common::{TestApp, TestDb};
+use reqwest::header;
+use serde_json::{Value, json};
+
+/// A server whose one report is COMPLETE, on a generated data set large enough to be
+/// worth compressing; its report id and CSV.
+async fn finished_report(db: &TestDb, data: &Path) -> (TestApp, String, String) {
+    let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+    store_monitor::generate::generate(&store_monitor::generate::Plan {
+        stores: 300,
+        hours: bundled.join("menu_hours.csv"),
+        timezones: bundled.join("timezones.csv"),
+        ..store_monitor::generate::Plan::full_size(data)
+    })
+    .unwrap();
+    let server = TestApp::spawn(db, data, 1).await;
+    let triggered = server
+        .graphql("mutation { triggerReport { id } }", json!({}))
+        .await;
+    let id = triggered["data"]["triggerReport"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (states, _) = server.follow(&id, "graphql-transport-ws").await;
+    assert_eq!(states.last().map(String::as_str), Some("COMPLETE"));
+    let csv = server
+        .graphql("query($id: ID!) { report(id: $id) { csv } }", json!({ "id": id }))
+        .await["data"]["report"]["csv"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (server, id, csv)
+}
+
+fn gunzip(bytes: &[u8]) -> String {
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_string(&mut text)
+        .unwrap();
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downloads_are_compressed_cached_ranged_and_described() {
+    let db = TestDb::new().await;
+    let data = tempfile::tempdir().unwrap();
+    let (server, id, csv) = finished_report(&db, data.path()).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/reports/{id}.csv", server.address);
+
+    let plain = client.get(&url).send().await.unwrap();
+    assert_eq!(plain.status(), 200);
+    let headers = plain.headers().clone();
+    let etag = headers[header::ETAG].to_str().unwrap().to_string();
+    let modified = headers[header::LAST_MODIFIED].to_str().unwrap().to_string();
+    assert!(
+        etag.starts_with('"') && !etag.starts_with("W/"),
+        "a strong ETag: {etag}"
+    );
+    assert!(
+        headers[header::CACHE_CONTROL]
+            .to_str()
+            .unwrap()
+            .contains("immutable")
+    );
+    assert_eq!(headers[header::ACCEPT_RANGES], "bytes");
+    assert!(
+        headers[header::CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .contains(&format!("{id}.csv"))
+    );
+    assert_eq!(headers[header::CONTENT_LENGTH], csv.len().to_string().as_str());
+    assert_eq!(plain.text().await.unwrap(), csv);
+
+    // What a cache asks again.
+    for (name, value) in [
+        (header::IF_NONE_MATCH, etag.as_str()),
+        (header::IF_MODIFIED_SINCE, modified.as_str()),
+    ] {
+        let again = client.get(&url).header(name.clone(), value).send().await.unwrap();
+        assert_eq!(again.status(), 304, "{name}");
+        assert_eq!(again.headers()[header::ETAG], etag.as_str());
+        assert!(again.bytes().await.unwrap().is_empty());
+    }
+    let other = client
+        .get(&url)
+        .header(header::IF_NONE_MATCH, "\"another\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 200);
+
+    // Byte ranges: a piece, the tail, and past the end.
+    let piece = client
+        .get(&url)
+        .header(header::RANGE, "bytes=10-19")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(piece.status(), 206);
+    assert_eq!(
+        piece.headers()[header::CONTENT_RANGE],
+        format!("bytes 10-19/{}", csv.len()).as_str()
+    );
+    assert_eq!(piece.text().await.unwrap(), &csv[10..20]);
+    let tail = client
+        .get(&url)
+        .header(header::RANGE, "bytes=-5")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tail.text().await.unwrap(), &csv[csv.len() - 5..]);
+    let past = client
+        .get(&url)
+        .header(header::RANGE, format!("bytes={}-", csv.len()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(past.status(), 416);
+    let stale = client
+        .get(&url)
+        .header(header::RANGE, "bytes=0-9")
+        .header(header::IF_RANGE, "\"another\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 200, "a stale If-Range gets the whole file");
+
+    // HEAD says how long the file is.
+    let head = client.head(&url).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(
+        head.headers()[header::CONTENT_LENGTH],
+        csv.len().to_string().as_str()
+    );
+
+    // Compressed as the client asks.
+    let gzipped = client
+        .get(&url)
+        .header(header::ACCEPT_ENCODING, "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gzipped.headers()[header::CONTENT_ENCODING], "gzip");
+    assert!(
+        gzipped.headers()[header::VARY]
+            .to_str()
+            .unwrap()
+            .contains("accept-encoding")
+    );
+    let bytes = gzipped.bytes().await.unwrap();
+    assert!(bytes.len() * 2 < csv.len(), "{} of {}", bytes.len(), csv.len());
+    assert_eq!(gunzip(&bytes), csv);
+    for (accepted, coding) in [
+        ("gzip, deflate, br", "br"),
+        ("gzip, br, zstd", "zstd"),
+        ("br;q=0.5, gzip", "gzip"),
+    ] {
+        let response = client
+            .get(&url)
+            .header(header::ACCEPT_ENCODING, accepted)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers()[header::CONTENT_ENCODING], coding, "{accepted}");
+    }
+
+    // The original API's CSV is the same download.
+    let legacy = client
+        .get(format!("{}/get_report?report_id={id}", server.address))
+        .header(header::IF_NONE_MATCH, etag.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(legacy.status(), 304);
+    let legacy = client
+        .get(format!("{}/get_report?report_id={id}", server.address))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        legacy.headers()[header::CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .contains(&id)
+    );
+    assert_eq!(legacy.text().await.unwrap(), csv);
+
+    // GraphQL's JSON is compressed too.
+    let graphql = client
+        .post(format!("{}/graphql", server.address))
+        .header(header::ACCEPT_ENCODING, "gzip")
+        .json(&json!({ "query": "query($id: ID!) { report(id: $id) { csv } }", "variables": { "id": id } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(graphql.headers()[header::CONTENT_ENCODING], "gzip");
+    let body: Value = serde_json::from_str(&gunzip(&graphql.bytes().await.unwrap())).unwrap();
+    assert_eq!(body["data"]["report"]["csv"], csv.as_str());
+
+    // A browser app on another origin may read the download's name and validators.
+    let cors = client
+        .get(&url)
+        .header(header::ORIGIN, "https://dashboard.example")
+        .send()
+        .await
+        .unwrap();
+    let exposed = cors.headers()[header::ACCESS_CONTROL_EXPOSE_HEADERS]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        exposed.contains("content-disposition") && exposed.contains("etag"),
+        "{exposed}"
+    );
+    server.stop().await;
+}
