@@ -224,3 +224,195 @@ async fn downloads_are_compressed_cached_ranged_and_described() {
     );
     server.stop().await;
 }
+
+/// The number of reports the server holds.
+async fn report_count(server: &TestApp) -> usize {
+    let listed = server
+        .graphql("{ reports(first: 1000) { edges { cursor } } }", json!({}))
+        .await;
+    listed["data"]["reports"]["edges"].as_array().unwrap().len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphql_over_http_as_its_spec_writes_it() {
+    let db = TestDb::new().await;
+    let server = TestApp::spawn(&db, &common::example_dirs()[0], 0).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/graphql", server.address);
+    const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
+    let post = |accept: &'static str, body: Value| {
+        client
+            .post(&url)
+            .header(header::ACCEPT, accept)
+            .json(&body)
+            .send()
+    };
+    let content_type =
+        |r: &reqwest::Response| r.headers()[header::CONTENT_TYPE].to_str().unwrap().to_string();
+
+    // The media type the client asks for; request errors are 400 without data in the new one.
+    let ok = post(GRAPHQL_RESPONSE, json!({ "query": "{ dataset { stores } }" }))
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert!(content_type(&ok).starts_with(GRAPHQL_RESPONSE));
+    for bad in ["{ dataset { stores ", "{ dataset { weather } }"] {
+        let refused = post(GRAPHQL_RESPONSE, json!({ "query": bad })).await.unwrap();
+        assert_eq!(refused.status(), 400, "{bad}");
+        let body: Value = refused.json().await.unwrap();
+        assert!(body.get("data").is_none() && body["errors"].is_array(), "{body}");
+    }
+    let legacy = post("application/json", json!({ "query": "{ dataset { weather } }" }))
+        .await
+        .unwrap();
+    assert_eq!(legacy.status(), 200);
+    assert!(content_type(&legacy).starts_with("application/json"));
+    let html_only = post("text/html", json!({ "query": "{ dataset { stores } }" }))
+        .await
+        .unwrap();
+    assert_eq!(html_only.status(), 406);
+    let no_query = post("application/json", json!({ "variables": {} }))
+        .await
+        .unwrap();
+    assert_eq!(no_query.status(), 400);
+    let batch = post("application/json", json!([{ "query": "{ dataset { stores } }" }]))
+        .await
+        .unwrap();
+    assert_eq!(batch.status(), 400);
+
+    // CSRF: what a page on another site can send without a preflight runs nothing.
+    let mutation = "mutation { triggerReport { id } }";
+    for content in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+    ] {
+        let sent = client
+            .post(&url)
+            .header(header::CONTENT_TYPE, content)
+            .body(json!({ "query": mutation }).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(sent.status(), 415, "{content}");
+    }
+    let get_mutation = client
+        .get(&url)
+        .query(&[("query", mutation)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get_mutation.status(), 405);
+    assert_eq!(get_mutation.headers()[header::ALLOW], "POST");
+    assert_eq!(
+        report_count(&server).await,
+        0,
+        "no cross-site request ran the mutation"
+    );
+
+    // GET runs queries; a browser opening the URL gets GraphiQL.
+    let got = client
+        .get(&url)
+        .header(header::ACCEPT, "application/json")
+        .query(&[
+            (
+                "query",
+                "query($n: Int) { reports(first: $n) { edges { cursor } } }",
+            ),
+            ("variables", "{\"n\": 1}"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    let got: Value = got.json().await.unwrap();
+    assert!(got["errors"].is_null(), "{got}");
+    let page = client
+        .get(&url)
+        .header(header::ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert!(content_type(&page).starts_with("text/html"));
+
+    // A body over the limit is refused before it is read whole.
+    let huge = format!("{{\"query\": \"{}\"}}", " ".repeat(2 << 20));
+    let too_big = client
+        .post(&url)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(too_big.status(), 413);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automatic_persisted_queries_run_by_hash_over_post_and_get() {
+    use sha2::Digest;
+    let db = TestDb::new().await;
+    let server = TestApp::spawn(&db, &common::example_dirs()[0], 0).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/graphql", server.address);
+    let query = "{ dataset { stores polledStores } }";
+    let hash = format!("{:x}", sha2::Sha256::digest(query.as_bytes()));
+    let extensions = json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } });
+
+    let unknown: Value = client
+        .post(&url)
+        .json(&json!({ "extensions": extensions }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(unknown["errors"][0]["message"], "PersistedQueryNotFound");
+    assert_eq!(
+        unknown["errors"][0]["extensions"]["code"],
+        "PERSISTED_QUERY_NOT_FOUND"
+    );
+
+    let wrong = client
+        .post(&url)
+        .json(&json!({ "query": "{ dataset { stores } }", "extensions": extensions }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 400, "a query whose hash is not the one given");
+
+    let registered: Value = client
+        .post(&url)
+        .json(&json!({ "query": query, "extensions": extensions }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(registered["data"]["dataset"]["stores"].is_i64(), "{registered}");
+
+    let by_post: Value = client
+        .post(&url)
+        .json(&json!({ "extensions": extensions }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_post["data"], registered["data"]);
+    let by_get: Value = client
+        .get(&url)
+        .header(header::ACCEPT, "application/json")
+        .query(&[("extensions", extensions.to_string())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_get["data"], registered["data"]);
+    server.stop().await;
+}

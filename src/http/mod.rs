@@ -3,16 +3,17 @@
 
 mod compression;
 mod files;
+mod graphql;
 mod health;
 mod legacy;
 
 use async_graphql::http::GraphiQLSource;
-use async_graphql_poem::{GraphQL, GraphQLSubscription};
+use async_graphql_poem::GraphQLSubscription;
 use compression::Compression;
 use poem::http::{StatusCode, header};
 use poem::middleware::{Cors, Tracing};
 use poem::web::Html;
-use poem::{Endpoint, EndpointExt, Response, Route, get, handler, post};
+use poem::{Endpoint, EndpointExt, IntoResponse, Response, Route, get, post};
 use uuid::Uuid;
 
 use crate::domain::ReportRecord;
@@ -33,21 +34,23 @@ pub(crate) fn routes(state: AppState, schema: AppSchema, cors_origins: &[String]
         cors = cors.allow_origin(origin.as_str());
     }
     Route::new()
-        .at("/graphql", get(graphiql).post(GraphQL::new(schema.clone())))
-        .at("/graphql/ws", get(GraphQLSubscription::new(schema)))
+        .at("/graphql", get(graphql::endpoint).post(graphql::endpoint))
+        .at("/graphql/ws", get(GraphQLSubscription::new(schema.clone())))
         .at("/reports/:file", get(files::report_file))
         .at("/trigger_report", post(legacy::trigger_report))
         .at("/get_report", get(legacy::get_report))
         .at("/healthz", get(health::healthz))
         .at("/readyz", get(health::readyz))
         .data(state)
+        .data(schema)
+        .data(graphql::PersistedQueries::default())
         .with(Compression)
         .with(cors)
         .with(Tracing)
 }
 
-#[handler]
-async fn graphiql() -> Html<String> {
+/// The GraphiQL page, for a browser that opens `/graphql`.
+fn graphiql_page() -> Response {
     Html(
         GraphiQLSource::build()
             .title("store-monitor")
@@ -55,6 +58,7 @@ async fn graphiql() -> Html<String> {
             .subscription_endpoint("/graphql/ws")
             .finish(),
     )
+    .into_response()
 }
 
 /// A JSON body with a status code.

@@ -1,0 +1,393 @@
+//! GraphQL over HTTP as its spec writes it: `POST` with a JSON body, `GET` for queries,
+//! `application/graphql-response+json` for clients that ask for it, and Apollo's automatic
+//! persisted queries.
+//!
+//! Nothing a web page can send cross-site without a preflight runs an operation: a `POST`
+//! must say `application/json` (a form, `text/plain` or multipart body is 415), and `GET`
+//! runs queries only (a mutation is 405).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use async_graphql::parser::parse_query;
+use async_graphql::parser::types::OperationType;
+use async_graphql::{ErrorExtensions, ServerError, Variables};
+use poem::http::{HeaderMap, Method, StatusCode, header};
+use poem::web::Data;
+use poem::{Body, Request, Response, handler};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::graphql::AppSchema;
+
+/// The largest request body read.
+const MAX_BODY: usize = 1 << 20;
+/// How many persisted queries are remembered (the oldest is forgotten first).
+const PERSISTED: usize = 1000;
+const GRAPHQL_RESPONSE: &str = "application/graphql-response+json; charset=utf-8";
+const JSON: &str = "application/json; charset=utf-8";
+
+/// `GET` and `POST /graphql`.
+#[handler]
+pub(crate) async fn endpoint(
+    req: &Request,
+    body: Body,
+    schema: Data<&AppSchema>,
+    persisted: Data<&PersistedQueries>,
+) -> Response {
+    let query_string = req.uri().query().unwrap_or_default();
+    let operation_given = query_string.contains("query=") || query_string.contains("extensions=");
+    if req.method() == Method::GET && !operation_given && accepts_html(req.headers()) {
+        return super::graphiql_page();
+    }
+    let Some(media) = negotiate(req.headers()) else {
+        return plain(
+            StatusCode::NOT_ACCEPTABLE,
+            "this endpoint answers application/graphql-response+json or application/json",
+        );
+    };
+    let params = if req.method() == Method::GET {
+        from_query_string(query_string)
+    } else {
+        from_body(req.headers(), body).await
+    };
+    let params = match params {
+        Ok(params) => params,
+        Err((status, message)) => return plain(status, &message),
+    };
+    let request = match params.into_request(&persisted) {
+        Ok(request) => request,
+        // Apollo's clients read a missing persisted query from a 200 answer, as they do any
+        // request error in application/json.
+        Err(Unusable::NotPersisted(error)) => {
+            return answer(media, async_graphql::Response::from_errors(vec![error]));
+        }
+        Err(Unusable::Malformed(error)) => {
+            let mut response = answer(media, async_graphql::Response::from_errors(vec![error]));
+            response.set_status(StatusCode::BAD_REQUEST);
+            return response;
+        }
+    };
+    if req.method() == Method::GET && !is_query(&request) {
+        return Response::builder()
+            .status(StatusCode::METHOD_NOT_ALLOWED)
+            .header(header::ALLOW, "POST")
+            .content_type("text/plain; charset=utf-8")
+            .body("GET runs queries only: send mutations by POST");
+    }
+    answer(media, schema.execute(request).await)
+}
+
+/// What a client's request says, from a query string or a JSON body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Params {
+    #[serde(default)]
+    query: Option<String>,
+    #[serde(default)]
+    operation_name: Option<String>,
+    #[serde(default)]
+    variables: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    extensions: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+type Refusal = (StatusCode, String);
+
+fn from_query_string(query: &str) -> Result<Params, Refusal> {
+    let bad = |what: &str| (StatusCode::BAD_REQUEST, format!("{what} is not a JSON object"));
+    let mut params = Params::default();
+    for (key, value) in form_urlencoded(query) {
+        match key.as_str() {
+            "query" => params.query = Some(value),
+            "operationName" => params.operation_name = Some(value).filter(|v| !v.is_empty()),
+            "variables" if !value.is_empty() => {
+                params.variables = Some(serde_json::from_str(&value).map_err(|_| bad("variables"))?)
+            }
+            "extensions" if !value.is_empty() => {
+                params.extensions = Some(serde_json::from_str(&value).map_err(|_| bad("extensions"))?)
+            }
+            _ => {}
+        }
+    }
+    Ok(params)
+}
+
+/// The pairs of a query string, percent-decoded (`+` is a space).
+fn form_urlencoded(query: &str) -> Vec<(String, String)> {
+    let decode = |s: &str| {
+        let bytes = s.replace('+', " ");
+        let bytes = bytes.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+            match (
+                bytes[i],
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            ) {
+                (b'%', Some(h), Some(l)) => {
+                    out.push(h * 16 + l);
+                    i += 3;
+                }
+                (b, _, _) => {
+                    out.push(b);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(key), decode(value))
+        })
+        .collect()
+}
+
+async fn from_body(headers: &HeaderMap, body: Body) -> Result<Params, Refusal> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let media = content_type.split(';').next().unwrap_or_default().trim();
+    if !media.eq_ignore_ascii_case("application/json") {
+        return Err((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("send the operation as application/json, not {content_type:?}"),
+        ));
+    }
+    let bytes = body.into_bytes_limit(MAX_BODY).await.map_err(|_| {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is over {MAX_BODY} bytes"),
+        )
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        (
+            StatusCode::BAD_REQUEST,
+            format!("the body is not a GraphQL request (one JSON object of query, variables, operationName, extensions): {e}"),
+        )
+    })
+}
+
+/// Why a request cannot run.
+enum Unusable {
+    /// Not a well-formed GraphQL-over-HTTP request (400 whatever the media type).
+    Malformed(ServerError),
+    /// A persisted query's hash this server has not been given the query of.
+    NotPersisted(ServerError),
+}
+
+impl Params {
+    /// The request to run, its query looked up by hash when it was persisted.
+    fn into_request(self, persisted: &PersistedQueries) -> Result<async_graphql::Request, Unusable> {
+        let hash = self
+            .extensions
+            .as_ref()
+            .and_then(|e| e.get("persistedQuery"))
+            .map(persisted_hash)
+            .transpose()
+            .map_err(Unusable::Malformed)?;
+        let query = match (self.query.filter(|q| !q.is_empty()), hash) {
+            (Some(query), Some(hash)) => {
+                if format!("{:x}", Sha256::digest(query.as_bytes())) != hash {
+                    let error = coded(
+                        "the persisted query's sha256Hash is not the query's",
+                        "BAD_REQUEST",
+                    );
+                    return Err(Unusable::Malformed(error));
+                }
+                persisted.keep(hash, query.clone());
+                query
+            }
+            (Some(query), None) => query,
+            (None, Some(hash)) => persisted.get(&hash).ok_or_else(|| {
+                Unusable::NotPersisted(coded("PersistedQueryNotFound", "PERSISTED_QUERY_NOT_FOUND"))
+            })?,
+            (None, None) => {
+                return Err(Unusable::Malformed(coded(
+                    "the request has no query",
+                    "BAD_REQUEST",
+                )));
+            }
+        };
+        let mut request = async_graphql::Request::new(query);
+        if let Some(name) = self.operation_name {
+            request = request.operation_name(name);
+        }
+        if let Some(variables) = self.variables {
+            request = request.variables(Variables::from_json(serde_json::Value::Object(variables)));
+        }
+        Ok(request)
+    }
+}
+
+/// The `sha256Hash` of Apollo's `persistedQuery` extension (version 1).
+fn persisted_hash(value: &serde_json::Value) -> Result<String, ServerError> {
+    let version = value.get("version").and_then(serde_json::Value::as_i64);
+    let hash = value.get("sha256Hash").and_then(serde_json::Value::as_str);
+    match (version, hash) {
+        (Some(1), Some(hash)) => Ok(hash.to_ascii_lowercase()),
+        _ => Err(coded(
+            "persistedQuery must be { version: 1, sha256Hash }",
+            "BAD_REQUEST",
+        )),
+    }
+}
+
+fn coded(message: &str, code: &'static str) -> ServerError {
+    async_graphql::Error::new(message)
+        .extend_with(|_, e| e.set("code", code))
+        .into_server_error(async_graphql::Pos::default())
+}
+
+/// Whether the operation the request selects is a query (what `GET` may run). A document
+/// that does not parse, or names no operation of its own, is left to the schema to refuse.
+fn is_query(request: &async_graphql::Request) -> bool {
+    let Ok(document) = parse_query(&request.query) else {
+        return true;
+    };
+    let mut operations = document.operations.iter();
+    let selected = match &request.operation_name {
+        Some(name) => operations.find(|(n, _)| n.is_some_and(|n| n.as_str() == name)),
+        None => operations.next(),
+    };
+    selected.is_none_or(|(_, op)| op.node.ty == OperationType::Query)
+}
+
+/// The media type to answer in: `application/graphql-response+json` when the client
+/// lists it first, `application/json` when it lists that first, or accepts anything;
+/// `None` when it accepts neither.
+fn negotiate(headers: &HeaderMap) -> Option<&'static str> {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("*/*");
+    let mut best: Option<(u32, &'static str)> = None;
+    for item in accept.split(',') {
+        let mut parts = item.split(';').map(str::trim);
+        let media = parts.next().unwrap_or_default().to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.strip_prefix("q="))
+            .find_map(|q| q.parse::<f32>().ok())
+            .unwrap_or(1.0);
+        let q = (q.clamp(0.0, 1.0) * 1000.0) as u32;
+        let answer = match media.as_str() {
+            "application/graphql-response+json" => GRAPHQL_RESPONSE,
+            "application/json" | "application/*" | "*/*" => JSON,
+            _ => continue,
+        };
+        if q > 0 && best.is_none_or(|(bq, _)| q > bq) {
+            best = Some((q, answer));
+        }
+    }
+    best.map(|(_, media)| media)
+}
+
+fn accepts_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"))
+}
+
+/// The response in `media`. With `application/graphql-response+json`, a request that
+/// failed before anything ran (no field error: no error has a path) is 400 and has no
+/// `data`; `application/json` clients keep 200, as before.
+fn answer(media: &'static str, response: async_graphql::Response) -> Response {
+    let request_error = !response.errors.is_empty()
+        && response.data == async_graphql::Value::Null
+        && response.errors.iter().all(|e| e.path.is_empty());
+    let mut body = serde_json::to_value(&response).unwrap_or_default();
+    let status = if media == GRAPHQL_RESPONSE && request_error {
+        if let Some(object) = body.as_object_mut() {
+            object.remove("data");
+        }
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    Response::builder()
+        .status(status)
+        .content_type(media)
+        .body(body.to_string())
+}
+
+fn plain(status: StatusCode, message: &str) -> Response {
+    Response::builder()
+        .status(status)
+        .content_type("text/plain; charset=utf-8")
+        .body(message.to_string())
+}
+
+/// Queries registered by Apollo's automatic persisted queries, by their SHA-256.
+#[derive(Clone, Default)]
+pub(crate) struct PersistedQueries(Arc<Mutex<Persisted>>);
+
+#[derive(Default)]
+struct Persisted {
+    queries: HashMap<String, String>,
+    /// Hashes, oldest first.
+    order: VecDeque<String>,
+}
+
+impl PersistedQueries {
+    fn get(&self, hash: &str) -> Option<String> {
+        self.0.lock().ok()?.queries.get(hash).cloned()
+    }
+
+    fn keep(&self, hash: String, query: String) {
+        let Ok(mut persisted) = self.0.lock() else {
+            return;
+        };
+        if persisted.queries.insert(hash.clone(), query).is_none() {
+            persisted.order.push_back(hash);
+        }
+        while persisted.order.len() > PERSISTED {
+            if let Some(oldest) = persisted.order.pop_front() {
+                persisted.queries.remove(&oldest);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use poem::http::HeaderValue;
+
+    use super::*;
+
+    fn accepting(accept: &str) -> Option<&'static str> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_str(accept).unwrap());
+        negotiate(&headers)
+    }
+
+    #[test]
+    fn the_answer_is_in_the_type_the_client_prefers() {
+        assert_eq!(
+            accepting("application/graphql-response+json, application/json;q=0.9"),
+            Some(GRAPHQL_RESPONSE)
+        );
+        assert_eq!(accepting("application/json"), Some(JSON));
+        assert_eq!(accepting("*/*"), Some(JSON));
+        assert_eq!(
+            accepting("application/json, application/graphql-response+json"),
+            Some(JSON)
+        );
+        assert_eq!(accepting("text/html"), None);
+        assert_eq!(negotiate(&HeaderMap::new()), Some(JSON));
+    }
+
+    #[test]
+    fn query_strings_are_decoded() {
+        let pairs = form_urlencoded("query=%7B%20a%20%7D&variables=&x=1+2");
+        assert_eq!(pairs[0], ("query".to_string(), "{ a }".to_string()));
+        assert_eq!(pairs[2], ("x".to_string(), "1 2".to_string()));
+    }
+}
