@@ -170,6 +170,7 @@ impl WorkArgs {
             concurrency: if workers { self.concurrency } else { 0 },
             cors_origins: Vec::new(),
             initial_load: true,
+            websocket: Default::default(),
         })
     }
 }

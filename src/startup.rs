@@ -42,6 +42,26 @@ pub struct Settings {
     pub cors_origins: Vec<String>,
     /// Load the input files at start when the database holds no data yet.
     pub initial_load: bool,
+    /// How subscription sockets are kept.
+    pub websocket: WebSocketSettings,
+}
+
+/// How subscription sockets are kept.
+#[derive(Clone, Copy, Debug)]
+pub struct WebSocketSettings {
+    /// How long a new socket has to send `connection_init`.
+    pub init_timeout: Duration,
+    /// How often an open socket is pinged, so that proxies do not close it as idle.
+    pub keepalive: Duration,
+}
+
+impl Default for WebSocketSettings {
+    fn default() -> Self {
+        WebSocketSettings {
+            init_timeout: Duration::from_secs(10),
+            keepalive: Duration::from_secs(15),
+        }
+    }
 }
 
 /// A running store-monitor process.
@@ -95,6 +115,7 @@ impl Application {
                 state.clone(),
                 graphql::schema(state.clone()),
                 &settings.cors_origins,
+                settings.websocket,
             );
             let signal = stopped_signal(stopped.clone());
             tasks.push(tokio::spawn(async move {

@@ -6,9 +6,9 @@ mod files;
 mod graphql;
 mod health;
 mod legacy;
+mod ws;
 
 use async_graphql::http::GraphiQLSource;
-use async_graphql_poem::GraphQLSubscription;
 use compression::Compression;
 use poem::http::{StatusCode, header};
 use poem::middleware::{Cors, Tracing};
@@ -22,7 +22,17 @@ use crate::service::{self, AppState};
 
 /// Every route, with CORS for `cors_origins` (empty: any origin), compression and request
 /// tracing.
-pub(crate) fn routes(state: AppState, schema: AppSchema, cors_origins: &[String]) -> impl Endpoint + use<> {
+pub(crate) fn routes(
+    state: AppState,
+    schema: AppSchema,
+    cors_origins: &[String],
+    websocket: crate::startup::WebSocketSettings,
+) -> impl Endpoint + use<> {
+    let ws_limits = ws::WsLimits {
+        init_timeout: websocket.init_timeout,
+        keepalive: websocket.keepalive,
+        ..Default::default()
+    };
     // A browser app reads the download's name and validators only if it is told it may.
     let mut cors = Cors::new().expose_headers([
         header::CONTENT_DISPOSITION,
@@ -35,7 +45,7 @@ pub(crate) fn routes(state: AppState, schema: AppSchema, cors_origins: &[String]
     }
     Route::new()
         .at("/graphql", get(graphql::endpoint).post(graphql::endpoint))
-        .at("/graphql/ws", get(GraphQLSubscription::new(schema.clone())))
+        .at("/graphql/ws", get(ws::endpoint))
         .at("/reports/:file", get(files::report_file))
         .at("/trigger_report", post(legacy::trigger_report))
         .at("/get_report", get(legacy::get_report))
@@ -44,6 +54,7 @@ pub(crate) fn routes(state: AppState, schema: AppSchema, cors_origins: &[String]
         .data(state)
         .data(schema)
         .data(graphql::PersistedQueries::default())
+        .data(ws_limits)
         .with(Compression)
         .with(cors)
         .with(Tracing)

@@ -117,6 +117,11 @@ impl TestApp {
             concurrency,
             cors_origins: vec![],
             initial_load: true,
+            // Short, so that the tests of idle sockets see them closed and pinged soon.
+            websocket: store_monitor::startup::WebSocketSettings {
+                init_timeout: std::time::Duration::from_millis(500),
+                keepalive: std::time::Duration::from_millis(300),
+            },
         };
         let app = store_monitor::startup::Application::build(settings)
             .await

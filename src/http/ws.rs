@@ -1,0 +1,181 @@
+//! The WebSocket endpoint of subscriptions, in `graphql-transport-ws` or the older
+//! `graphql-ws` protocol, with what async-graphql leaves out: a socket that does not send
+//! `connection_init` in time is closed (4408, as graphql-transport-ws says), idle sockets
+//! get a ping now and then so that proxies keep them open, messages have a size limit, and
+//! an operation refused before it runs is the protocol's `error` message rather than a
+//! `next` and a `complete`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_graphql::Data;
+use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, WebSocketProtocols, WsMessage};
+use async_graphql_poem::GraphQLProtocol;
+use futures::{SinkExt, StreamExt};
+use poem::web::Data as PoemData;
+use poem::web::websocket::{Message, WebSocket, WebSocketConfig};
+use poem::{IntoResponse, Response, handler};
+
+use crate::graphql::AppSchema;
+
+/// How the endpoint treats its sockets.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WsLimits {
+    /// How long a new socket has to send `connection_init`.
+    pub init_timeout: Duration,
+    /// How often an open socket is pinged.
+    pub keepalive: Duration,
+    /// The largest message read.
+    pub max_message: usize,
+}
+
+impl Default for WsLimits {
+    fn default() -> Self {
+        let settings = crate::startup::WebSocketSettings::default();
+        WsLimits {
+            init_timeout: settings.init_timeout,
+            keepalive: settings.keepalive,
+            max_message: 64 << 10,
+        }
+    }
+}
+
+/// `GET /graphql/ws`.
+#[handler]
+pub(crate) fn endpoint(
+    websocket: WebSocket,
+    protocol: GraphQLProtocol,
+    schema: PoemData<&AppSchema>,
+    limits: PoemData<&WsLimits>,
+) -> Response {
+    let (schema, limits) = (schema.clone(), **limits);
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(limits.max_message))
+        .max_frame_size(Some(limits.max_message));
+    websocket
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .config(config)
+        .on_upgrade(move |socket| serve(socket, schema, protocol.0, limits))
+        .into_response()
+}
+
+async fn serve(
+    socket: poem::web::websocket::WebSocketStream,
+    schema: AppSchema,
+    protocol: WebSocketProtocols,
+    limits: WsLimits,
+) {
+    let (mut sink, stream) = socket.split();
+    let incoming = stream
+        .take_while(|m| futures::future::ready(m.is_ok()))
+        .filter_map(|m| futures::future::ready(m.ok().filter(|m| m.is_text() || m.is_binary())))
+        .map(Message::into_bytes);
+    let initialized = Arc::new(AtomicBool::new(false));
+    let on_init = {
+        let initialized = initialized.clone();
+        move |_payload: serde_json::Value| {
+            initialized.store(true, Ordering::Relaxed);
+            futures::future::ready(Ok(Data::default()))
+        }
+    };
+    let mut refused = HashSet::new();
+    let outgoing = async_graphql::http::WebSocket::new(schema, incoming, protocol)
+        .on_connection_init(on_init)
+        .filter_map(move |message| {
+            let message = match message {
+                WsMessage::Text(text) => as_protocol_error(protocol, text, &mut refused).map(Message::text),
+                WsMessage::Close(code, reason) => Some(Message::close_with(code, reason)),
+            };
+            futures::future::ready(message)
+        });
+    futures::pin_mut!(outgoing);
+    let deadline = tokio::time::sleep(limits.init_timeout);
+    tokio::pin!(deadline);
+    let mut keepalive =
+        tokio::time::interval_at(tokio::time::Instant::now() + limits.keepalive, limits.keepalive);
+    loop {
+        let message = tokio::select! {
+            message = outgoing.next() => match message {
+                Some(message) => message,
+                None => break,
+            },
+            () = &mut deadline, if !initialized.load(Ordering::Relaxed) => {
+                let _ = sink.send(Message::close_with(4408u16, "Connection initialisation timeout")).await;
+                break;
+            }
+            _ = keepalive.tick() => Message::Ping(Vec::new()),
+        };
+        if sink.send(message).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// In graphql-transport-ws, an operation refused before it ran (its result has errors, no
+/// data, and no error at a field) is an `error` message with the errors, and nothing
+/// follows it: async-graphql sends it as `next`, then `complete`. Other messages pass.
+fn as_protocol_error(
+    protocol: WebSocketProtocols,
+    text: String,
+    refused: &mut HashSet<String>,
+) -> Option<String> {
+    if protocol != WebSocketProtocols::GraphQLWS {
+        return Some(text);
+    }
+    let Ok(mut message) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return Some(text);
+    };
+    let id = message["id"].as_str().unwrap_or_default().to_string();
+    match message["type"].as_str() {
+        Some("next") => {
+            let payload = &message["payload"];
+            let errors = payload["errors"].as_array();
+            let request_error = payload["data"].is_null()
+                && errors.is_some_and(|e| !e.is_empty() && e.iter().all(|e| e.get("path").is_none()));
+            if !request_error {
+                return Some(text);
+            }
+            let errors = message["payload"]["errors"].take();
+            refused.insert(id.clone());
+            Some(serde_json::json!({ "id": id, "type": "error", "payload": errors }).to_string())
+        }
+        Some("complete") if refused.remove(&id) => None,
+        _ => Some(text),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_operation_is_an_error_message_and_nothing_after_it() {
+        let mut refused = HashSet::new();
+        let p = WebSocketProtocols::GraphQLWS;
+        let next = r#"{"id":"1","type":"next","payload":{"data":null,"errors":[{"message":"x","extensions":{"code":"GRAPHQL_VALIDATION_FAILED"}}]}}"#;
+        let error: serde_json::Value =
+            serde_json::from_str(&as_protocol_error(p, next.into(), &mut refused).unwrap()).unwrap();
+        assert_eq!(error["type"], "error");
+        assert_eq!(
+            error["payload"][0]["extensions"]["code"],
+            "GRAPHQL_VALIDATION_FAILED"
+        );
+        assert_eq!(
+            as_protocol_error(p, r#"{"id":"1","type":"complete"}"#.into(), &mut refused),
+            None
+        );
+        // A field's error is a result like any other.
+        let field = r#"{"id":"2","type":"next","payload":{"data":null,"errors":[{"message":"x","path":["report"]}]}}"#;
+        assert_eq!(
+            as_protocol_error(p, field.into(), &mut refused).as_deref(),
+            Some(field)
+        );
+        let complete = r#"{"id":"2","type":"complete"}"#;
+        assert_eq!(
+            as_protocol_error(p, complete.into(), &mut refused).as_deref(),
+            Some(complete)
+        );
+    }
+}
