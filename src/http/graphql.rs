@@ -38,7 +38,7 @@ pub(crate) async fn endpoint(
     let query_string = req.uri().query().unwrap_or_default();
     let operation_given = query_string.contains("query=") || query_string.contains("extensions=");
     if req.method() == Method::GET && !operation_given && accepts_html(req.headers()) {
-        return super::graphiql_page();
+        return super::graphiql::page();
     }
     let Some(media) = negotiate(req.headers()) else {
         return plain(

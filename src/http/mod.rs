@@ -3,17 +3,16 @@
 
 mod compression;
 mod files;
+mod graphiql;
 mod graphql;
 mod health;
 mod legacy;
 mod ws;
 
-use async_graphql::http::GraphiQLSource;
 use compression::Compression;
 use poem::http::{StatusCode, header};
 use poem::middleware::{Cors, Tracing};
-use poem::web::Html;
-use poem::{Endpoint, EndpointExt, IntoResponse, Response, Route, get, post};
+use poem::{Endpoint, EndpointExt, Response, Route, get, post};
 use uuid::Uuid;
 
 use crate::domain::ReportRecord;
@@ -46,6 +45,7 @@ pub(crate) fn routes(
     Route::new()
         .at("/graphql", get(graphql::endpoint).post(graphql::endpoint))
         .at("/graphql/ws", get(ws::endpoint))
+        .at("/graphiql/:file", get(graphiql::file))
         .at("/reports/:file", get(files::report_file))
         .at("/trigger_report", post(legacy::trigger_report))
         .at("/get_report", get(legacy::get_report))
@@ -58,18 +58,6 @@ pub(crate) fn routes(
         .with(Compression)
         .with(cors)
         .with(Tracing)
-}
-
-/// The GraphiQL page, for a browser that opens `/graphql`.
-fn graphiql_page() -> Response {
-    Html(
-        GraphiQLSource::build()
-            .title("store-monitor")
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql/ws")
-            .finish(),
-    )
-    .into_response()
 }
 
 /// A JSON body with a status code.

@@ -1,0 +1,93 @@
+// GraphiQL as a person meets it, in Debian's Chromium with every request to another host
+// blocked: the page renders, its Docs pane shows the schema, and a query run from the
+// editor shows its result. Usage: node graphiql.mjs http://127.0.0.1:PORT SCREENSHOT.png
+import puppeteer from 'puppeteer-core';
+
+const [origin, screenshot] = process.argv.slice(2);
+const fail = (message) => {
+  console.error(`graphiql.mjs: ${message}`);
+  process.exit(1);
+};
+
+const browser = await puppeteer.launch({
+  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+  headless: true,
+  args: [
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+  ],
+});
+try {
+  const page = await browser.newPage();
+  await page.setViewport({ width: 1400, height: 800 });
+  const elsewhere = [];
+  const pageErrors = [];
+  page.on('pageerror', (e) => pageErrors.push(String(e).slice(0, 300)));
+  page.on('console', (m) => {
+    if (m.type() === 'error') pageErrors.push(m.text().slice(0, 300));
+  });
+  await page.setRequestInterception(true);
+  page.on('request', (request) => {
+    const url = new URL(request.url());
+    if (url.protocol === 'data:' || url.origin === origin) {
+      request.continue();
+    } else {
+      elsewhere.push(request.url());
+      request.abort();
+    }
+  });
+
+  await page.goto(`${origin}/graphql`, { waitUntil: 'networkidle0' });
+  await page.waitForSelector('.graphiql-container', { timeout: 20000 });
+
+  // The Docs pane fills from introspection.
+  await page.click('button[aria-label="Show Documentation Explorer"]');
+  await page.waitForFunction(
+    () => document.querySelector('.graphiql-doc-explorer')?.textContent.includes('Query'),
+    { timeout: 20000 },
+  );
+  const docs = await page.$eval('.graphiql-doc-explorer', (e) => e.textContent);
+  if (docs.includes('Error fetching schema')) fail(`the Docs pane says: ${docs}`);
+  await page.click('.graphiql-doc-explorer a.graphiql-doc-explorer-type-name');
+  await page.waitForFunction(
+    () => document.querySelector('.graphiql-doc-explorer')?.textContent.includes('triggerReport') ||
+      document.querySelector('.graphiql-doc-explorer')?.textContent.includes('dataset'),
+    { timeout: 20000 },
+  );
+
+  // The default query runs as a person runs it: the cursor in its first operation, then
+  // Ctrl-Enter.
+  await page.evaluate(() => {
+    const editor = document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror;
+    const line = editor.getValue().split('\n').findIndex((l) => l.includes('dataset {'));
+    editor.focus();
+    editor.setCursor({ line, ch: 4 });
+  });
+  await page.keyboard.down('Control');
+  await page.keyboard.press('Enter');
+  await page.keyboard.up('Control');
+  try {
+    await page.waitForFunction(
+      () => document.querySelector('.graphiql-response')?.textContent.includes('"dataVersion"'),
+      { timeout: 20000 },
+    );
+  } catch (e) {
+    await page.screenshot({ path: screenshot });
+    const shown = await page.$eval('.graphiql-response', (r) => r.textContent).catch(() => '(none)');
+    fail(`no result shown (${e.message}); the response pane: ${shown}; errors: ${pageErrors.join('; ')}`);
+  }
+  const result = await page.$eval('.graphiql-response', (e) => e.textContent);
+  if (result.includes('"errors"')) fail(`the query failed: ${result}`);
+
+  await page.screenshot({ path: screenshot });
+  if (elsewhere.length > 0) fail(`the page asked for other hosts: ${elsewhere.join(', ')}`);
+  if (pageErrors.length > 0) fail(`the page threw: ${pageErrors.join('; ')}`);
+  console.log('graphiql.mjs: rendered, Docs shown, query answered');
+} finally {
+  await browser.close();
+}
