@@ -114,7 +114,12 @@ async fn measure(bench: &ServerBench<'_>, address: &str) -> anyhow::Result<()> {
             let mut latencies = Vec::new();
             while Instant::now() < until {
                 let started = Instant::now();
-                let ok = match client.post(&url).json(&query).send().await {
+                // As browsers ask: compressed answers when worth it.
+                let request = client
+                    .post(&url)
+                    .header("accept-encoding", "gzip, br")
+                    .json(&query);
+                let ok = match request.send().await {
                     Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
                     Err(_) => false,
                 };

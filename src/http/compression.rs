@@ -70,14 +70,7 @@ fn compressible(resp: &Response) -> bool {
 /// The coding the client ranks highest among those it accepts (`q` above 0).
 fn negotiate<'a>(values: impl Iterator<Item = &'a HeaderValue>) -> Option<CompressionAlgo> {
     let mut best: Option<(u32, u8, CompressionAlgo)> = None;
-    for item in values.filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')) {
-        let mut parts = item.split(';').map(str::trim);
-        let name = parts.next().unwrap_or_default().to_ascii_lowercase();
-        let q = parts
-            .filter_map(|p| p.strip_prefix("q="))
-            .find_map(|q| q.parse::<f32>().ok())
-            .unwrap_or(1.0);
-        let q = (q.clamp(0.0, 1.0) * 1000.0) as u32;
+    for (name, q) in super::weighted(values.filter_map(|v| v.to_str().ok())) {
         let (rank, algo) = match name.as_str() {
             "zstd" | "*" => (3, CompressionAlgo::ZSTD),
             "br" => (2, CompressionAlgo::BR),

@@ -269,14 +269,7 @@ fn negotiate(headers: &HeaderMap) -> Option<&'static str> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("*/*");
     let mut best: Option<(u32, &'static str)> = None;
-    for item in accept.split(',') {
-        let mut parts = item.split(';').map(str::trim);
-        let media = parts.next().unwrap_or_default().to_ascii_lowercase();
-        let q = parts
-            .filter_map(|p| p.strip_prefix("q="))
-            .find_map(|q| q.parse::<f32>().ok())
-            .unwrap_or(1.0);
-        let q = (q.clamp(0.0, 1.0) * 1000.0) as u32;
+    for (media, q) in super::weighted(std::iter::once(accept)) {
         let answer = match media.as_str() {
             "application/graphql-response+json" => GRAPHQL_RESPONSE,
             "application/json" | "application/*" | "*/*" => JSON,

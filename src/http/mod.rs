@@ -60,6 +60,20 @@ pub(crate) fn routes(
         .with(Tracing)
 }
 
+/// The items of a header list like `Accept` or `Accept-Encoding`, each as its lower-cased
+/// name and its weight (`q`) in thousandths (1000 when not given).
+fn weighted<'a>(values: impl Iterator<Item = &'a str>) -> impl Iterator<Item = (String, u32)> {
+    values.flat_map(|v| v.split(',')).map(|item| {
+        let mut parts = item.split(';').map(str::trim);
+        let name = parts.next().unwrap_or_default().to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.strip_prefix("q="))
+            .find_map(|q| q.parse::<f32>().ok())
+            .unwrap_or(1.0);
+        (name, (q.clamp(0.0, 1.0) * 1000.0) as u32)
+    })
+}
+
 /// A JSON body with a status code.
 pub(crate) fn json(status: StatusCode, body: serde_json::Value) -> Response {
     Response::builder()
