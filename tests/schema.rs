@@ -19,12 +19,10 @@ async fn every_type_field_argument_and_value_of_ours_is_documented() {
     let response = store_monitor::graphql::bare_schema().execute(query).await;
     assert!(response.errors.is_empty(), "{:?}", response.errors);
     let data = response.data.into_json().unwrap();
-    // Built-in scalars and the connection types of async-graphql are not ours to document.
+    // Built-in scalars and async-graphql's PageInfo are not ours to document; our
+    // connection types and the DateTime scalar are (the schema overrides their text).
     let not_ours = |name: &str| {
-        name.starts_with("__")
-            || ["String", "Int", "Float", "Boolean", "ID", "DateTime", "PageInfo"].contains(&name)
-            || name.ends_with("Connection")
-            || name.ends_with("Edge")
+        name.starts_with("__") || ["String", "Int", "Float", "Boolean", "ID", "PageInfo"].contains(&name)
     };
     let described = |v: &serde_json::Value| v["description"].as_str().is_some_and(|d| !d.trim().is_empty());
     let mut missing = Vec::new();

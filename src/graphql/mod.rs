@@ -44,6 +44,21 @@ fn limited(builder: async_graphql::SchemaBuilder<Query, Mutation, SubscriptionRo
     // Depth and cost are ours (`cost`): async-graphql's own limits would refuse the
     // standard introspection query and count a page of a thousand as one field.
     builder
+        .override_output_type_description::<Connection<String, ReportNode>>(
+            "A page of reports, newest first: `edges` (with cursors) or `nodes`, and `pageInfo` to go on.",
+        )
+        .override_output_type_description::<Edge<String, ReportNode, async_graphql::connection::EmptyFields>>(
+            "A report, with the cursor to ask for the reports after it.",
+        )
+        .override_output_type_description::<Connection<String, report::StoreUptime>>(
+            "A page of a report's rows in store-id order: `edges` (with cursors) or `nodes`, and `pageInfo` to go on.",
+        )
+        .override_output_type_description::<Edge<String, report::StoreUptime, async_graphql::connection::EmptyFields>>(
+            "A report's row, with the cursor to ask for the rows after it.",
+        )
+        .override_output_type_description::<DateTime<Utc>>(
+            "An instant, written in RFC 3339 (`2023-01-25T18:13:22.479Z`); one without a zone is refused.",
+        )
         .extension(async_graphql::extensions::Tracing)
         .extension(ErrorCodes)
         .extension(CostLimits)
