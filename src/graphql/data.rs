@@ -57,7 +57,7 @@ impl FileLoadNode {
         self.0.outcome.into()
     }
 
-    /// xxh3-128 of the file's bytes.
+    /// The file's xxh3-128 checksum, in hex.
     async fn checksum(&self) -> Option<&str> {
         self.0.checksum.as_deref()
     }
