@@ -83,9 +83,9 @@ async fn the_queue_is_read_and_pruned_as_apalis_writes_it() {
         .await
         .unwrap();
     assert_eq!(later.jobs, 3, "two done and one failed for good: {later:?}");
-    // A worker still named as a job's holder stays, whether apalis clears the name when it
-    // gives up on a job or not; every other stopped worker goes.
-    assert!(later.workers >= 1, "the workers have stopped: {later:?}");
+    // Whatever apalis does with its workers' rows when they stop (it may delete them
+    // itself, or leave one named as a job's holder), no stopped worker that holds nothing
+    // is left. tests/db.rs counts the pruning of worker rows written by hand.
     let idle_left: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM apalis.workers w WHERE NOT EXISTS (SELECT 1 FROM apalis.jobs j WHERE j.lock_by = w.id)",
     )
