@@ -171,6 +171,7 @@ impl WorkArgs {
             cors_origins: Vec::new(),
             initial_load: true,
             websocket: Default::default(),
+            max_response_bytes: 16 << 20,
         })
     }
 }

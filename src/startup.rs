@@ -44,6 +44,8 @@ pub struct Settings {
     pub initial_load: bool,
     /// How subscription sockets are kept.
     pub websocket: WebSocketSettings,
+    /// The largest GraphQL answer sent over HTTP; a larger one is replaced by an error.
+    pub max_response_bytes: usize,
 }
 
 /// How subscription sockets are kept.
@@ -116,6 +118,7 @@ impl Application {
                 graphql::schema(state.clone()),
                 &settings.cors_origins,
                 settings.websocket,
+                settings.max_response_bytes,
             );
             let signal = stopped_signal(stopped.clone());
             tasks.push(tokio::spawn(async move {

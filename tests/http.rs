@@ -416,3 +416,34 @@ async fn automatic_persisted_queries_run_by_hash_over_post_and_get() {
     assert_eq!(by_get["data"], registered["data"]);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_over_the_size_limit_is_replaced_by_the_error_that_says_so() {
+    let db = TestDb::new().await;
+    let limit = 4096;
+    let server = TestApp::spawn_adjusted(&db, &common::example_dirs()[0], 0, true, None, |s| {
+        s.max_response_bytes = limit
+    })
+    .await;
+    // The whole schema is far over 4 KB; a count is far under.
+    let big = server
+        .graphql(
+            "{ __schema { types { name description fields { name description } } } }",
+            json!({}),
+        )
+        .await;
+    assert!(big["data"].is_null(), "{big}");
+    assert_eq!(
+        big["errors"][0]["extensions"]["code"], "RESPONSE_TOO_LARGE",
+        "{big}"
+    );
+    assert!(
+        big["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("over the limit of 4096")
+    );
+    let small = server.graphql("{ dataset { stores } }", json!({})).await;
+    assert!(small["data"]["dataset"]["stores"].is_i64(), "{small}");
+    server.stop().await;
+}

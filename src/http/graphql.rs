@@ -34,6 +34,7 @@ pub(crate) async fn endpoint(
     body: Body,
     schema: Data<&AppSchema>,
     persisted: Data<&PersistedQueries>,
+    limit: Data<&ResponseLimit>,
 ) -> Response {
     let query_string = req.uri().query().unwrap_or_default();
     let operation_given = query_string.contains("query=") || query_string.contains("extensions=");
@@ -60,10 +61,10 @@ pub(crate) async fn endpoint(
         // Apollo's clients read a missing persisted query from a 200 answer, as they do any
         // request error in application/json.
         Err(Unusable::NotPersisted(error)) => {
-            return answer(media, async_graphql::Response::from_errors(vec![error]));
+            return answer(media, async_graphql::Response::from_errors(vec![error]), &limit);
         }
         Err(Unusable::Malformed(error)) => {
-            let mut response = answer(media, async_graphql::Response::from_errors(vec![error]));
+            let mut response = answer(media, async_graphql::Response::from_errors(vec![error]), &limit);
             response.set_status(StatusCode::BAD_REQUEST);
             return response;
         }
@@ -75,8 +76,12 @@ pub(crate) async fn endpoint(
             .content_type("text/plain; charset=utf-8")
             .body("GET runs queries only: send mutations by POST");
     }
-    answer(media, schema.execute(request).await)
+    answer(media, schema.execute(request).await, &limit)
 }
+
+/// The largest answer sent, in bytes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ResponseLimit(pub usize);
 
 /// What a client's request says, from a query string or a JSON body.
 #[derive(Debug, Default, Deserialize)]
@@ -291,8 +296,9 @@ fn accepts_html(headers: &HeaderMap) -> bool {
 
 /// The response in `media`. With `application/graphql-response+json`, a request that
 /// failed before anything ran (no field error: no error has a path) is 400 and has no
-/// `data`; `application/json` clients keep 200, as before.
-fn answer(media: &'static str, response: async_graphql::Response) -> Response {
+/// `data`; `application/json` clients keep 200, as before. An answer over `limit` is
+/// replaced by the error that says so (the cost limit keeps this rare: it is the backstop).
+fn answer(media: &'static str, response: async_graphql::Response, limit: &ResponseLimit) -> Response {
     let request_error = !response.errors.is_empty()
         && response.data == async_graphql::Value::Null
         && response.errors.iter().all(|e| e.path.is_empty());
@@ -305,10 +311,19 @@ fn answer(media: &'static str, response: async_graphql::Response) -> Response {
     } else {
         StatusCode::OK
     };
-    Response::builder()
-        .status(status)
-        .content_type(media)
-        .body(body.to_string())
+    let mut text = body.to_string();
+    if text.len() > limit.0 {
+        let error = coded(
+            &format!(
+                "the answer is {} bytes, over the limit of {}: ask for fewer fields or smaller pages",
+                text.len(),
+                limit.0
+            ),
+            "RESPONSE_TOO_LARGE",
+        );
+        text = serde_json::json!({ "data": null, "errors": [error] }).to_string();
+    }
+    Response::builder().status(status).content_type(media).body(text)
 }
 
 fn plain(status: StatusCode, message: &str) -> Response {

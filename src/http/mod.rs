@@ -26,6 +26,7 @@ pub(crate) fn routes(
     schema: AppSchema,
     cors_origins: &[String],
     websocket: crate::startup::WebSocketSettings,
+    max_response_bytes: usize,
 ) -> impl Endpoint + use<> {
     let ws_limits = ws::WsLimits {
         init_timeout: websocket.init_timeout,
@@ -55,6 +56,7 @@ pub(crate) fn routes(
         .data(schema)
         .data(graphql::PersistedQueries::default())
         .data(ws_limits)
+        .data(graphql::ResponseLimit(max_response_bytes))
         .with(Compression)
         .with(cors)
         .with(Tracing)

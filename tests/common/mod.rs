@@ -101,13 +101,25 @@ impl TestApp {
         http: bool,
         reports_dir: Option<PathBuf>,
     ) -> TestApp {
+        Self::spawn_adjusted(db, data, concurrency, http, reports_dir, |_| {}).await
+    }
+
+    /// [`TestApp::spawn_with`], with its settings adjusted by `adjust` first.
+    pub async fn spawn_adjusted(
+        db: &TestDb,
+        data: &Path,
+        concurrency: usize,
+        http: bool,
+        reports_dir: Option<PathBuf>,
+        adjust: impl FnOnce(&mut store_monitor::startup::Settings),
+    ) -> TestApp {
         // RUST_LOG=… shows the app's logs in a failing test's output.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
         let reports = tempfile::tempdir().unwrap();
-        let settings = store_monitor::startup::Settings {
+        let mut settings = store_monitor::startup::Settings {
             database_url: db.url.clone(),
             bind: http.then(|| "127.0.0.1:0".parse().unwrap()),
             data_dir: data.to_path_buf(),
@@ -123,7 +135,9 @@ impl TestApp {
                 init_timeout: std::time::Duration::from_millis(500),
                 keepalive: std::time::Duration::from_millis(300),
             },
+            max_response_bytes: 16 << 20,
         };
+        adjust(&mut settings);
         let app = store_monitor::startup::Application::build(settings)
             .await
             .expect("the app starts");
