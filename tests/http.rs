@@ -335,6 +335,24 @@ async fn graphql_over_http_as_its_spec_writes_it() {
         .unwrap();
     assert!(content_type(&page).starts_with("text/html"));
 
+    // 60 aliases of a thousand reports' CSVs (181 MB once) are refused before anything runs.
+    let aliases: String = (0..60)
+        .map(|i| format!("r{i}: reports(first: 1000) {{ nodes {{ csv }} }} "))
+        .collect();
+    let costly = post(GRAPHQL_RESPONSE, json!({ "query": format!("{{ {aliases}}}") }))
+        .await
+        .unwrap();
+    assert_eq!(costly.status(), 400);
+    let costly: Value = costly.json().await.unwrap();
+    assert_eq!(
+        costly["errors"][0]["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED",
+        "{costly}"
+    );
+    assert!(
+        costly["errors"][0]["extensions"]["cost"].as_u64().unwrap() > 200_000,
+        "{costly}"
+    );
+
     // A body over the limit is refused before it is read whole.
     let huge = format!("{{\"query\": \"{}\"}}", " ".repeat(2 << 20));
     let too_big = client
