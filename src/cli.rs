@@ -38,6 +38,10 @@ enum Command {
         data: DataArgs,
         #[command(flatten)]
         database: DbArgs,
+        /// Accept business-hours or time-zone files that would leave more than a fifth of
+        /// the stores they cover without rows (refused otherwise, as a half-copied file).
+        #[arg(long)]
+        force: bool,
     },
     /// Write a realistic, deterministic store_status.csv for the bundled stores.
     ///
@@ -316,7 +320,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Report(args) => commands::report::run(&args).await,
-        Command::Ingest { data, database } => commands::ingest::run(&data, &database).await,
+        Command::Ingest {
+            data,
+            database,
+            force,
+        } => commands::ingest::run(&data, &database, force).await,
         Command::Generate(args) => commands::generate::run(&args.plan()),
     }
 }

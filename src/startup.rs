@@ -293,7 +293,7 @@ async fn initial_load(state: &AppState) -> anyhow::Result<()> {
     }
     tracing::info!(data = %state.data_dir.display(), "the database holds no data yet: loading the input files");
     // The reload logs each file's load itself.
-    if let Err(e) = service::reload_now(state).await {
+    if let Err(e) = service::reload_now(state, false).await {
         // A server without data still serves (reports are empty until a reload).
         tracing::warn!(
             error = format!("{e:#}"),

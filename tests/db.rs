@@ -231,7 +231,7 @@ async fn an_hours_reload_replaces_the_old_hours() {
     let v1 = version(&db).await;
     std::fs::write(
         &hours,
-        "store_id,dayOfWeek,start_time_local,end_time_local\na,3,08:00,24:00\n",
+        "store_id,dayOfWeek,start_time_local,end_time_local\na,3,08:00,24:00\nb,2,10:00,11:00\n",
     )
     .unwrap();
     let r = reload(&db.pool, &files(dir.path())).await.unwrap();
@@ -250,9 +250,87 @@ async fn an_hours_reload_replaces_the_old_hours() {
     .unwrap();
     assert_eq!(
         rows,
-        [("a".to_string(), 3, "08:00:00".to_string(), "24:00:00".to_string())]
+        [
+            ("a".to_string(), 3, "08:00:00".to_string(), "24:00:00".to_string()),
+            ("b".to_string(), 2, "10:00:00".to_string(), "11:00:00".to_string())
+        ]
     );
     assert!(version(&db).await > v1);
+}
+
+#[tokio::test]
+async fn a_half_copied_hours_or_time_zone_file_is_refused_and_the_data_kept() {
+    let db = TestDb::new().await;
+    let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+    let dir = tempfile::tempdir().unwrap();
+    generate(&Plan {
+        stores: 500,
+        hours: bundled.join("menu_hours.csv"),
+        timezones: bundled.join("timezones.csv"),
+        ..Plan::full_size(dir.path())
+    })
+    .unwrap();
+    reload(&db.pool, &files(dir.path())).await.unwrap();
+    let (hours, zones, v) = (
+        count(&db, "business_hours").await,
+        count(&db, "timezones").await,
+        version(&db).await,
+    );
+    let report = db_report(&db, None, Interpolation::Nearest).await;
+    let hours_file = dir.path().join("menu_hours.csv");
+    let zones_file = dir.path().join("timezones.csv");
+    let full_hours = std::fs::read_to_string(&hours_file).unwrap();
+    let full_zones = std::fs::read_to_string(&zones_file).unwrap();
+    let header_only = |text: &str| format!("{}\n", text.lines().next().unwrap());
+    let tenth = |text: &str| {
+        let lines: Vec<&str> = text.lines().collect();
+        format!("{}\n", lines[..lines.len() / 10].join("\n"))
+    };
+    for (file, text) in [
+        (&hours_file, header_only(&full_hours)),
+        (&hours_file, tenth(&full_hours)),
+        (&zones_file, full_zones[..100].to_string()),
+    ] {
+        std::fs::write(file, text).unwrap();
+        let r = reload(&db.pool, &files(dir.path())).await.unwrap();
+        let refused = r
+            .files
+            .iter()
+            .find(|f| f.record.outcome == Outcome::Failed)
+            .expect("a refused load");
+        assert!(
+            refused.record.error.as_deref().unwrap().contains("refused"),
+            "{:?}",
+            refused.record
+        );
+        assert!(!r.changed(), "nothing changed");
+        assert_eq!(
+            (
+                count(&db, "business_hours").await,
+                count(&db, "timezones").await,
+                version(&db).await
+            ),
+            (hours, zones, v)
+        );
+        assert_eq!(
+            db_report(&db, None, Interpolation::Nearest).await,
+            report,
+            "the same report"
+        );
+        std::fs::write(&hours_file, &full_hours).unwrap();
+        std::fs::write(&zones_file, &full_zones).unwrap();
+    }
+    // Forced, the operator's file stands.
+    std::fs::write(&hours_file, header_only(&full_hours)).unwrap();
+    let forced = store_monitor::db::reload::reload_with(
+        &db.pool,
+        &files(dir.path()),
+        store_monitor::db::reload::Guard::FORCE,
+    )
+    .await
+    .unwrap();
+    assert!(forced.changed());
+    assert_eq!(count(&db, "business_hours").await, 0);
 }
 
 #[tokio::test]

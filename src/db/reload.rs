@@ -18,7 +18,7 @@ use sqlx::{Connection, PgConnection};
 
 use super::copy::CopyWriter;
 use super::loads::{self, LoadRecord, Outcome};
-use super::replace::ReplacedTable;
+use super::replace::{Replaced, ReplacedTable};
 use super::{Pool, polls, stores};
 use crate::domain::Timestamp;
 use crate::input::checksum::{Prefix, checksum};
@@ -49,9 +49,35 @@ impl Reload {
     }
 }
 
-/// Loads the files into the database (see the module docs).
-#[tracing::instrument(name = "data reload", skip_all, fields(status = %files.status.display()))]
+/// How much a reload may take away.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Guard {
+    /// The share of the stores with business hours (or a time zone) that a new file may
+    /// leave without any; a file that would drop more is refused, as a half-copied file
+    /// would. `None`: any (what `--force` asks for).
+    pub max_loss: Option<f64>,
+}
+
+impl Default for Guard {
+    fn default() -> Self {
+        Guard { max_loss: Some(0.2) }
+    }
+}
+
+impl Guard {
+    /// Anything goes: the operator says the new files are right.
+    pub const FORCE: Guard = Guard { max_loss: None };
+}
+
+/// Loads the files into the database (see the module docs), refusing snapshots that
+/// would drop more than a fifth of their stores.
 pub async fn reload(pool: &Pool, files: &DataFiles) -> anyhow::Result<Reload> {
+    reload_with(pool, files, Guard::default()).await
+}
+
+/// [`reload`] with the given guard.
+#[tracing::instrument(name = "data reload", skip_all, fields(status = %files.status.display()))]
+pub async fn reload_with(pool: &Pool, files: &DataFiles, guard: Guard) -> anyhow::Result<Reload> {
     let mut tx = pool.begin().await.context("cannot start the load transaction")?;
     loads::lock(&mut *tx).await.context("cannot take the load lock")?;
     let mut reload = Reload::default();
@@ -59,7 +85,7 @@ pub async fn reload(pool: &Pool, files: &DataFiles) -> anyhow::Result<Reload> {
         let Some(path) = files.get(kind) else {
             continue;
         };
-        let load = load_file(&mut tx, kind, path).await?;
+        let load = load_file(&mut tx, kind, path, guard).await?;
         let r = &load.record;
         tracing::info!(
             kind = kind.flag(),
@@ -89,7 +115,12 @@ struct Parsed {
 }
 
 #[tracing::instrument(name = "data load", skip_all, fields(kind = kind.flag(), file = %path.display()))]
-async fn load_file(conn: &mut PgConnection, kind: FileKind, path: &Path) -> anyhow::Result<FileLoad> {
+async fn load_file(
+    conn: &mut PgConnection,
+    kind: FileKind,
+    path: &Path,
+    guard: Guard,
+) -> anyhow::Result<FileLoad> {
     let started = Instant::now();
     let started_at = Utc::now();
     let mut record = LoadRecord {
@@ -123,9 +154,18 @@ async fn load_file(conn: &mut PgConnection, kind: FileKind, path: &Path) -> anyh
             let mut savepoint = conn.begin().await?;
             let applied = match (kind, &parsed.polls) {
                 (FileKind::Status, Some(polls)) => apply_status(&mut savepoint, polls).await?,
-                (FileKind::Hours, _) => apply_hours(&mut savepoint, &parsed.data).await?,
-                (FileKind::Timezones, _) => apply_timezones(&mut savepoint, &parsed.data).await?,
+                (FileKind::Hours, _) => apply_hours(&mut savepoint, &parsed.data, guard).await?,
+                (FileKind::Timezones, _) => apply_timezones(&mut savepoint, &parsed.data, guard).await?,
                 (FileKind::Status, None) => unreachable!("a status file is prepared when read"),
+            };
+            let applied = match applied {
+                Ok(applied) => applied,
+                Err(refusal) => {
+                    // Nothing of it stays: not even the stores it named.
+                    savepoint.rollback().await?;
+                    record.error = Some(refusal);
+                    return finish(conn, record, rejected, started).await;
+                }
             };
             record.rows_inserted = applied.inserted as i64;
             record.changed = applied.changed;
@@ -138,9 +178,25 @@ async fn load_file(conn: &mut PgConnection, kind: FileKind, path: &Path) -> anyh
         }
     }
     if record.outcome != Outcome::Loaded {
-        record.finished_at = Utc::now();
-        record.id = loads::insert(&mut *conn, &record).await?;
+        return finish(conn, record, rejected, started).await;
     }
+    rejected.truncate(SUMMARY_REJECTED);
+    Ok(FileLoad {
+        record,
+        rejected,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Records a load that did not apply its file (unchanged, unreadable or refused).
+async fn finish(
+    conn: &mut PgConnection,
+    mut record: LoadRecord,
+    mut rejected: Vec<Rejected>,
+    started: Instant,
+) -> anyhow::Result<FileLoad> {
+    record.finished_at = Utc::now();
+    record.id = loads::insert(&mut *conn, &record).await?;
     rejected.truncate(SUMMARY_REJECTED);
     Ok(FileLoad {
         record,
@@ -206,22 +262,30 @@ struct Applied {
 }
 
 /// Adds the file's polls; polls already stored for a store and instant stay as they were.
-async fn apply_status(conn: &mut PgConnection, prepared: &Prepared) -> anyhow::Result<Applied> {
+/// Polls only accumulate, so there is nothing a status file could wipe.
+async fn apply_status(
+    conn: &mut PgConnection,
+    prepared: &Prepared,
+) -> anyhow::Result<Result<Applied, String>> {
     let keys = stores::upsert(
         &mut *conn,
         prepared.stores().map(|s| (s.id, s.polls.first().map(|p| p.at))),
     )
     .await?;
     let inserted = polls::add(conn, prepared, &keys).await?;
-    Ok(Applied {
+    Ok(Ok(Applied {
         inserted,
         changed: inserted > 0,
         newest_poll: prepared.newest_poll(),
-    })
+    }))
 }
 
 /// Replaces the business hours when the file's rows differ from the stored ones.
-async fn apply_hours(conn: &mut PgConnection, data: &InputData) -> anyhow::Result<Applied> {
+async fn apply_hours(
+    conn: &mut PgConnection,
+    data: &InputData,
+    guard: Guard,
+) -> anyhow::Result<Result<Applied, String>> {
     let keys = stores::upsert(&mut *conn, data.hours_rows().map(|(id, _)| (id, None))).await?;
     let mut w = CopyWriter::new();
     for (id, row) in data.hours_rows() {
@@ -231,11 +295,18 @@ async fn apply_hours(conn: &mut PgConnection, data: &InputData) -> anyhow::Resul
         w.time(row.start.micros());
         w.time(row.end.micros());
     }
-    replaced(ReplacedTable::BusinessHours.replace(conn, w).await?)
+    let outcome = ReplacedTable::BusinessHours
+        .replace(conn, w, guard.max_loss)
+        .await?;
+    Ok(replaced(outcome, "business hours", guard))
 }
 
 /// Replaces the time zones when the file's differ from the stored ones.
-async fn apply_timezones(conn: &mut PgConnection, data: &InputData) -> anyhow::Result<Applied> {
+async fn apply_timezones(
+    conn: &mut PgConnection,
+    data: &InputData,
+    guard: Guard,
+) -> anyhow::Result<Result<Applied, String>> {
     let keys = stores::upsert(&mut *conn, data.zones().map(|(id, _)| (id, None))).await?;
     let mut w = CopyWriter::new();
     for (id, zone) in data.zones() {
@@ -243,14 +314,25 @@ async fn apply_timezones(conn: &mut PgConnection, data: &InputData) -> anyhow::R
         w.int4(keys[id]);
         w.text(zone.name());
     }
-    replaced(ReplacedTable::Timezones.replace(conn, w).await?)
+    let outcome = ReplacedTable::Timezones.replace(conn, w, guard.max_loss).await?;
+    Ok(replaced(outcome, "a time zone", guard))
 }
 
-/// A snapshot table's replacement as a load's figures: `Some(rows)` if it was replaced.
-fn replaced(rows: Option<u64>) -> anyhow::Result<Applied> {
-    Ok(Applied {
-        inserted: rows.unwrap_or(0),
-        changed: rows.is_some(),
+/// A snapshot table's replacement as a load's figures, or the reason it was refused.
+fn replaced(outcome: Replaced, what: &str, guard: Guard) -> Result<Applied, String> {
+    let applied = |inserted, changed| Applied {
+        inserted,
+        changed,
         newest_poll: None,
-    })
+    };
+    match outcome {
+        Replaced::Unchanged => Ok(applied(0, false)),
+        Replaced::Rows(rows) => Ok(applied(rows, true)),
+        Replaced::Refused { held, lost } => Err(format!(
+            "refused: the file would leave {lost} of the {held} stores with {what} without any \
+             (more than {:.0} %), as a truncated or half-copied file would; nothing changed. \
+             Reload with force if the file is right",
+            guard.max_loss.unwrap_or(1.0) * 100.0
+        )),
+    }
 }

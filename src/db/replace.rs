@@ -8,6 +8,17 @@ use sqlx::{PgConnection, PgExecutor};
 
 use super::copy::CopyWriter;
 
+/// What came of a replacement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Replaced {
+    /// The staged rows are the table's already.
+    Unchanged,
+    /// The table now holds these many rows.
+    Rows(u64),
+    /// The staged rows would drop `lost` of the `held` stores the table has rows for.
+    Refused { held: i64, lost: i64 },
+}
+
 /// A table replaced whole by each load of its file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ReplacedTable {
@@ -23,6 +34,8 @@ struct Statements {
     differs: &'static str,
     clear: &'static str,
     fill: &'static str,
+    /// How many stores the table has rows for, and how many of them the staged rows lose.
+    stores_lost: &'static str,
 }
 
 macro_rules! statements {
@@ -57,6 +70,12 @@ macro_rules! statements {
                 ")"
             ),
             clear: concat!("DELETE FROM ", $table),
+            stores_lost: concat!(
+                "SELECT count(DISTINCT store), count(DISTINCT store) FILTER (WHERE store NOT IN (SELECT store FROM ",
+                $staging,
+                ")) FROM ",
+                $table
+            ),
             fill: concat!(
                 "INSERT INTO ",
                 $table,
@@ -87,24 +106,32 @@ impl ReplacedTable {
     }
 
     /// Stages `rows` (binary COPY data for the table's columns) and, if they differ from
-    /// the table's rows, replaces the table's rows with them: `Some(rows)` then, `None`
-    /// when nothing changed. One load per kind and reload, so the staging table is new.
+    /// the table's rows, replaces the table's rows with them, unless they would leave more
+    /// than `max_loss` of the stores the table has rows for without any (a half-copied
+    /// file, say). One load per kind and reload, so the staging table is new.
     pub(crate) async fn replace(
         self,
         conn: &mut PgConnection,
         rows: CopyWriter,
-    ) -> sqlx::Result<Option<u64>> {
+        max_loss: Option<f64>,
+    ) -> sqlx::Result<Replaced> {
         let sql = self.statements();
         execute(&mut *conn, sql.create_staging).await?;
         let mut copy = conn.copy_in_raw(sql.copy).await?;
         copy.send(rows.finish()).await?;
         let count = copy.finish().await?;
         if !differs(&mut *conn, sql.differs).await? {
-            return Ok(None);
+            return Ok(Replaced::Unchanged);
+        }
+        if let Some(max_loss) = max_loss {
+            let (held, lost) = stores_lost(&mut *conn, sql.stores_lost).await?;
+            if held > 0 && lost as f64 > max_loss * held as f64 {
+                return Ok(Replaced::Refused { held, lost });
+            }
         }
         execute(&mut *conn, sql.clear).await?;
         execute(&mut *conn, sql.fill).await?;
-        Ok(Some(count))
+        Ok(Replaced::Rows(count))
     }
 }
 
@@ -114,4 +141,8 @@ async fn execute(db: impl PgExecutor<'_>, statement: &'static str) -> sqlx::Resu
 
 async fn differs(db: impl PgExecutor<'_>, statement: &'static str) -> sqlx::Result<bool> {
     sqlx::query_scalar(statement).fetch_one(db).await
+}
+
+async fn stores_lost(db: impl PgExecutor<'_>, statement: &'static str) -> sqlx::Result<(i64, i64)> {
+    sqlx::query_as(statement).fetch_one(db).await
 }

@@ -229,10 +229,23 @@ impl Mutation {
         Ok(ReportNode(record))
     }
 
-    /// Reloads the input files now (as the schedule does), and says what it did.
-    async fn reload_data(&self, ctx: &Context<'_>) -> async_graphql::Result<DataLoadNode> {
+    /// Reloads the input files now (as the schedule does), and says what it did. A business
+    /// hours or time-zone file that would leave more than a fifth of the stores it covers
+    /// without rows is refused (its load FAILED, nothing changed), as a half-copied file
+    /// would be, unless `force`.
+    async fn reload_data(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "Accept files that would drop many stores' hours or time zones.",
+            default = false
+        )]
+        force: bool,
+    ) -> async_graphql::Result<DataLoadNode> {
         let state = ctx.data_unchecked::<AppState>();
-        let reload = service::reload_now(state).await.map_err(ApiError::Internal)?;
+        let reload = service::reload_now(state, force)
+            .await
+            .map_err(ApiError::Internal)?;
         let data_version = service::data_version(state).await.map_err(ApiError::Internal)?;
         Ok(DataLoadNode {
             files: reload.files.into_iter().map(|f| f.record).collect(),

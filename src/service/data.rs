@@ -1,16 +1,18 @@
 //! The data reports are computed from: reloading it, and what the database holds.
 
 use crate::db::loads::{self, LoadRecord, Tally};
-use crate::db::reload::Reload;
+use crate::db::reload::{Guard, Reload};
 use crate::domain::Timestamp;
 use crate::input::{DataFiles, Rejected};
 
 use super::AppState;
 
-/// Reloads the input files now (what the scheduled reload does at each tick).
-pub async fn reload_now(state: &AppState) -> anyhow::Result<Reload> {
+/// Reloads the input files now (what the scheduled reload does at each tick); `force`
+/// accepts hours and time-zone files that would drop many stores' rows.
+pub async fn reload_now(state: &AppState, force: bool) -> anyhow::Result<Reload> {
     let files = DataFiles::find_off_runtime(&state.data_dir, &state.files).await?;
-    crate::db::reload::reload(&state.db, &files).await
+    let guard = if force { Guard::FORCE } else { Guard::default() };
+    crate::db::reload::reload_with(&state.db, &files, guard).await
 }
 
 /// Changes exactly when a load changes the data.
