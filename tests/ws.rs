@@ -107,3 +107,57 @@ async fn a_refused_subscription_is_an_error_message_with_its_code() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_notice_is_made_up_for_while_other_reports_keep_announcing() {
+    let db = TestDb::new().await;
+    // No workers: the reports stay PENDING until the test moves them.
+    let server = TestApp::spawn(&db, &example_dirs()[0], 0).await;
+    let trigger = || {
+        server.graphql(
+            "mutation { triggerReport(input: { interpolation: FORWARD_FILL }) { id } }",
+            json!({}),
+        )
+    };
+    let followed = trigger().await["data"]["triggerReport"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other = server
+        .graphql("mutation { triggerReport { id } }", json!({}))
+        .await["data"]["triggerReport"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut states = common::Subscription::start(&server.address, &followed, "graphql-transport-ws").await;
+    assert_eq!(states.next_state().await.unwrap()["status"], "PENDING");
+
+    // Another report's notices, ten a second, for as long as the test runs.
+    let pool = db.pool.clone();
+    let noise = tokio::spawn(async move {
+        let other = uuid::Uuid::parse_str(&other).unwrap();
+        loop {
+            sqlx::query(
+                "SELECT pg_notify('report_events', row_to_json(r)::text) FROM reports r WHERE id = $1",
+            )
+            .bind(other)
+            .execute(&pool)
+            .await
+            .unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    // The followed report finishes without a notice, as if it were lost.
+    sqlx::query("UPDATE reports SET status = 'FAILED', error = 'gone', finished_at = now() WHERE id = $1")
+        .bind(uuid::Uuid::parse_str(&followed).unwrap())
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let state = states
+        .next_state()
+        .await
+        .expect("the subscription re-reads its report");
+    assert_eq!(state["status"], "FAILED", "{state}");
+    noise.abort();
+    server.stop().await;
+}

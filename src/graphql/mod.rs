@@ -274,6 +274,10 @@ impl SubscriptionRoot {
         Ok(async_stream::stream! {
             let mut last = first.clone();
             yield ReportNode(first);
+            // One timer for the whole subscription: a sleep started afresh in each turn of
+            // the loop would be reset by every other report's notice, and while any other
+            // report runs it would never fire.
+            let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + RECHECK, RECHECK);
             while !last.status.is_final() {
                 let next = tokio::select! {
                     event = events.recv() => match event {
@@ -284,7 +288,7 @@ impl SubscriptionRoot {
                         }
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                     },
-                    _ = tokio::time::sleep(RECHECK) => service::get_report(&state, uuid).await.ok().flatten(),
+                    _ = recheck.tick() => service::get_report(&state, uuid).await.ok().flatten(),
                 };
                 if let Some(next) = next
                     && next.is_newer_than(&last)
