@@ -111,3 +111,11 @@ async fn each_step_that_refuses_a_document_gives_its_own_code() {
     let bad_int = refused("{ reports(first: \"many\") { edges { cursor } } }").await;
     assert_eq!(bad_int[0].0, "BAD_USER_INPUT", "{bad_int:?}");
 }
+
+#[tokio::test]
+async fn a_parse_error_quotes_only_a_short_excerpt_of_the_query() {
+    let query = format!("{{ dataset {{ stores {} }}", "x ".repeat(500_000));
+    let errors = refused(&format!("{query} )")).await;
+    assert_eq!(errors[0].0, "GRAPHQL_PARSE_FAILED");
+    assert!(errors[0].1.chars().count() <= 301, "{} chars", errors[0].1.len());
+}

@@ -29,6 +29,9 @@ use sqlx::{ConnectOptions, Connection};
 /// A pool of connections to the service's database.
 pub type Pool = sqlx::PgPool;
 
+/// What a statement's failure is, for callers that tell it from other errors.
+pub type QueryError = sqlx::Error;
+
 /// Where the database is when `DATABASE_URL` does not say.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/store_monitor";
 

@@ -75,6 +75,9 @@ struct ErrorCodesExtension;
 /// (`ArgumentsOfCorrectType`), which also checks the variables' values; a test pins it.
 const ARGUMENT_VALUE: &str = "Invalid value for argument";
 
+/// The longest error message sent: a parse error's excerpt of the query is cut there.
+const MAX_MESSAGE: usize = 300;
+
 fn set_code(error: &mut ServerError, code: &'static str) {
     let extensions = error.extensions.get_or_insert_with(Default::default);
     if extensions.get("code").is_none() {
@@ -93,6 +96,15 @@ impl Extension for ErrorCodesExtension {
     ) -> ServerResult<ExecutableDocument> {
         next.run(ctx, query, variables).await.map_err(|mut e| {
             set_code(&mut e, "GRAPHQL_PARSE_FAILED");
+            // The parser quotes the offending line, which may be the whole document.
+            if e.message.len() > MAX_MESSAGE {
+                let mut end = MAX_MESSAGE;
+                while !e.message.is_char_boundary(end) {
+                    end -= 1;
+                }
+                e.message.truncate(end);
+                e.message.push('…');
+            }
             e
         })
     }

@@ -144,10 +144,9 @@ pub async fn handle(job: ReportJob, ctx: Data<ReportContext>, attempt: Attempt) 
     match outcome {
         Ok(_) => Ok(()),
         Err(e) if attempt.current() >= MAX_ATTEMPTS => {
-            let message = format!("{e:#}");
-            tracing::error!(report = %id, error = %message, "report failed");
+            tracing::error!(report = %id, error = format!("{e:#}"), "report failed");
             telemetry::metrics().report_finished("failed", Duration::ZERO);
-            reports::mark_failed(&ctx.pool, id, &message).await?;
+            reports::mark_failed(&ctx.pool, id, &client_error(&e)).await?;
             Ok(())
         }
         Err(e) => {
@@ -157,9 +156,31 @@ pub async fn handle(job: ReportJob, ctx: Data<ReportContext>, attempt: Attempt) 
     }
 }
 
+/// What a client is told of a failed report: which step failed, never a server path or
+/// the operating system's text (the log has the whole cause, under the report's id).
+fn client_error(error: &anyhow::Error) -> String {
+    let step = if error.chain().any(|e| e.is::<std::io::Error>()) {
+        "its CSV file could not be written"
+    } else if error.chain().any(|e| e.is::<crate::db::QueryError>()) {
+        "the database failed while it was computed"
+    } else {
+        "it could not be computed"
+    };
+    format!("the report failed: {step}; the server's log has the cause")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_report_tells_the_step_without_server_paths() {
+        let io = anyhow::Error::from(std::io::Error::other("Not a directory (os error 20)"))
+            .context("cannot create /srv/store-monitor/reports");
+        let told = client_error(&io);
+        assert!(told.contains("CSV file could not be written"), "{told}");
+        assert!(!told.contains("/srv") && !told.contains("os error"), "{told}");
+    }
 
     #[test]
     fn a_report_is_queued_under_its_uuid_written_as_a_ulid() {
