@@ -114,7 +114,7 @@ pub(crate) struct WorkArgs {
     pub no_reload: bool,
     /// Days to keep bookkeeping: finished queue jobs, reload ticks, and the records of
     /// reloads that found their file unchanged (pruned after each scheduled reload).
-    /// Reports and polls are kept forever.
+    /// Polls are kept forever; reports as --keep-reports-days says.
     #[arg(
         long,
         env = "STORE_MONITOR_KEEP_DAYS",
@@ -123,6 +123,16 @@ pub(crate) struct WorkArgs {
         value_parser = clap::value_parser!(u32).range(1..=36500)
     )]
     pub keep_days: u32,
+    /// Days to keep finished reports (COMPLETE or FAILED): their status, rows and CSV file
+    /// are deleted after that, except a result a newer report shares. 0: keep them forever.
+    #[arg(
+        long,
+        env = "STORE_MONITOR_KEEP_REPORTS_DAYS",
+        default_value_t = 30,
+        value_name = "DAYS",
+        value_parser = clap::value_parser!(u32).range(0..=36500)
+    )]
+    pub keep_reports_days: u32,
     /// Reports this process computes at once.
     #[arg(long, env = "STORE_MONITOR_CONCURRENCY", default_value_t = 2)]
     pub concurrency: usize,
@@ -171,6 +181,8 @@ impl WorkArgs {
             reports_dir: self.reports.clone(),
             reload,
             keep_history: chrono::TimeDelta::days(self.keep_days.into()),
+            keep_reports: (self.keep_reports_days > 0)
+                .then(|| chrono::TimeDelta::days(self.keep_reports_days.into())),
             concurrency: if workers { self.concurrency } else { 0 },
             cors_origins: Vec::new(),
             initial_load: true,

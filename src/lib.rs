@@ -10,6 +10,7 @@ pub mod cli;
 mod commands;
 pub mod db;
 pub mod domain;
+mod failpoint;
 pub mod generate;
 pub mod graphql;
 mod http;

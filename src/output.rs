@@ -26,6 +26,39 @@ impl ReportFiles {
     pub fn path(&self, result: Uuid) -> PathBuf {
         self.dir.join(format!("{result}.csv"))
     }
+
+    /// The report files last written before `before` (a missing directory has none).
+    pub fn written_before(&self, before: std::time::SystemTime) -> std::io::Result<Vec<Uuid>> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut old = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(id) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".csv"))
+                .and_then(|n| Uuid::parse_str(n).ok())
+            else {
+                continue;
+            };
+            if entry.metadata()?.modified()? < before {
+                old.push(id);
+            }
+        }
+        Ok(old)
+    }
+
+    /// Deletes the file of `result`, if there is one.
+    pub fn remove(&self, result: Uuid) -> std::io::Result<()> {
+        match std::fs::remove_file(self.path(result)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The report CSV of SPEC §2.

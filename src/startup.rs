@@ -36,6 +36,8 @@ pub struct Settings {
     pub reload: Option<cron::Schedule>,
     /// How long finished queue jobs, reload ticks and `unchanged` load records are kept.
     pub keep_history: chrono::TimeDelta,
+    /// How long finished reports are kept; `None`: forever.
+    pub keep_reports: Option<chrono::TimeDelta>,
     /// Reports computed at once by this process; 0: no report worker.
     pub concurrency: usize,
     /// Origins allowed to call the API from a browser; empty: any.
@@ -140,6 +142,13 @@ impl Application {
                     .await
                     .context("the workers stopped")
             }));
+        }
+        if settings.concurrency > 0 {
+            tasks.push(tokio::spawn(maintain_reports(
+                state.clone(),
+                settings.keep_reports,
+                stopped.clone(),
+            )));
         }
         tasks.push(tokio::spawn(watch_queue_depth(pool, stopped)));
         Ok(Application {
@@ -301,6 +310,44 @@ async fn initial_load(state: &AppState) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Every minute, in each process that computes reports: makes sure every unfinished
+/// report will finish (`jobs::report::reconcile`) and forgets the reports past their
+/// keeping time.
+async fn maintain_reports(
+    state: AppState,
+    keep: Option<chrono::TimeDelta>,
+    stopped: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let stop = stopped_signal(stopped);
+    tokio::pin!(stop);
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return Ok(()),
+            _ = every.tick() => {}
+        }
+        match report_job::reconcile(&state.db).await {
+            Ok(done) if done != Default::default() => {
+                tracing::warn!(
+                    requeued = done.requeued,
+                    failed = done.failed,
+                    "reconciled reports"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = format!("{e:#}"), "cannot reconcile reports"),
+        }
+        if let Some(keep) = keep {
+            match report_job::prune(&state.db, &state.reports, chrono::Utc::now() - keep).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(reports = n, kept_days = keep.num_days(), "pruned old reports"),
+                Err(e) => tracing::warn!(error = format!("{e:#}"), "cannot prune old reports"),
+            }
+        }
+    }
 }
 
 /// Refreshes the queue-depth gauge every few seconds.

@@ -2,9 +2,10 @@
 //! tables nobody reads: finished queue jobs, dead workers, claimed reload ticks, and the
 //! `unchanged` load records every tick writes.
 //!
-//! Reports (with their rows) and polls are the owners' data and are never pruned; nor are
-//! loads that changed or failed to change the data: the data version, the newest poll and
-//! the checksum that lets an unchanged file be skipped all come from those.
+//! Polls are the owners' data and are never pruned (reports have their own keeping time:
+//! `jobs::report::prune`); nor are loads that changed or failed to change the data: the
+//! data version, the newest poll and the checksum that lets an unchanged file be skipped
+//! all come from those.
 
 use super::{Pool, loads, queue, ticks};
 use chrono::{DateTime, Utc};

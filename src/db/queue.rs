@@ -73,3 +73,63 @@ pub(crate) async fn prune_dead_workers(db: impl PgExecutor<'_>, before: DateTime
     .await
     .map(|r| r.rows_affected())
 }
+
+/// Queues a job as apalis's own `push` does (`queries/task/sink.sql`), but on the caller's
+/// connection, so that a report and its job are committed together or not at all. A job
+/// already queued under `id` is left as it is.
+pub(crate) async fn push(
+    db: impl PgExecutor<'_>,
+    queue: &str,
+    id: &str,
+    job: &[u8],
+    max_attempts: i32,
+) -> sqlx::Result<bool> {
+    sqlx::query(
+        "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority)
+         VALUES ($1, $2, $3, 'Pending', 0, $4, now(), 0)
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(id)
+    .bind(queue)
+    .bind(job)
+    .bind(max_attempts)
+    .execute(db)
+    .await
+    .map(|r| r.rows_affected() == 1)
+}
+
+/// Holds a failing job back for `delay`: apalis takes a failed job with attempts left
+/// again only once its `run_at` has passed.
+pub(crate) async fn retry_after(db: impl PgExecutor<'_>, id: &str, delay: Duration) -> sqlx::Result<u64> {
+    sqlx::query("UPDATE apalis.jobs SET run_at = now() + $2 WHERE id = $1")
+        .bind(id)
+        .bind(delay)
+        .execute(db)
+        .await
+        .map(|r| r.rows_affected())
+}
+
+/// A job's state, as apalis keeps it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct JobState {
+    pub id: String,
+    pub status: String,
+    pub attempts: i32,
+    pub max_attempts: i32,
+}
+
+impl JobState {
+    /// Whether apalis will still run it: waiting, running, or failed with attempts left.
+    pub fn is_live(&self) -> bool {
+        matches!(self.status.as_str(), "Pending" | "Queued" | "Running")
+            || (self.status == "Failed" && self.attempts < self.max_attempts)
+    }
+}
+
+/// The jobs among `ids`, in whatever state.
+pub(crate) async fn jobs(db: impl PgExecutor<'_>, ids: &[String]) -> sqlx::Result<Vec<JobState>> {
+    sqlx::query_as("SELECT id, status, attempts, max_attempts FROM apalis.jobs WHERE id = ANY($1)")
+        .bind(ids)
+        .fetch_all(db)
+        .await
+}

@@ -36,6 +36,7 @@ impl<'r> FromRow<'r, PgRow> for ReportRecord {
             error: row.try_get("error")?,
             result_of: row.try_get("result_of")?,
             traceparent: row.try_get("traceparent")?,
+            attempts: row.try_get("attempts")?,
         })
     }
 }
@@ -133,8 +134,8 @@ pub(crate) async fn list(
     .await
 }
 
-/// A worker starts (or, after a crash, restarts) the report: `None` if it is already
-/// finished.
+/// A worker starts (or, after a crash, restarts) the report, counting the attempt: `None`
+/// if it is already finished.
 pub(crate) async fn mark_running(
     db: impl PgExecutor<'_>,
     id: Uuid,
@@ -145,7 +146,7 @@ pub(crate) async fn mark_running(
     sqlx::query_as(
         "WITH r AS (
              UPDATE reports SET status = 'RUNNING', as_of = $2, data_version = $3, stores_total = $4,
-                 stores_done = 0, started_at = now(), error = NULL
+                 stores_done = 0, started_at = now(), error = NULL, attempts = attempts + 1
              WHERE id = $1 AND status IN ('PENDING', 'RUNNING') RETURNING *)
          SELECT r.*, pg_notify('report_events', row_to_json(r)::text) FROM r",
     )
@@ -275,6 +276,51 @@ pub(crate) async fn mark_failed(
     .bind(error)
     .fetch_optional(db)
     .await
+}
+
+/// Reports not finished yet that were created before `before`: the reconciler checks that
+/// each still has a job that will run it.
+pub(crate) async fn unfinished_before(
+    db: impl PgExecutor<'_>,
+    before: DateTime<Utc>,
+) -> sqlx::Result<Vec<ReportRecord>> {
+    sqlx::query_as(
+        "SELECT * FROM reports WHERE status IN ('PENDING', 'RUNNING') AND created_at < $1
+         ORDER BY created_at LIMIT 1000",
+    )
+    .bind(before)
+    .fetch_all(db)
+    .await
+}
+
+/// Deletes the reports that finished before `before`, with their rows, except a result
+/// that a newer or unfinished report still shares. Returns the ids of the deleted reports,
+/// with whether each had computed its own result (whose CSV file is to go too).
+pub(crate) async fn prune_finished(
+    db: impl PgExecutor<'_>,
+    before: DateTime<Utc>,
+) -> sqlx::Result<Vec<(Uuid, bool)>> {
+    sqlx::query_as(
+        "WITH kept AS (
+             SELECT DISTINCT coalesce(result_of, id) AS result FROM reports
+             WHERE finished_at IS NULL OR finished_at >= $1),
+         gone AS (
+             DELETE FROM reports r
+             WHERE r.finished_at < $1 AND coalesce(r.result_of, r.id) NOT IN (SELECT result FROM kept)
+             RETURNING r.id, r.result_of)
+         SELECT id, coalesce(result_of = id, false) FROM gone",
+    )
+    .bind(before)
+    .fetch_all(db)
+    .await
+}
+
+/// Which of `ids` are reports still kept.
+pub(crate) async fn existing(db: impl PgExecutor<'_>, ids: &[Uuid]) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar("SELECT id FROM reports WHERE id = ANY($1)")
+        .bind(ids)
+        .fetch_all(db)
+        .await
 }
 
 /// One stored row of a finished report.

@@ -71,6 +71,9 @@ pub struct ReportRecord {
     pub result_of: Option<Uuid>,
     /// The W3C trace context of the request that asked for it.
     pub traceparent: Option<String>,
+    /// How many times a worker has started it, crashes included.
+    #[serde(default)]
+    pub attempts: i32,
 }
 
 impl ReportRecord {

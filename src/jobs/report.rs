@@ -21,9 +21,14 @@ use crate::telemetry;
 /// The apalis queue of report jobs.
 pub const QUEUE: &str = "store-monitor::report";
 /// A report whose job fails this many times is FAILED. A process that dies mid-report
-/// spends an attempt too, but apalis hands such an orphaned job to another worker
-/// whatever its attempts, so crashes alone never fail a report.
+/// spends an attempt too: apalis hands such an orphaned job to another worker whatever
+/// its attempts, so the report counts its own starts (`reports.attempts`).
 pub const MAX_ATTEMPTS: usize = 3;
+/// The wait before the second attempt; each later one waits four times longer. A full
+/// disk or a database restart has time to pass before the report is given up.
+const FIRST_RETRY_AFTER: Duration = Duration::from_secs(5);
+/// Reports younger than this are not reconciled: their transaction may still be open.
+const RECONCILE_GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 /// How often a running report writes its progress.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
@@ -52,17 +57,83 @@ pub fn task_id(report_id: Uuid) -> TaskId {
     TaskId::from_ulid(ulid::Ulid(report_id.as_u128()))
 }
 
-/// Puts the report's job on the queue.
-pub async fn enqueue(pool: &Pool, report_id: Uuid) -> anyhow::Result<()> {
-    let task = TaskBuilder::new(ReportJob { report_id })
-        .task_id(task_id(report_id))
-        .max_attempts(MAX_ATTEMPTS)
-        .build();
-    storage(pool)
-        .push_task(task)
+/// Puts the report's job on the queue, on the caller's connection: inside the
+/// transaction that inserts the report, both are committed or neither is. `false` if the
+/// report had a job already.
+pub async fn enqueue(db: &mut sqlx::PgConnection, report_id: Uuid) -> anyhow::Result<bool> {
+    // apalis's JSON codec, so that its workers read the job as if apalis had queued it.
+    let job = serde_json::to_vec(&ReportJob { report_id })?;
+    let id = task_id(report_id).to_string();
+    queue::push(db, QUEUE, &id, &job, MAX_ATTEMPTS as i32)
         .await
-        .context("cannot queue the report job")?;
-    Ok(())
+        .context("cannot queue the report job")
+}
+
+/// What a reconciliation found and mended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Unfinished reports that had no job, queued again.
+    pub requeued: usize,
+    /// Unfinished reports whose job will never run again, marked FAILED.
+    pub failed: usize,
+}
+
+/// Makes sure every unfinished report older than a minute will finish: one whose job is
+/// missing (queued by an older version, or its job pruned by hand) is queued again; one
+/// whose job apalis has given up on is marked FAILED. Safe to run in many processes at
+/// once: queueing is idempotent and marking FAILED only moves an unfinished report.
+pub async fn reconcile(pool: &Pool) -> anyhow::Result<Reconciled> {
+    let unfinished = reports::unfinished_before(pool, chrono::Utc::now() - RECONCILE_GRACE).await?;
+    if unfinished.is_empty() {
+        return Ok(Reconciled::default());
+    }
+    let ids: Vec<String> = unfinished.iter().map(|r| task_id(r.id).to_string()).collect();
+    let jobs = queue::jobs(pool, &ids).await?;
+    let mut done = Reconciled::default();
+    for (report, id) in unfinished.iter().zip(&ids) {
+        match jobs.iter().find(|job| &job.id == id) {
+            Some(job) if job.is_live() => {}
+            Some(job) => {
+                tracing::warn!(report = %report.id, job = ?job, "report's job ended without finishing it");
+                let error = "the report failed: its job stopped without finishing it";
+                if reports::mark_failed(pool, report.id, error).await?.is_some() {
+                    done.failed += 1;
+                }
+            }
+            None => {
+                let mut conn = pool.acquire().await?;
+                if enqueue(&mut conn, report.id).await? {
+                    tracing::warn!(report = %report.id, "report had no job: queued it again");
+                    done.requeued += 1;
+                }
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// Forgets the reports that finished before `before`: their rows, and their CSV files in
+/// this process's directory (a result a newer report shares is kept with it). Files of
+/// reports another process pruned are found by their age and swept too. Returns how many
+/// reports were deleted.
+pub async fn prune(
+    pool: &Pool,
+    files: &ReportFiles,
+    before: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<usize> {
+    let deleted = reports::prune_finished(pool, before).await?;
+    for (id, _) in deleted.iter().filter(|(_, own_result)| *own_result) {
+        files.remove(*id)?;
+    }
+    let (dir, cutoff) = (files.clone(), std::time::SystemTime::from(before));
+    let old = tokio::task::spawn_blocking(move || dir.written_before(cutoff)).await??;
+    if !old.is_empty() {
+        let kept = reports::existing(pool, &old).await?;
+        for id in old.iter().filter(|id| !kept.contains(id)) {
+            files.remove(*id)?;
+        }
+    }
+    Ok(deleted.len())
 }
 
 /// Computes the report `id` (a plain function: tests call it directly). A report that is
@@ -75,6 +146,18 @@ pub async fn run(ctx: &ReportContext, id: Uuid) -> anyhow::Result<ReportRecord> 
         .with_context(|| format!("no report {id}"))?;
     if record.status.is_final() {
         return Ok(record);
+    }
+    if record.attempts >= MAX_ATTEMPTS as i32 {
+        // Every earlier start ended with its process: this report would take this one too.
+        tracing::error!(report = %id, attempts = record.attempts, "report stopped its worker every time; giving up");
+        telemetry::metrics().report_finished("failed", started.elapsed());
+        let error = format!(
+            "the report failed: its worker stopped during each of its {} attempts",
+            record.attempts
+        );
+        return reports::mark_failed(pool, id, &error)
+            .await?
+            .context("the report vanished");
     }
     let as_of = record.requested_as_of.map(Timestamp::from_datetime);
     let snapshot = Snapshot::open(pool, as_of).await?;
@@ -91,7 +174,8 @@ pub async fn run(ctx: &ReportContext, id: Uuid) -> anyhow::Result<ReportRecord> 
     let Some(running) = reports::mark_running(pool, id, now, snapshot.data_version, total).await? else {
         return reports::get(pool, id).await?.context("the report vanished");
     };
-    tracing::info!(report = %id, as_of = ?running.as_of, stores = total, "report running");
+    tracing::info!(report = %id, as_of = ?running.as_of, stores = total, attempt = running.attempts, "report running");
+    crate::failpoint::hit("report-running");
 
     let done = Arc::new(AtomicU64::new(0));
     let progress = tokio::spawn(report_progress(pool.clone(), id, done.clone()));
@@ -150,10 +234,19 @@ pub async fn handle(job: ReportJob, ctx: Data<ReportContext>, attempt: Attempt) 
             Ok(())
         }
         Err(e) => {
-            tracing::warn!(report = %id, attempt = attempt.current(), error = format!("{e:#}"), "report attempt failed; retrying");
+            let delay = retry_delay(attempt.current());
+            tracing::warn!(report = %id, attempt = attempt.current(), retry_in_s = delay.as_secs(), error = format!("{e:#}"), "report attempt failed; retrying");
+            if let Err(e) = queue::retry_after(&ctx.pool, &task_id(id).to_string(), delay).await {
+                tracing::warn!(report = %id, error = %e, "cannot hold the retry back; it runs at once");
+            }
             Err(e.into())
         }
     }
+}
+
+/// How long a report waits after its `attempt`-th failure: 5 s, 20 s, 80 s, …
+fn retry_delay(attempt: usize) -> Duration {
+    FIRST_RETRY_AFTER * 4u32.saturating_pow(attempt.saturating_sub(1).min(8) as u32)
 }
 
 /// What a client is told of a failed report: which step failed, never a server path or
@@ -180,6 +273,13 @@ mod tests {
         let told = client_error(&io);
         assert!(told.contains("CSV file could not be written"), "{told}");
         assert!(!told.contains("/srv") && !told.contains("os error"), "{told}");
+    }
+
+    #[test]
+    fn retries_back_off() {
+        let delays: Vec<u64> = (1..=3).map(|a| retry_delay(a).as_secs()).collect();
+        assert_eq!(delays, [5, 20, 80]);
+        assert!(retry_delay(usize::MAX) >= retry_delay(9));
     }
 
     #[test]

@@ -22,22 +22,25 @@ pub async fn trigger_report(
     as_of: Option<DateTime<Utc>>,
 ) -> anyhow::Result<ReportRecord> {
     let id = Uuid::new_v4();
-    let db = &state.db;
-    let version = loads::data_version(db).await?;
-    let now = loads::report_now(db, as_of.map(Timestamp::from_datetime))
+    // One connection from start to end, and one transaction: the report and its job are
+    // committed together, so a crash in between leaves neither.
+    let mut tx = state.db.begin().await?;
+    let version = loads::data_version(&mut *tx).await?;
+    let now = loads::report_now(&mut *tx, as_of.map(Timestamp::from_datetime))
         .await?
         .and_then(Timestamp::to_datetime);
-    if let Some(source) = reports::find_reusable(db, version, now, interpolation).await? {
+    if let Some(source) = reports::find_reusable(&mut *tx, version, now, interpolation).await? {
+        let record = reports::insert_reused(&mut *tx, id, as_of, &source).await?;
+        tx.commit().await?;
         tracing::info!(report = %id, source = %source.id, "report reuses an equal finished one");
         crate::telemetry::metrics().report_finished("reused", std::time::Duration::ZERO);
-        return Ok(reports::insert_reused(db, id, as_of, &source).await?);
+        return Ok(record);
     }
     let traceparent = crate::telemetry::current_traceparent();
-    let record = reports::insert_pending(db, id, interpolation, as_of, traceparent).await?;
-    if let Err(e) = report_job::enqueue(db, id).await {
-        reports::mark_failed(db, id, "the report could not be queued").await?;
-        return Err(e);
-    }
+    let record = reports::insert_pending(&mut *tx, id, interpolation, as_of, traceparent).await?;
+    crate::failpoint::hit("report-inserted");
+    report_job::enqueue(&mut tx, id).await?;
+    tx.commit().await?;
     tracing::info!(report = %id, interpolation = ?interpolation, as_of = ?as_of, "report queued");
     Ok(record)
 }

@@ -19,10 +19,20 @@ impl ChildServer {
     /// it listens (it does once its data is loaded and it accepts connections). The port is
     /// the one the server bound, never one freed for it that another process could take.
     pub fn start(binary: &str, args: impl IntoIterator<Item = impl Into<OsString>>) -> ChildServer {
+        Self::start_with_env(binary, args, [])
+    }
+
+    /// [`ChildServer::start`] with these environment variables set too.
+    pub fn start_with_env<const N: usize>(
+        binary: &str,
+        args: impl IntoIterator<Item = impl Into<OsString>>,
+        env: [(&str, &str); N],
+    ) -> ChildServer {
         let mut child = Command::new(binary)
             .args(["serve", "--bind", "127.0.0.1:0"])
             .args(args.into_iter().map(Into::into))
             .env("RUST_LOG", "info")
+            .envs(env)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

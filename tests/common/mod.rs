@@ -127,6 +127,7 @@ impl TestApp {
             reports_dir: reports_dir.unwrap_or_else(|| reports.path().to_path_buf()),
             reload: None,
             keep_history: chrono::TimeDelta::days(30),
+            keep_reports: None,
             concurrency,
             cors_origins: vec![],
             initial_load: true,
