@@ -79,6 +79,25 @@ pub(crate) struct ServeArgs {
     /// No report workers in this process (other `worker` processes compute the reports).
     #[arg(long)]
     pub no_workers: bool,
+    /// HTTP connections served at once; one more is answered 503 and closed. Lowered to
+    /// what the process's open-files limit (`ulimit -n`) allows.
+    #[arg(long, env = "STORE_MONITOR_MAX_CONNECTIONS", default_value_t = 1024, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Seconds a client has to send a request's headers; also how long an idle keep-alive
+    /// connection is kept.
+    #[arg(long, env = "STORE_MONITOR_HEADER_TIMEOUT", default_value_t = 10, value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout: u64,
+    /// Subscription WebSockets one client address may have open at once (behind a
+    /// reverse proxy every client has the proxy's address: raise it there).
+    #[arg(long, env = "STORE_MONITOR_MAX_SOCKETS_PER_ADDRESS", default_value_t = 64, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_sockets_per_address: u32,
+    /// Subscriptions one WebSocket may have at once.
+    #[arg(long, env = "STORE_MONITOR_MAX_SUBSCRIPTIONS_PER_SOCKET", default_value_t = 100, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_subscriptions_per_socket: u32,
     #[command(flatten)]
     pub work: WorkArgs,
 }
@@ -188,6 +207,7 @@ impl WorkArgs {
             initial_load: true,
             websocket: Default::default(),
             max_response_bytes: 16 << 20,
+            server: Default::default(),
         })
     }
 }
@@ -317,6 +337,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let _telemetry = crate::telemetry::init_server(args.work.log_format.into())?;
             let mut settings = args.work.settings(Some(args.bind), !args.no_workers)?;
             settings.cors_origins = args.cors_origins.clone();
+            settings.server.max_connections = args.max_connections as usize;
+            settings.server.header_timeout = std::time::Duration::from_secs(args.header_timeout);
+            settings.websocket.max_sockets_per_address = args.max_sockets_per_address as usize;
+            settings.websocket.max_subscriptions = args.max_subscriptions_per_socket as usize;
             return crate::startup::run(settings).await;
         }
         Command::Worker(args) => {

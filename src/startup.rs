@@ -10,7 +10,6 @@ use std::time::Duration;
 use anyhow::Context;
 use apalis::prelude::*;
 use apalis_cron::CronScheduler;
-use poem::listener::{Acceptor, Listener, TcpListener};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -22,6 +21,10 @@ use crate::jobs::report::{self as report_job, ReportContext};
 use crate::output::ReportFiles;
 use crate::service::AppState;
 use crate::{db, graphql, http, service};
+
+/// How long an API request waits for a database connection before it is answered 503:
+/// with the database down, sqlx retries connecting until then.
+const API_ACQUIRE_TIMEOUT: Duration = Duration::from_millis(750);
 
 /// How the application runs.
 #[derive(Clone, Debug)]
@@ -48,6 +51,51 @@ pub struct Settings {
     pub websocket: WebSocketSettings,
     /// The largest GraphQL answer sent over HTTP; a larger one is replaced by an error.
     pub max_response_bytes: usize,
+    /// What each HTTP connection is allowed.
+    pub server: ServerLimits,
+}
+
+/// What the server allows each connection.
+#[derive(Clone, Copy, Debug)]
+pub struct ServerLimits {
+    /// Connections served at once; one more is answered 503 and closed.
+    pub max_connections: usize,
+    /// How long a client has to send a request's headers, and how long a keep-alive
+    /// connection may wait idle for its next request.
+    pub header_timeout: Duration,
+    /// How long running requests have to finish at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// File descriptors kept for the database pools, the report files and the input files.
+const RESERVED_FILES: usize = 128;
+
+/// `limits`, with no more connections than the process can open files for: past that,
+/// `accept` itself would fail.
+fn connection_limits(mut limits: ServerLimits) -> ServerLimits {
+    if let Some(files) = http::open_files_limit() {
+        let most = files.saturating_sub(RESERVED_FILES).max(16);
+        if limits.max_connections > most {
+            tracing::warn!(
+                asked = limits.max_connections,
+                open_files_limit = files,
+                max_connections = most,
+                "fewer connections than asked: the process may open only so many files (raise `ulimit -n`)"
+            );
+            limits.max_connections = most;
+        }
+    }
+    limits
 }
 
 /// How subscription sockets are kept.
@@ -57,6 +105,10 @@ pub struct WebSocketSettings {
     pub init_timeout: Duration,
     /// How often an open socket is pinged, so that proxies do not close it as idle.
     pub keepalive: Duration,
+    /// Subscriptions one socket may have at once.
+    pub max_subscriptions: usize,
+    /// Sockets one client address may have open at once.
+    pub max_sockets_per_address: usize,
 }
 
 impl Default for WebSocketSettings {
@@ -64,6 +116,8 @@ impl Default for WebSocketSettings {
         WebSocketSettings {
             init_timeout: Duration::from_secs(10),
             keepalive: Duration::from_secs(15),
+            max_subscriptions: 100,
+            max_sockets_per_address: 64,
         }
     }
 }
@@ -80,16 +134,20 @@ impl Application {
     /// Connects, migrates, loads the data if there is none yet, and starts serving and
     /// working.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        let pool = db::connect(&settings.database_url, 24).await?;
+        // Workers, the reload and maintenance share the first pool; the API has its own,
+        // which fails fast (see `db::api_pool`).
+        let pool = db::connect(&settings.database_url, 12).await?;
+        let api = db::api_pool(&pool, 16, API_ACQUIRE_TIMEOUT);
         db::queue::setup(&pool)
             .await
             .context("cannot set up the job queue")?;
         let (stop, stopped) = watch::channel(false);
-        let events = ReportEvents::start(&pool, stopped.clone())
+        let events = ReportEvents::start(&api, stopped.clone())
             .await
             .context("cannot listen for report events")?;
         let state = AppState {
-            db: pool.clone(),
+            db: api,
+            work: pool.clone(),
             reports: ReportFiles::new(&settings.reports_dir),
             data_dir: settings.data_dir.clone(),
             files: settings.files.clone(),
@@ -102,19 +160,11 @@ impl Application {
         let mut tasks = Vec::new();
         let mut port = None;
         if let Some(bind) = settings.bind {
-            let acceptor = TcpListener::bind(bind.to_string())
-                .into_acceptor()
+            let listener = tokio::net::TcpListener::bind(bind)
                 .await
                 .with_context(|| format!("cannot listen on {bind}"))?;
-            let local = acceptor
-                .local_addr()
-                .first()
-                .and_then(|a| a.as_socket_addr().copied());
-            port = local.map(|a| a.port());
-            if let Some(local) = local {
-                // Tests and benchmarks that start `serve --bind 127.0.0.1:0` read the port here.
-                tracing::info!("listening on http://{local} (GraphiQL at /graphql)");
-            }
+            let local = listener.local_addr()?;
+            port = Some(local.port());
             let routes = http::routes(
                 state.clone(),
                 graphql::schema(state.clone()),
@@ -122,10 +172,15 @@ impl Application {
                 settings.websocket,
                 settings.max_response_bytes,
             );
+            let limits = connection_limits(settings.server);
+            // Tests and benchmarks that start `serve --bind 127.0.0.1:0` read the port here.
+            tracing::info!(
+                max_connections = limits.max_connections,
+                "listening on http://{local} (GraphiQL at /graphql)"
+            );
             let signal = stopped_signal(stopped.clone());
             tasks.push(tokio::spawn(async move {
-                poem::Server::new_with_acceptor(acceptor)
-                    .run_with_graceful_shutdown(routes, signal, Some(Duration::from_secs(10)))
+                http::serve(listener, routes, limits, signal)
                     .await
                     .context("the HTTP server stopped")
             }));
@@ -186,7 +241,8 @@ impl Application {
             }
         }
         // Every part has given its connections back by now; don't wait forever if not.
-        if tokio::time::timeout(Duration::from_secs(5), self.state.db.close())
+        let closed = async { tokio::join!(self.state.db.close(), self.state.work.close()) };
+        if tokio::time::timeout(Duration::from_secs(5), closed)
             .await
             .is_err()
         {
@@ -254,10 +310,10 @@ fn monitor(state: &AppState, settings: &Settings) -> Monitor {
     let mut monitor = Monitor::new();
     if settings.concurrency > 0 {
         let context = ReportContext {
-            pool: state.db.clone(),
+            pool: state.work.clone(),
             files: state.reports.clone(),
         };
-        let (pool, instance, concurrency) = (state.db.clone(), instance.clone(), settings.concurrency);
+        let (pool, instance, concurrency) = (state.work.clone(), instance.clone(), settings.concurrency);
         monitor = monitor.register(move |restarts| {
             // Notifications pick a new job up at once; the interval catches retries and
             // jobs handed back from a dead worker, which are not announced.
@@ -274,7 +330,7 @@ fn monitor(state: &AppState, settings: &Settings) -> Monitor {
     }
     if let Some(schedule) = settings.reload.clone() {
         let context = ReloadContext {
-            pool: state.db.clone(),
+            pool: state.work.clone(),
             data_dir: settings.data_dir.clone(),
             files: settings.files.clone(),
             instance: instance.clone(),
@@ -297,7 +353,7 @@ fn monitor(state: &AppState, settings: &Settings) -> Monitor {
 
 /// Loads the input files when the database has never had a load.
 async fn initial_load(state: &AppState) -> anyhow::Result<()> {
-    if db::loads::any_loaded(&state.db).await? {
+    if db::loads::any_loaded(&state.work).await? {
         return Ok(());
     }
     tracing::info!(data = %state.data_dir.display(), "the database holds no data yet: loading the input files");
@@ -329,7 +385,7 @@ async fn maintain_reports(
             _ = &mut stop => return Ok(()),
             _ = every.tick() => {}
         }
-        match report_job::reconcile(&state.db).await {
+        match report_job::reconcile(&state.work).await {
             Ok(done) if done != Default::default() => {
                 tracing::warn!(
                     requeued = done.requeued,
@@ -341,7 +397,7 @@ async fn maintain_reports(
             Err(e) => tracing::warn!(error = format!("{e:#}"), "cannot reconcile reports"),
         }
         if let Some(keep) = keep {
-            match report_job::prune(&state.db, &state.reports, chrono::Utc::now() - keep).await {
+            match report_job::prune(&state.work, &state.reports, chrono::Utc::now() - keep).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(reports = n, kept_days = keep.num_days(), "pruned old reports"),
                 Err(e) => tracing::warn!(error = format!("{e:#}"), "cannot prune old reports"),

@@ -2,59 +2,156 @@
 //!
 //! One listener per process forwards each `report_events` notification to the in-process
 //! subscribers, so that a subscription hears about a report whichever process runs it.
+//! Notices sent while the listener was reconnecting are lost; so every few seconds one
+//! query re-reads the reports that someone follows, and passes on those that changed
+//! unheard. Subscribers never read the database themselves: however many there are, a
+//! process makes one query per period.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::postgres::PgListener;
 use tokio::sync::{broadcast, watch};
+use uuid::Uuid;
 
 use super::Pool;
-use super::reports::CHANNEL;
+use super::reports::{self, CHANNEL};
 use crate::domain::ReportRecord;
 
 /// The in-process fan-out of report changes.
 #[derive(Clone)]
 pub struct ReportEvents {
     sender: broadcast::Sender<Arc<ReportRecord>>,
+    followed: Followed,
+}
+
+/// The reports someone follows.
+#[derive(Clone, Default)]
+struct Followed(Arc<Mutex<HashMap<Uuid, FollowedReport>>>);
+
+/// How many follow a report, and its newest state passed on.
+#[derive(Default)]
+struct FollowedReport {
+    followers: usize,
+    last: Option<Arc<ReportRecord>>,
+}
+
+impl Followed {
+    /// Notes `record` as passed on; `false` if it is not newer than what was.
+    fn note(&self, record: &Arc<ReportRecord>) -> bool {
+        let mut followed = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match followed.get_mut(&record.id) {
+            Some(FollowedReport { last: Some(last), .. }) if !record.is_newer_than(last) => false,
+            Some(followed) => {
+                followed.last = Some(record.clone());
+                true
+            }
+            None => true,
+        }
+    }
+
+    fn ids(&self) -> Vec<Uuid> {
+        let followed = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        followed.keys().copied().collect()
+    }
+}
+
+/// A report followed for as long as this lives.
+pub struct Following {
+    id: Uuid,
+    followed: Followed,
+}
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        let mut followed = self.followed.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(report) = followed.get_mut(&self.id) {
+            report.followers -= 1;
+            if report.followers == 0 {
+                followed.remove(&self.id);
+            }
+        }
+    }
 }
 
 impl ReportEvents {
+    /// How often the followed reports are re-read in case a notice was lost.
+    pub const RECHECK: Duration = Duration::from_secs(5);
+
     /// Listens until `stopped` turns true (the listener holds a pool connection, which
     /// must be given back before the pool can close). The listener reconnects on its own
-    /// if the connection drops; subscriptions also re-read their report now and then, so
-    /// nothing lost meanwhile stays lost.
-    pub async fn start(pool: &Pool, mut stopped: watch::Receiver<bool>) -> anyhow::Result<ReportEvents> {
+    /// if the connection drops.
+    pub async fn start(pool: &Pool, stopped: watch::Receiver<bool>) -> anyhow::Result<ReportEvents> {
         let mut listener = PgListener::connect_with(pool).await?;
         listener.listen(CHANNEL).await?;
         let (sender, _) = broadcast::channel(1024);
         let events = ReportEvents {
-            sender: sender.clone(),
+            sender,
+            followed: Followed::default(),
         };
-        tokio::spawn(async move {
-            loop {
-                let received = tokio::select! {
-                    _ = stopped.wait_for(|stop| *stop) => break,
-                    received = listener.recv() => received,
-                };
-                match received {
-                    Ok(notification) => match serde_json::from_str::<ReportRecord>(notification.payload()) {
-                        Ok(record) => {
-                            let _ = sender.send(Arc::new(record));
-                        }
-                        Err(e) => tracing::warn!(error = %e, "unreadable report event"),
-                    },
-                    Err(e) => {
-                        tracing::warn!(error = %e, "report events listener lost its connection; retrying");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
+        tokio::spawn(events.clone().listen(listener, stopped.clone()));
+        tokio::spawn(events.clone().recheck(pool.clone(), stopped));
+        Ok(events)
+    }
+
+    async fn listen(self, mut listener: PgListener, mut stopped: watch::Receiver<bool>) {
+        loop {
+            let received = tokio::select! {
+                _ = stopped.wait_for(|stop| *stop) => break,
+                received = listener.recv() => received,
+            };
+            match received {
+                Ok(notification) => match serde_json::from_str::<ReportRecord>(notification.payload()) {
+                    Ok(record) => self.pass_on(Arc::new(record)),
+                    Err(e) => tracing::warn!(error = %e, "unreadable report event"),
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "report events listener lost its connection; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
-        });
-        Ok(events)
+        }
+    }
+
+    /// One timer for the whole process, which no notice resets.
+    async fn recheck(self, pool: Pool, mut stopped: watch::Receiver<bool>) {
+        let mut every = tokio::time::interval_at(tokio::time::Instant::now() + Self::RECHECK, Self::RECHECK);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stopped.wait_for(|stop| *stop) => break,
+                _ = every.tick() => {}
+            }
+            let ids = self.followed.ids();
+            if ids.is_empty() {
+                continue;
+            }
+            match reports::get_many(&pool, &ids).await {
+                Ok(records) => records.into_iter().for_each(|r| self.pass_on(Arc::new(r))),
+                Err(e) => tracing::debug!(error = %e, "cannot re-read the followed reports"),
+            }
+        }
+    }
+
+    fn pass_on(&self, record: Arc<ReportRecord>) {
+        if self.followed.note(&record) {
+            let _ = self.sender.send(record);
+        }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<ReportRecord>> {
         self.sender.subscribe()
+    }
+
+    /// Follows the report `id`: it is re-read with the others every [`Self::RECHECK`]
+    /// until the returned guard is dropped.
+    pub fn follow(&self, id: Uuid) -> Following {
+        let mut followed = self.followed.0.lock().unwrap_or_else(|e| e.into_inner());
+        followed.entry(id).or_default().followers += 1;
+        Following {
+            id,
+            followed: self.followed.clone(),
+        }
     }
 }

@@ -86,6 +86,44 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Pool, DbError> {
     Ok(pool)
 }
 
+/// A second pool on the same database for the API: requests wait for a connection at most
+/// `acquire_timeout`, so that a database that is down or saturated is answered at once
+/// (503) rather than after the work pool's patience, and a burst of requests cannot take
+/// the connections the report workers and the reload need (they keep the first pool).
+pub fn api_pool(pool: &Pool, max_connections: u32, acquire_timeout: Duration) -> Pool {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(acquire_timeout)
+        .connect_lazy_with((*pool.connect_options()).clone())
+}
+
+/// Whether `error` says the database cannot be reached or is saturated (no connection to
+/// be had in time, the connection lost, the server shutting down or out of connections),
+/// as opposed to a statement that failed: worth a retry later, not a bug.
+pub fn unavailable(error: &anyhow::Error) -> bool {
+    error.chain().any(|e| {
+        let e = match e.downcast_ref::<sqlx::migrate::MigrateError>() {
+            Some(sqlx::migrate::MigrateError::Execute(e)) => e,
+            _ => match e.downcast_ref::<sqlx::Error>() {
+                Some(e) => e,
+                None => return false,
+            },
+        };
+        match e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => true,
+            // Class 08: connection exceptions; 57P01-3: the server is shutting down or
+            // starting; 53300: too many connections.
+            sqlx::Error::Database(e) => e
+                .code()
+                .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03" | "53300")),
+            _ => false,
+        }
+    })
+}
+
 /// `host:port/database`, for messages (never the password).
 fn describe(options: &PgConnectOptions) -> String {
     format!(

@@ -115,6 +115,14 @@ pub(crate) async fn get(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Optio
         .await
 }
 
+/// The reports among `ids`.
+pub(crate) async fn get_many(db: impl PgExecutor<'_>, ids: &[Uuid]) -> sqlx::Result<Vec<ReportRecord>> {
+    sqlx::query_as("SELECT * FROM reports WHERE id = ANY($1)")
+        .bind(ids)
+        .fetch_all(db)
+        .await
+}
+
 /// Reports newest first, `limit` of them, after the one at `after` (created, id).
 pub(crate) async fn list(
     db: impl PgExecutor<'_>,

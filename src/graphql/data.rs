@@ -114,7 +114,7 @@ impl FileLoadNode {
         let state = ctx.data_unchecked::<AppState>();
         let rows = service::rejected_rows(state, &self.0, limit)
             .await
-            .map_err(ApiError::Internal)?;
+            .map_err(ApiError::from)?;
         Ok(rows
             .into_iter()
             .map(|r| RejectedRow {
@@ -194,14 +194,14 @@ impl DatasetNode {
     /// The newest poll: a report's default *now*.
     async fn newest_poll(&self, ctx: &Context<'_>) -> Option<DateTime<Utc>> {
         let state = ctx.data_unchecked::<AppState>();
-        let newest = service::newest_poll(state).await.map_err(ApiError::Internal);
+        let newest = service::newest_poll(state).await.map_err(ApiError::from);
         null_on_error(ctx, newest)?.and_then(crate::domain::Timestamp::to_datetime)
     }
 
     /// Changes exactly when a load changes the data.
     async fn data_version(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
         let state = ctx.data_unchecked::<AppState>();
-        Ok(service::data_version(state).await.map_err(ApiError::Internal)?)
+        Ok(service::data_version(state).await.map_err(ApiError::from)?)
     }
 
     /// The latest loads, newest first, with their rejected rows.
@@ -212,12 +212,12 @@ impl DatasetNode {
     ) -> async_graphql::Result<Vec<FileLoadNode>> {
         let limit = page_size(Some(first))?;
         let state = ctx.data_unchecked::<AppState>();
-        let loads = service::loads(state, limit).await.map_err(ApiError::Internal)?;
+        let loads = service::loads(state, limit).await.map_err(ApiError::from)?;
         Ok(loads.into_iter().map(FileLoadNode).collect())
     }
 }
 
 async fn tally(ctx: &Context<'_>, what: Tally) -> async_graphql::Result<i64> {
     let state = ctx.data_unchecked::<AppState>();
-    Ok(service::tally(state, what).await.map_err(ApiError::Internal)?)
+    Ok(service::tally(state, what).await.map_err(ApiError::from)?)
 }

@@ -18,12 +18,23 @@ use async_graphql::{ErrorExtensions, Response, ServerError, ServerResult, Valida
 pub enum ApiError {
     BadInput(String),
     NotFound(String),
+    /// The socket has this many subscriptions already.
+    TooManySubscriptions(usize),
+    /// The database is down or saturated: retry later (HTTP 503 with `Retry-After`).
+    Unavailable(anyhow::Error),
     Internal(anyhow::Error),
 }
 
+/// How long a client is told to wait before retrying a `SERVICE_UNAVAILABLE` request.
+pub const RETRY_AFTER_SECONDS: u64 = 5;
+
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> Self {
-        ApiError::Internal(e)
+        if crate::service::database_unavailable(&e) {
+            ApiError::Unavailable(e)
+        } else {
+            ApiError::Internal(e)
+        }
     }
 }
 
@@ -32,6 +43,8 @@ impl ApiError {
         match self {
             ApiError::BadInput(_) => "BAD_USER_INPUT",
             ApiError::NotFound(_) => "NOT_FOUND",
+            ApiError::Unavailable(_) => "SERVICE_UNAVAILABLE",
+            ApiError::TooManySubscriptions(_) => "TOO_MANY_SUBSCRIPTIONS",
             ApiError::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -44,9 +57,22 @@ impl ErrorExtensions for ApiError {
                 tracing::error!(error = format!("{cause:#}"), "internal error");
                 "internal error".to_string()
             }
+            ApiError::Unavailable(cause) => {
+                tracing::warn!(error = format!("{cause:#}"), "database unavailable");
+                "the database is unavailable or busy: retry later".to_string()
+            }
+            ApiError::TooManySubscriptions(max) => format!(
+                "this socket has {max} subscriptions already, the most it may have: complete one first, or open another socket"
+            ),
             ApiError::BadInput(message) | ApiError::NotFound(message) => message.clone(),
         };
-        async_graphql::Error::new(message).extend_with(|_, e| e.set("code", self.code()))
+        let retry = matches!(self, ApiError::Unavailable(_));
+        async_graphql::Error::new(message).extend_with(|_, e| {
+            e.set("code", self.code());
+            if retry {
+                e.set("retryAfter", RETRY_AFTER_SECONDS);
+            }
+        })
     }
 }
 

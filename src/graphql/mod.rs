@@ -7,7 +7,7 @@ mod data;
 mod error;
 mod report;
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::futures_util::Stream;
@@ -20,6 +20,7 @@ use crate::service::{self, AppState};
 use cost::CostLimits;
 pub use cost::{MAX_COST, MAX_DEPTH, MAX_INTROSPECTION_DEPTH, WHOLE_REPORT_COST};
 use data::{DataLoadNode, DatasetNode};
+pub use error::RETRY_AFTER_SECONDS;
 use error::{ApiError, ErrorCodes};
 use report::{ReportNode, TriggerReportInput};
 
@@ -32,8 +33,6 @@ pub const MAX_PAGE: i32 = 1000;
 const DESCRIPTION: &str = "store-monitor: how much of their business hours each store was offline. Trigger a \
      report with `triggerReport`, follow it with the `report` subscription, read its rows or CSV \
      with the `report` query; `dataset` shows the data reports are computed from.";
-/// A subscription re-reads its report this often too, in case a notification was lost.
-const RECHECK: Duration = Duration::from_secs(5);
 
 /// The schema, serving `state`.
 pub(crate) fn schema(state: AppState) -> AppSchema {
@@ -185,7 +184,7 @@ impl Query {
         let state = ctx.data_unchecked::<AppState>();
         let records = service::list_reports(state, limit + 1, cursor)
             .await
-            .map_err(ApiError::Internal)?;
+            .map_err(ApiError::from)?;
         Ok(page(records, limit, after.is_some(), |r| {
             (format!("{}|{}", r.created_at.to_rfc3339(), r.id), ReportNode(r))
         }))
@@ -225,7 +224,7 @@ impl Mutation {
         let interpolation = input.interpolation.unwrap_or_default().into();
         let record = service::trigger_report(state, interpolation, input.as_of)
             .await
-            .map_err(ApiError::Internal)?;
+            .map_err(ApiError::from)?;
         Ok(ReportNode(record))
     }
 
@@ -243,10 +242,8 @@ impl Mutation {
         force: bool,
     ) -> async_graphql::Result<DataLoadNode> {
         let state = ctx.data_unchecked::<AppState>();
-        let reload = service::reload_now(state, force)
-            .await
-            .map_err(ApiError::Internal)?;
-        let data_version = service::data_version(state).await.map_err(ApiError::Internal)?;
+        let reload = service::reload_now(state, force).await.map_err(ApiError::from)?;
+        let data_version = service::data_version(state).await.map_err(ApiError::from)?;
         Ok(DataLoadNode {
             files: reload.files.into_iter().map(|f| f.record).collect(),
             data_version,
@@ -255,6 +252,24 @@ impl Mutation {
 }
 
 pub struct SubscriptionRoot;
+
+/// The subscriptions one WebSocket may have at once: the socket puts this in its
+/// connection data, and each subscription holds a slot until it ends.
+#[derive(Clone)]
+pub struct SubscriptionSlots(Arc<tokio::sync::Semaphore>, usize);
+
+impl SubscriptionSlots {
+    pub fn new(max: usize) -> Self {
+        SubscriptionSlots(Arc::new(tokio::sync::Semaphore::new(max)), max)
+    }
+
+    fn take(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        self.0
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ApiError::TooManySubscriptions(self.1))
+    }
+}
 
 /// What can be followed as it happens.
 #[Subscription(name = "Subscription")]
@@ -268,27 +283,28 @@ impl SubscriptionRoot {
     ) -> async_graphql::Result<impl Stream<Item = ReportNode>> {
         let state = ctx.data_unchecked::<AppState>().clone();
         let uuid = parse_id(&id)?;
+        // Over WebSocket, each socket has so many subscriptions at once.
+        let slot = match ctx.data_opt::<SubscriptionSlots>() {
+            Some(slots) => Some(slots.take()?),
+            None => None,
+        };
         // Listen before reading, so that no change falls between the two.
-        let mut events = service::subscribe(&state);
+        let (mut events, following) = service::follow(&state, uuid);
         let first = find_report(&state, &id).await?;
         Ok(async_stream::stream! {
+            let _held = (slot, following);
             let mut last = first.clone();
             yield ReportNode(first);
-            // One timer for the whole subscription: a sleep started afresh in each turn of
-            // the loop would be reset by every other report's notice, and while any other
-            // report runs it would never fire.
-            let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + RECHECK, RECHECK);
+            // A lost notice is made up for by the process's one recheck of the followed
+            // reports (`db::events`), which sends the report again: no timer here.
             while !last.status.is_final() {
                 let next = tokio::select! {
                     event = events.recv() => match event {
                         Ok(record) if record.id == uuid => Some((*record).clone()),
-                        Ok(_) => None,
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                            service::get_report(&state, uuid).await.ok().flatten()
-                        }
+                        // Missed notices: the next recheck sends the report's state again.
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => None,
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                     },
-                    _ = recheck.tick() => service::get_report(&state, uuid).await.ok().flatten(),
                 };
                 if let Some(next) = next
                     && next.is_newer_than(&last)

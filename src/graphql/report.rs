@@ -119,9 +119,7 @@ impl ReportNode {
             return None;
         }
         let state = ctx.data_unchecked::<AppState>();
-        let csv = service::report_csv(state, &self.0)
-            .await
-            .map_err(ApiError::Internal);
+        let csv = service::report_csv(state, &self.0).await.map_err(ApiError::from);
         null_on_error(ctx, csv)
     }
 
@@ -141,7 +139,7 @@ impl ReportNode {
         let store_id = store_id.as_ref().map(|s| s.as_str());
         let rows = service::report_rows(state, &self.0, limit + 1, after.as_deref(), store_id)
             .await
-            .map_err(ApiError::Internal)?;
+            .map_err(ApiError::from)?;
         Ok(page(rows, limit, after.is_some(), |r| {
             let [uh, ud, uw, dh, dd, dw] = r.figures.values();
             let node = StoreUptime {

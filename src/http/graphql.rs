@@ -18,7 +18,7 @@ use poem::{Body, Request, Response, handler};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::graphql::AppSchema;
+use crate::graphql::{AppSchema, RETRY_AFTER_SECONDS};
 
 /// The largest request body read.
 const MAX_BODY: usize = 1 << 20;
@@ -272,8 +272,17 @@ fn answer(media: &'static str, response: async_graphql::Response, limit: &Respon
     let request_error = !response.errors.is_empty()
         && response.data == async_graphql::Value::Null
         && response.errors.iter().all(|e| e.path.is_empty());
+    let unavailable = response.errors.iter().any(|e| {
+        e.extensions
+            .as_ref()
+            .and_then(|x| x.get("code"))
+            .is_some_and(|code| *code == async_graphql::Value::from("SERVICE_UNAVAILABLE"))
+    });
     let mut body = serde_json::to_value(&response).unwrap_or_default();
-    let status = if media == GRAPHQL_RESPONSE && request_error {
+    let status = if unavailable {
+        // Whatever the media type: a client, a proxy or a load balancer can act on a 503.
+        StatusCode::SERVICE_UNAVAILABLE
+    } else if media == GRAPHQL_RESPONSE && request_error {
         if let Some(object) = body.as_object_mut() {
             object.remove("data");
         }
@@ -293,7 +302,14 @@ fn answer(media: &'static str, response: async_graphql::Response, limit: &Respon
         );
         text = serde_json::json!({ "data": null, "errors": [error] }).to_string();
     }
-    Response::builder().status(status).content_type(media).body(text)
+    let response = Response::builder().status(status).content_type(media);
+    if unavailable {
+        response
+            .header(header::RETRY_AFTER, RETRY_AFTER_SECONDS)
+            .body(text)
+    } else {
+        response.body(text)
+    }
 }
 
 fn plain(status: StatusCode, message: &str) -> Response {

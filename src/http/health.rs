@@ -22,9 +22,6 @@ pub async fn readyz(state: Data<&AppState>) -> Response {
             StatusCode::SERVICE_UNAVAILABLE,
             serde_json::json!({ "status": "migrations pending", "applied": applied, "expected": expected }),
         ),
-        Readiness::Unreachable => json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({ "status": "database unreachable" }),
-        ),
+        Readiness::Unreachable => super::unavailable("database unreachable"),
     }
 }

@@ -7,7 +7,10 @@ mod graphiql;
 mod graphql;
 mod health;
 mod legacy;
+mod server;
 mod ws;
+
+pub(crate) use server::{open_files_limit, serve};
 
 use compression::Compression;
 use poem::http::{StatusCode, header};
@@ -31,6 +34,8 @@ pub(crate) fn routes(
     let ws_limits = ws::WsLimits {
         init_timeout: websocket.init_timeout,
         keepalive: websocket.keepalive,
+        max_subscriptions: websocket.max_subscriptions,
+        max_sockets_per_address: websocket.max_sockets_per_address,
         ..Default::default()
     };
     // A browser app reads the download's name and validators only if it is told it may.
@@ -56,6 +61,7 @@ pub(crate) fn routes(
         .data(schema)
         .data(graphql::PersistedQueries::default())
         .data(ws_limits)
+        .data(ws::OpenSockets::default())
         .data(graphql::ResponseLimit(max_response_bytes))
         .with(Compression)
         .with(cors)
@@ -84,13 +90,31 @@ pub(crate) fn json(status: StatusCode, body: serde_json::Value) -> Response {
         .body(body.to_string())
 }
 
-/// An error of ours: logged with its causes, "internal error" to the client.
+/// An error of ours: logged with its causes, "internal error" to the client; or the
+/// database down or saturated: 503 with `Retry-After`, which a client can act on.
 pub(crate) fn internal(error: anyhow::Error) -> Response {
+    if service::database_unavailable(&error) {
+        tracing::warn!(error = format!("{error:#}"), "database unavailable");
+        return unavailable("the database is unavailable or busy: retry later");
+    }
     tracing::error!(error = format!("{error:#}"), "internal error");
     json(
         StatusCode::INTERNAL_SERVER_ERROR,
         serde_json::json!({ "error": "internal error" }),
     )
+}
+
+/// 503 with `Retry-After`, and why.
+pub(crate) fn unavailable(status: &str) -> Response {
+    let mut response = json(
+        StatusCode::SERVICE_UNAVAILABLE,
+        serde_json::json!({ "status": status, "error": status }),
+    );
+    response.headers_mut().insert(
+        poem::http::header::RETRY_AFTER,
+        crate::graphql::RETRY_AFTER_SECONDS.into(),
+    );
+    response
 }
 
 /// The report `id`, or the response that says why there is none (404, or 500).

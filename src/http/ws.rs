@@ -3,11 +3,13 @@
 //! `connection_init` in time is closed (4408, as graphql-transport-ws says), idle sockets
 //! get a ping now and then so that proxies keep them open, messages have a size limit, and
 //! an operation refused before it runs is the protocol's `error` message rather than a
-//! `next` and a `complete`.
+//! `next` and a `complete`. A client address has so many sockets at once, and a socket so
+//! many subscriptions.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_graphql::Data;
@@ -18,7 +20,38 @@ use poem::web::Data as PoemData;
 use poem::web::websocket::{Message, WebSocket, WebSocketConfig};
 use poem::{IntoResponse, Response, handler};
 
-use crate::graphql::AppSchema;
+use crate::graphql::{AppSchema, RETRY_AFTER_SECONDS, SubscriptionSlots};
+
+/// The open sockets of each client address.
+#[derive(Clone, Default)]
+pub(crate) struct OpenSockets(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+/// One open socket, counted until dropped.
+struct OpenSocket(OpenSockets, IpAddr);
+
+impl OpenSockets {
+    fn open(&self, address: IpAddr, max: usize) -> Option<OpenSocket> {
+        let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(address).or_default();
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(OpenSocket(self.clone(), address))
+    }
+}
+
+impl Drop for OpenSocket {
+    fn drop(&mut self) {
+        let mut open = (self.0).0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.1) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.1);
+            }
+        }
+    }
+}
 
 /// How the endpoint treats its sockets.
 #[derive(Clone, Copy, Debug)]
@@ -29,6 +62,10 @@ pub(crate) struct WsLimits {
     pub keepalive: Duration,
     /// The largest message read.
     pub max_message: usize,
+    /// Subscriptions one socket may have at once.
+    pub max_subscriptions: usize,
+    /// Sockets one client address may have open at once.
+    pub max_sockets_per_address: usize,
 }
 
 impl Default for WsLimits {
@@ -38,6 +75,8 @@ impl Default for WsLimits {
             init_timeout: settings.init_timeout,
             keepalive: settings.keepalive,
             max_message: 64 << 10,
+            max_subscriptions: settings.max_subscriptions,
+            max_sockets_per_address: settings.max_sockets_per_address,
         }
     }
 }
@@ -49,15 +88,34 @@ pub(crate) fn endpoint(
     protocol: GraphQLProtocol,
     schema: PoemData<&AppSchema>,
     limits: PoemData<&WsLimits>,
+    sockets: PoemData<&OpenSockets>,
+    remote: &poem::web::RemoteAddr,
 ) -> Response {
     let (schema, limits) = (schema.clone(), **limits);
+    let address = remote
+        .as_socket_addr()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+    let Some(socket) = sockets.open(address, limits.max_sockets_per_address) else {
+        tracing::warn!(%address, max = limits.max_sockets_per_address, "WebSocket refused: too many from this address");
+        return Response::builder()
+            .status(poem::http::StatusCode::TOO_MANY_REQUESTS)
+            .header(poem::http::header::RETRY_AFTER, RETRY_AFTER_SECONDS)
+            .content_type("text/plain; charset=utf-8")
+            .body(format!(
+                "this address has {} subscription sockets open, the most it may: close one, or subscribe on one you have",
+                limits.max_sockets_per_address
+            ));
+    };
     let config = WebSocketConfig::default()
         .max_message_size(Some(limits.max_message))
         .max_frame_size(Some(limits.max_message));
     websocket
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .config(config)
-        .on_upgrade(move |socket| serve(socket, schema, protocol.0, limits))
+        .on_upgrade(move |stream| async move {
+            serve(stream, schema, protocol.0, limits).await;
+            drop(socket);
+        })
         .into_response()
 }
 
@@ -77,7 +135,9 @@ async fn serve(
         let initialized = initialized.clone();
         move |_payload: serde_json::Value| {
             initialized.store(true, Ordering::Relaxed);
-            futures::future::ready(Ok(Data::default()))
+            let mut data = Data::default();
+            data.insert(SubscriptionSlots::new(limits.max_subscriptions));
+            futures::future::ready(Ok(data))
         }
     };
     let mut refused = HashSet::new();

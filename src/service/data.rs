@@ -12,7 +12,7 @@ use super::AppState;
 pub async fn reload_now(state: &AppState, force: bool) -> anyhow::Result<Reload> {
     let files = DataFiles::find_off_runtime(&state.data_dir, &state.files).await?;
     let guard = if force { Guard::FORCE } else { Guard::default() };
-    crate::db::reload::reload_with(&state.db, &files, guard).await
+    crate::db::reload::reload_with(&state.work, &files, guard).await
 }
 
 /// Changes exactly when a load changes the data.

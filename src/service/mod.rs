@@ -13,7 +13,7 @@ use uuid::Uuid;
 pub use self::data::{
     Readiness, data_version, loads, newest_poll, readiness, rejected_rows, reload_now, tally,
 };
-pub use self::reports::{get_report, list_reports, report_csv, report_rows, subscribe, trigger_report};
+pub use self::reports::{follow, get_report, list_reports, report_csv, report_rows, trigger_report};
 use crate::db::Pool;
 use crate::db::events::ReportEvents;
 pub use crate::db::loads::{LoadRecord, Outcome, Tally};
@@ -24,7 +24,11 @@ use crate::output::ReportFiles;
 /// Everything a request handler needs.
 #[derive(Clone)]
 pub struct AppState {
+    /// The API's connections: a request waits for one under a second.
     pub(crate) db: Pool,
+    /// The connections of the report workers, the reload and the maintenance loop, which
+    /// a burst of requests cannot take.
+    pub(crate) work: Pool,
     /// Where finished reports' CSV files are kept.
     pub(crate) reports: ReportFiles,
     /// Where the input files are, for `reloadData`.
@@ -34,6 +38,12 @@ pub struct AppState {
     /// Reports that are COMPLETE or FAILED never change again: kept here, they are read
     /// without a query.
     pub(crate) finished: FinishedReports,
+}
+
+/// Whether `error` says the database is down or saturated: the client should retry later
+/// (`SERVICE_UNAVAILABLE`, HTTP 503), it is not a bug of ours.
+pub fn database_unavailable(error: &anyhow::Error) -> bool {
+    crate::db::unavailable(error)
 }
 
 /// A bounded in-memory copy of finished reports.

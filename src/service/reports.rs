@@ -8,6 +8,7 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use super::AppState;
+use crate::db::events::Following;
 use crate::db::reports::RowRecord;
 use crate::db::{loads, reports};
 use crate::domain::report::ReportLine;
@@ -80,9 +81,11 @@ pub async fn report_rows(
     Ok(reports::rows(&state.db, record.result_id(), limit, after, store_id).await?)
 }
 
-/// Every change of any report, from whichever process made it.
-pub fn subscribe(state: &AppState) -> broadcast::Receiver<Arc<ReportRecord>> {
-    state.events.subscribe()
+/// Every change of any report, from whichever process made it, and a guard that keeps
+/// the report `id` re-read in case a change goes unannounced. Take both before reading
+/// the report's first state, so that no change falls between.
+pub fn follow(state: &AppState, id: Uuid) -> (broadcast::Receiver<Arc<ReportRecord>>, Following) {
+    (state.events.subscribe(), state.events.follow(id))
 }
 
 /// The CSV of a COMPLETE report: its file, or, on a machine that did not compute it, the

@@ -135,8 +135,10 @@ impl TestApp {
             websocket: store_monitor::startup::WebSocketSettings {
                 init_timeout: std::time::Duration::from_millis(500),
                 keepalive: std::time::Duration::from_millis(300),
+                ..Default::default()
             },
             max_response_bytes: 16 << 20,
+            server: Default::default(),
         };
         adjust(&mut settings);
         let app = store_monitor::startup::Application::build(settings)
