@@ -152,6 +152,7 @@ impl Application {
             data_dir: settings.data_dir.clone(),
             files: settings.files.clone(),
             events,
+            subscription_reads: Arc::new(tokio::sync::Semaphore::new(4)),
             finished: Default::default(),
         };
         if settings.initial_load {

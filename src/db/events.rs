@@ -144,6 +144,17 @@ impl ReportEvents {
         self.sender.subscribe()
     }
 
+    /// The newest state of the followed report `id` this process has seen, if any.
+    pub fn last(&self, id: Uuid) -> Option<Arc<ReportRecord>> {
+        let followed = self.followed.0.lock().unwrap_or_else(|e| e.into_inner());
+        followed.get(&id).and_then(|report| report.last.clone())
+    }
+
+    /// Notes `record`, read by a follower, as the newest state seen (if it is).
+    pub fn seen(&self, record: &ReportRecord) {
+        self.followed.note(&Arc::new(record.clone()));
+    }
+
     /// Follows the report `id`: it is re-read with the others every [`Self::RECHECK`]
     /// until the returned guard is dropped.
     pub fn follow(&self, id: Uuid) -> Following {

@@ -91,8 +91,11 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Pool, DbError> {
 /// (503) rather than after the work pool's patience, and a burst of requests cannot take
 /// the connections the report workers and the reload need (they keep the first pool).
 pub fn api_pool(pool: &Pool, max_connections: u32, acquire_timeout: Duration) -> Pool {
+    // A few connections kept open: opening one (TLS included) under a burst is what
+    // makes the first requests wait.
     PgPoolOptions::new()
         .max_connections(max_connections)
+        .min_connections(4.min(max_connections))
         .acquire_timeout(acquire_timeout)
         .connect_lazy_with((*pool.connect_options()).clone())
 }

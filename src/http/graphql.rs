@@ -76,8 +76,25 @@ pub(crate) async fn endpoint(
             .content_type("text/plain; charset=utf-8")
             .body("GET runs queries only: send mutations by POST");
     }
-    answer(media, schema.execute(request).await, &limit)
+    let mut request = request;
+    if let Err(refusal) = crate::graphql::precheck(&mut request) {
+        return answer(media, async_graphql::Response::from_errors(vec![refusal]), &limit);
+    }
+    let response = match tokio::time::timeout(REQUEST_BUDGET, schema.execute(request)).await {
+        Ok(response) => response,
+        Err(_) => async_graphql::Response::from_errors(vec![coded(
+            &format!(
+                "the request took longer than {} s and was stopped: ask for less",
+                REQUEST_BUDGET.as_secs()
+            ),
+            "REQUEST_TIMEOUT",
+        )]),
+    };
+    answer(media, response, &limit)
 }
+
+/// The longest a GraphQL request may run; past it, its work is dropped and the client told.
+const REQUEST_BUDGET: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The largest answer sent, in bytes.
 #[derive(Clone, Copy, Debug)]

@@ -83,6 +83,7 @@ where
         let (endpoint, local, builder) = (endpoint.clone(), local.clone(), builder.clone());
         let remote = RemoteAddr(poem::Addr::SocketAddr(remote));
         let mut closing = closing_rx.clone();
+        let header_timeout = limits.header_timeout;
         tokio::spawn(async move {
             let service =
                 hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
@@ -97,6 +98,13 @@ where
                         Ok::<_, std::convert::Infallible>(hyper::Response::from(response))
                     }
                 });
+            // hyper's timeout runs from the first byte: before it, hyper waits to tell
+            // HTTP/1 from HTTP/2 for as long as the client says nothing.
+            let first_byte = tokio::time::timeout(header_timeout, tcp.peek(&mut [0u8; 1])).await;
+            if !matches!(first_byte, Ok(Ok(1..))) {
+                drop(slot);
+                return;
+            }
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
             tokio::pin!(connection);
             tokio::select! {

@@ -126,10 +126,32 @@ async fn serve(
     limits: WsLimits,
 ) {
     let (mut sink, stream) = socket.split();
+    // Operations refused before async-graphql sees them (`refuse_early`), answered here.
+    let (refusals, mut refused_early) = tokio::sync::mpsc::channel::<Message>(16);
     let incoming = stream
         .take_while(|m| futures::future::ready(m.is_ok()))
         .filter_map(|m| futures::future::ready(m.ok().filter(|m| m.is_text() || m.is_binary())))
-        .map(Message::into_bytes);
+        .map(Message::into_bytes)
+        // async-graphql parses, validates and starts an operation inside the socket's one
+        // task: a burst of messages would hold a runtime thread until all were done.
+        .then(|message| async move {
+            tokio::task::yield_now().await;
+            message
+        })
+        .filter_map(move |message| {
+            let refusals = refusals.clone();
+            async move {
+                match refuse_early(protocol, &message) {
+                    None => Some(message),
+                    Some(answers) => {
+                        for answer in answers {
+                            let _ = refusals.send(Message::text(answer)).await;
+                        }
+                        None
+                    }
+                }
+            }
+        });
     let initialized = Arc::new(AtomicBool::new(false));
     let on_init = {
         let initialized = initialized.clone();
@@ -165,12 +187,42 @@ async fn serve(
                 let _ = sink.send(Message::close_with(4408u16, "Connection initialisation timeout")).await;
                 break;
             }
+            Some(refusal) = refused_early.recv() => refusal,
             _ = keepalive.tick() => Message::Ping(Vec::new()),
         };
         if sink.send(message).await.is_err() {
             break;
         }
     }
+}
+
+/// The protocol's answer to an operation whose document is over a limit
+/// (`graphql::precheck`), sent without async-graphql ever walking it; `None` for any other
+/// message.
+fn refuse_early(protocol: WebSocketProtocols, message: &[u8]) -> Option<Vec<String>> {
+    let message: serde_json::Value = serde_json::from_slice(message).ok()?;
+    if !matches!(message["type"].as_str(), Some("subscribe" | "start")) {
+        return None;
+    }
+    let payload = &message["payload"];
+    let mut request = async_graphql::Request::new(payload["query"].as_str()?);
+    if let Some(variables) = payload.get("variables").filter(|v| v.is_object()) {
+        request = request.variables(async_graphql::Variables::from_json(variables.clone()));
+    }
+    let error = crate::graphql::precheck(&mut request).err()?;
+    let id = &message["id"];
+    let errors = serde_json::to_value(vec![error]).ok()?;
+    Some(match protocol {
+        WebSocketProtocols::GraphQLWS => {
+            vec![serde_json::json!({ "id": id, "type": "error", "payload": errors }).to_string()]
+        }
+        // subscriptions-transport-ws: a result with the errors, then the end.
+        _ => vec![
+            serde_json::json!({ "id": id, "type": "data", "payload": { "data": null, "errors": errors } })
+                .to_string(),
+            serde_json::json!({ "id": id, "type": "complete" }).to_string(),
+        ],
+    })
 }
 
 /// In graphql-transport-ws, an operation refused before it ran (its result has errors, no

@@ -13,7 +13,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::db::snapshot::Snapshot;
-use crate::db::{Pool, queue, reports};
+use crate::db::{Pool, loads, queue, reports};
 use crate::domain::{Report, ReportRecord, Timestamp};
 use crate::output::ReportFiles;
 use crate::telemetry;
@@ -160,15 +160,21 @@ pub async fn run(ctx: &ReportContext, id: Uuid) -> anyhow::Result<ReportRecord> 
             .context("the report vanished");
     }
     let as_of = record.requested_as_of.map(Timestamp::from_datetime);
+    // A burst of equal reports: all but the first find its result here, before the cost
+    // of a snapshot (checked again in the snapshot, in case the data changed meanwhile).
+    let version = loads::data_version(pool).await?;
+    let now = loads::report_now(pool, as_of)
+        .await?
+        .and_then(Timestamp::to_datetime);
+    if let Some(source) = reports::find_reusable(pool, version, now, record.interpolation).await? {
+        return reuse(pool, &record, &source, started).await;
+    }
     let snapshot = Snapshot::open(pool, as_of).await?;
     let now = snapshot.now.and_then(Timestamp::to_datetime);
     if let Some(source) =
         reports::find_reusable(pool, snapshot.data_version, now, record.interpolation).await?
     {
-        let reused = reports::mark_reused(pool, id, &source).await?.unwrap_or(record);
-        tracing::info!(report = %id, source = %source.id, "report reuses an equal finished one");
-        telemetry::metrics().report_finished("reused", started.elapsed());
-        return Ok(reused);
+        return reuse(pool, &record, &source, started).await;
     }
     let total = snapshot.stores_total as i32;
     let Some(running) = reports::mark_running(pool, id, now, snapshot.data_version, total).await? else {
@@ -199,6 +205,19 @@ pub async fn run(ctx: &ReportContext, id: Uuid) -> anyhow::Result<ReportRecord> 
     tracing::info!(report = %id, stores = report.rows.len(), elapsed_ms = started.elapsed().as_millis() as u64, "report complete");
     telemetry::metrics().report_finished("complete", started.elapsed());
     Ok(complete)
+}
+
+/// Finishes `record` with the result of the equal report `source`.
+async fn reuse(
+    pool: &Pool,
+    record: &ReportRecord,
+    source: &ReportRecord,
+    started: Instant,
+) -> anyhow::Result<ReportRecord> {
+    let reused = reports::mark_reused(pool, record.id, source).await?;
+    tracing::info!(report = %record.id, source = %source.id, "report reuses an equal finished one");
+    telemetry::metrics().report_finished("reused", started.elapsed());
+    Ok(reused.unwrap_or_else(|| record.clone()))
 }
 
 /// Writes the running report's progress now and then, until aborted.

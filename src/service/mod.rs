@@ -13,7 +13,9 @@ use uuid::Uuid;
 pub use self::data::{
     Readiness, data_version, loads, newest_poll, readiness, rejected_rows, reload_now, tally,
 };
-pub use self::reports::{follow, get_report, list_reports, report_csv, report_rows, trigger_report};
+pub use self::reports::{
+    follow, followed_report, get_report, list_reports, report_csv, report_rows, trigger_report,
+};
 use crate::db::Pool;
 use crate::db::events::ReportEvents;
 pub use crate::db::loads::{LoadRecord, Outcome, Tally};
@@ -35,6 +37,8 @@ pub struct AppState {
     pub(crate) data_dir: PathBuf,
     pub(crate) files: FileChoice,
     pub(crate) events: ReportEvents,
+    /// Subscriptions' first reads at once (see `followed_report`).
+    pub(crate) subscription_reads: Arc<tokio::sync::Semaphore>,
     /// Reports that are COMPLETE or FAILED never change again: kept here, they are read
     /// without a query.
     pub(crate) finished: FinishedReports,

@@ -81,6 +81,24 @@ pub async fn report_rows(
     Ok(reports::rows(&state.db, record.result_id(), limit, after, store_id).await?)
 }
 
+/// A followed report's current state: the newest this process has seen if another
+/// follower has, else read, at most a few such reads at once, so that subscriptions
+/// (however many open at once) leave the API's connections to other requests.
+pub async fn followed_report(state: &AppState, id: Uuid) -> anyhow::Result<Option<ReportRecord>> {
+    if let Some(record) = state.events.last(id) {
+        return Ok(Some((*record).clone()));
+    }
+    let _permit = state.subscription_reads.acquire().await?;
+    if let Some(record) = state.events.last(id) {
+        return Ok(Some((*record).clone()));
+    }
+    let record = get_report(state, id).await?;
+    if let Some(record) = &record {
+        state.events.seen(record);
+    }
+    Ok(record)
+}
+
 /// Every change of any report, from whichever process made it, and a guard that keeps
 /// the report `id` re-read in case a change goes unannounced. Take both before reading
 /// the report's first state, so that no change falls between.

@@ -67,3 +67,13 @@ impl ChildServer {
         self.child.wait().expect("the server can be waited for")
     }
 }
+
+/// A test that fails half-way leaves no server running.
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
