@@ -1,0 +1,110 @@
+//! A burst of triggers: 1,000 `triggerReport` calls from 50 clients at once. Each is
+//! answered with a report (or, were the database saturated, a `SERVICE_UNAVAILABLE` a
+//! client can retry), none with an internal error, and every report accepted completes.
+//! The bench (`cargo bench --bench figures -- --server`) measures the same burst's
+//! throughput and latency on the full data set.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::{TestApp, TestDb, example_dirs};
+use serde_json::{Value, json};
+
+const CLIENTS: usize = 50;
+const EACH: usize = 20;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_triggers_from_fifty_clients_are_all_answered_and_every_accepted_report_completes() {
+    let db = TestDb::new().await;
+    let server = TestApp::spawn(&db, &example_dirs()[0], 2).await;
+    let clients = (0..CLIENTS).map(|client| {
+        let address = server.address.clone();
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut outcomes = Vec::new();
+            for n in 0..EACH {
+                // Both interpolations, so that two results are computed, not one.
+                let interpolation = if (client + n) % 2 == 0 { "NEAREST" } else { "FORWARD_FILL" };
+                let answer: Value = http
+                    .post(format!("{address}/graphql"))
+                    .json(&json!({
+                        "query": "mutation($i: Interpolation!) { triggerReport(input: { interpolation: $i }) { id } }",
+                        "variables": { "i": interpolation },
+                    }))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                outcomes.push(answer);
+            }
+            outcomes
+        })
+    });
+    let answers: Vec<Value> = futures::future::join_all(clients)
+        .await
+        .into_iter()
+        .flat_map(Result::unwrap)
+        .collect();
+    assert_eq!(answers.len(), CLIENTS * EACH);
+
+    let mut codes: HashMap<String, usize> = HashMap::new();
+    let mut accepted = Vec::new();
+    for answer in &answers {
+        match answer["data"]["triggerReport"]["id"].as_str() {
+            Some(id) => accepted.push(id.to_string()),
+            None => {
+                let code = answer["errors"][0]["extensions"]["code"]
+                    .as_str()
+                    .unwrap_or("none");
+                *codes.entry(code.to_string()).or_default() += 1;
+            }
+        }
+    }
+    assert!(
+        codes.keys().all(|code| code == "SERVICE_UNAVAILABLE"),
+        "only a retryable refusal: {codes:?}"
+    );
+    assert!(!accepted.is_empty());
+    eprintln!("accepted {}, refused {codes:?}", accepted.len());
+
+    // Every accepted report completes (a safety net of two minutes, not a timing).
+    let ids: Vec<uuid::Uuid> = accepted.iter().map(|id| id.parse().unwrap()).collect();
+    let mut last = (0, Vec::new());
+    for _ in 0..1200 {
+        let statuses: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT status, count(*) FROM reports WHERE id = ANY($1) GROUP BY status ORDER BY status",
+        )
+        .bind(&ids)
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+        let complete = statuses
+            .iter()
+            .find(|(s, _)| s == "COMPLETE")
+            .map_or(0, |(_, n)| *n);
+        last = (complete, statuses);
+        if complete as usize == ids.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        last.0 as usize,
+        ids.len(),
+        "every accepted report completes: {:?}",
+        last.1
+    );
+
+    // The others share the results computed: one per interpolation, or two where both
+    // workers started equal reports at the same moment, before either was finished.
+    let computed: i64 = sqlx::query_scalar("SELECT count(*) FROM reports WHERE result_of = id")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert!((2..=4).contains(&computed), "{computed} results computed");
+    server.stop().await;
+}
