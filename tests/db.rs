@@ -324,7 +324,7 @@ async fn a_half_copied_hours_or_time_zone_file_is_refused_and_the_data_kept() {
     std::fs::write(&hours_file, header_only(&full_hours)).unwrap();
     let forced = store_monitor::db::reload::reload_with(
         &db.pool,
-        &files(dir.path()),
+        &files(dir.path()).found(),
         store_monitor::db::reload::Guard::FORCE,
     )
     .await
@@ -594,4 +594,103 @@ async fn a_store_id_with_a_nul_byte_is_rejected_not_a_crash() {
         .unwrap();
     assert_eq!(raw, "b\u{fffd}c,active,2023-01-23 17:00:00 UTC");
     assert_eq!(count(&db, "stores").await, 1);
+}
+
+/// A copy of the first example's input files in a folder of its own.
+fn example_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["store_status.csv", "menu_hours.csv", "timezones.csv"] {
+        std::fs::copy(example_dirs()[0].join(name), dir.path().join(name)).unwrap();
+    }
+    dir
+}
+
+#[tokio::test]
+async fn a_missing_or_unreadable_status_file_is_recorded_failed_and_the_other_files_still_load() {
+    let db = TestDb::new().await;
+    let dir = example_copy();
+    std::fs::remove_file(dir.path().join("store_status.csv")).unwrap();
+    let found = DataFiles::find_each(dir.path(), &FileChoice::default());
+    let done = store_monitor::db::reload::reload_with(&db.pool, &found, Default::default())
+        .await
+        .unwrap();
+    let outcome = |kind: FileKind| {
+        let load = done.files.iter().find(|f| f.record.kind == kind).unwrap();
+        (load.record.outcome, load.record.error.clone().unwrap_or_default())
+    };
+    let (status, error) = outcome(FileKind::Status);
+    assert_eq!(status, Outcome::Failed);
+    assert!(error.contains("no status file"), "{error}");
+    assert_eq!(outcome(FileKind::Hours).0, Outcome::Loaded);
+    assert_eq!(outcome(FileKind::Timezones).0, Outcome::Loaded);
+    assert!(count(&db, "business_hours").await > 0 && count(&db, "timezones").await > 0);
+    let recorded = loads::recent(&db.pool, 10).await.unwrap();
+    assert!(
+        recorded
+            .iter()
+            .any(|l| l.kind == FileKind::Status && l.outcome == Outcome::Failed)
+    );
+
+    // A status file that cannot be read (here a folder where the file should be).
+    std::fs::create_dir(dir.path().join("store_status.csv")).unwrap();
+    let choice = FileChoice {
+        status: Some(dir.path().join("store_status.csv")),
+        ..Default::default()
+    };
+    let found = DataFiles::find_each(dir.path(), &choice);
+    let done = store_monitor::db::reload::reload_with(&db.pool, &found, Default::default())
+        .await
+        .unwrap();
+    let status = done
+        .files
+        .iter()
+        .find(|f| f.record.kind == FileKind::Status)
+        .unwrap();
+    assert_eq!(status.record.outcome, Outcome::Failed);
+    assert!(
+        status.record.error.as_deref().unwrap().starts_with("cannot read"),
+        "{status:?}"
+    );
+    assert!(
+        !status.record.error.as_deref().unwrap().contains("os error"),
+        "{status:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_reload_cut_short_before_it_commits_is_recorded_as_unfinished() {
+    let db = TestDb::new().await;
+    let dir = example_copy();
+    let crashed = std::process::Command::new(env!("CARGO_BIN_EXE_store-monitor"))
+        .args(["ingest", "--data"])
+        .arg(dir.path())
+        .args(["--database-url", &db.url])
+        .env("STORE_MONITOR_FAILPOINT", "reload-before-commit")
+        .output()
+        .unwrap();
+    assert!(!crashed.status.success());
+    let recorded = loads::recent(&db.pool, 10).await.unwrap();
+    assert_eq!(recorded.len(), 3, "{recorded:?}");
+    for load in &recorded {
+        assert_eq!(load.outcome, Outcome::Failed);
+        assert!(
+            load.error.as_deref().unwrap().contains("did not finish"),
+            "{load:?}"
+        );
+    }
+    assert_eq!(
+        count(&db, "polls").await,
+        0,
+        "nothing of the cut-short reload stays"
+    );
+
+    // A reload that finishes leaves no such record of itself.
+    reload(&db.pool, &files(dir.path())).await.unwrap();
+    let unfinished = loads::recent(&db.pool, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|l| l.error.as_deref().is_some_and(|e| e.contains("did not finish")))
+        .count();
+    assert_eq!(unfinished, 3, "only the cut-short reload's");
 }

@@ -16,7 +16,7 @@ pub(crate) async fn run(data: &DataArgs, database: &DbArgs, force: bool) -> anyh
     } else {
         db::reload::Guard::default()
     };
-    let reload = db::reload::reload_with(&pool, &files, guard).await?;
+    let reload = db::reload::reload_with(&pool, &files.found(), guard).await?;
     for file in &reload.files {
         let load = &file.record;
         let what = match load.outcome {

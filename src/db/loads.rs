@@ -59,6 +59,39 @@ pub struct LoadRecord {
     pub finished_at: DateTime<Utc>,
 }
 
+impl LoadRecord {
+    /// A load of `file` that failed (or has not finished) for `error`, starting now.
+    pub(crate) fn failed(kind: FileKind, file: &std::path::Path, error: String) -> LoadRecord {
+        let now = Utc::now();
+        LoadRecord {
+            id: 0,
+            kind,
+            file: file.display().to_string(),
+            checksum: None,
+            size_bytes: None,
+            read_from: 0,
+            rows_read: 0,
+            rows_inserted: 0,
+            rows_rejected: 0,
+            newest_poll: None,
+            changed: false,
+            outcome: Outcome::Failed,
+            error: Some(error),
+            started_at: now,
+            finished_at: now,
+        }
+    }
+}
+
+/// Deletes the loads `ids` (a reload's records of itself as unfinished, once it is).
+pub(crate) async fn delete(db: impl PgExecutor<'_>, ids: &[i64]) -> sqlx::Result<u64> {
+    sqlx::query("DELETE FROM data_loads WHERE id = ANY($1)")
+        .bind(ids)
+        .execute(db)
+        .await
+        .map(|r| r.rows_affected())
+}
+
 /// Waits until no other load runs, then holds the lock until the transaction ends.
 pub(crate) async fn lock(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -180,7 +213,7 @@ pub(crate) async fn report_now(
 }
 
 /// The newest `limit` loads, newest first.
-pub(crate) async fn recent(db: impl PgExecutor<'_>, limit: i64) -> sqlx::Result<Vec<LoadRecord>> {
+pub async fn recent(db: impl PgExecutor<'_>, limit: i64) -> sqlx::Result<Vec<LoadRecord>> {
     sqlx::query_as("SELECT * FROM data_loads ORDER BY id DESC LIMIT $1")
         .bind(limit)
         .fetch_all(db)

@@ -23,7 +23,7 @@ use super::{Pool, polls, stores};
 use crate::domain::Timestamp;
 use crate::input::checksum::{Prefix, checksum};
 use crate::input::data::Prepared;
-use crate::input::{DataFiles, FileKind, InputData, InputError, Rejected};
+use crate::input::{DataFiles, FileKind, FoundFiles, InputData, InputError, Rejected};
 
 /// How many rejected rows of a load are kept in its summary (all are stored).
 pub const SUMMARY_REJECTED: usize = 10;
@@ -72,18 +72,45 @@ impl Guard {
 /// Loads the files into the database (see the module docs), refusing snapshots that
 /// would drop more than a fifth of their stores.
 pub async fn reload(pool: &Pool, files: &DataFiles) -> anyhow::Result<Reload> {
-    reload_with(pool, files, Guard::default()).await
+    reload_with(pool, &files.found(), Guard::default()).await
 }
 
-/// [`reload`] with the given guard.
-#[tracing::instrument(name = "data reload", skip_all, fields(status = %files.status.display()))]
-pub async fn reload_with(pool: &Pool, files: &DataFiles, guard: Guard) -> anyhow::Result<Reload> {
+/// What an unfinished reload's loads say: recorded before the reload starts and deleted
+/// in the transaction that commits it, so that a reload the database's (or the
+/// process's) death cut short is still in `dataset.loads`.
+const UNFINISHED: &str =
+    "the reload did not finish: it was interrupted (the database or the process stopped) or is still running";
+
+/// [`reload`] with the given guard, each file found (or not) on its own: a file that
+/// could not be found is recorded as its kind's failed load.
+#[tracing::instrument(name = "data reload", skip_all)]
+pub async fn reload_with(pool: &Pool, files: &FoundFiles, guard: Guard) -> anyhow::Result<Reload> {
+    let mut unfinished = Vec::new();
+    for kind in FileKind::ALL {
+        if let Ok(Some(path)) = &files[kind] {
+            let mut record = LoadRecord::failed(kind, path, UNFINISHED.to_string());
+            record.id = loads::insert(pool, &record)
+                .await
+                .context("cannot record the reload")?;
+            unfinished.push(record.id);
+        }
+    }
     let mut tx = pool.begin().await.context("cannot start the load transaction")?;
     loads::lock(&mut *tx).await.context("cannot take the load lock")?;
+    loads::delete(&mut *tx, &unfinished).await?;
     let mut reload = Reload::default();
     for kind in FileKind::ALL {
-        let Some(path) = files.get(kind) else {
-            continue;
+        let path = match &files[kind] {
+            Ok(Some(path)) => path,
+            Ok(None) => continue,
+            Err(missing) => {
+                let record = LoadRecord::failed(kind, &missing.file, missing.error.clone());
+                tracing::warn!(kind = kind.flag(), error = missing.error, "data load: no file");
+                reload
+                    .files
+                    .push(finish(&mut tx, record, Vec::new(), Instant::now()).await?);
+                continue;
+            }
         };
         let load = load_file(&mut tx, kind, path, guard).await?;
         let r = &load.record;
@@ -103,6 +130,7 @@ pub async fn reload_with(pool: &Pool, files: &DataFiles, guard: Guard) -> anyhow
         crate::telemetry::metrics().rows_loaded(kind.flag(), r.rows_inserted as u64, r.rows_rejected as u64);
         reload.files.push(load);
     }
+    crate::failpoint::hit("reload-before-commit");
     tx.commit().await.context("cannot commit the load")?;
     Ok(reload)
 }
@@ -122,24 +150,8 @@ async fn load_file(
     guard: Guard,
 ) -> anyhow::Result<FileLoad> {
     let started = Instant::now();
-    let started_at = Utc::now();
-    let mut record = LoadRecord {
-        id: 0,
-        kind,
-        file: path.display().to_string(),
-        checksum: None,
-        size_bytes: None,
-        read_from: 0,
-        rows_read: 0,
-        rows_inserted: 0,
-        rows_rejected: 0,
-        newest_poll: None,
-        changed: false,
-        outcome: Outcome::Failed,
-        error: None,
-        started_at,
-        finished_at: started_at,
-    };
+    let mut record = LoadRecord::failed(kind, path, String::new());
+    record.error = None;
     let last = loads::last_good_file(&mut *conn, kind).await?;
     let parsed = read(&mut record, kind, path.to_path_buf(), last).await?;
     let mut rejected = Vec::new();
@@ -222,7 +234,17 @@ async fn read(
     let summed = tokio::task::spawn_blocking(move || checksum(&path, prefix).map(|c| (c, path))).await?;
     let (sum, path) = match summed {
         Ok(summed) => summed,
-        Err(e) => return Ok(Err(format!("cannot read {}: {e}", record.file))),
+        Err(e) => {
+            // The load's error is shown to clients: the reason, not the OS's text.
+            tracing::warn!(file = record.file, error = %e, "cannot read an input file");
+            let why = match e.kind() {
+                std::io::ErrorKind::NotFound => "it does not exist",
+                std::io::ErrorKind::PermissionDenied => "permission denied",
+                std::io::ErrorKind::IsADirectory => "it is a folder",
+                _ => "reading it failed (the server's log has the cause)",
+            };
+            return Ok(Err(format!("cannot read {}: {why}", record.file)));
+        }
     };
     record.checksum = Some(sum.checksum.clone());
     record.size_bytes = Some(sum.size as i64);

@@ -178,6 +178,56 @@ impl DataFiles {
         Ok(tokio::task::spawn_blocking(move || DataFiles::find(&dir, &choice)).await??)
     }
 
+    /// Each kind's file found on its own, for a reload: a kind whose file cannot be found
+    /// is that kind's failed load, and the other files still load. A missing business-hours
+    /// or time-zone file is no error (SPEC §1 defaults them); a missing status file is.
+    pub fn find_each(dir: &Path, choice: &FileChoice) -> FoundFiles {
+        let found = candidates(dir);
+        let one = |kind: FileKind| {
+            let named = match kind {
+                FileKind::Status => &choice.status,
+                FileKind::Hours => &choice.hours,
+                FileKind::Timezones => &choice.timezones,
+            };
+            let missing = |error: String| Missing {
+                file: dir.join(kind.default_name()),
+                error,
+            };
+            match (named, &found) {
+                (Some(path), _) => Ok(Some(csv_file::resolve(dir, path))),
+                (None, Err(e)) => Err(missing(e.to_string())),
+                (None, Ok(found)) => match pick(dir, kind, found) {
+                    Ok(None) if kind == FileKind::Status => Err(missing(format!(
+                        "no status file in {}: expected a CSV (or .csv.gz) with columns store_id, status, timestamp_utc",
+                        dir.display()
+                    ))),
+                    Ok(path) => Ok(path),
+                    Err(e) => Err(missing(e.to_string())),
+                },
+            }
+        };
+        PerKind {
+            status: one(FileKind::Status),
+            hours: one(FileKind::Hours),
+            timezones: one(FileKind::Timezones),
+        }
+    }
+
+    /// [`DataFiles::find_each`] on a blocking thread.
+    pub async fn find_each_off_runtime(dir: &Path, choice: &FileChoice) -> anyhow::Result<FoundFiles> {
+        let (dir, choice) = (dir.to_path_buf(), choice.clone());
+        Ok(tokio::task::spawn_blocking(move || DataFiles::find_each(&dir, &choice)).await?)
+    }
+
+    /// These files, as a reload takes them.
+    pub fn found(&self) -> FoundFiles {
+        PerKind {
+            status: Ok(Some(self.status.clone())),
+            hours: Ok(self.hours.clone()),
+            timezones: Ok(self.timezones.clone()),
+        }
+    }
+
     pub fn get(&self, kind: FileKind) -> Option<&Path> {
         match kind {
             FileKind::Status => Some(&self.status),
@@ -185,6 +235,18 @@ impl DataFiles {
             FileKind::Timezones => self.timezones.as_deref(),
         }
     }
+}
+
+/// Each kind's file, as a reload takes them: found, not there (and not needed), or why
+/// it could not be found.
+pub type FoundFiles = PerKind<Result<Option<PathBuf>, Missing>>;
+
+/// A file a reload needed and could not find.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Missing {
+    /// Where it was looked for.
+    pub file: PathBuf,
+    pub error: String,
 }
 
 /// Every `.csv` / `.csv.gz` file in `dir` with the kinds its header fits.

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 pub use csv_file::Rejected;
 pub use data::InputData;
-pub use files::{DataFiles, FileChoice, FileKind, PerKind};
+pub use files::{DataFiles, FileChoice, FileKind, FoundFiles, Missing, PerKind};
 
 /// Why a whole file (not just a row of it) could not be read.
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,7 @@ use apalis::prelude::*;
 use apalis_cron::Tick;
 use chrono::{DateTime, Utc};
 
-use crate::db::reload::{Reload, reload};
+use crate::db::reload::{Guard, Reload, reload_with};
 use crate::db::{Pool, housekeeping, ticks};
 use crate::input::{DataFiles, FileChoice};
 
@@ -56,8 +56,8 @@ pub async fn scheduled_reload(ctx: &ReloadContext, tick: DateTime<Utc>) -> anyho
         tracing::debug!(%tick, "another process runs this reload");
         return Ok(None);
     }
-    let files = DataFiles::find_off_runtime(&ctx.data_dir, &ctx.files).await?;
-    let done = reload(&ctx.pool, &files).await?;
+    let files = DataFiles::find_each_off_runtime(&ctx.data_dir, &ctx.files).await?;
+    let done = reload_with(&ctx.pool, &files, Guard::default()).await?;
     tracing::info!(%tick, changed = done.changed(), "scheduled reload");
     // The tick's claimer prunes too, so that it happens once per tick; a failure here is
     // no reason to call the reload failed.

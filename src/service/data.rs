@@ -10,7 +10,7 @@ use super::AppState;
 /// Reloads the input files now (what the scheduled reload does at each tick); `force`
 /// accepts hours and time-zone files that would drop many stores' rows.
 pub async fn reload_now(state: &AppState, force: bool) -> anyhow::Result<Reload> {
-    let files = DataFiles::find_off_runtime(&state.data_dir, &state.files).await?;
+    let files = DataFiles::find_each_off_runtime(&state.data_dir, &state.files).await?;
     let guard = if force { Guard::FORCE } else { Guard::default() };
     crate::db::reload::reload_with(&state.work, &files, guard).await
 }
