@@ -38,10 +38,13 @@ enum Command {
         data: DataArgs,
         #[command(flatten)]
         database: DbArgs,
-        /// Accept business-hours or time-zone files that would leave more than a fifth of
-        /// the stores they cover without rows (refused otherwise, as a half-copied file).
+        /// Accept business-hours or time-zone files that would leave more than
+        /// --max-snapshot-loss of the stores they cover without rows (refused otherwise, as
+        /// a half-copied file).
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        guard: GuardArgs,
     },
     /// Write a realistic, deterministic store_status.csv for the bundled stores.
     ///
@@ -102,6 +105,32 @@ pub(crate) struct ServeArgs {
     pub work: WorkArgs,
 }
 
+/// How much a new business-hours or time-zone file may take away.
+#[derive(Debug, Clone, Copy, Args)]
+pub(crate) struct GuardArgs {
+    /// Refuse a business-hours or time-zone file that leaves more than this percentage of
+    /// the stores the stored one covers without rows, or has no rows at all: a half-copied
+    /// file, most likely. The load is recorded FAILED with the figures and the old data kept.
+    #[arg(long, env = "STORE_MONITOR_MAX_SNAPSHOT_LOSS", default_value_t = 20.0, value_name = "PERCENT",
+          value_parser = percent)]
+    pub max_snapshot_loss: f64,
+}
+
+impl GuardArgs {
+    pub(crate) fn guard(&self) -> crate::db::reload::Guard {
+        crate::db::reload::Guard {
+            max_loss: Some(self.max_snapshot_loss / 100.0),
+        }
+    }
+}
+
+fn percent(text: &str) -> Result<f64, String> {
+    match text.trim_end_matches('%').parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(format!("{text:?} is not a percentage from 0 to 100")),
+    }
+}
+
 /// What a process that runs jobs needs.
 #[derive(Debug, Args)]
 pub(crate) struct WorkArgs {
@@ -109,6 +138,8 @@ pub(crate) struct WorkArgs {
     pub data: DataArgs,
     #[command(flatten)]
     pub database: DbArgs,
+    #[command(flatten)]
+    pub guard: GuardArgs,
     /// Folder for finished reports' CSV files.
     #[arg(
         long,
@@ -200,6 +231,7 @@ impl WorkArgs {
             reports_dir: self.reports.clone(),
             reload,
             keep_history: chrono::TimeDelta::days(self.keep_days.into()),
+            snapshot_guard: self.guard.guard(),
             keep_reports: (self.keep_reports_days > 0)
                 .then(|| chrono::TimeDelta::days(self.keep_reports_days.into())),
             concurrency: if workers { self.concurrency } else { 0 },
@@ -360,7 +392,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             data,
             database,
             force,
-        } => commands::ingest::run(&data, &database, force).await,
+            guard,
+        } => {
+            commands::ingest::run(
+                &data,
+                &database,
+                if force {
+                    crate::db::reload::Guard::FORCE
+                } else {
+                    guard.guard()
+                },
+            )
+            .await
+        }
         Command::Generate(args) => commands::generate::run(&args.plan()),
     }
 }

@@ -39,6 +39,8 @@ pub struct Settings {
     pub reload: Option<cron::Schedule>,
     /// How long finished queue jobs, reload ticks and `unchanged` load records are kept.
     pub keep_history: chrono::TimeDelta,
+    /// How much a new hours or time-zone file may take away (see `db::reload::Guard`).
+    pub snapshot_guard: crate::db::reload::Guard,
     /// How long finished reports are kept; `None`: forever.
     pub keep_reports: Option<chrono::TimeDelta>,
     /// Reports computed at once by this process; 0: no report worker.
@@ -151,6 +153,7 @@ impl Application {
             reports: ReportFiles::new(&settings.reports_dir),
             data_dir: settings.data_dir.clone(),
             files: settings.files.clone(),
+            guard: settings.snapshot_guard,
             events,
             subscription_reads: Arc::new(tokio::sync::Semaphore::new(4)),
             finished: Default::default(),
@@ -336,6 +339,7 @@ fn monitor(state: &AppState, settings: &Settings) -> Monitor {
             files: settings.files.clone(),
             instance: instance.clone(),
             keep_history: settings.keep_history,
+            guard: settings.snapshot_guard,
         };
         monitor = monitor.register(move |restarts| {
             WorkerBuilder::new(format!("reload-{instance}-{restarts}"))

@@ -694,3 +694,48 @@ async fn a_reload_cut_short_before_it_commits_is_recorded_as_unfinished() {
         .count();
     assert_eq!(unfinished, 3, "only the cut-short reload's");
 }
+
+#[tokio::test]
+async fn the_share_of_stores_a_new_hours_file_may_drop_is_the_operators_to_set() {
+    let db = TestDb::new().await;
+    let dir = example_copy();
+    // The bundled business hours: thousands of stores, so that shares can be told apart.
+    let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/menu_hours.csv");
+    std::fs::copy(bundled, dir.path().join("menu_hours.csv")).unwrap();
+    let ingest = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_store-monitor"))
+            .args(["ingest", "--data"])
+            .arg(dir.path())
+            .args(["--database-url", &db.url])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    assert!(ingest(&[]).status.success());
+    let hours = dir.path().join("menu_hours.csv");
+    let text = std::fs::read_to_string(&hours).unwrap();
+    let stores: std::collections::BTreeSet<&str> =
+        text.lines().skip(1).filter_map(|l| l.split(',').next()).collect();
+    // Drop a tenth of its stores.
+    let gone: std::collections::BTreeSet<&str> = stores.iter().step_by(10).copied().collect();
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !gone.contains(l.split(',').next().unwrap()))
+        .collect();
+    std::fs::write(&hours, kept.join("\n") + "\n").unwrap();
+    let share = 100.0 * gone.len() as f64 / stores.len() as f64;
+
+    let refused = ingest(&["--max-snapshot-loss", &format!("{:.1}", share / 2.0)]);
+    assert!(!refused.status.success());
+    let told = String::from_utf8_lossy(&refused.stderr);
+    assert!(told.contains("failed, nothing loaded"), "{told}");
+    let accepted = ingest(&["--max-snapshot-loss", &format!("{:.1}", share + 1.0)]);
+    assert!(
+        accepted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&accepted.stderr)
+    );
+    let bad = ingest(&["--max-snapshot-loss", "120"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a percentage"));
+}

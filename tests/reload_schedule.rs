@@ -31,6 +31,7 @@ async fn two_processes_run_each_tick_once() {
             files: FileChoice::default(),
             instance: instance.to_string(),
             keep_history: chrono::TimeDelta::days(30),
+            guard: Default::default(),
         };
         WorkerBuilder::new(format!("reload-{instance}"))
             .backend(CronScheduler::new(every_second.clone()))

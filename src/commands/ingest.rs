@@ -7,15 +7,10 @@ use crate::db;
 use crate::db::loads::Outcome;
 use crate::input::DataFiles;
 
-pub(crate) async fn run(data: &DataArgs, database: &DbArgs, force: bool) -> anyhow::Result<()> {
+pub(crate) async fn run(data: &DataArgs, database: &DbArgs, guard: db::reload::Guard) -> anyhow::Result<()> {
     let started = Instant::now();
     let files = DataFiles::find(&data.data, &data.choice())?;
     let pool = db::connect(&database.database_url, 4).await?;
-    let guard = if force {
-        db::reload::Guard::FORCE
-    } else {
-        db::reload::Guard::default()
-    };
     let reload = db::reload::reload_with(&pool, &files.found(), guard).await?;
     for file in &reload.files {
         let load = &file.record;

@@ -70,7 +70,7 @@ impl Guard {
 }
 
 /// Loads the files into the database (see the module docs), refusing snapshots that
-/// would drop more than a fifth of their stores.
+/// would drop more than a fifth of their stores (the default [`Guard`]).
 pub async fn reload(pool: &Pool, files: &DataFiles) -> anyhow::Result<Reload> {
     reload_with(pool, &files.found(), Guard::default()).await
 }

@@ -233,8 +233,8 @@ impl Mutation {
     }
 
     /// Reloads the input files now (as the schedule does), and says what it did. A business
-    /// hours or time-zone file that would leave more than a fifth of the stores it covers
-    /// without rows is refused (its load FAILED, nothing changed), as a half-copied file
+    /// hours or time-zone file that would leave more than a share of the stores it covers
+    /// (the server's `--max-snapshot-loss`, a fifth by default) without rows is refused (its load FAILED, nothing changed), as a half-copied file
     /// would be, unless `force`.
     async fn reload_data(
         &self,

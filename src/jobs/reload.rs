@@ -23,6 +23,8 @@ pub struct ReloadContext {
     pub instance: String,
     /// Bookkeeping older than this is pruned after each reload (see `db::housekeeping`).
     pub keep_history: chrono::TimeDelta,
+    /// How much a new hours or time-zone file may take away.
+    pub guard: Guard,
 }
 
 /// The cron schedule for a reload every `minutes` minutes, aligned on the clock (`:00`,
@@ -57,7 +59,7 @@ pub async fn scheduled_reload(ctx: &ReloadContext, tick: DateTime<Utc>) -> anyho
         return Ok(None);
     }
     let files = DataFiles::find_each_off_runtime(&ctx.data_dir, &ctx.files).await?;
-    let done = reload_with(&ctx.pool, &files, Guard::default()).await?;
+    let done = reload_with(&ctx.pool, &files, ctx.guard).await?;
     tracing::info!(%tick, changed = done.changed(), "scheduled reload");
     // The tick's claimer prunes too, so that it happens once per tick; a failure here is
     // no reason to call the reload failed.

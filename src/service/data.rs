@@ -11,7 +11,7 @@ use super::AppState;
 /// accepts hours and time-zone files that would drop many stores' rows.
 pub async fn reload_now(state: &AppState, force: bool) -> anyhow::Result<Reload> {
     let files = DataFiles::find_each_off_runtime(&state.data_dir, &state.files).await?;
-    let guard = if force { Guard::FORCE } else { Guard::default() };
+    let guard = if force { Guard::FORCE } else { state.guard };
     crate::db::reload::reload_with(&state.work, &files, guard).await
 }
 

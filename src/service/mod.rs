@@ -36,6 +36,8 @@ pub struct AppState {
     /// Where the input files are, for `reloadData`.
     pub(crate) data_dir: PathBuf,
     pub(crate) files: FileChoice,
+    /// How much a reload's new hours or time-zone file may take away.
+    pub(crate) guard: crate::db::reload::Guard,
     pub(crate) events: ReportEvents,
     /// Subscriptions' first reads at once (see `followed_report`).
     pub(crate) subscription_reads: Arc<tokio::sync::Semaphore>,

@@ -128,6 +128,7 @@ impl TestApp {
             reload: None,
             keep_history: chrono::TimeDelta::days(30),
             keep_reports: None,
+            snapshot_guard: Default::default(),
             concurrency,
             cors_origins: vec![],
             initial_load: true,
