@@ -28,11 +28,31 @@ impl ChildServer {
         args: impl IntoIterator<Item = impl Into<OsString>>,
         env: [(&str, &str); N],
     ) -> ChildServer {
-        let mut child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .args(["serve", "--bind", "127.0.0.1:0"])
             .args(args.into_iter().map(Into::into))
+            .envs(env);
+        Self::spawn(command)
+    }
+
+    /// [`ChildServer::start`] under `prlimit`, allowed only `files` open files.
+    pub fn start_with_open_files(
+        binary: &str,
+        args: impl IntoIterator<Item = impl Into<OsString>>,
+        files: u32,
+    ) -> ChildServer {
+        let mut command = Command::new("prlimit");
+        command
+            .arg(format!("--nofile={files}:{files}"))
+            .args([binary, "serve", "--bind", "127.0.0.1:0"])
+            .args(args.into_iter().map(Into::into));
+        Self::spawn(command)
+    }
+
+    fn spawn(mut command: Command) -> ChildServer {
+        let mut child = command
             .env("RUST_LOG", "info")
-            .envs(env)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
