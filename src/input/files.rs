@@ -195,14 +195,14 @@ impl DataFiles {
             };
             match (named, &found) {
                 (Some(path), _) => Ok(Some(csv_file::resolve(dir, path))),
-                (None, Err(e)) => Err(missing(e.to_string())),
+                (None, Err(e)) => Err(missing(e.reason())),
                 (None, Ok(found)) => match pick(dir, kind, found) {
-                    Ok(None) if kind == FileKind::Status => Err(missing(format!(
-                        "no status file in {}: expected a CSV (or .csv.gz) with columns store_id, status, timestamp_utc",
-                        dir.display()
-                    ))),
+                    Ok(None) if kind == FileKind::Status => Err(missing(
+                        "no status file in the data folder: expected a CSV (or .csv.gz) with columns store_id, status, timestamp_utc"
+                            .to_string(),
+                    )),
                     Ok(path) => Ok(path),
-                    Err(e) => Err(missing(e.to_string())),
+                    Err(e) => Err(missing(e.reason())),
                 },
             }
         };

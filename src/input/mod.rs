@@ -64,4 +64,36 @@ impl InputError {
             source,
         }
     }
+
+    /// The reason without the server's paths or the operating system's text, for what
+    /// clients see (a load's `error`; its `file` says which file).
+    pub fn reason(&self) -> String {
+        match self {
+            InputError::Io { source, .. } => format!("cannot read the file: {}", io_reason(source)),
+            InputError::Csv { source, .. } => match source.kind() {
+                csv::ErrorKind::Io(e) => format!("cannot read the file: {}", io_reason(e)),
+                _ => format!("cannot read the file as CSV: {source}"),
+            },
+            InputError::MissingColumn { column, header, .. } => {
+                format!("the header lacks the column `{column}` (header: {header})")
+            }
+            InputError::NotFound { kind, expected, .. } => {
+                format!("no {kind} file in the data folder: expected {expected}")
+            }
+            InputError::Ambiguous { kind, flag, .. } => {
+                format!("several files in the data folder look like the {kind} file; name one with --{flag}")
+            }
+        }
+    }
+}
+
+/// An I/O failure in words a client may see.
+pub fn io_reason(error: &std::io::Error) -> &'static str {
+    match error.kind() {
+        std::io::ErrorKind::NotFound => "it does not exist",
+        std::io::ErrorKind::PermissionDenied => "permission denied",
+        std::io::ErrorKind::IsADirectory => "it is a folder",
+        std::io::ErrorKind::InvalidData => "it is not valid (a broken gzip stream?)",
+        _ => "reading it failed (the server's log has the cause)",
+    }
 }
