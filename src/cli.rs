@@ -71,8 +71,9 @@ pub(crate) struct ServeArgs {
     /// Address to serve HTTP on (port 0: any free port).
     #[arg(long, env = "STORE_MONITOR_BIND", default_value = "127.0.0.1:8000")]
     pub bind: std::net::SocketAddr,
-    /// Browser origins allowed to call the API (repeat the flag, or separate by commas);
-    /// none given: any origin.
+    /// Browser origins allowed to call the API from their pages, e.g.
+    /// `https://dashboard.example` (repeat the flag, or separate by commas); none given:
+    /// pages of this server's own origin only. WebSocket upgrades are held to the same rule.
     #[arg(
         long = "cors-origin",
         env = "STORE_MONITOR_CORS_ORIGINS",

@@ -21,7 +21,10 @@ async fn finished_report(db: &TestDb, data: &Path) -> (TestApp, String, String) 
         ..store_monitor::generate::Plan::full_size(data)
     })
     .unwrap();
-    let server = TestApp::spawn(db, data, 1).await;
+    let server = TestApp::spawn_adjusted(db, data, 1, true, None, |s| {
+        s.cors_origins = vec!["https://dashboard.example".into()];
+    })
+    .await;
     let triggered = server
         .graphql("mutation { triggerReport { id } }", json!({}))
         .await;

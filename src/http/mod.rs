@@ -7,14 +7,15 @@ mod graphiql;
 mod graphql;
 mod health;
 mod legacy;
+mod origin;
 mod server;
 mod ws;
 
 pub(crate) use server::{open_files_limit, serve};
 
 use compression::Compression;
-use poem::http::{StatusCode, header};
-use poem::middleware::{Cors, Tracing};
+use poem::http::StatusCode;
+use poem::middleware::Tracing;
 use poem::{Endpoint, EndpointExt, Response, Route, get, post};
 use uuid::Uuid;
 
@@ -22,7 +23,7 @@ use crate::domain::ReportRecord;
 use crate::graphql::AppSchema;
 use crate::service::{self, AppState};
 
-/// Every route, with CORS for `cors_origins` (empty: any origin), compression and request
+/// Every route, with CORS for `cors_origins` (empty: same origin only), compression and request
 /// tracing.
 pub(crate) fn routes(
     state: AppState,
@@ -38,16 +39,6 @@ pub(crate) fn routes(
         max_sockets_per_address: websocket.max_sockets_per_address,
         ..Default::default()
     };
-    // A browser app reads the download's name and validators only if it is told it may.
-    let mut cors = Cors::new().expose_headers([
-        header::CONTENT_DISPOSITION,
-        header::ETAG,
-        header::LAST_MODIFIED,
-        header::CONTENT_RANGE,
-    ]);
-    for origin in cors_origins {
-        cors = cors.allow_origin(origin.as_str());
-    }
     Route::new()
         .at("/graphql", get(graphql::endpoint).post(graphql::endpoint))
         .at("/graphql/ws", get(ws::endpoint))
@@ -64,7 +55,8 @@ pub(crate) fn routes(
         .data(ws::OpenSockets::default())
         .data(graphql::ResponseLimit(max_response_bytes))
         .with(Compression)
-        .with(cors)
+        .with(origin::cors(cors_origins))
+        .with(origin::SameOrigin)
         .with(Tracing)
 }
 
