@@ -184,6 +184,11 @@ pub(crate) struct WorkArgs {
         value_parser = clap::value_parser!(u32).range(0..=36500)
     )]
     pub keep_reports_days: u32,
+    /// Reports that may wait for a worker; past that `triggerReport` answers
+    /// TOO_MANY_REQUESTS (HTTP 429 with Retry-After) instead of queueing without end.
+    #[arg(long, env = "STORE_MONITOR_MAX_QUEUED_REPORTS", default_value_t = 1000, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_queued_reports: u32,
     /// Reports this process computes at once.
     #[arg(long, env = "STORE_MONITOR_CONCURRENCY", default_value_t = 2)]
     pub concurrency: usize,
@@ -241,6 +246,7 @@ impl WorkArgs {
             websocket: Default::default(),
             max_response_bytes: 16 << 20,
             server: Default::default(),
+            max_queued_reports: self.max_queued_reports as usize,
         })
     }
 }

@@ -55,6 +55,8 @@ pub struct Settings {
     pub max_response_bytes: usize,
     /// What each HTTP connection is allowed.
     pub server: ServerLimits,
+    /// Reports that may wait for a worker; past it `triggerReport` is TOO_MANY_REQUESTS.
+    pub max_queued_reports: usize,
 }
 
 /// What the server allows each connection.
@@ -155,6 +157,7 @@ impl Application {
             files: settings.files.clone(),
             guard: settings.snapshot_guard,
             events,
+            max_queued: settings.max_queued_reports,
             subscription_reads: Arc::new(tokio::sync::Semaphore::new(4)),
             finished: Default::default(),
         };

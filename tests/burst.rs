@@ -108,3 +108,45 @@ async fn a_thousand_triggers_from_fifty_clients_are_all_answered_and_every_accep
     assert!((2..=4).contains(&computed), "{computed} results computed");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_queue_limit_a_trigger_is_told_to_retry_later_and_nothing_is_queued() {
+    let db = TestDb::new().await;
+    // No workers: every report stays PENDING.
+    let server = TestApp::spawn_adjusted(&db, &example_dirs()[0], 0, true, None, |s| {
+        s.max_queued_reports = 3;
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let trigger = || {
+        client
+            .post(format!("{}/graphql", server.address))
+            .json(&json!({ "query": "mutation { triggerReport { id } }" }))
+            .send()
+    };
+    for _ in 0..3 {
+        let answer = trigger().await.unwrap();
+        assert_eq!(answer.status(), 200);
+    }
+    let refused = trigger().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["retry-after"], "5");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "TOO_MANY_REQUESTS",
+        "{body}"
+    );
+    assert_eq!(body["errors"][0]["extensions"]["retryAfter"], 5);
+    let message = body["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("3 reports are waiting"), "{message}");
+
+    let legacy = server.post("/trigger_report").await;
+    assert_eq!(legacy.status(), 429);
+    assert!(legacy.headers().contains_key("retry-after"));
+    let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM reports")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(waiting, 3, "nothing of a refused trigger is kept");
+    server.stop().await;
+}

@@ -115,6 +115,13 @@ pub(crate) async fn get(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Optio
         .await
 }
 
+/// How many reports wait for a worker.
+pub(crate) async fn waiting(db: impl PgExecutor<'_>) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM reports WHERE status = 'PENDING'")
+        .fetch_one(db)
+        .await
+}
+
 /// The reports among `ids`.
 pub(crate) async fn get_many(db: impl PgExecutor<'_>, ids: &[Uuid]) -> sqlx::Result<Vec<ReportRecord>> {
     sqlx::query_as("SELECT * FROM reports WHERE id = ANY($1)")

@@ -18,6 +18,8 @@ use async_graphql::{ErrorExtensions, Response, ServerError, ServerResult, Valida
 pub enum ApiError {
     BadInput(String),
     NotFound(String),
+    /// Too much asked of the server already: retry later (HTTP 429 with `Retry-After`).
+    TooManyRequests(String),
     /// The socket has this many subscriptions already.
     TooManySubscriptions(usize),
     /// The database is down or saturated: retry later (HTTP 503 with `Retry-After`).
@@ -30,7 +32,9 @@ pub const RETRY_AFTER_SECONDS: u64 = 5;
 
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> Self {
-        if crate::service::database_unavailable(&e) {
+        if let Some(full) = e.downcast_ref::<crate::service::QueueFull>() {
+            ApiError::TooManyRequests(full.to_string())
+        } else if crate::service::database_unavailable(&e) {
             ApiError::Unavailable(e)
         } else {
             ApiError::Internal(e)
@@ -45,6 +49,7 @@ impl ApiError {
             ApiError::NotFound(_) => "NOT_FOUND",
             ApiError::Unavailable(_) => "SERVICE_UNAVAILABLE",
             ApiError::TooManySubscriptions(_) => "TOO_MANY_SUBSCRIPTIONS",
+            ApiError::TooManyRequests(_) => "TOO_MANY_REQUESTS",
             ApiError::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -64,9 +69,11 @@ impl ErrorExtensions for ApiError {
             ApiError::TooManySubscriptions(max) => format!(
                 "this socket has {max} subscriptions already, the most it may have: complete one first, or open another socket"
             ),
-            ApiError::BadInput(message) | ApiError::NotFound(message) => message.clone(),
+            ApiError::BadInput(message)
+            | ApiError::NotFound(message)
+            | ApiError::TooManyRequests(message) => message.clone(),
         };
-        let retry = matches!(self, ApiError::Unavailable(_));
+        let retry = matches!(self, ApiError::Unavailable(_) | ApiError::TooManyRequests(_));
         async_graphql::Error::new(message).extend_with(|_, e| {
             e.set("code", self.code());
             if retry {

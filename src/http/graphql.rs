@@ -289,16 +289,25 @@ fn answer(media: &'static str, response: async_graphql::Response, limit: &Respon
     let request_error = !response.errors.is_empty()
         && response.data == async_graphql::Value::Null
         && response.errors.iter().all(|e| e.path.is_empty());
-    let unavailable = response.errors.iter().any(|e| {
-        e.extensions
-            .as_ref()
-            .and_then(|x| x.get("code"))
-            .is_some_and(|code| *code == async_graphql::Value::from("SERVICE_UNAVAILABLE"))
-    });
+    let has_code = |wanted: &str| {
+        response.errors.iter().any(|e| {
+            e.extensions
+                .as_ref()
+                .and_then(|x| x.get("code"))
+                .is_some_and(|code| *code == async_graphql::Value::from(wanted))
+        })
+    };
+    // Whatever the media type: a client, a proxy or a load balancer can act on these.
+    let retry_later = if has_code("SERVICE_UNAVAILABLE") {
+        Some(StatusCode::SERVICE_UNAVAILABLE)
+    } else if has_code("TOO_MANY_REQUESTS") {
+        Some(StatusCode::TOO_MANY_REQUESTS)
+    } else {
+        None
+    };
     let mut body = serde_json::to_value(&response).unwrap_or_default();
-    let status = if unavailable {
-        // Whatever the media type: a client, a proxy or a load balancer can act on a 503.
-        StatusCode::SERVICE_UNAVAILABLE
+    let status = if let Some(status) = retry_later {
+        status
     } else if media == GRAPHQL_RESPONSE && request_error {
         if let Some(object) = body.as_object_mut() {
             object.remove("data");
@@ -320,7 +329,7 @@ fn answer(media: &'static str, response: async_graphql::Response, limit: &Respon
         text = serde_json::json!({ "data": null, "errors": [error] }).to_string();
     }
     let response = Response::builder().status(status).content_type(media);
-    if unavailable {
+    if retry_later.is_some() {
         response
             .header(header::RETRY_AFTER, RETRY_AFTER_SECONDS)
             .body(text)

@@ -82,9 +82,21 @@ pub(crate) fn json(status: StatusCode, body: serde_json::Value) -> Response {
         .body(body.to_string())
 }
 
-/// An error of ours: logged with its causes, "internal error" to the client; or the
-/// database down or saturated: 503 with `Retry-After`, which a client can act on.
+/// An error of ours: logged with its causes, "internal error" to the client; or, with
+/// `Retry-After`, what a client can act on: too many reports waiting (429), the database
+/// down or saturated (503).
 pub(crate) fn internal(error: anyhow::Error) -> Response {
+    if let Some(full) = error.downcast_ref::<service::QueueFull>() {
+        let mut response = json(
+            StatusCode::TOO_MANY_REQUESTS,
+            serde_json::json!({ "error": full.to_string() }),
+        );
+        response.headers_mut().insert(
+            poem::http::header::RETRY_AFTER,
+            crate::graphql::RETRY_AFTER_SECONDS.into(),
+        );
+        return response;
+    }
     if service::database_unavailable(&error) {
         tracing::warn!(error = format!("{error:#}"), "database unavailable");
         return unavailable("the database is unavailable or busy: retry later");

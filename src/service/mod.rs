@@ -14,7 +14,7 @@ pub use self::data::{
     Readiness, data_version, loads, newest_poll, readiness, rejected_rows, reload_now, tally,
 };
 pub use self::reports::{
-    follow, followed_report, get_report, list_reports, report_csv, report_rows, trigger_report,
+    QueueFull, follow, followed_report, get_report, list_reports, report_csv, report_rows, trigger_report,
 };
 use crate::db::Pool;
 use crate::db::events::ReportEvents;
@@ -39,6 +39,8 @@ pub struct AppState {
     /// How much a reload's new hours or time-zone file may take away.
     pub(crate) guard: crate::db::reload::Guard,
     pub(crate) events: ReportEvents,
+    /// Reports that may wait for a worker before `triggerReport` says "later".
+    pub(crate) max_queued: usize,
     /// Subscriptions' first reads at once (see `followed_report`).
     pub(crate) subscription_reads: Arc<tokio::sync::Semaphore>,
     /// Reports that are COMPLETE or FAILED never change again: kept here, they are read

@@ -15,7 +15,17 @@ use crate::domain::report::ReportLine;
 use crate::domain::{Interpolation, ReportRecord, ReportStatus, Timestamp};
 use crate::jobs::report as report_job;
 
-/// Creates a report and queues its job; a report equal to a finished one (same data
+/// `triggerReport` refused: this many reports wait for a worker already
+/// (`--max-queued-reports`). The client is to retry later.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{waiting} reports are waiting for a worker already, the most this server queues: retry in a few seconds"
+)]
+pub struct QueueFull {
+    pub waiting: i64,
+}
+
+/// Creates a report and queues its job (unless too many wait already: [`QueueFull`]); a report equal to a finished one (same data
 /// version, instant and interpolation) is COMPLETE at once, sharing that one's result.
 pub async fn trigger_report(
     state: &AppState,
@@ -36,6 +46,10 @@ pub async fn trigger_report(
         tracing::info!(report = %id, source = %source.id, "report reuses an equal finished one");
         crate::telemetry::metrics().report_finished("reused", std::time::Duration::ZERO);
         return Ok(record);
+    }
+    let waiting = reports::waiting(&mut *tx).await?;
+    if waiting >= state.max_queued as i64 {
+        return Err(QueueFull { waiting }.into());
     }
     let traceparent = crate::telemetry::current_traceparent();
     let record = reports::insert_pending(&mut *tx, id, interpolation, as_of, traceparent).await?;

@@ -140,6 +140,7 @@ impl TestApp {
             },
             max_response_bytes: 16 << 20,
             server: Default::default(),
+            max_queued_reports: 1000,
         };
         adjust(&mut settings);
         let app = store_monitor::startup::Application::build(settings)
