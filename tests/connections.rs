@@ -361,3 +361,79 @@ async fn out_of_file_descriptors_the_server_pauses_accepting_instead_of_spinning
     assert!(healthy, "the server serves again once files are free");
     server.terminate();
 }
+
+/// The resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_one_byte_over_the_limit_is_413_and_a_huge_one_costs_the_server_no_memory() {
+    let db = TestDb::new().await;
+    let reports = tempfile::tempdir().unwrap();
+    let server = common::child::ChildServer::start(
+        env!("CARGO_BIN_EXE_store-monitor"),
+        [
+            "--no-reload".as_ref(),
+            "--database-url".as_ref(),
+            db.url.as_ref(),
+            "--data".as_ref(),
+            example_dirs()[0].as_os_str(),
+            "--reports".as_ref(),
+            reports.path().as_os_str(),
+        ] as [&std::ffi::OsStr; 7],
+    );
+    const LIMIT: usize = 1 << 20;
+    let padded = |size: usize| {
+        let query = r#"{"query":"{ __typename }"}"#;
+        format!("{query}{}", " ".repeat(size - query.len()))
+    };
+    let post = |body: String| {
+        reqwest::Client::new()
+            .post(format!("{}/graphql", server.address))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    assert_eq!(post(padded(LIMIT)).await.unwrap().status(), 200, "at the limit");
+    let over = post(padded(LIMIT + 1)).await.unwrap();
+    assert_eq!(over.status(), 413, "one byte over");
+    assert!(over.text().await.unwrap().contains("over 1048576 bytes"));
+
+    // 256 MB sent without a length: the server stops reading at the limit.
+    let before = rss_kib(server.pid());
+    let tcp = TcpStream::connect(server.address.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let (mut read, mut write) = tcp.into_split();
+    let answer = tokio::spawn(async move {
+        let mut answer = Vec::new();
+        let _ = read.read_to_end(&mut answer).await;
+        String::from_utf8_lossy(&answer).to_string()
+    });
+    let head = "POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+    write.write_all(head.as_bytes()).await.unwrap();
+    let chunk = format!("{:x}\r\n{}\r\n", 1 << 16, " ".repeat(1 << 16));
+    for _ in 0..4096 {
+        if write.write_all(chunk.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+    drop(write);
+    let answer = tokio::time::timeout(Duration::from_secs(30), answer)
+        .await
+        .expect("the server ends the exchange")
+        .unwrap();
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 413"),
+        "{answer}"
+    );
+    let grown = rss_kib(server.pid()).saturating_sub(before);
+    assert!(
+        grown < 32 << 10,
+        "the server grew by {grown} KiB reading a 256 MB body"
+    );
+    server.terminate();
+}

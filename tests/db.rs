@@ -742,3 +742,29 @@ async fn the_share_of_stores_a_new_hours_file_may_drop_is_the_operators_to_set()
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not a percentage"));
 }
+
+#[test]
+fn a_database_password_never_shows_in_errors_or_logs() {
+    let url = "postgres://postgres:s3cret-PW@127.0.0.1:1/store_monitor";
+    for command in [
+        &["ingest"][..],
+        &["serve", "--bind", "127.0.0.1:0", "--no-reload"][..],
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_store-monitor"))
+            .args(command)
+            .args(["--database-url", url])
+            .env("RUST_LOG", "debug")
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{command:?} cannot reach port 1");
+        let told = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            told.contains("cannot connect to PostgreSQL at 127.0.0.1:1"),
+            "{told}"
+        );
+        assert!(
+            !told.contains("s3cret-PW"),
+            "{command:?} showed the password: {told}"
+        );
+    }
+}
