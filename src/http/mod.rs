@@ -87,15 +87,10 @@ pub(crate) fn json(status: StatusCode, body: serde_json::Value) -> Response {
 /// down or saturated (503).
 pub(crate) fn internal(error: anyhow::Error) -> Response {
     if let Some(full) = error.downcast_ref::<service::QueueFull>() {
-        let mut response = json(
+        return retry_later(
             StatusCode::TOO_MANY_REQUESTS,
             serde_json::json!({ "error": full.to_string() }),
         );
-        response.headers_mut().insert(
-            poem::http::header::RETRY_AFTER,
-            crate::graphql::RETRY_AFTER_SECONDS.into(),
-        );
-        return response;
     }
     if service::database_unavailable(&error) {
         tracing::warn!(error = format!("{error:#}"), "database unavailable");
@@ -110,10 +105,15 @@ pub(crate) fn internal(error: anyhow::Error) -> Response {
 
 /// 503 with `Retry-After`, and why.
 pub(crate) fn unavailable(status: &str) -> Response {
-    let mut response = json(
+    retry_later(
         StatusCode::SERVICE_UNAVAILABLE,
         serde_json::json!({ "status": status, "error": status }),
-    );
+    )
+}
+
+/// A JSON answer with `Retry-After`: the client is to come back later.
+fn retry_later(status: StatusCode, body: serde_json::Value) -> Response {
+    let mut response = json(status, body);
     response.headers_mut().insert(
         poem::http::header::RETRY_AFTER,
         crate::graphql::RETRY_AFTER_SECONDS.into(),
