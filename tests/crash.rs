@@ -4,7 +4,7 @@ mod common;
 
 use std::path::Path;
 
-use common::child::ChildServer;
+use common::child::{ChildServer, serve_args};
 use common::{Subscription, TestDb};
 use serde_json::Value;
 use store_monitor::domain::Interpolation;
@@ -15,15 +15,7 @@ use store_monitor::output::write_report;
 fn serve(db: &TestDb, data: &Path, reports: &Path) -> ChildServer {
     ChildServer::start(
         env!("CARGO_BIN_EXE_store-monitor"),
-        [
-            "--no-reload".as_ref(),
-            "--database-url".as_ref(),
-            db.url.as_ref(),
-            "--data".as_ref(),
-            data.as_os_str(),
-            "--reports".as_ref(),
-            reports.as_os_str(),
-        ] as [&std::ffi::OsStr; 7],
+        serve_args(&db.url, data, reports),
     )
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use common::TestDb;
-use common::child::ChildServer;
+use common::child::{ChildServer, serve_args};
 use store_monitor::jobs::report::{self as report_job, Reconciled};
 use store_monitor::output::ReportFiles;
 use uuid::Uuid;
@@ -20,15 +20,7 @@ fn serve_failing(db: &TestDb, reports: &Path, failpoint: &str) -> ChildServer {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
     ChildServer::start_with_env(
         env!("CARGO_BIN_EXE_store-monitor"),
-        [
-            "--no-reload".as_ref(),
-            "--database-url".as_ref(),
-            db.url.as_ref(),
-            "--data".as_ref(),
-            data.as_os_str(),
-            "--reports".as_ref(),
-            reports.as_os_str(),
-        ] as [&std::ffi::OsStr; 7],
+        serve_args(&db.url, &data, reports),
         [("STORE_MONITOR_FAILPOINT", failpoint)],
     )
 }

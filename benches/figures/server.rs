@@ -26,15 +26,7 @@ pub(crate) async fn run(bench: ServerBench<'_>) -> anyhow::Result<()> {
     eprintln!("bench: starting `serve` with database {BENCH_DATABASE} (loads the data first) …");
     let server = ChildServer::start(
         env!("CARGO_BIN_EXE_store-monitor"),
-        [
-            "--no-reload".as_ref(),
-            "--database-url".as_ref(),
-            url.as_ref(),
-            "--data".as_ref(),
-            bench.data_dir.as_os_str(),
-            "--reports".as_ref(),
-            reports.as_os_str(),
-        ] as [&std::ffi::OsStr; 7],
+        crate::child::serve_args(&url, bench.data_dir, &reports),
     );
     let mut outcome = measure(&bench, &server.address).await;
     if outcome.is_ok() {

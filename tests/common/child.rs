@@ -14,6 +14,20 @@ pub struct ChildServer {
     pub address: String,
 }
 
+/// The arguments of a `serve` on a database of its own: no reload schedule, the input
+/// files of `data`, report files in `reports`.
+pub fn serve_args(database_url: &str, data: &std::path::Path, reports: &std::path::Path) -> Vec<OsString> {
+    vec![
+        "--no-reload".into(),
+        "--database-url".into(),
+        database_url.into(),
+        "--data".into(),
+        data.into(),
+        "--reports".into(),
+        reports.into(),
+    ]
+}
+
 impl ChildServer {
     /// Starts `store-monitor serve --bind 127.0.0.1:0 ARGS` and waits until it says where
     /// it listens (it does once its data is loaded and it accepts connections). The port is
