@@ -96,7 +96,7 @@ pub async fn report_rows(
 }
 
 /// A followed report's current state: the newest this process has seen if another
-/// follower has, else read, at most a few such reads at once, so that subscriptions
+/// follower has, else read (retried while the pool is busy), at most a few such reads at once, so that subscriptions
 /// (however many open at once) leave the API's connections to other requests.
 pub async fn followed_report(state: &AppState, id: Uuid) -> anyhow::Result<Option<ReportRecord>> {
     if let Some(record) = state.events.last(id) {
@@ -106,7 +106,16 @@ pub async fn followed_report(state: &AppState, id: Uuid) -> anyhow::Result<Optio
     if let Some(record) = state.events.last(id) {
         return Ok(Some((*record).clone()));
     }
-    let record = get_report(state, id).await?;
+    // A subscription is long-lived: its first read may wait out a busy pool (three of the
+    // API's 750 ms waits) where a request would be told 503 at once.
+    let mut tries = 0;
+    let record = loop {
+        tries += 1;
+        match get_report(state, id).await {
+            Err(e) if tries < 3 && super::database_unavailable(&e) => continue,
+            read => break read?,
+        }
+    };
     if let Some(record) = &record {
         state.events.seen(record);
     }

@@ -1,0 +1,137 @@
+//! Limits measured on a `serve` process of its own: out of file descriptors it pauses
+//! accepting instead of spinning, and a body over the limit costs it no memory. A binary of
+//! their own, since both load the machine, and the tests of `connections.rs` that run
+//! beside each other must not be starved by them.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestDb, example_dirs};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// CPU seconds the process `pid` has used so far (user and system).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_file_descriptors_the_server_pauses_accepting_instead_of_spinning_and_recovers() {
+    let db = TestDb::new().await;
+    let reports = tempfile::tempdir().unwrap();
+    // 24 files: about 17 are taken at start, so a few connections use up the rest (the
+    // connection cap never goes below 16).
+    let mut args = common::child::serve_args(&db.url, &example_dirs()[0], reports.path());
+    args.extend(["--header-timeout".into(), "60".into()]);
+    let server =
+        common::child::ChildServer::start_with_open_files(env!("CARGO_BIN_EXE_store-monitor"), args, 24);
+    let address = server.address.trim_start_matches("http://").to_string();
+    let mut held = Vec::new();
+    for _ in 0..30 {
+        let mut tcp = TcpStream::connect(&address).await.unwrap();
+        tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        held.push(tcp);
+    }
+    // accept() now fails with EMFILE for the connections still waiting in the backlog.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (before, started) = (cpu_seconds(server.pid()), std::time::Instant::now());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let share = (cpu_seconds(server.pid()) - before) / started.elapsed().as_secs_f64();
+    // Spinning on accept() took a whole core (113 % was measured before).
+    assert!(
+        share < 0.5,
+        "the server used {:.0} % of a core while out of files",
+        share * 100.0
+    );
+
+    drop(held);
+    let mut healthy = false;
+    for _ in 0..100 {
+        let answer = reqwest::Client::new()
+            .get(format!("{}/healthz", server.address))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await;
+        if answer.is_ok_and(|a| a.status() == 200) {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(healthy, "the server serves again once files are free");
+    server.terminate();
+}
+
+/// The resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_one_byte_over_the_limit_is_413_and_a_huge_one_costs_the_server_no_memory() {
+    let db = TestDb::new().await;
+    let reports = tempfile::tempdir().unwrap();
+    let server = common::child::ChildServer::start(
+        env!("CARGO_BIN_EXE_store-monitor"),
+        common::child::serve_args(&db.url, &example_dirs()[0], reports.path()),
+    );
+    const LIMIT: usize = 1 << 20;
+    let padded = |size: usize| {
+        let query = r#"{"query":"{ __typename }"}"#;
+        format!("{query}{}", " ".repeat(size - query.len()))
+    };
+    let post = |body: String| {
+        reqwest::Client::new()
+            .post(format!("{}/graphql", server.address))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    assert_eq!(post(padded(LIMIT)).await.unwrap().status(), 200, "at the limit");
+    let over = post(padded(LIMIT + 1)).await.unwrap();
+    assert_eq!(over.status(), 413, "one byte over");
+    assert!(over.text().await.unwrap().contains("over 1048576 bytes"));
+
+    // 256 MB sent without a length: the server stops reading at the limit.
+    let before = rss_kib(server.pid());
+    let tcp = TcpStream::connect(server.address.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let (mut read, mut write) = tcp.into_split();
+    let answer = tokio::spawn(async move {
+        let mut answer = Vec::new();
+        let _ = read.read_to_end(&mut answer).await;
+        String::from_utf8_lossy(&answer).to_string()
+    });
+    let head = "POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+    write.write_all(head.as_bytes()).await.unwrap();
+    let chunk = format!("{:x}\r\n{}\r\n", 1 << 16, " ".repeat(1 << 16));
+    for _ in 0..4096 {
+        if write.write_all(chunk.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+    drop(write);
+    let answer = tokio::time::timeout(Duration::from_secs(30), answer)
+        .await
+        .expect("the server ends the exchange")
+        .unwrap();
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 413"),
+        "{answer}"
+    );
+    let grown = rss_kib(server.pid()).saturating_sub(before);
+    assert!(
+        grown < 32 << 10,
+        "the server grew by {grown} KiB reading a 256 MB body"
+    );
+    server.terminate();
+}
