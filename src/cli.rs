@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands;
+use crate::domain::access::Role;
 use crate::domain::{Interpolation, Timestamp};
 use crate::generate::Plan;
 use crate::input::FileChoice;
@@ -64,6 +65,44 @@ enum Command {
     Worker(WorkArgs),
     /// Print the GraphQL schema (SDL), as committed in schema.graphql.
     Schema,
+    /// Create, list or revoke API tokens (the secret is shown once, at creation).
+    ///
+    /// Roles: viewer reads (queries, subscriptions, report downloads); operator also
+    /// triggers and cancels reports; admin also reloads data and manages tokens. A server
+    /// bound to a non-loopback address needs one to start: create an admin token first.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+        #[command(flatten)]
+        database: DbArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Create a token and print its secret (alone on stdout; details on stderr).
+    Create {
+        /// What it may do: viewer, operator or admin.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// Who or what it is for, as the audit log and `token list` show it.
+        #[arg(long)]
+        name: String,
+        /// Stop working after this many days (default: never).
+        #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=36500))]
+        expires_in_days: Option<u32>,
+    },
+    /// List the tokens (never their secrets): id, role, state, created, last used, expiry.
+    List,
+    /// Revoke a token by id: it is refused from its next use on, by every server.
+    Revoke {
+        /// The token's id, as `token list` shows it.
+        id: uuid::Uuid,
+    },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    s.parse()
 }
 
 #[derive(Debug, Args)]
@@ -102,8 +141,39 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "STORE_MONITOR_MAX_SUBSCRIPTIONS_PER_SOCKET", default_value_t = 100, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_subscriptions_per_socket: u32,
+    /// Whether callers need an API token (`token create`). Not given: protected mode,
+    /// open on a loopback address (only this machine reaches it), tokens required on any
+    /// other, and the server does not start without one.
+    #[arg(long, env = "STORE_MONITOR_AUTH", value_enum, value_name = "MODE")]
+    pub auth: Option<AuthArg>,
+    /// triggerReport calls a minute per token (per client address without one); past it,
+    /// TOO_MANY_REQUESTS (HTTP 429) with Retry-After. 0: no limit.
+    #[arg(
+        long,
+        env = "STORE_MONITOR_TRIGGER_RATE",
+        default_value_t = 60,
+        value_name = "PER_MINUTE"
+    )]
+    pub trigger_rate: u32,
+    /// reloadData calls a minute per token (per client address without one). 0: no limit.
+    #[arg(
+        long,
+        env = "STORE_MONITOR_RELOAD_RATE",
+        default_value_t = 6,
+        value_name = "PER_MINUTE"
+    )]
+    pub reload_rate: u32,
     #[command(flatten)]
     pub work: WorkArgs,
+}
+
+/// `--auth`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum AuthArg {
+    /// Every call but introspection needs a token whose role allows it.
+    Required,
+    /// No token needed: anyone who reaches the port may do anything.
+    Off,
 }
 
 /// How much a new business-hours or time-zone file may take away.
@@ -247,6 +317,9 @@ impl WorkArgs {
             max_response_bytes: 16 << 20,
             server: Default::default(),
             max_queued_reports: self.max_queued_reports as usize,
+            auth: None,
+            trigger_rate: 60,
+            reload_rate: 6,
         })
     }
 }
@@ -380,6 +453,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             settings.server.header_timeout = std::time::Duration::from_secs(args.header_timeout);
             settings.websocket.max_sockets_per_address = args.max_sockets_per_address as usize;
             settings.websocket.max_subscriptions = args.max_subscriptions_per_socket as usize;
+            settings.auth = args.auth.map(|a| match a {
+                AuthArg::Required => crate::startup::AuthMode::Required,
+                AuthArg::Off => crate::startup::AuthMode::Off,
+            });
+            settings.trigger_rate = args.trigger_rate;
+            settings.reload_rate = args.reload_rate;
             return crate::startup::run(settings).await;
         }
         Command::Worker(args) => {
@@ -413,6 +492,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Command::Generate(args) => commands::generate::run(&args.plan()),
+        Command::Token { command, database } => commands::token::run(&command, &database).await,
     }
 }
 

@@ -20,6 +20,9 @@ use crate::jobs::reload::ReloadContext;
 use crate::jobs::report::{self as report_job, ReportContext};
 use crate::output::ReportFiles;
 use crate::service::AppState;
+use crate::service::auth::Access;
+pub use crate::service::auth::AuthMode;
+use crate::service::rate::RateLimit;
 use crate::{db, graphql, http, service};
 
 /// How long an API request waits for a database connection before it is answered 503:
@@ -45,7 +48,7 @@ pub struct Settings {
     pub keep_reports: Option<chrono::TimeDelta>,
     /// Reports computed at once by this process; 0: no report worker.
     pub concurrency: usize,
-    /// Origins allowed to call the API from a browser; empty: any.
+    /// Origins allowed to call the API from a browser; empty: this server's own only.
     pub cors_origins: Vec<String>,
     /// Load the input files at start when the database holds no data yet.
     pub initial_load: bool,
@@ -57,7 +60,29 @@ pub struct Settings {
     pub server: ServerLimits,
     /// Reports that may wait for a worker; past it `triggerReport` is TOO_MANY_REQUESTS.
     pub max_queued_reports: usize,
+    /// Whether callers need API tokens; `None`: protected mode, decided by `bind` (open on
+    /// a loopback address, tokens required on any other).
+    pub auth: Option<AuthMode>,
+    /// `triggerReport` calls a minute per token or address (0: no limit).
+    pub trigger_rate: u32,
+    /// `reloadData` calls a minute per token or address (0: no limit).
+    pub reload_rate: u32,
 }
+
+/// Whether callers of a server bound to `bind` need tokens when `--auth` does not say
+/// (Redis's protected mode): not on a loopback address, which only this machine reaches.
+pub fn protected_mode(bind: SocketAddr) -> AuthMode {
+    if bind.ip().is_loopback() {
+        AuthMode::Off
+    } else {
+        AuthMode::Required
+    }
+}
+
+/// What a server that needs tokens and has none says instead of starting.
+const NO_TOKEN: &str = "this server needs API tokens (it is bound to a non-loopback address) and the database has none that \
+     work: create one with\n\n    store-monitor token create --role admin --name NAME\n\n(with the same DATABASE_URL), \
+     or start with --auth off to serve without tokens (anyone who reaches the port may do anything)";
 
 /// What the server allows each connection.
 #[derive(Clone, Copy, Debug)]
@@ -145,6 +170,17 @@ impl Application {
         db::queue::setup(&pool)
             .await
             .context("cannot set up the job queue")?;
+        let mode = match (settings.auth, settings.bind) {
+            (Some(mode), _) => mode,
+            (None, Some(bind)) => protected_mode(bind),
+            (None, None) => AuthMode::Off,
+        };
+        if let Some(bind) = settings.bind {
+            announce(mode, settings.auth.is_some(), bind, &pool).await?;
+        }
+        let access = Access::load(&pool, mode)
+            .await
+            .context("cannot read the key that signs report links")?;
         let (stop, stopped) = watch::channel(false);
         let events = ReportEvents::start(&api, stopped.clone())
             .await
@@ -160,6 +196,9 @@ impl Application {
             max_queued: settings.max_queued_reports,
             subscription_reads: Arc::new(tokio::sync::Semaphore::new(4)),
             finished: Default::default(),
+            access,
+            trigger_limit: RateLimit::new("triggerReport", settings.trigger_rate),
+            reload_limit: RateLimit::new("reloadData", settings.reload_rate),
         };
         if settings.initial_load {
             initial_load(&state).await?;
@@ -257,6 +296,30 @@ impl Application {
         }
         first_error.map_or(Ok(()), Err)
     }
+}
+
+/// Says in the log who may call a server, and refuses to start one that needs tokens and
+/// has none.
+async fn announce(mode: AuthMode, asked: bool, bind: SocketAddr, db: &Pool) -> anyhow::Result<()> {
+    match (mode, asked) {
+        (AuthMode::Required, _) => {
+            let usable = service::auth::usable_tokens(db)
+                .await
+                .context("cannot count the API tokens")?;
+            anyhow::ensure!(usable > 0, NO_TOKEN);
+            tracing::info!(tokens = usable, "API tokens required (--auth required)");
+        }
+        (AuthMode::Off, true) => tracing::warn!(
+            %bind,
+            "--auth off: callers need no token, and anyone who reaches {bind} may trigger reports, reload data and manage tokens"
+        ),
+        (AuthMode::Off, false) => tracing::warn!(
+            %bind,
+            "running open: bound to the loopback address {bind}, callers need no token (only this machine can connect). \
+             Bound to any other address, the server needs tokens; --auth required asks for them here too"
+        ),
+    }
+    Ok(())
 }
 
 /// Runs until SIGINT or SIGTERM, then shuts down gracefully.
@@ -366,7 +429,7 @@ async fn initial_load(state: &AppState) -> anyhow::Result<()> {
     }
     tracing::info!(data = %state.data_dir.display(), "the database holds no data yet: loading the input files");
     // The reload logs each file's load itself.
-    if let Err(e) = service::reload_now(state, false).await {
+    if let Err(e) = service::reload(state, false).await {
         // A server without data still serves (reports are empty until a reload).
         tracing::warn!(
             error = format!("{e:#}"),

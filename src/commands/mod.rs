@@ -4,3 +4,4 @@
 pub(crate) mod generate;
 pub(crate) mod ingest;
 pub(crate) mod report;
+pub(crate) mod token;

@@ -10,6 +10,7 @@ use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo, PgValueRef};
 use sqlx::{Decode, Encode, Postgres, Type};
 
 use super::loads::Outcome;
+use crate::domain::access::Role;
 use crate::domain::{Interpolation, ReportStatus};
 use crate::input::FileKind;
 
@@ -63,7 +64,7 @@ macro_rules! from_code {
     )*};
 }
 
-from_code!(ReportStatus, Interpolation, FileKind, Outcome);
+from_code!(ReportStatus, Interpolation, FileKind, Outcome, Role);
 
 impl Stored for ReportStatus {
     const WHAT: &'static str = "report status";
@@ -113,6 +114,18 @@ impl Stored for Outcome {
     }
 }
 
+impl Stored for Role {
+    const WHAT: &'static str = "token role";
+    const ALL: &'static [Self] = &Role::ALL;
+    fn stored(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,5 +143,6 @@ mod tests {
         assert!(distinct::<Interpolation>());
         assert!(distinct::<FileKind>());
         assert!(distinct::<Outcome>());
+        assert!(distinct::<Role>());
     }
 }

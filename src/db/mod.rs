@@ -18,6 +18,7 @@ pub(crate) mod reports;
 pub mod snapshot;
 mod stores;
 pub(crate) mod ticks;
+pub(crate) mod tokens;
 
 use std::str::FromStr;
 use std::time::Duration;

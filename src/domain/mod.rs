@@ -2,6 +2,7 @@
 //! a report's result and life. Nothing here reads a file, a clock or a database; the
 //! adapters around it do.
 
+pub mod access;
 pub mod hours;
 pub mod lifecycle;
 pub mod report;

@@ -18,8 +18,14 @@ use async_graphql::{ErrorExtensions, Response, ServerError, ServerResult, Valida
 pub enum ApiError {
     BadInput(String),
     NotFound(String),
-    /// Too much asked of the server already: retry later (HTTP 429 with `Retry-After`).
-    TooManyRequests(String),
+    /// Too much asked of the server, or by this caller, already: retry in `retry_after`
+    /// seconds (HTTP 429 with `Retry-After`).
+    TooManyRequests {
+        message: String,
+        retry_after: u64,
+    },
+    /// No usable token, or one whose role may not (HTTP 401 or 403).
+    Denied(crate::service::auth::Denied),
     /// The socket has this many subscriptions already.
     TooManySubscriptions(usize),
     /// The database is down or saturated: retry later (HTTP 503 with `Retry-After`).
@@ -33,7 +39,17 @@ pub const RETRY_AFTER_SECONDS: u64 = 5;
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> Self {
         if let Some(full) = e.downcast_ref::<crate::service::QueueFull>() {
-            ApiError::TooManyRequests(full.to_string())
+            ApiError::TooManyRequests {
+                message: full.to_string(),
+                retry_after: RETRY_AFTER_SECONDS,
+            }
+        } else if let Some(limited) = e.downcast_ref::<crate::service::rate::RateLimited>() {
+            ApiError::TooManyRequests {
+                message: limited.to_string(),
+                retry_after: limited.retry_after.as_secs_f64().ceil().max(1.0) as u64,
+            }
+        } else if let Some(bad) = e.downcast_ref::<crate::service::auth::BadTokenRequest>() {
+            ApiError::BadInput(bad.to_string())
         } else if crate::service::database_unavailable(&e) {
             ApiError::Unavailable(e)
         } else {
@@ -49,7 +65,8 @@ impl ApiError {
             ApiError::NotFound(_) => "NOT_FOUND",
             ApiError::Unavailable(_) => "SERVICE_UNAVAILABLE",
             ApiError::TooManySubscriptions(_) => "TOO_MANY_SUBSCRIPTIONS",
-            ApiError::TooManyRequests(_) => "TOO_MANY_REQUESTS",
+            ApiError::TooManyRequests { .. } => "TOO_MANY_REQUESTS",
+            ApiError::Denied(denied) => denied.code(),
             ApiError::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -71,16 +88,37 @@ impl ErrorExtensions for ApiError {
             ),
             ApiError::BadInput(message)
             | ApiError::NotFound(message)
-            | ApiError::TooManyRequests(message) => message.clone(),
+            | ApiError::TooManyRequests { message, .. } => message.clone(),
+            ApiError::Denied(denied) => denied.message().to_string(),
         };
-        let retry = matches!(self, ApiError::Unavailable(_) | ApiError::TooManyRequests(_));
+        let retry = match self {
+            ApiError::Unavailable(_) => Some(RETRY_AFTER_SECONDS),
+            ApiError::TooManyRequests { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        };
         async_graphql::Error::new(message).extend_with(|_, e| {
             e.set("code", self.code());
-            if retry {
-                e.set("retryAfter", RETRY_AFTER_SECONDS);
+            if let Some(retry) = retry {
+                e.set("retryAfter", retry);
             }
         })
     }
+}
+
+/// A refusal as the GraphQL error a client sees, for the doors that refuse a request before
+/// it runs.
+pub(crate) fn denied_error(denied: crate::service::auth::Denied) -> ServerError {
+    ApiError::Denied(denied)
+        .extend()
+        .into_server_error(async_graphql::Pos::default())
+}
+
+/// An error of ours that stopped a request before it ran (the database down, say), as the
+/// GraphQL error a client sees.
+pub(crate) fn failed_error(error: anyhow::Error) -> ServerError {
+    ApiError::from(error)
+        .extend()
+        .into_server_error(async_graphql::Pos::default())
 }
 
 impl From<ApiError> for async_graphql::Error {

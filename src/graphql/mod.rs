@@ -2,10 +2,12 @@
 //! that the server, the tests and the SDL export share. Resolvers reach the rest of the
 //! service only through [`crate::service`].
 
+mod access;
 mod cost;
 mod data;
 mod error;
 mod report;
+mod tokens;
 
 use std::sync::Arc;
 
@@ -16,14 +18,18 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::ReportRecord;
+use crate::service::auth::Caller;
 use crate::service::{self, AppState};
+pub(crate) use access::actions;
 use cost::CostLimits;
 pub(crate) use cost::precheck;
 pub use cost::{MAX_COST, MAX_DEPTH, MAX_INTROSPECTION_DEPTH, WHOLE_REPORT_COST};
 use data::{DataLoadNode, DatasetNode};
 pub use error::RETRY_AFTER_SECONDS;
 use error::{ApiError, ErrorCodes};
+pub(crate) use error::{denied_error, failed_error};
 use report::{ReportNode, TriggerReportInput};
+use tokens::{CreateTokenInput, CreatedToken, TokenNode};
 
 /// The schema type.
 pub type AppSchema = Schema<Query, Mutation, SubscriptionRoot>;
@@ -198,6 +204,24 @@ impl Query {
     async fn dataset(&self) -> DatasetNode {
         DatasetNode
     }
+
+    /// Every API token, newest first, revoked and expired ones included (admins only).
+    async fn tokens(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TokenNode>> {
+        let state = ctx.data_unchecked::<AppState>();
+        let tokens = service::auth::list_tokens(&state.db)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(tokens.into_iter().map(TokenNode).collect())
+    }
+}
+
+/// The caller of the request being resolved (anonymous when the door put none in: the
+/// schema served without one only in tests).
+fn caller<'a>(ctx: &'a Context<'_>) -> std::borrow::Cow<'a, Caller> {
+    match ctx.data_opt::<Caller>() {
+        Some(caller) => std::borrow::Cow::Borrowed(caller),
+        None => std::borrow::Cow::Owned(Caller::anonymous(None)),
+    }
 }
 
 fn parse_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
@@ -211,7 +235,7 @@ fn parse_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
 
 pub struct Mutation;
 
-/// What can be done: compute a report, reload the data.
+/// What can be done: compute a report, reload the data, manage API tokens.
 #[Object]
 impl Mutation {
     /// Queues a report and returns it at once (PENDING, or COMPLETE when an equal report
@@ -226,7 +250,7 @@ impl Mutation {
         let state = ctx.data_unchecked::<AppState>();
         let input = input.unwrap_or_default();
         let interpolation = input.interpolation.unwrap_or_default().into();
-        let record = service::trigger_report(state, interpolation, input.as_of)
+        let record = service::trigger_report(state, &caller(ctx), interpolation, input.as_of)
             .await
             .map_err(ApiError::from)?;
         Ok(ReportNode(record))
@@ -246,12 +270,60 @@ impl Mutation {
         force: bool,
     ) -> async_graphql::Result<DataLoadNode> {
         let state = ctx.data_unchecked::<AppState>();
-        let reload = service::reload_now(state, force).await.map_err(ApiError::from)?;
+        let reload = service::reload_now(state, &caller(ctx), force)
+            .await
+            .map_err(ApiError::from)?;
         let data_version = service::data_version(state).await.map_err(ApiError::from)?;
         Ok(DataLoadNode {
             files: reload.files.into_iter().map(|f| f.record).collect(),
             data_version,
         })
+    }
+
+    /// Creates an API token (admins only) and returns it with its secret, which is shown
+    /// this once.
+    async fn create_token(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Its name, role and optional expiry.")] input: CreateTokenInput,
+    ) -> async_graphql::Result<CreatedToken> {
+        let state = ctx.data_unchecked::<AppState>();
+        let (record, secret) =
+            service::auth::create_token(&state.db, &input.name, input.role.into(), input.expires_at)
+                .await
+                .map_err(ApiError::from)?;
+        service::auth::audit(
+            &caller(ctx),
+            "createToken",
+            &format!("created {} token {:?} ({})", record.role, record.name, record.id),
+        );
+        Ok(CreatedToken {
+            token: TokenNode(record),
+            secret: secret.0,
+        })
+    }
+
+    /// Revokes an API token (admins only): it is refused from its next use on, on every
+    /// server, and the report links given to it stop working. Revoking a revoked token
+    /// changes nothing.
+    async fn revoke_token(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The token's id.")] id: ID,
+    ) -> async_graphql::Result<TokenNode> {
+        let state = ctx.data_unchecked::<AppState>();
+        let uuid = Uuid::parse_str(&id)
+            .map_err(|_| ApiError::BadInput(format!("{:?} is not a token id (a UUID)", id.as_str())))?;
+        let record = service::auth::revoke_token(&state.db, uuid)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::NotFound(format!("no token with id {uuid}")))?;
+        service::auth::audit(
+            &caller(ctx),
+            "revokeToken",
+            &format!("revoked {} token {:?} ({})", record.role, record.name, record.id),
+        );
+        Ok(TokenNode(record))
     }
 }
 

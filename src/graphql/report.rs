@@ -108,9 +108,13 @@ impl ReportNode {
         self.0.error.as_deref()
     }
 
-    /// Where to download the CSV, once COMPLETE (a path on this server).
-    async fn csv_url(&self) -> Option<String> {
-        (self.0.status == domain::ReportStatus::Complete).then(|| format!("/reports/{}.csv", self.0.id))
+    /// Where to download the CSV, once COMPLETE: a path on this server, signed for the
+    /// caller and good for 15 minutes, that works without a token (a link, `curl -O`).
+    /// Ask again for a fresh one.
+    async fn csv_url(&self, ctx: &Context<'_>) -> Option<String> {
+        let state = ctx.data_unchecked::<AppState>();
+        (self.0.status == domain::ReportStatus::Complete)
+            .then(|| service::auth::report_link(state, self.0.id, &super::caller(ctx)))
     }
 
     /// The whole CSV, once COMPLETE.

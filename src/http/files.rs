@@ -4,24 +4,48 @@
 
 use chrono::{DateTime, Utc};
 use poem::http::{HeaderMap, HeaderValue, StatusCode, header};
-use poem::web::{Data, Path};
+use poem::web::{Data, Path, Query};
 use poem::{Request, Response, handler};
 use uuid::Uuid;
 
 use super::{find_report, internal, json};
+use crate::domain::access::Action;
 use crate::domain::{ReportRecord, ReportStatus};
+use crate::service::auth::{self, AuthError, Caller, LinkParams};
 use crate::service::{self, AppState};
 
 /// `GET /reports/{id}.csv`: the finished report as a file; 404 for an unknown id, 409
-/// while it is not complete.
+/// while it is not complete. A viewer's token, or the signature of a link `csvUrl` gave.
 #[handler]
-pub(crate) async fn report_file(req: &Request, Path(file): Path<String>, state: Data<&AppState>) -> Response {
+pub(crate) async fn report_file(
+    req: &Request,
+    Path(file): Path<String>,
+    Query(link): Query<LinkParams>,
+    state: Data<&AppState>,
+) -> Response {
     let Some(id) = file.strip_suffix(".csv").and_then(|id| Uuid::parse_str(id).ok()) else {
         return json(
             StatusCode::NOT_FOUND,
             serde_json::json!({ "error": format!("no report file {file:?}") }),
         );
     };
+    if link.given() {
+        let operation = format!("GET {} (signed link)", req.uri().path());
+        match auth::check_link(&state, id, &link, super::address(req)).await {
+            Ok(caller) => auth::audit(&caller, &operation, "allowed"),
+            Err(AuthError::Denied(denied)) => {
+                auth::audit(
+                    &Caller::anonymous(super::address(req)),
+                    &operation,
+                    &format!("refused: {}", denied.message()),
+                );
+                return super::refused(&denied);
+            }
+            Err(AuthError::Failed(e)) => return internal(e),
+        }
+    } else if let Err(refused) = super::allowed(req, &state, Action::Read).await {
+        return refused;
+    }
     let record = match find_report(&state, id).await {
         Ok(record) => record,
         Err(response) => return response,
@@ -57,7 +81,12 @@ pub(crate) async fn csv_download(request: &HeaderMap, state: &AppState, record: 
     set(header::LAST_MODIFIED, http_date(modified));
     set(
         header::CACHE_CONTROL,
-        "public, max-age=31536000, immutable".into(),
+        // A shared cache must not hand a file that needed a token to whoever asks next.
+        if state.access.mode == auth::AuthMode::Required {
+            "private, max-age=31536000, immutable".into()
+        } else {
+            "public, max-age=31536000, immutable".into()
+        },
     );
     set(
         header::CONTENT_DISPOSITION,

@@ -1,5 +1,7 @@
 // GraphiQL on this server's own endpoints: queries and mutations over HTTP, subscriptions
-// over WebSocket (graphql-transport-ws, the client GraphiQL bundles).
+// over WebSocket (graphql-transport-ws, the client GraphiQL bundles). The API token pasted
+// above it goes with every request (Authorization header) and socket (connection_init),
+// and is kept in this browser's localStorage until forgotten.
 (function () {
   const http = new URL('/graphql', window.location.href);
   const ws = new URL('/graphql/ws', window.location.href);
@@ -25,12 +27,69 @@ subscription Follow($id: ID!) {
   report(id: $id) { status storesDone storesTotal progress csvUrl error }
 }
 `;
-  const fetcher = GraphiQL.createFetcher({ url: http.toString(), subscriptionUrl: ws.toString() });
-  ReactDOM.createRoot(document.getElementById('graphiql')).render(
-    React.createElement(GraphiQL, {
-      fetcher,
-      defaultQuery,
-      defaultEditorToolsVisibility: true,
-    }),
-  );
+  const KEY = 'store-monitor.token';
+  const form = document.getElementById('auth');
+  const input = document.getElementById('token');
+  const status = document.getElementById('auth-status');
+  const root = ReactDOM.createRoot(document.getElementById('graphiql'));
+  input.value = localStorage.getItem(KEY) || '';
+
+  const say = (text, bad) => {
+    status.textContent = text;
+    status.className = bad ? 'bad' : '';
+  };
+
+  // Tells whether the server takes the token (or needs one), with a read anyone may try.
+  async function check(token) {
+    try {
+      const response = await fetch(http, {
+        method: 'POST',
+        headers: Object.assign({ 'Content-Type': 'application/json' },
+          token ? { Authorization: `Bearer ${token}` } : {}),
+        body: JSON.stringify({ query: '{ dataset { dataVersion } }' }),
+      });
+      if (response.ok) {
+        say(token ? 'token accepted' : 'no token: this server is open');
+      } else {
+        const body = await response.json().catch(() => ({}));
+        const error = (body.errors && body.errors[0]) || {};
+        say(error.message || `the server answered ${response.status}`, true);
+      }
+    } catch (e) {
+      say(`cannot reach the server: ${e.message}`, true);
+    }
+  }
+
+  function render() {
+    const token = input.value.trim();
+    const auth = token ? { Authorization: `Bearer ${token}` } : undefined;
+    const fetcher = GraphiQL.createFetcher({
+      url: http.toString(),
+      subscriptionUrl: ws.toString(),
+      headers: auth,
+      wsConnectionParams: auth,
+    });
+    root.render(
+      React.createElement(GraphiQL, {
+        fetcher,
+        defaultQuery,
+        defaultEditorToolsVisibility: true,
+      }),
+    );
+    check(token);
+  }
+
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const token = input.value.trim();
+    if (token) localStorage.setItem(KEY, token);
+    else localStorage.removeItem(KEY);
+    render();
+  });
+  document.getElementById('forget').addEventListener('click', () => {
+    input.value = '';
+    localStorage.removeItem(KEY);
+    render();
+  });
+  render();
 })();

@@ -18,7 +18,10 @@ use poem::{Body, Request, Response, handler};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::domain::access::Action;
 use crate::graphql::{AppSchema, RETRY_AFTER_SECONDS};
+use crate::service::AppState;
+use crate::service::auth::{self, AuthError, Caller, Denied};
 
 /// The largest request body read.
 const MAX_BODY: usize = 1 << 20;
@@ -33,6 +36,7 @@ pub(crate) async fn endpoint(
     req: &Request,
     body: Body,
     schema: Data<&AppSchema>,
+    state: Data<&AppState>,
     persisted: Data<&PersistedQueries>,
     limit: Data<&ResponseLimit>,
 ) -> Response {
@@ -80,6 +84,27 @@ pub(crate) async fn endpoint(
     if let Err(refusal) = crate::graphql::precheck(&mut request) {
         return answer(media, async_graphql::Response::from_errors(vec![refusal]), &limit);
     }
+    // Who asks, and whether they may do all the operation asks, before any of it runs.
+    let actions = crate::graphql::actions(&mut request);
+    let operation = describe(&request, &actions);
+    let caller = match super::caller(req, &state).await {
+        Ok(caller) => caller,
+        Err(AuthError::Denied(denied)) => {
+            let anonymous = Caller::anonymous(super::address(req));
+            auth::audit(&anonymous, &operation, &format!("refused: {}", denied.message()));
+            return refused(media, denied);
+        }
+        Err(AuthError::Failed(e)) => {
+            let error = crate::graphql::failed_error(e);
+            return answer(media, async_graphql::Response::from_errors(vec![error]), &limit);
+        }
+    };
+    if let Err(denied) = auth::authorize(&state, &caller, &actions) {
+        auth::audit(&caller, &operation, &format!("refused: {}", denied.message()));
+        return refused(media, denied);
+    }
+    let audited = caller.token.is_some() || actions.iter().any(|a| a.changes());
+    let request = request.data(caller.clone());
     let response = match tokio::time::timeout(REQUEST_BUDGET, schema.execute(request)).await {
         Ok(response) => response,
         Err(_) => async_graphql::Response::from_errors(vec![coded(
@@ -90,7 +115,53 @@ pub(crate) async fn endpoint(
             "REQUEST_TIMEOUT",
         )]),
     };
+    if audited {
+        auth::audit(&caller, &operation, &outcome(&response));
+    }
     answer(media, response, &limit)
+}
+
+/// The operation for the audit log: its type, name and root fields' actions.
+fn describe(request: &async_graphql::Request, actions: &[Action]) -> String {
+    let kind = if is_query(request) { "query" } else { "operation" };
+    let name = request.operation_name.as_deref().unwrap_or("(unnamed)");
+    let actions: Vec<&str> = actions.iter().map(|a| a.name()).collect();
+    format!("GraphQL {kind} {name} [{}]", actions.join(", "))
+}
+
+/// How the audit log says what came of an operation: "ok", or its errors' codes.
+fn outcome(response: &async_graphql::Response) -> String {
+    if response.errors.is_empty() {
+        return "ok".to_string();
+    }
+    let codes: Vec<String> = response
+        .errors
+        .iter()
+        .map(|e| {
+            e.extensions.as_ref().and_then(|x| x.get("code")).map_or_else(
+                || "?".to_string(),
+                |c| c.to_string().trim_matches('"').to_string(),
+            )
+        })
+        .collect();
+    format!("errors: {}", codes.join(", "))
+}
+
+/// A request refused before it ran: 401 (with `WWW-Authenticate`) or 403, whatever the
+/// media type, with the error and its code in the GraphQL response shape.
+fn refused(media: &'static str, denied: Denied) -> Response {
+    let status = match denied {
+        Denied::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+        Denied::Forbidden(_) => StatusCode::FORBIDDEN,
+    };
+    // No `data` at all: nothing ran.
+    let body = serde_json::json!({ "errors": [crate::graphql::denied_error(denied.clone())] });
+    let mut response = Response::builder()
+        .status(status)
+        .content_type(media)
+        .body(body.to_string());
+    super::challenge(&mut response, &denied);
+    response
 }
 
 /// The longest a GraphQL request may run; past it, its work is dropped and the client told.
@@ -187,7 +258,7 @@ impl Params {
             .map_err(Unusable::Malformed)?;
         let query = match (self.query.filter(|q| !q.is_empty()), hash) {
             (Some(query), Some(hash)) => {
-                if format!("{:x}", Sha256::digest(query.as_bytes())) != hash {
+                if hex::encode(Sha256::digest(query.as_bytes())) != hash {
                     let error = coded(
                         "the persisted query's sha256Hash is not the query's",
                         "BAD_REQUEST",
@@ -305,6 +376,7 @@ fn answer(media: &'static str, response: async_graphql::Response, limit: &Respon
     } else {
         None
     };
+    let seconds = retry_after(&response.errors);
     let mut body = serde_json::to_value(&response).unwrap_or_default();
     let status = if let Some(status) = retry_later {
         status
@@ -330,12 +402,23 @@ fn answer(media: &'static str, response: async_graphql::Response, limit: &Respon
     }
     let response = Response::builder().status(status).content_type(media);
     if retry_later.is_some() {
-        response
-            .header(header::RETRY_AFTER, RETRY_AFTER_SECONDS)
-            .body(text)
+        response.header(header::RETRY_AFTER, seconds).body(text)
     } else {
         response.body(text)
     }
+}
+
+/// The longest `retryAfter` the errors ask for (what `Retry-After` says).
+fn retry_after(errors: &[ServerError]) -> u64 {
+    errors
+        .iter()
+        .filter_map(|e| e.extensions.as_ref()?.get("retryAfter"))
+        .filter_map(|v| match v {
+            async_graphql::Value::Number(n) => n.as_u64(),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(RETRY_AFTER_SECONDS)
 }
 
 fn plain(status: StatusCode, message: &str) -> Response {

@@ -8,13 +8,18 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{internal, json};
+use crate::domain::access::Action;
 use crate::domain::{Interpolation, ReportStatus};
 use crate::service::{self, AppState};
 
 /// `POST /trigger_report` → `{"report_id": "<uuid>"}`.
 #[handler]
-pub async fn trigger_report(state: Data<&AppState>) -> Response {
-    match service::trigger_report(&state, Interpolation::Nearest, None).await {
+pub async fn trigger_report(req: &Request, state: Data<&AppState>) -> Response {
+    let caller = match super::allowed(req, &state, Action::TriggerReport).await {
+        Ok(caller) => caller,
+        Err(refused) => return refused,
+    };
+    match service::trigger_report(&state, &caller, Interpolation::Nearest, None).await {
         Ok(record) => json(StatusCode::OK, serde_json::json!({ "report_id": record.id })),
         Err(e) => internal(e),
     }
@@ -30,6 +35,9 @@ pub struct GetReport {
 /// error for a failed report.
 #[handler]
 pub async fn get_report(req: &Request, Query(query): Query<GetReport>, state: Data<&AppState>) -> Response {
+    if let Err(refused) = super::allowed(req, &state, Action::Read).await {
+        return refused;
+    }
     let Some(raw) = query.report_id else {
         return json(
             StatusCode::BAD_REQUEST,

@@ -13,14 +13,18 @@ mod ws;
 
 pub(crate) use server::{open_files_limit, serve};
 
+use std::net::IpAddr;
+
 use compression::Compression;
-use poem::http::StatusCode;
+use poem::http::{StatusCode, header};
 use poem::middleware::Tracing;
-use poem::{Endpoint, EndpointExt, Response, Route, get, post};
+use poem::{Endpoint, EndpointExt, Request, Response, Route, get, post};
 use uuid::Uuid;
 
 use crate::domain::ReportRecord;
+use crate::domain::access::Action;
 use crate::graphql::AppSchema;
+use crate::service::auth::{self, AuthError, Caller, Denied};
 use crate::service::{self, AppState};
 
 /// Every route, with CORS for `cors_origins` (empty: same origin only), compression and request
@@ -89,8 +93,19 @@ pub(crate) fn internal(error: anyhow::Error) -> Response {
     if let Some(full) = error.downcast_ref::<service::QueueFull>() {
         return retry_later(
             StatusCode::TOO_MANY_REQUESTS,
-            serde_json::json!({ "error": full.to_string() }),
+            serde_json::json!({ "error": full.to_string(), "code": "TOO_MANY_REQUESTS" }),
         );
+    }
+    if let Some(limited) = error.downcast_ref::<service::rate::RateLimited>() {
+        let mut response = json(
+            StatusCode::TOO_MANY_REQUESTS,
+            serde_json::json!({ "error": limited.to_string(), "code": "TOO_MANY_REQUESTS" }),
+        );
+        let seconds = limited.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        response
+            .headers_mut()
+            .insert(poem::http::header::RETRY_AFTER, seconds.into());
+        return response;
     }
     if service::database_unavailable(&error) {
         tracing::warn!(error = format!("{error:#}"), "database unavailable");
@@ -119,6 +134,70 @@ fn retry_later(status: StatusCode, body: serde_json::Value) -> Response {
         crate::graphql::RETRY_AFTER_SECONDS.into(),
     );
     response
+}
+
+/// The client's address, as the connection has it.
+fn address(req: &Request) -> Option<IpAddr> {
+    req.remote_addr().as_socket_addr().map(|a| a.ip())
+}
+
+/// The caller of `req`: the token of its `Authorization` header, checked, or anonymous.
+async fn caller(req: &Request, state: &AppState) -> Result<Caller, AuthError> {
+    let credentials = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or("(not text)"));
+    auth::authenticate(state, credentials, address(req)).await
+}
+
+/// The caller of a REST call, if it may do `action`; else the answer that says why (401
+/// with `WWW-Authenticate`, 403, or 503 with the database down). Either way, audited.
+async fn allowed(req: &Request, state: &AppState, action: Action) -> Result<Caller, Response> {
+    let operation = format!("{} {}", req.method(), req.uri().path());
+    let caller = match caller(req, state).await {
+        Ok(caller) => caller,
+        Err(AuthError::Denied(denied)) => {
+            auth::audit(
+                &Caller::anonymous(address(req)),
+                &operation,
+                &format!("refused: {}", denied.message()),
+            );
+            return Err(refused(&denied));
+        }
+        Err(AuthError::Failed(e)) => return Err(internal(e)),
+    };
+    if let Err(denied) = auth::authorize(state, &caller, &[action]) {
+        auth::audit(&caller, &operation, &format!("refused: {}", denied.message()));
+        return Err(refused(&denied));
+    }
+    if action.changes() || caller.token.is_some() {
+        auth::audit(&caller, &operation, "allowed");
+    }
+    Ok(caller)
+}
+
+/// A refused REST call: 401 with the `WWW-Authenticate` challenge, or 403.
+pub(crate) fn refused(denied: &Denied) -> Response {
+    let status = match denied {
+        Denied::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+        Denied::Forbidden(_) => StatusCode::FORBIDDEN,
+    };
+    let mut response = json(
+        status,
+        serde_json::json!({ "error": denied.message(), "code": denied.code() }),
+    );
+    challenge(&mut response, denied);
+    response
+}
+
+/// Adds the `WWW-Authenticate` header a 401 has (RFC 9110, RFC 6750).
+fn challenge(response: &mut Response, denied: &Denied) {
+    if let Some(value) = denied
+        .challenge()
+        .and_then(|c| poem::http::HeaderValue::from_str(&c).ok())
+    {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+    }
 }
 
 /// The report `id`, or the response that says why there is none (404, or 500).

@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_graphql::Data;
 use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, WebSocketProtocols, WsMessage};
+use async_graphql::{Data, ServerError};
 use async_graphql_poem::GraphQLProtocol;
 use futures::{SinkExt, StreamExt};
 use poem::web::Data as PoemData;
@@ -21,6 +21,8 @@ use poem::web::websocket::{Message, WebSocket, WebSocketConfig};
 use poem::{IntoResponse, Response, handler};
 
 use crate::graphql::{AppSchema, RETRY_AFTER_SECONDS, SubscriptionSlots};
+use crate::service::AppState;
+use crate::service::auth::{self, AuthError, AuthMode, Caller, Denied};
 
 /// The open sockets of each client address.
 #[derive(Clone, Default)]
@@ -89,9 +91,11 @@ pub(crate) fn endpoint(
     schema: PoemData<&AppSchema>,
     limits: PoemData<&WsLimits>,
     sockets: PoemData<&OpenSockets>,
-    remote: &poem::web::RemoteAddr,
+    state: PoemData<&AppState>,
+    req: &poem::Request,
 ) -> Response {
     let (schema, limits) = (schema.clone(), **limits);
+    let remote = req.remote_addr();
     let address = remote
         .as_socket_addr()
         .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
@@ -115,14 +119,42 @@ pub(crate) fn endpoint(
         .read_buffer_size(4 << 10)
         .write_buffer_size(0)
         .max_write_buffer_size(1 << 20);
+    let session = Arc::new(Session {
+        state: state.clone(),
+        address: Some(address),
+        // A client that can set headers on the upgrade may send its token there; browsers
+        // cannot, and send it in `connection_init`.
+        header: req
+            .headers()
+            .get(poem::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        caller: Mutex::new(None),
+    });
     websocket
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .config(config)
         .on_upgrade(move |stream| async move {
-            serve(stream, schema, protocol.0, limits).await;
+            serve(stream, schema, protocol.0, limits, session).await;
             drop(socket);
         })
         .into_response()
+}
+
+/// Who is on a socket.
+struct Session {
+    state: AppState,
+    address: Option<IpAddr>,
+    /// The upgrade request's `Authorization` header.
+    header: Option<String>,
+    /// Set once `connection_init` is accepted.
+    caller: Mutex<Option<Caller>>,
+}
+
+impl Session {
+    fn caller(&self) -> Option<Caller> {
+        self.caller.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 async fn serve(
@@ -130,9 +162,10 @@ async fn serve(
     schema: AppSchema,
     protocol: WebSocketProtocols,
     limits: WsLimits,
+    session: Arc<Session>,
 ) {
     let (mut sink, stream) = socket.split();
-    // Operations refused before async-graphql sees them (`refuse_early`), answered here.
+    // Messages refused before async-graphql sees them (`screen`), answered here.
     let (refusals, mut refused_early) = tokio::sync::mpsc::channel::<Message>(16);
     let incoming = stream
         .take_while(|m| futures::future::ready(m.is_ok()))
@@ -144,27 +177,34 @@ async fn serve(
             tokio::task::yield_now().await;
             message
         })
-        .filter_map(move |message| {
-            let refusals = refusals.clone();
-            async move {
-                match refuse_early(protocol, &message) {
-                    None => Some(message),
-                    Some(answers) => {
-                        for answer in answers {
-                            let _ = refusals.send(Message::text(answer)).await;
+        .filter_map({
+            let session = session.clone();
+            move |message| {
+                let (refusals, session) = (refusals.clone(), session.clone());
+                async move {
+                    match screen(&session, protocol, &message).await {
+                        None => Some(message),
+                        Some(answers) => {
+                            for answer in answers {
+                                let _ = refusals.send(answer).await;
+                            }
+                            None
                         }
-                        None
                     }
                 }
             }
         });
     let initialized = Arc::new(AtomicBool::new(false));
     let on_init = {
-        let initialized = initialized.clone();
+        let (initialized, session) = (initialized.clone(), session.clone());
         move |_payload: serde_json::Value| {
             initialized.store(true, Ordering::Relaxed);
             let mut data = Data::default();
             data.insert(SubscriptionSlots::new(limits.max_subscriptions));
+            // `screen` accepted the caller before passing `connection_init` on.
+            if let Some(caller) = session.caller() {
+                data.insert(caller);
+            }
             futures::future::ready(Ok(data))
         }
     };
@@ -194,41 +234,182 @@ async fn serve(
                 break;
             }
             Some(refusal) = refused_early.recv() => refusal,
-            _ = keepalive.tick() => Message::Ping(Vec::new()),
+            _ = keepalive.tick() => match still_allowed(&session).await {
+                // A token revoked while its socket is open ends the socket.
+                Some(close) => close,
+                None => Message::Ping(Vec::new()),
+            },
         };
-        if sink.send(message).await.is_err() {
+        let closing = matches!(message, Message::Close(_));
+        if sink.send(message).await.is_err() || closing {
             break;
         }
     }
 }
 
-/// The protocol's answer to an operation whose document is over a limit
-/// (`graphql::precheck`), sent without async-graphql ever walking it; `None` for any other
-/// message.
-fn refuse_early(protocol: WebSocketProtocols, message: &[u8]) -> Option<Vec<String>> {
+/// The close frame of a socket whose token no longer works; `None` while it does.
+async fn still_allowed(session: &Session) -> Option<Message> {
+    let caller = session.caller()?;
+    match auth::recheck(&session.state, &caller).await {
+        Err(AuthError::Denied(denied)) => {
+            auth::audit(&caller, "WebSocket", &format!("closed: {}", denied.message()));
+            Some(close(4403, "Forbidden", &denied))
+        }
+        _ => None,
+    }
+}
+
+/// A close frame with the protocol's code and reason: its word, then why, cut to fit the
+/// 123 bytes a close reason may have.
+fn close(code: u16, word: &str, denied: &Denied) -> Message {
+    let mut reason = format!("{word}: {}", denied.message());
+    if reason.len() > 123 {
+        let mut end = 120;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+        reason.push('…');
+    }
+    Message::close_with(code, reason)
+}
+
+/// What `connection_init` carries the token in: graphql-ws's `connectionParams`, as
+/// `{"Authorization": "Bearer …"}` (any case), Apollo's `{"headers": {"Authorization": …}}`,
+/// or `{"token": …}`.
+fn credentials(payload: &serde_json::Value) -> Option<String> {
+    let find = |object: &serde_json::Value, names: &[&str]| {
+        object.as_object()?.iter().find_map(|(k, v)| {
+            names
+                .iter()
+                .any(|n| k.eq_ignore_ascii_case(n))
+                .then(|| v.as_str().map(str::to_string))
+                .flatten()
+        })
+    };
+    find(payload, &["authorization", "token"]).or_else(|| find(&payload["headers"], &["authorization"]))
+}
+
+/// Looks at a client's message before async-graphql does: `connection_init` is accepted
+/// only with a usable token (or none, where none is needed), and an operation only when its
+/// document is within the limits (`graphql::precheck`) and its caller may do all it asks.
+/// `None` passes the message on; otherwise these are the answers, and it goes no further.
+async fn screen(session: &Session, protocol: WebSocketProtocols, message: &[u8]) -> Option<Vec<Message>> {
     let message: serde_json::Value = serde_json::from_slice(message).ok()?;
-    if !matches!(message["type"].as_str(), Some("subscribe" | "start")) {
-        return None;
+    match message["type"].as_str() {
+        Some("connection_init") => accept(session, &message["payload"]).await.err(),
+        Some("subscribe" | "start") => {
+            let id = &message["id"];
+            let payload = &message["payload"];
+            let mut request = async_graphql::Request::new(payload["query"].as_str()?);
+            if let Some(variables) = payload.get("variables").filter(|v| v.is_object()) {
+                request = request.variables(async_graphql::Variables::from_json(variables.clone()));
+            }
+            if let Some(name) = payload["operationName"].as_str() {
+                request = request.operation_name(name);
+            }
+            if let Err(error) = crate::graphql::precheck(&mut request) {
+                return Some(operation_error(protocol, id, error));
+            }
+            // Not initialised yet: async-graphql closes the socket, as the protocol says.
+            let caller = session.caller()?;
+            let actions = crate::graphql::actions(&mut request);
+            let operation = format!(
+                "GraphQL over WebSocket {} [{}]",
+                request.operation_name.as_deref().unwrap_or("(unnamed)"),
+                actions.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
+            );
+            match auth::recheck(&session.state, &caller).await {
+                Ok(()) => {}
+                Err(AuthError::Denied(denied)) => {
+                    auth::audit(&caller, &operation, &format!("closed: {}", denied.message()));
+                    return Some(vec![close(4403, "Forbidden", &denied)]);
+                }
+                Err(AuthError::Failed(e)) => {
+                    return Some(operation_error(protocol, id, crate::graphql::failed_error(e)));
+                }
+            }
+            if let Err(denied) = auth::authorize(&session.state, &caller, &actions) {
+                auth::audit(&caller, &operation, &format!("refused: {}", denied.message()));
+                return Some(operation_error(
+                    protocol,
+                    id,
+                    crate::graphql::denied_error(denied),
+                ));
+            }
+            if caller.token.is_some() || actions.iter().any(|a| a.changes()) {
+                auth::audit(&caller, &operation, "started");
+            }
+            None
+        }
+        _ => None,
     }
-    let payload = &message["payload"];
-    let mut request = async_graphql::Request::new(payload["query"].as_str()?);
-    if let Some(variables) = payload.get("variables").filter(|v| v.is_object()) {
-        request = request.variables(async_graphql::Variables::from_json(variables.clone()));
+}
+
+/// Accepts `connection_init`'s caller, or closes the socket: 4401 without a token where one
+/// is needed, 4403 with one that is unknown, revoked or expired (graphql-transport-ws's
+/// codes; the older protocol gets its `connection_error`).
+async fn accept(session: &Session, payload: &serde_json::Value) -> Result<(), Vec<Message>> {
+    let state = &session.state;
+    let sent = credentials(payload).or_else(|| session.header.clone());
+    let anonymous = Caller::anonymous(session.address);
+    let refuse = |code: u16, word: &str, denied: Denied| {
+        auth::audit(
+            &anonymous,
+            "WebSocket connection_init",
+            &format!("refused: {}", denied.message()),
+        );
+        Err(vec![close(code, word, &denied)])
+    };
+    match auth::authenticate(state, sent.as_deref(), session.address).await {
+        Ok(caller) => {
+            if caller.token.is_none() && state.access.mode == AuthMode::Required {
+                return refuse(
+                    4401,
+                    "Unauthorized",
+                    Denied::Unauthenticated {
+                        reason: "send a token in connection_init: {\"Authorization\": \"Bearer …\"}".into(),
+                        token_sent: false,
+                    },
+                );
+            }
+            if caller.token.is_some() {
+                auth::audit(&caller, "WebSocket connection_init", "accepted");
+            }
+            *session.caller.lock().unwrap_or_else(|e| e.into_inner()) = Some(caller);
+            Ok(())
+        }
+        Err(AuthError::Denied(denied)) => refuse(4403, "Forbidden", denied),
+        Err(AuthError::Failed(e)) => {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "WebSocket refused: cannot check its token"
+            );
+            Err(vec![Message::close_with(
+                1013u16,
+                "Try again later: the database is unavailable",
+            )])
+        }
     }
-    let error = crate::graphql::precheck(&mut request).err()?;
-    let id = &message["id"];
-    let errors = serde_json::to_value(vec![error]).ok()?;
-    Some(match protocol {
+}
+
+/// The protocol's answer to an operation refused before it ran.
+fn operation_error(protocol: WebSocketProtocols, id: &serde_json::Value, error: ServerError) -> Vec<Message> {
+    let errors = serde_json::to_value(vec![error]).unwrap_or_default();
+    let answers = match protocol {
         WebSocketProtocols::GraphQLWS => {
-            vec![serde_json::json!({ "id": id, "type": "error", "payload": errors }).to_string()]
+            vec![serde_json::json!({ "id": id, "type": "error", "payload": errors })]
         }
         // subscriptions-transport-ws: a result with the errors, then the end.
         _ => vec![
-            serde_json::json!({ "id": id, "type": "data", "payload": { "data": null, "errors": errors } })
-                .to_string(),
-            serde_json::json!({ "id": id, "type": "complete" }).to_string(),
+            serde_json::json!({ "id": id, "type": "data", "payload": { "data": null, "errors": errors } }),
+            serde_json::json!({ "id": id, "type": "complete" }),
         ],
-    })
+    };
+    answers
+        .into_iter()
+        .map(|a| Message::text(a.to_string()))
+        .collect()
 }
 
 /// In graphql-transport-ws, an operation refused before it ran (its result has errors, no

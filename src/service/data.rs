@@ -6,10 +6,17 @@ use crate::domain::Timestamp;
 use crate::input::{DataFiles, Rejected};
 
 use super::AppState;
+use super::auth::Caller;
 
 /// Reloads the input files now (what the scheduled reload does at each tick); `force`
 /// accepts hours and time-zone files that would drop many stores' rows.
-pub async fn reload_now(state: &AppState, force: bool) -> anyhow::Result<Reload> {
+pub async fn reload_now(state: &AppState, caller: &Caller, force: bool) -> anyhow::Result<Reload> {
+    state.reload_limit.check(caller)?;
+    reload(state, force).await
+}
+
+/// Reloads the input files, for the server itself (its first load).
+pub async fn reload(state: &AppState, force: bool) -> anyhow::Result<Reload> {
     let files = DataFiles::find_each_off_runtime(&state.data_dir, &state.files).await?;
     let guard = if force { Guard::FORCE } else { state.guard };
     crate::db::reload::reload_with(&state.work, &files, guard).await

@@ -1,7 +1,9 @@
 //! What the API does, shared by GraphQL and the REST routes: the one door through which
 //! `graphql/` and `http/` reach the data, the queue and the files.
 
+pub(crate) mod auth;
 mod data;
+pub(crate) mod rate;
 mod reports;
 
 use std::collections::HashMap;
@@ -11,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
 pub use self::data::{
-    Readiness, data_version, loads, newest_poll, readiness, rejected_rows, reload_now, tally,
+    Readiness, data_version, loads, newest_poll, readiness, rejected_rows, reload, reload_now, tally,
 };
 pub use self::reports::{
     QueueFull, follow, followed_report, get_report, list_reports, report_csv, report_rows, trigger_report,
@@ -46,6 +48,12 @@ pub struct AppState {
     /// Reports that are COMPLETE or FAILED never change again: kept here, they are read
     /// without a query.
     pub(crate) finished: FinishedReports,
+    /// Whether callers need tokens, and the key of signed report links.
+    pub(crate) access: auth::Access,
+    /// `triggerReport` calls a minute per token (or address).
+    pub(crate) trigger_limit: rate::RateLimit,
+    /// `reloadData` calls a minute per token (or address).
+    pub(crate) reload_limit: rate::RateLimit,
 }
 
 /// Whether `error` says the database is down or saturated: the client should retry later

@@ -8,6 +8,7 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use super::AppState;
+use super::auth::Caller;
 use crate::db::events::Following;
 use crate::db::reports::RowRecord;
 use crate::db::{loads, reports};
@@ -25,13 +26,17 @@ pub struct QueueFull {
     pub waiting: i64,
 }
 
-/// Creates a report and queues its job (unless too many wait already: [`QueueFull`]); a report equal to a finished one (same data
-/// version, instant and interpolation) is COMPLETE at once, sharing that one's result.
+/// Creates a report and queues its job, unless the caller is over its rate limit
+/// ([`RateLimited`](super::rate::RateLimited)) or too many wait already ([`QueueFull`]). A
+/// report equal to a finished one (same data version, instant and interpolation) is
+/// COMPLETE at once, sharing that one's result.
 pub async fn trigger_report(
     state: &AppState,
+    caller: &Caller,
     interpolation: Interpolation,
     as_of: Option<DateTime<Utc>>,
 ) -> anyhow::Result<ReportRecord> {
+    state.trigger_limit.check(caller)?;
     let id = Uuid::new_v4();
     // One connection from start to end, and one transaction: the report and its job are
     // committed together, so a crash in between leaves neither.

@@ -141,6 +141,10 @@ impl TestApp {
             max_response_bytes: 16 << 20,
             server: Default::default(),
             max_queued_reports: 1000,
+            auth: None,
+            // The tests of the rate limits set their own.
+            trigger_rate: 0,
+            reload_rate: 0,
         };
         adjust(&mut settings);
         let app = store_monitor::startup::Application::build(settings)

@@ -1,0 +1,122 @@
+//! The `api_tokens` and `signing_keys` tables.
+
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgExecutor};
+use uuid::Uuid;
+
+use super::codes::Code;
+use crate::domain::access::Role;
+
+/// One row of `api_tokens`, without its secret's hash.
+#[derive(Clone, Debug, PartialEq, Eq, FromRow)]
+pub struct TokenRecord {
+    pub id: Uuid,
+    pub name: String,
+    #[sqlx(try_from = "Code<Role>")]
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A new token.
+pub(crate) struct NewToken<'a> {
+    pub id: Uuid,
+    pub name: &'a str,
+    pub role: Role,
+    pub secret_sha256: &'a [u8],
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+pub(crate) async fn insert(db: impl PgExecutor<'_>, token: &NewToken<'_>) -> sqlx::Result<TokenRecord> {
+    sqlx::query_as(
+        "INSERT INTO api_tokens (id, name, role, secret_sha256, expires_at) VALUES ($1, $2, $3, $4, $5)
+         RETURNING id, name, role, created_at, last_used_at, expires_at, revoked_at",
+    )
+    .bind(token.id)
+    .bind(token.name)
+    .bind(Code(token.role))
+    .bind(token.secret_sha256)
+    .bind(token.expires_at)
+    .fetch_one(db)
+    .await
+}
+
+/// The token whose secret hashes to `secret_sha256`, revoked and expired ones included.
+pub(crate) async fn by_secret(
+    db: impl PgExecutor<'_>,
+    secret_sha256: &[u8],
+) -> sqlx::Result<Option<TokenRecord>> {
+    sqlx::query_as(
+        "SELECT id, name, role, created_at, last_used_at, expires_at, revoked_at
+         FROM api_tokens WHERE secret_sha256 = $1",
+    )
+    .bind(secret_sha256)
+    .fetch_optional(db)
+    .await
+}
+
+pub(crate) async fn by_id(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<TokenRecord>> {
+    sqlx::query_as(
+        "SELECT id, name, role, created_at, last_used_at, expires_at, revoked_at
+         FROM api_tokens WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await
+}
+
+/// Every token, newest first.
+pub(crate) async fn all(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<TokenRecord>> {
+    sqlx::query_as(
+        "SELECT id, name, role, created_at, last_used_at, expires_at, revoked_at
+         FROM api_tokens ORDER BY created_at DESC, id",
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Revokes the token (a revoked one keeps its first revocation time); `None`: no such token.
+pub(crate) async fn revoke(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<TokenRecord>> {
+    sqlx::query_as(
+        "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1
+         RETURNING id, name, role, created_at, last_used_at, expires_at, revoked_at",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await
+}
+
+/// Tokens that can be used now: neither revoked nor expired.
+pub(crate) async fn usable(db: impl PgExecutor<'_>) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM api_tokens
+         WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())",
+    )
+    .fetch_one(db)
+    .await
+}
+
+pub(crate) async fn touch(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query("UPDATE api_tokens SET last_used_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Stores `key` as the link-signing key unless there is one already.
+pub(crate) async fn offer_signing_key(db: impl PgExecutor<'_>, key: &[u8]) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO signing_keys (id, key) VALUES (1, $1) ON CONFLICT (id) DO NOTHING")
+        .bind(key)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn signing_key(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<u8>> {
+    sqlx::query_scalar("SELECT key FROM signing_keys WHERE id = 1")
+        .fetch_one(db)
+        .await
+}

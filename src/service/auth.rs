@@ -1,0 +1,479 @@
+//! Who is calling, and whether they may: API tokens (kept as a hash), the one check every
+//! route and operation goes through ([`authorize`]), signed report links, and the audit log.
+//!
+//! A token is `sm_` and 64 hex digits (256 random bits); only its SHA-256 is stored, so a
+//! leaked database leaks no usable token. Each request looks its token up (an index read):
+//! a revoked or expired token is refused on its next use, on every process.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use hmac::{KeyInit, Mac};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::AppState;
+use crate::db::Pool;
+use crate::db::tokens::{self, NewToken, TokenRecord};
+use crate::domain::access::{Action, Role};
+
+/// Whether callers need a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Every call but introspection needs a token whose role allows it.
+    Required,
+    /// Calls without a token may do anything (a token, when sent, is still checked).
+    Off,
+}
+
+/// How long a signed report link (`csvUrl`) works.
+pub const LINK_TTL: Duration = Duration::from_secs(15 * 60);
+/// How often a token's `last_used_at` is written, at most, per process.
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
+const SECRET_PREFIX: &str = "sm_";
+
+/// The part of the application that knows about callers.
+#[derive(Clone)]
+pub struct Access {
+    pub mode: AuthMode,
+    key: Arc<[u8]>,
+    touched: Arc<Mutex<HashMap<Uuid, Instant>>>,
+}
+
+impl Access {
+    /// Reads (or makes, if this is the first process) the key that signs report links.
+    pub async fn load(pool: &Pool, mode: AuthMode) -> anyhow::Result<Access> {
+        tokens::offer_signing_key(pool, &random_bytes::<32>()?).await?;
+        let key = tokens::signing_key(pool).await?;
+        Ok(Access {
+            mode,
+            key: key.into(),
+            touched: Default::default(),
+        })
+    }
+}
+
+/// Who made a request.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The token it came with, if any.
+    pub token: Option<TokenUse>,
+    /// The client's address, when known.
+    pub address: Option<IpAddr>,
+}
+
+/// A token that was accepted.
+#[derive(Clone, Debug)]
+pub struct TokenUse {
+    pub id: Uuid,
+    pub name: String,
+    pub role: Role,
+    /// What identifies it on the next lookup (a WebSocket re-checks before each operation).
+    secret_sha256: [u8; 32],
+}
+
+impl Caller {
+    pub fn anonymous(address: Option<IpAddr>) -> Caller {
+        Caller { token: None, address }
+    }
+}
+
+impl fmt::Display for Caller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.token, self.address) {
+            (Some(t), _) => write!(f, "token {:?} ({}, {})", t.name, t.id, t.role),
+            (None, Some(address)) => write!(f, "anonymous at {address}"),
+            (None, None) => f.write_str("anonymous"),
+        }
+    }
+}
+
+/// Why a call is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Denied {
+    /// No usable token: none sent where one is needed, or one that is unknown, revoked or
+    /// expired (HTTP 401, `UNAUTHENTICATED`).
+    Unauthenticated { reason: String, token_sent: bool },
+    /// A token whose role may not do this (HTTP 403, `FORBIDDEN`).
+    Forbidden(String),
+}
+
+impl Denied {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Denied::Unauthenticated { .. } => "UNAUTHENTICATED",
+            Denied::Forbidden(_) => "FORBIDDEN",
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            Denied::Unauthenticated { reason, .. } | Denied::Forbidden(reason) => reason,
+        }
+    }
+
+    /// The `WWW-Authenticate` header of a 401 (RFC 6750).
+    pub fn challenge(&self) -> Option<String> {
+        match self {
+            Denied::Unauthenticated {
+                token_sent: false, ..
+            } => Some("Bearer realm=\"store-monitor\"".to_string()),
+            Denied::Unauthenticated { reason, .. } => Some(format!(
+                "Bearer realm=\"store-monitor\", error=\"invalid_token\", error_description=\"{}\"",
+                reason.replace(['"', '\\'], "'")
+            )),
+            Denied::Forbidden(_) => None,
+        }
+    }
+}
+
+/// Authentication failed: the caller's fault, or the database's.
+#[derive(Debug)]
+pub enum AuthError {
+    Denied(Denied),
+    Failed(anyhow::Error),
+}
+
+impl From<Denied> for AuthError {
+    fn from(denied: Denied) -> Self {
+        AuthError::Denied(denied)
+    }
+}
+
+/// The caller of a request that sent `credentials` (an `Authorization` header's value, or
+/// a WebSocket's `connection_init` one; `None`: nothing sent).
+pub async fn authenticate(
+    state: &AppState,
+    credentials: Option<&str>,
+    address: Option<IpAddr>,
+) -> Result<Caller, AuthError> {
+    let Some(credentials) = credentials.map(str::trim).filter(|c| !c.is_empty()) else {
+        return Ok(Caller::anonymous(address));
+    };
+    let secret = match credentials.split_once(' ') {
+        Some((scheme, secret)) if scheme.eq_ignore_ascii_case("bearer") => secret.trim(),
+        Some(_) => {
+            return Err(invalid("only Bearer tokens are accepted (Authorization: Bearer sm_…)").into());
+        }
+        None => credentials,
+    };
+    if !well_formed(secret) {
+        return Err(invalid("that is not a store-monitor API token (sm_ and 64 hex digits)").into());
+    }
+    let token = check(state, hash(secret)).await?;
+    tracing::debug!(target: "audit", token = %token.id, name = %token.name, "token accepted");
+    Ok(Caller {
+        token: Some(token),
+        address,
+    })
+}
+
+/// Looks the caller's token up again: a WebSocket does before each operation, so that a
+/// token revoked while the socket is open stops working at once.
+pub async fn recheck(state: &AppState, caller: &Caller) -> Result<(), AuthError> {
+    match &caller.token {
+        Some(token) => check(state, token.secret_sha256).await.map(drop),
+        None => Ok(()),
+    }
+}
+
+async fn check(state: &AppState, secret_sha256: [u8; 32]) -> Result<TokenUse, AuthError> {
+    let record = tokens::by_secret(&state.db, &secret_sha256)
+        .await
+        .map_err(|e| AuthError::Failed(e.into()))?
+        .ok_or_else(|| invalid("unknown token"))?;
+    usable(&record, Utc::now())?;
+    touch(state, record.id);
+    Ok(TokenUse {
+        id: record.id,
+        name: record.name,
+        role: record.role,
+        secret_sha256,
+    })
+}
+
+fn usable(record: &TokenRecord, now: DateTime<Utc>) -> Result<(), Denied> {
+    if let Some(at) = record.revoked_at {
+        return Err(invalid(&format!("the token was revoked at {}", at.to_rfc3339())));
+    }
+    match record.expires_at {
+        Some(at) if at <= now => Err(invalid(&format!("the token expired at {}", at.to_rfc3339()))),
+        _ => Ok(()),
+    }
+}
+
+/// Writes the token's last use, at most once a minute per process, off the request's path.
+fn touch(state: &AppState, id: Uuid) {
+    let due = {
+        let mut touched = state.access.touched.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let due = touched
+            .get(&id)
+            .is_none_or(|at| now.duration_since(*at) >= TOUCH_EVERY);
+        if due {
+            touched.insert(id, now);
+        }
+        due
+    };
+    if due {
+        let db = state.db.clone();
+        tokio::spawn(async move {
+            if let Err(e) = tokens::touch(&db, id).await {
+                tracing::debug!(token = %id, error = %e, "could not record the token's use");
+            }
+        });
+    }
+}
+
+fn invalid(reason: &str) -> Denied {
+    Denied::Unauthenticated {
+        reason: reason.to_string(),
+        token_sent: true,
+    }
+}
+
+/// Whether `caller` may do every one of `actions`: the one check of the whole API.
+pub fn authorize(state: &AppState, caller: &Caller, actions: &[Action]) -> Result<(), Denied> {
+    for &action in actions {
+        let Some(needed) = action.needs() else {
+            continue;
+        };
+        match &caller.token {
+            Some(token) if token.role.may(action) => {}
+            Some(token) => {
+                return Err(Denied::Forbidden(format!(
+                    "the token {:?} is a {} token: to {} needs an {needed} token{}",
+                    token.name,
+                    token.role,
+                    action.name(),
+                    if needed == Role::Admin { "" } else { " or better" },
+                )));
+            }
+            None if state.access.mode == AuthMode::Off => {}
+            None => {
+                return Err(Denied::Unauthenticated {
+                    reason: format!(
+                        "to {} needs an API token: send Authorization: Bearer <token> (a {needed} token or better)",
+                        action.name()
+                    ),
+                    token_sent: false,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes the audit log's line for a call that changes something, or was refused, or came
+/// with a token: who (never the secret), what, and what came of it.
+pub fn audit(caller: &Caller, operation: &str, outcome: &str) {
+    let (id, name, role) = match &caller.token {
+        Some(t) => (Some(t.id), Some(t.name.as_str()), Some(t.role.name())),
+        None => (None, None, None),
+    };
+    tracing::info!(
+        target: "audit",
+        token_id = id.map(tracing::field::display),
+        token_name = name,
+        role,
+        address = caller.address.map(tracing::field::display),
+        operation,
+        outcome,
+        "{caller}: {operation}: {outcome}"
+    );
+}
+
+/// A token that cannot be made as asked (the caller's fault).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadTokenRequest(String);
+
+/// A token's secret, shown once.
+pub struct Secret(pub String);
+
+/// Creates a token; its secret is returned here and never again.
+pub async fn create_token(
+    pool: &Pool,
+    name: &str,
+    role: Role,
+    expires_at: Option<DateTime<Utc>>,
+) -> anyhow::Result<(TokenRecord, Secret)> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(BadTokenRequest("a token's name is 1 to 200 characters".into()).into());
+    }
+    if let Some(at) = expires_at.filter(|at| *at <= Utc::now()) {
+        return Err(BadTokenRequest(format!("the expiry {} is in the past", at.to_rfc3339())).into());
+    }
+    let secret = format!("{SECRET_PREFIX}{}", hex::encode(random_bytes::<32>()?));
+    let digest = hash(&secret);
+    let new = NewToken {
+        id: Uuid::new_v4(),
+        name,
+        role,
+        secret_sha256: &digest,
+        expires_at,
+    };
+    let record = tokens::insert(pool, &new).await?;
+    Ok((record, Secret(secret)))
+}
+
+pub async fn list_tokens(pool: &Pool) -> anyhow::Result<Vec<TokenRecord>> {
+    Ok(tokens::all(pool).await?)
+}
+
+/// Revokes a token; `None`: no such token.
+pub async fn revoke_token(pool: &Pool, id: Uuid) -> anyhow::Result<Option<TokenRecord>> {
+    Ok(tokens::revoke(pool, id).await?)
+}
+
+/// Tokens that work now.
+pub async fn usable_tokens(pool: &Pool) -> anyhow::Result<i64> {
+    Ok(tokens::usable(pool).await?)
+}
+
+fn hash(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+fn well_formed(secret: &str) -> bool {
+    secret
+        .strip_prefix(SECRET_PREFIX)
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
+    let mut bytes = [0; N];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;
+    Ok(bytes)
+}
+
+/// A report's download link for `caller`, good for [`LINK_TTL`]: the path with an expiry,
+/// the token it was given to (so that revoking the token kills its links) and an HMAC of
+/// the three, as a presigned URL has.
+pub fn report_link(state: &AppState, report: Uuid, caller: &Caller) -> String {
+    let expires = (Utc::now() + LINK_TTL).timestamp();
+    let by = caller
+        .token
+        .as_ref()
+        .map_or_else(|| "-".to_string(), |t| t.id.to_string());
+    let signature = hex::encode(
+        link_mac(&state.access.key, report, expires, &by)
+            .finalize()
+            .into_bytes(),
+    );
+    format!("/reports/{report}.csv?expires={expires}&by={by}&signature={signature}")
+}
+
+/// The query string of a signed link, as sent back.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct LinkParams {
+    pub expires: Option<String>,
+    pub by: Option<String>,
+    pub signature: Option<String>,
+}
+
+impl LinkParams {
+    /// Whether the request has a signature to check (else its `Authorization` counts).
+    pub fn given(&self) -> bool {
+        self.expires.is_some() || self.by.is_some() || self.signature.is_some()
+    }
+}
+
+/// Checks a signed link to `report`: whole, untampered, unexpired, and its token still
+/// usable. The caller it stands for is returned (for the audit log).
+pub async fn check_link(
+    state: &AppState,
+    report: Uuid,
+    params: &LinkParams,
+    address: Option<IpAddr>,
+) -> Result<Caller, AuthError> {
+    let refused = |reason: &str| {
+        AuthError::Denied(Denied::Unauthenticated {
+            reason: format!("{reason}: ask for the report again for a fresh csvUrl"),
+            token_sent: true,
+        })
+    };
+    let (Some(expires), Some(by), Some(signature)) = (&params.expires, &params.by, &params.signature) else {
+        return Err(refused(
+            "the link is incomplete (expires, by and signature go together)",
+        ));
+    };
+    let expires: i64 = expires
+        .parse()
+        .map_err(|_| refused("the link's expiry is not a time"))?;
+    let signature = hex::decode(signature).map_err(|_| refused("the link's signature is not valid"))?;
+    link_mac(&state.access.key, report, expires, by)
+        .verify_slice(&signature)
+        .map_err(|_| refused("the link's signature is not valid"))?;
+    if expires <= Utc::now().timestamp() {
+        return Err(refused("the link has expired"));
+    }
+    if by == "-" {
+        // Given out without a token: good while the server needs none.
+        let caller = Caller::anonymous(address);
+        authorize(state, &caller, &[Action::Read])?;
+        return Ok(caller);
+    }
+    let id = Uuid::parse_str(by).map_err(|_| refused("the link's signature is not valid"))?;
+    let record = tokens::by_id(&state.db, id)
+        .await
+        .map_err(|e| AuthError::Failed(e.into()))?
+        .ok_or_else(|| refused("the link's token no longer exists"))?;
+    usable(&record, Utc::now())
+        .map_err(|d| refused(&format!("the link's token is not usable ({})", d.message())))?;
+    let caller = Caller {
+        token: Some(TokenUse {
+            id: record.id,
+            name: record.name,
+            role: record.role,
+            secret_sha256: [0; 32],
+        }),
+        address,
+    };
+    authorize(state, &caller, &[Action::Read])?;
+    Ok(caller)
+}
+
+fn link_mac(key: &[u8], report: Uuid, expires: i64, by: &str) -> hmac::Hmac<Sha256> {
+    let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(format!("store-monitor report link\n{report}\n{expires}\n{by}").as_bytes());
+    mac
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_well_formed_secrets_are_looked_up() {
+        assert!(well_formed(&format!("sm_{}", "ab".repeat(32))));
+        assert!(!well_formed(&format!("sm_{}", "ab".repeat(31))));
+        assert!(!well_formed(&format!("xx_{}", "ab".repeat(32))));
+        assert!(!well_formed(&format!("sm_{}", "zz".repeat(32))));
+    }
+
+    #[test]
+    fn a_link_signature_covers_the_report_the_expiry_and_the_token() {
+        let key = [7u8; 32];
+        let report = Uuid::nil();
+        let signature = link_mac(&key, report, 100, "-").finalize().into_bytes();
+        assert!(link_mac(&key, report, 100, "-").verify_slice(&signature).is_ok());
+        assert!(link_mac(&key, report, 101, "-").verify_slice(&signature).is_err());
+        assert!(
+            link_mac(&key, Uuid::max(), 100, "-")
+                .verify_slice(&signature)
+                .is_err()
+        );
+        assert!(link_mac(&key, report, 100, "x").verify_slice(&signature).is_err());
+        assert!(
+            link_mac(&[8u8; 32], report, 100, "-")
+                .verify_slice(&signature)
+                .is_err()
+        );
+    }
+}
