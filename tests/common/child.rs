@@ -12,6 +12,8 @@ pub struct ChildServer {
     pub child: Child,
     /// `http://127.0.0.1:PORT`.
     pub address: String,
+    /// Every line the server has logged so far.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// The arguments of a `serve` on a database of its own: no reload schedule, the input
@@ -42,9 +44,20 @@ impl ChildServer {
         args: impl IntoIterator<Item = impl Into<OsString>>,
         env: [(&str, &str); N],
     ) -> ChildServer {
+        Self::start_at(binary, "127.0.0.1:0", args, env)
+    }
+
+    /// [`ChildServer::start_with_env`], bound to `bind`. The address to call is on
+    /// 127.0.0.1 whatever the bind.
+    pub fn start_at<const N: usize>(
+        binary: &str,
+        bind: &str,
+        args: impl IntoIterator<Item = impl Into<OsString>>,
+        env: [(&str, &str); N],
+    ) -> ChildServer {
         let mut command = Command::new(binary);
         command
-            .args(["serve", "--bind", "127.0.0.1:0"])
+            .args(["serve", "--bind", bind])
             .args(args.into_iter().map(Into::into))
             .envs(env);
         Self::spawn(command)
@@ -73,19 +86,22 @@ impl ChildServer {
             .expect("the server starts");
         let stderr = child.stderr.take().expect("stderr is piped");
         let (found, address) = std::sync::mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = log.clone();
         // Reads the log to the end: a full pipe would stop the server.
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("listening on ").nth(1) {
                     let url = rest.split_whitespace().next().unwrap_or_default();
-                    let _ = found.send(url.to_string());
+                    let _ = found.send(url.replace("0.0.0.0", "127.0.0.1"));
                 }
+                kept.lock().unwrap().push(line);
             }
         });
         let address = address
             .recv_timeout(Duration::from_secs(300))
             .expect("the server says where it listens");
-        ChildServer { child, address }
+        ChildServer { child, address, log }
     }
 
     /// The process's id, for signals.
