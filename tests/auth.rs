@@ -8,7 +8,7 @@ mod common;
 use std::process::Command;
 
 use common::child::{ChildServer, serve_args};
-use common::{TestApp, TestDb};
+use common::{TestApp, TestDb, create_token};
 use futures::{SinkExt, StreamExt};
 use hmac::{KeyInit, Mac};
 use reqwest::StatusCode;
@@ -20,23 +20,6 @@ const BINARY: &str = env!("CARGO_BIN_EXE_store-monitor");
 
 fn data() -> std::path::PathBuf {
     common::examples_dir().join("prompt-example")
-}
-
-/// `store-monitor token create` on `db`: the secret it prints.
-fn create_token(db: &TestDb, role: &str, name: &str) -> String {
-    let output = Command::new(BINARY)
-        .args(["token", "create", "--role", role, "--name", name])
-        .env("DATABASE_URL", &db.url)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let secret = String::from_utf8(output.stdout).unwrap().trim().to_string();
-    assert!(secret.starts_with("sm_") && secret.len() == 67, "{secret:?}");
-    secret
 }
 
 /// A server that needs tokens, with one token of each role.

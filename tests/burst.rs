@@ -1,6 +1,7 @@
 //! A burst of triggers: 1,000 `triggerReport` calls from 50 clients at once. Each is
-//! answered with a report (or, were the database saturated, a `SERVICE_UNAVAILABLE` a
-//! client can retry), none with an internal error, and every report accepted completes.
+//! answered with a report, or a refusal a client can act on (`TOO_MANY_REQUESTS` past the
+//! rate limit, with `Retry-After`; `SERVICE_UNAVAILABLE` were the database saturated),
+//! none with an internal error, and every report accepted completes.
 //! The bench (`cargo bench --bench figures -- --server`) measures the same burst's
 //! throughput and latency on the full data set.
 
@@ -18,16 +19,54 @@ const EACH: usize = 20;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_triggers_from_fifty_clients_are_all_answered_and_every_accepted_report_completes() {
     let db = TestDb::new().await;
+    // No rate limit: the queue and the pools take the whole burst.
     let server = TestApp::spawn(&db, &example_dirs()[0], 2).await;
+    let (accepted, refused) = burst(&server.address).await;
+    assert!(
+        refused.keys().all(|code| code == "SERVICE_UNAVAILABLE"),
+        "only a retryable refusal: {refused:?}"
+    );
+    assert!(!accepted.is_empty());
+    all_complete(&db, &accepted).await;
+
+    // The others share the results computed: one per interpolation, or two where both
+    // workers started equal reports at the same moment, before either was finished.
+    let computed: i64 = sqlx::query_scalar("SELECT count(*) FROM reports WHERE result_of = id")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert!((2..=4).contains(&computed), "{computed} results computed");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_default_rate_limit_the_burst_is_a_minutes_allowance_and_the_rest_told_when_to_retry() {
+    let db = TestDb::new().await;
+    let server = TestApp::spawn_adjusted(&db, &example_dirs()[0], 2, true, None, |s| {
+        s.trigger_rate = 60;
+    })
+    .await;
+    let (accepted, refused) = burst(&server.address).await;
+    // The minute's 60 at once, and one a second after that while the burst lasts.
+    assert!((60..=90).contains(&accepted.len()), "{} accepted", accepted.len());
+    assert_eq!(refused.len(), 1, "only TOO_MANY_REQUESTS: {refused:?}");
+    assert_eq!(refused["TOO_MANY_REQUESTS"], CLIENTS * EACH - accepted.len());
+    all_complete(&db, &accepted).await;
+    server.stop().await;
+}
+
+/// 1,000 triggers from 50 clients at once: the ids of the reports accepted, and how many
+/// were refused with each code.
+async fn burst(address: &str) -> (Vec<String>, HashMap<String, usize>) {
     let clients = (0..CLIENTS).map(|client| {
-        let address = server.address.clone();
+        let address = address.to_string();
         tokio::spawn(async move {
             let http = reqwest::Client::new();
             let mut outcomes = Vec::new();
             for n in 0..EACH {
                 // Both interpolations, so that two results are computed, not one.
                 let interpolation = if (client + n) % 2 == 0 { "NEAREST" } else { "FORWARD_FILL" };
-                let answer: Value = http
+                let response = http
                     .post(format!("{address}/graphql"))
                     .json(&json!({
                         "query": "mutation($i: Interpolation!) { triggerReport(input: { interpolation: $i }) { id } }",
@@ -35,10 +74,12 @@ async fn a_thousand_triggers_from_fifty_clients_are_all_answered_and_every_accep
                     }))
                     .send()
                     .await
-                    .unwrap()
-                    .json()
-                    .await
                     .unwrap();
+                let retry_after = response.headers().get("retry-after").cloned();
+                let answer: Value = response.json().await.unwrap();
+                if answer["errors"][0]["extensions"]["code"] == "TOO_MANY_REQUESTS" {
+                    assert!(retry_after.is_some(), "a refusal says when to retry: {answer}");
+                }
                 outcomes.push(answer);
             }
             outcomes
@@ -64,14 +105,13 @@ async fn a_thousand_triggers_from_fifty_clients_are_all_answered_and_every_accep
             }
         }
     }
-    assert!(
-        codes.keys().all(|code| code == "SERVICE_UNAVAILABLE"),
-        "only a retryable refusal: {codes:?}"
-    );
-    assert!(!accepted.is_empty());
     eprintln!("accepted {}, refused {codes:?}", accepted.len());
+    (accepted, codes)
+}
 
-    // Every accepted report completes (a safety net of two minutes, not a timing).
+/// Waits until every report of `accepted` is COMPLETE (a safety net of two minutes, not a
+/// timing).
+async fn all_complete(db: &TestDb, accepted: &[String]) {
     let ids: Vec<uuid::Uuid> = accepted.iter().map(|id| id.parse().unwrap()).collect();
     let mut last = (0, Vec::new());
     for _ in 0..1200 {
@@ -98,15 +138,6 @@ async fn a_thousand_triggers_from_fifty_clients_are_all_answered_and_every_accep
         "every accepted report completes: {:?}",
         last.1
     );
-
-    // The others share the results computed: one per interpolation, or two where both
-    // workers started equal reports at the same moment, before either was finished.
-    let computed: i64 = sqlx::query_scalar("SELECT count(*) FROM reports WHERE result_of = id")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    assert!((2..=4).contains(&computed), "{computed} results computed");
-    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! The server as the client libraries front ends use meet it (`tests/js/`): graphql-http's
 //! audit of the GraphQL-over-HTTP spec, graphql-js's introspection, graphql-ws and
-//! subscriptions-transport-ws following a report, and Apollo Client's persisted queries.
+//! subscriptions-transport-ws following a report (with a token in `connectionParams` on a
+//! server that needs one), and Apollo Client's persisted queries.
 
 mod common;
 
@@ -29,6 +30,23 @@ async fn both_subscription_clients_follow_a_report_until_complete() {
     let db = TestDb::new().await;
     let server = TestApp::spawn(&db, &example_dirs()[0], 1).await;
     let log = common::js::run("follow.mjs", vec![server.address.clone()], vec![]).await;
+    for client in ["graphql-ws:", "subscriptions-transport-ws:"] {
+        let line = log.lines().find(|l| l.contains(client)).unwrap_or_default();
+        assert!(line.ends_with("COMPLETE"), "{log}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_clients_send_the_token_in_connection_params() {
+    let db = TestDb::new().await;
+    let token = common::create_token(&db, "operator", "subscription clients");
+    let server = TestApp::spawn_adjusted(&db, &example_dirs()[0], 1, true, None, |s| {
+        s.auth = Some(store_monitor::startup::AuthMode::Required);
+    })
+    .await;
+    let log = common::js::run("follow.mjs", vec![server.address.clone(), token], vec![]).await;
+    assert!(log.contains("graphql-ws without a token: closed 4401"), "{log}");
     for client in ["graphql-ws:", "subscriptions-transport-ws:"] {
         let line = log.lines().find(|l| l.contains(client)).unwrap_or_default();
         assert!(line.ends_with("COMPLETE"), "{log}");

@@ -377,7 +377,7 @@ async fn automatic_persisted_queries_run_by_hash_over_post_and_get() {
     let client = reqwest::Client::new();
     let url = format!("{}/graphql", server.address);
     let query = "{ dataset { stores polledStores } }";
-    let hash = format!("{:x}", sha2::Sha256::digest(query.as_bytes()));
+    let hash = hex::encode(sha2::Sha256::digest(query.as_bytes()));
     let extensions = json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } });
 
     let unknown: Value = client

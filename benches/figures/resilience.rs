@@ -1,7 +1,8 @@
-//! `--server`, continued: what issue 9's limits cost and buy. A burst of 1,000
+//! `--server`, continued: what the limits of issues 9 and 10 cost and buy. A burst of 1,000
 //! `triggerReport` calls from 50 clients (throughput, latency, refusals, time until all
-//! are COMPLETE) with `report(id)` asked meanwhile, the time to refuse the worst documents,
-//! and the memory an idle subscription socket holds.
+//! accepted are COMPLETE) with `report(id)` asked meanwhile, once with no rate limit (the
+//! server's capacity) and once on a server with the default limits (what a client meets);
+//! the time to refuse the worst documents; and the memory an idle subscription socket holds.
 
 use std::time::{Duration, Instant};
 
@@ -24,8 +25,18 @@ pub(crate) async fn measure(
     database_url: &str,
     data_dir: &std::path::Path,
 ) -> anyhow::Result<()> {
-    burst(address).await?;
+    burst(address, "no rate limit").await?;
     refusals(address).await?;
+    // A server with the default flags: 60 triggers a minute per client address. The first
+    // server's workers compute what it accepts.
+    let reports = std::env::temp_dir().join(format!("store-monitor-bench-limited-{}", std::process::id()));
+    let mut args = crate::child::serve_args(database_url, data_dir, &reports);
+    args.push("--no-workers".into());
+    let limited = crate::child::ChildServer::start(env!("CARGO_BIN_EXE_store-monitor"), args);
+    let outcome = burst(&limited.address, "default limits").await;
+    limited.terminate();
+    let _ = std::fs::remove_dir_all(&reports);
+    outcome?;
     // On a second process of its own: in the first, memory freed by the burst and the
     // load would be reused by the sockets and hide what they take.
     let fresh = crate::child::ChildServer::start(
@@ -46,7 +57,7 @@ pub(crate) async fn measure(
     outcome
 }
 
-async fn burst(address: &str) -> anyhow::Result<()> {
+async fn burst(address: &str, limits: &str) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(CLIENTS * 2)
         .build()?;
@@ -103,14 +114,18 @@ async fn burst(address: &str) -> anyhow::Result<()> {
         })
     };
     let mut latencies = Vec::new();
-    let (mut ids, mut refused, mut other) = (Vec::new(), 0, 0);
+    let (mut ids, mut too_many, mut unavailable, mut other) = (Vec::new(), 0, 0, Vec::new());
     for task in futures::future::join_all(triggers).await {
         for (took, answer) in task?? {
             latencies.push(took);
+            let code = answer["errors"][0]["extensions"]["code"]
+                .as_str()
+                .unwrap_or_default();
             match answer["data"]["triggerReport"]["id"].as_str() {
                 Some(id) => ids.push(id.to_string()),
-                None if answer["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE" => refused += 1,
-                None => other += 1,
+                None if code == "TOO_MANY_REQUESTS" => too_many += 1,
+                None if code == "SERVICE_UNAVAILABLE" => unavailable += 1,
+                None => other.push(code.to_string()),
             }
         }
     }
@@ -141,12 +156,15 @@ async fn burst(address: &str) -> anyhow::Result<()> {
     let mut reads = reader.await?;
     reads.sort();
     println!(
-        "{:<48}{:>8.0} calls/s   p50 {:.1} ms, p99 {:.1} ms; {} accepted, {refused} SERVICE_UNAVAILABLE, {other} other",
-        format!("triggerReport burst, {TRIGGERS} from {CLIENTS} clients"),
+        "{:<48}{:>8.0} calls/s   p50 {:.1} ms, p99 {:.1} ms, slowest {:.1} ms; {} accepted, {too_many} TOO_MANY_REQUESTS, {unavailable} SERVICE_UNAVAILABLE, {} other {:?}",
+        format!("triggerReport burst, {TRIGGERS} from {CLIENTS} clients, {limits}"),
         TRIGGERS as f64 / answered_in.as_secs_f64(),
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
         ids.len(),
+        other.len(),
+        other,
     );
     println!(
         "{:<48}{:>8.2} s until all {complete} of {} accepted were COMPLETE",

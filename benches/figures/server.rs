@@ -24,10 +24,11 @@ pub(crate) async fn run(bench: ServerBench<'_>) -> anyhow::Result<()> {
     let (options, url) = fresh_database(bench.server_url).await?;
     let reports = std::env::temp_dir().join(format!("store-monitor-bench-{}", std::process::id()));
     eprintln!("bench: starting `serve` with database {BENCH_DATABASE} (loads the data first) …");
-    let server = ChildServer::start(
-        env!("CARGO_BIN_EXE_store-monitor"),
-        crate::child::serve_args(&url, bench.data_dir, &reports),
-    );
+    // No rate limit: these figures are the server's capacity (`resilience` measures the
+    // default limits on a server of their own).
+    let mut args = crate::child::serve_args(&url, bench.data_dir, &reports);
+    args.extend(["--trigger-rate".into(), "0".into()]);
+    let server = ChildServer::start(env!("CARGO_BIN_EXE_store-monitor"), args);
     let mut outcome = measure(&bench, &server.address).await;
     if outcome.is_ok() {
         outcome = crate::resilience::measure(&server.address, &url, bench.data_dir).await;

@@ -5,6 +5,12 @@
 //! an operation refused before it runs is the protocol's `error` message rather than a
 //! `next` and a `complete`. A client address has so many sockets at once, and a socket so
 //! many subscriptions.
+//!
+//! The caller's token comes in `connection_init` (or the upgrade's `Authorization`
+//! header): without one where one is needed the socket is closed with 4401, with one that
+//! does not work with 4403. Each operation is authorized before async-graphql sees it, and
+//! the token looked up again, so that one revoked meanwhile closes the socket (also checked
+//! at each keep-alive ping).
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;

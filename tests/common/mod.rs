@@ -17,6 +17,23 @@ pub fn server_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
+/// `store-monitor token create --role ROLE --name NAME` on `db`: the secret it prints.
+pub fn create_token(db: &TestDb, role: &str, name: &str) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_store-monitor"))
+        .args(["token", "create", "--role", role, "--name", name])
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let secret = String::from_utf8(output.stdout).unwrap().trim().to_string();
+    assert!(secret.starts_with("sm_") && secret.len() == 67, "{secret:?}");
+    secret
+}
+
 /// A database of its own for one test, migrated, and dropped when the test ends.
 pub struct TestDb {
     pub pool: PgPool,

@@ -1,18 +1,22 @@
 // A report triggered over HTTP, then followed until COMPLETE by the subscription clients
 // front ends use: graphql-ws (graphql-transport-ws) and subscriptions-transport-ws (the
-// older graphql-ws protocol). Prints the statuses each saw.
+// older graphql-ws protocol). Prints the statuses each saw. With a TOKEN (a server that
+// needs one), it goes in the trigger's Authorization header and in each client's
+// connectionParams, and a graphql-ws client without it is refused first.
+// Usage: node follow.mjs http://127.0.0.1:PORT [TOKEN]
 import { createClient } from 'graphql-ws';
 import { SubscriptionClient } from 'subscriptions-transport-ws';
 import WebSocket from 'ws';
 
-const origin = process.argv[2];
+const [origin, token] = process.argv.slice(2);
+const auth = token ? { Authorization: `Bearer ${token}` } : {};
 const wsUrl = `${origin.replace('http', 'ws')}/graphql/ws`;
 const follow = `subscription($id: ID!) { report(id: $id) { status progress csvUrl } }`;
 
 async function trigger() {
   const response = await fetch(`${origin}/graphql`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...auth },
     body: JSON.stringify({ query: 'mutation { triggerReport(input: { interpolation: FORWARD_FILL }) { id } }' }),
   });
   return (await response.json()).data.triggerReport.id;
@@ -27,18 +31,26 @@ function statuses(subscribe) {
         const status = result.data.report.status;
         if (seen.at(-1) !== status) seen.push(status);
       },
-      error: (e) => reject(e instanceof Error ? e : new Error(JSON.stringify(e))),
+      // graphql-ws reports a closed socket as its CloseEvent: keep its code.
+      error: (e) => reject(e instanceof Error ? e : Object.assign(new Error(`${JSON.stringify(e)} ${e?.reason ?? ''}`), { code: e?.code })),
       complete: () => resolve(seen),
     });
   });
 }
 
 const id = await trigger();
-const modern = createClient({ url: wsUrl, webSocketImpl: WebSocket });
+if (token) {
+  const anonymous = createClient({ url: wsUrl, webSocketImpl: WebSocket, retryAttempts: 0 });
+  const refusal = await statuses((sink) => anonymous.subscribe({ query: follow, variables: { id } }, sink))
+    .then(() => 'not refused', (e) => `closed ${e.code}`);
+  await anonymous.dispose();
+  console.log(`follow.mjs: graphql-ws without a token: ${refusal}`);
+}
+const modern = createClient({ url: wsUrl, webSocketImpl: WebSocket, connectionParams: auth });
 const viaGraphqlWs = await statuses((sink) => modern.subscribe({ query: follow, variables: { id } }, sink));
 await modern.dispose();
 
-const legacy = new SubscriptionClient(wsUrl, { reconnect: false }, WebSocket);
+const legacy = new SubscriptionClient(wsUrl, { reconnect: false, connectionParams: auth }, WebSocket);
 const viaLegacy = await statuses((sink) => legacy.request({ query: follow, variables: { id } }).subscribe(sink));
 legacy.close();
 

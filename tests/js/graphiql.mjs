@@ -1,9 +1,11 @@
 // GraphiQL as a person meets it, in Debian's Chromium with every request to another host
 // blocked: the page renders, its Docs pane shows the schema, and a query run from the
-// editor shows its result. Usage: node graphiql.mjs http://127.0.0.1:PORT SCREENSHOT.png
+// editor shows its result. With a TOKEN (a server that needs one), the page first says a
+// token is needed, then the token is pasted into its field.
+// Usage: node graphiql.mjs http://127.0.0.1:PORT SCREENSHOT.png [TOKEN]
 import puppeteer from 'puppeteer-core';
 
-const [origin, screenshot] = process.argv.slice(2);
+const [origin, screenshot, token] = process.argv.slice(2);
 const fail = (message) => {
   console.error(`graphiql.mjs: ${message}`);
   process.exit(1);
@@ -29,7 +31,8 @@ try {
   const pageErrors = [];
   page.on('pageerror', (e) => pageErrors.push(String(e).slice(0, 300)));
   page.on('console', (m) => {
-    if (m.type() === 'error') pageErrors.push(m.text().slice(0, 300));
+    // The browser reports the 401 of the check made before the token is pasted.
+    if (m.type() === 'error' && !(token && m.text().includes('401'))) pageErrors.push(m.text().slice(0, 300));
   });
   await page.setRequestInterception(true);
   page.on('request', (request) => {
@@ -42,8 +45,32 @@ try {
     }
   });
 
+  const seen = [];
+  page.on('request', (request) => {
+    if (request.url().startsWith(`${origin}/graphql`) && request.method() === 'POST') {
+      seen.push(request.headers().authorization ?? '');
+    }
+  });
+
   await page.goto(`${origin}/graphql`, { waitUntil: 'networkidle0' });
   await page.waitForSelector('.graphiql-container', { timeout: 20000 });
+
+  if (token) {
+    // Without a token the page says what is wrong; with it, that the token works.
+    await page.waitForFunction(
+      () => document.getElementById('auth-status')?.textContent.includes('token'),
+      { timeout: 20000 },
+    );
+    const before = await page.$eval('#auth-status', (e) => e.textContent);
+    if (!before.includes('needs an API token')) fail(`without a token the page says: ${before}`);
+    await page.type('#token', token);
+    await page.click('#auth button[type="submit"]');
+    await page.waitForFunction(
+      () => document.getElementById('auth-status')?.textContent === 'token accepted',
+      { timeout: 20000 },
+    ).catch(async () => fail(`the token field says: ${await page.$eval('#auth-status', (e) => e.textContent)}`));
+    await page.waitForSelector('.graphiql-container', { timeout: 20000 });
+  }
 
   // The Docs pane fills from introspection.
   await page.click('button[aria-label="Show Documentation Explorer"]');
@@ -84,6 +111,7 @@ try {
   const result = await page.$eval('.graphiql-response', (e) => e.textContent);
   if (result.includes('"errors"')) fail(`the query failed: ${result}`);
 
+  if (token && !seen.at(-1)?.endsWith(token)) fail(`the query went without the token: ${seen.at(-1)}`);
   await page.screenshot({ path: screenshot });
   if (elsewhere.length > 0) fail(`the page asked for other hosts: ${elsewhere.join(', ')}`);
   if (pageErrors.length > 0) fail(`the page threw: ${pageErrors.join('; ')}`);
