@@ -403,16 +403,7 @@ async fn revoked_and_expired_tokens_are_refused_at_once() {
 
     // By the command line.
     let id = server.token_id("second viewer").await;
-    let output = Command::new(BINARY)
-        .args(["token", "revoke", &id])
-        .env("DATABASE_URL", &server.db.url)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    common::cli(&server.db, ["token", "revoke", &id]);
     assert_eq!(server.gql(Some(&second), READ, json!({})).await.0, 401);
 
     // Expired since its last use.
@@ -444,12 +435,7 @@ async fn revoked_and_expired_tokens_are_refused_at_once() {
     assert!(active("test admin") && active("test operator"));
     assert!(!active("test viewer") && !active("second viewer") && !active("third"));
     assert!(!body.to_string().contains("sm_"), "{body}");
-    let output = Command::new(BINARY)
-        .args(["token", "list"])
-        .env("DATABASE_URL", &server.db.url)
-        .output()
-        .unwrap();
-    let list = String::from_utf8(output.stdout).unwrap();
+    let list = common::cli(&server.db, ["token", "list"]);
     assert_eq!(
         list.lines().filter(|l| l.contains(" revoked ")).count(),
         2,
@@ -573,24 +559,41 @@ async fn websocket_tokens_go_in_connection_init() {
         assert_eq!(server.rest(reqwest::Method::GET, link, None).await.status(), 200);
     }
 
-    // A viewer may not trigger over the socket either; an operator may.
+    // Each role against each operation over the socket: what it may do runs, the rest is
+    // the protocol's `error` with FORBIDDEN and changes nothing.
+    let follow = "subscription($id: ID!) { report(id: $id) { status } }";
+    let operations = [
+        (follow, 1),
+        (READ, 1),
+        (TRIGGER, 2),
+        (RELOAD, 3),
+        (TOKENS, 3),
+        (CREATE, 3),
+    ];
+    for (token, rank) in [(&server.viewer, 1), (&server.operator, 2), (&server.admin, 3)] {
+        let mut socket = Socket::open(&server.app.address, bearer(token)).await;
+        socket.expect_ack().await;
+        for (n, (query, needs)) in operations.into_iter().enumerate() {
+            let before = server.counts().await;
+            socket.subscribe(&n.to_string(), query, json!({ "id": id })).await;
+            let answer = socket.next().await.unwrap();
+            let context = format!("role {rank} running {query}: {answer}");
+            if rank >= needs {
+                assert_eq!(answer["type"], "next", "{context}");
+                assert!(answer["payload"]["errors"].is_null(), "{context}");
+                assert_eq!(socket.next().await.unwrap()["type"], "complete", "{context}");
+            } else {
+                assert_eq!(answer["type"], "error", "{context}");
+                assert_eq!(
+                    answer["payload"][0]["extensions"]["code"], "FORBIDDEN",
+                    "{context}"
+                );
+                assert_eq!(server.counts().await, before, "{context}");
+            }
+        }
+    }
     let mut socket = Socket::open(&server.app.address, bearer(&server.viewer)).await;
     socket.expect_ack().await;
-    let before = server.counts().await;
-    socket.subscribe("2", TRIGGER, json!({})).await;
-    let error = socket.next().await.unwrap();
-    assert_eq!(error["type"], "error", "{error}");
-    assert_eq!(error["payload"][0]["extensions"]["code"], "FORBIDDEN", "{error}");
-    assert_eq!(server.counts().await, before);
-    let mut operator = Socket::open(&server.app.address, bearer(&server.operator)).await;
-    operator.expect_ack().await;
-    operator.subscribe("1", TRIGGER, json!({})).await;
-    let next = operator.next().await.unwrap();
-    assert_eq!(next["type"], "next", "{next}");
-    assert!(
-        next["payload"]["data"]["triggerReport"]["id"].is_string(),
-        "{next}"
-    );
 
     // Revoked while the socket is open: the socket is closed without waiting for a message.
     let viewer_id = server.token_id("test viewer").await;
@@ -717,31 +720,18 @@ async fn protected_mode_needs_a_token_off_loopback() {
     // With a token it starts, and needs it; the audit log names the token, never its secret.
     let secret = create_token(&db, "operator", "audited operator");
     let protected = ChildServer::start_at(BINARY, "0.0.0.0:0", &args, []);
-    let client = reqwest::Client::new();
-    let url = format!("{}/graphql", protected.address);
-    let anonymous = client
-        .post(&url)
-        .json(&json!({ "query": READ }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(anonymous.status(), 401);
-    let triggered = client
-        .post(&url)
-        .bearer_auth(&secret)
-        .json(&json!({ "query": TRIGGER }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(triggered.status(), 200);
-    let refused = client
-        .post(&url)
-        .bearer_auth(&secret)
-        .json(&json!({ "query": RELOAD }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), 403);
+    let post = |token: Option<&str>, query: &str| {
+        let mut request = reqwest::Client::new()
+            .post(format!("{}/graphql", protected.address))
+            .json(&json!({ "query": query }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(post(None, READ).await, 401);
+    assert_eq!(post(Some(&secret), TRIGGER).await, 200);
+    assert_eq!(post(Some(&secret), RELOAD).await, 403);
     let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM api_tokens")
         .fetch_one(&db.pool)
         .await

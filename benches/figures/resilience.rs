@@ -23,17 +23,35 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 pub(crate) async fn measure(
     address: &str,
     database_url: &str,
-    data_dir: &std::path::Path,
+    bench: &crate::server::ServerBench<'_>,
 ) -> anyhow::Result<()> {
-    burst(address, "no rate limit").await?;
+    let data_dir = bench.data_dir;
+    burst(address, "no rate limit", None).await?;
     refusals(address).await?;
-    // A server with the default flags: 60 triggers a minute per client address. The first
-    // server's workers compute what it accepts.
+    // A server as it runs in production: the default flags (60 triggers a minute per
+    // token), tokens required. The first server's workers compute what it accepts.
+    let token = create_token(database_url)?;
     let reports = std::env::temp_dir().join(format!("store-monitor-bench-limited-{}", std::process::id()));
     let mut args = crate::child::serve_args(database_url, data_dir, &reports);
-    args.push("--no-workers".into());
+    args.extend(["--no-workers".into(), "--auth".into(), "required".into()]);
     let limited = crate::child::ChildServer::start(env!("CARGO_BIN_EXE_store-monitor"), args);
-    let outcome = burst(&limited.address, "default limits").await;
+    let outcome = async {
+        let id = burst(&limited.address, "default limits, one token", Some(&token)).await?;
+        let load = crate::server::report_load(
+            &limited.address,
+            &id,
+            bench.connections,
+            bench.seconds,
+            Some(&token),
+        )
+        .await?;
+        load.print(&format!(
+            "report(id) with a token, {} connections",
+            bench.connections
+        ));
+        anyhow::Ok(())
+    }
+    .await;
     limited.terminate();
     let _ = std::fs::remove_dir_all(&reports);
     outcome?;
@@ -57,20 +75,38 @@ pub(crate) async fn measure(
     outcome
 }
 
-async fn burst(address: &str, limits: &str) -> anyhow::Result<()> {
+/// `store-monitor token create --role operator` on the bench's database: its secret.
+fn create_token(database_url: &str) -> anyhow::Result<String> {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_store-monitor"))
+        .args(["token", "create", "--role", "operator", "--name", "bench"])
+        .env("DATABASE_URL", database_url)
+        .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "token create failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(String::from_utf8(output.stdout)?.trim().to_string())
+}
+
+/// The burst, with `token` on every call if given: the figures, and the first report
+/// accepted.
+async fn burst(address: &str, limits: &str, token: Option<&str>) -> anyhow::Result<String> {
+    let bearer = token.map(|t| format!("Bearer {t}")).unwrap_or_default();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(CLIENTS * 2)
         .build()?;
     let url = format!("{address}/graphql");
     let started = Instant::now();
     let triggers = (0..CLIENTS).map(|_| {
-        let (client, url) = (client.clone(), url.clone());
+        let (client, url, bearer) = (client.clone(), url.clone(), bearer.clone());
         tokio::spawn(async move {
             let mut answers = Vec::new();
             for _ in 0..TRIGGERS / CLIENTS {
                 let asked = Instant::now();
                 let answer: Value = client
                     .post(&url)
+                    .header("authorization", &bearer)
                     .json(&json!({ "query": "mutation { triggerReport { id } }" }))
                     .send()
                     .await?
@@ -84,6 +120,7 @@ async fn burst(address: &str, limits: &str) -> anyhow::Result<()> {
     // Meanwhile, a client follows one report by asking for it back to back.
     let first: Value = client
         .post(&url)
+        .header("authorization", &bearer)
         .json(&json!({ "query": "mutation { triggerReport { id } }" }))
         .send()
         .await?
@@ -95,13 +132,15 @@ async fn burst(address: &str, limits: &str) -> anyhow::Result<()> {
         .to_string();
     let bursting = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let reader = {
-        let (client, url, bursting) = (client.clone(), url.clone(), bursting.clone());
+        let (client, url, bursting, bearer) = (client.clone(), url.clone(), bursting.clone(), bearer.clone());
+        let followed = followed.clone();
         tokio::spawn(async move {
             let mut latencies = Vec::new();
             while bursting.load(std::sync::atomic::Ordering::Relaxed) {
                 let asked = Instant::now();
                 let ok = client
                     .post(&url)
+                    .header("authorization", &bearer)
                     .json(&json!({ "query": "query($id: ID!) { report(id: $id) { status } }", "variables": { "id": followed } }))
                     .send()
                     .await
@@ -136,6 +175,7 @@ async fn burst(address: &str, limits: &str) -> anyhow::Result<()> {
         loop {
             let answer: Value = client
                 .post(&url)
+                .header("authorization", &bearer)
                 .json(&json!({ "query": "query($id: ID!) { report(id: $id) { status } }", "variables": { "id": id } }))
                 .send()
                 .await?
@@ -179,7 +219,7 @@ async fn burst(address: &str, limits: &str) -> anyhow::Result<()> {
         percentile(&reads, 0.5),
         reads.len()
     );
-    Ok(())
+    Ok(followed)
 }
 
 /// Fragments each spreading the next one ten times, `levels` deep.

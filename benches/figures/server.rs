@@ -31,7 +31,7 @@ pub(crate) async fn run(bench: ServerBench<'_>) -> anyhow::Result<()> {
     let server = ChildServer::start(env!("CARGO_BIN_EXE_store-monitor"), args);
     let mut outcome = measure(&bench, &server.address).await;
     if outcome.is_ok() {
-        outcome = crate::resilience::measure(&server.address, &url, bench.data_dir).await;
+        outcome = crate::resilience::measure(&server.address, &url, &bench).await;
     }
     server.terminate();
     let _ = std::fs::remove_dir_all(&reports);
@@ -90,31 +90,82 @@ async fn measure(bench: &ServerBench<'_>, address: &str) -> anyhow::Result<()> {
     }
     times.sort();
 
-    // report(id) under load: `connections` clients asking back to back.
+    let load = report_load(address, &last_id, bench.connections, bench.seconds, None).await?;
+    println!("data: {polls} polls in the database; the server on {address}");
+    println!(
+        "{:<48}{:>8.3} s best, {:.3} s median of {}",
+        "triggerReport → COMPLETE (polled every 5 ms)",
+        times[0].as_secs_f64(),
+        times[times.len() / 2].as_secs_f64(),
+        times.len()
+    );
+    load.print(&format!(
+        "report(id) queries, {} connections, {} s",
+        bench.connections, bench.seconds
+    ));
+    Ok(())
+}
+
+/// What `report(id)` asked back to back gave.
+pub(crate) struct Load {
+    per_second: f64,
+    p50: Duration,
+    p99: Duration,
+    failed: u64,
+}
+
+impl Load {
+    pub(crate) fn print(&self, what: &str) {
+        println!(
+            "{what:<48}{:>8.0} req/s   p50 {:.1} ms, p99 {:.1} ms, {} failed",
+            self.per_second,
+            self.p50.as_secs_f64() * 1e3,
+            self.p99.as_secs_f64() * 1e3,
+            self.failed
+        );
+    }
+}
+
+/// `report(id)` under load: `connections` clients asking back to back for `seconds`, with
+/// `token` as their bearer token if given.
+pub(crate) async fn report_load(
+    address: &str,
+    id: &str,
+    connections: usize,
+    seconds: u64,
+    token: Option<&str>,
+) -> anyhow::Result<Load> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections * 2)
+        .build()?;
     let query = json!({
         "query": "query($id: ID!) { report(id: $id) { id status progress storesDone finishedAt csvUrl } }",
-        "variables": { "id": last_id },
+        "variables": { "id": id },
     });
     let (done, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let until = Instant::now() + Duration::from_secs(bench.seconds);
+    let until = Instant::now() + Duration::from_secs(seconds);
     let mut clients = Vec::new();
-    for _ in 0..bench.connections {
-        let (client, query, done, failed, url) = (
+    for _ in 0..connections {
+        let (client, query, done, failed, url, token) = (
             client.clone(),
             query.clone(),
             done.clone(),
             failed.clone(),
             format!("{address}/graphql"),
+            token.map(str::to_string),
         );
         clients.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             while Instant::now() < until {
                 let started = Instant::now();
                 // As browsers ask: compressed answers when worth it.
-                let request = client
+                let mut request = client
                     .post(&url)
                     .header("accept-encoding", "gzip, br")
                     .json(&query);
+                if let Some(token) = &token {
+                    request = request.bearer_auth(token);
+                }
                 let ok = match request.send().await {
                     Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
                     Err(_) => false,
@@ -140,26 +191,10 @@ async fn measure(bench: &ServerBench<'_>, address: &str) -> anyhow::Result<()> {
             .copied()
             .unwrap_or_default()
     };
-    let total = done.load(Ordering::Relaxed);
-
-    println!("data: {polls} polls in the database; the server on {address}");
-    println!(
-        "{:<48}{:>8.3} s best, {:.3} s median of {}",
-        "triggerReport → COMPLETE (polled every 5 ms)",
-        times[0].as_secs_f64(),
-        times[times.len() / 2].as_secs_f64(),
-        times.len()
-    );
-    println!(
-        "{:<48}{:>8.0} req/s   p50 {:.1} ms, p99 {:.1} ms, {} failed",
-        format!(
-            "report(id) queries, {} connections, {} s",
-            bench.connections, bench.seconds
-        ),
-        total as f64 / bench.seconds as f64,
-        percentile(0.5).as_secs_f64() * 1e3,
-        percentile(0.99).as_secs_f64() * 1e3,
-        failed.load(Ordering::Relaxed)
-    );
-    Ok(())
+    Ok(Load {
+        per_second: done.load(Ordering::Relaxed) as f64 / seconds as f64,
+        p50: percentile(0.5),
+        p99: percentile(0.99),
+        failed: failed.load(Ordering::Relaxed),
+    })
 }

@@ -17,10 +17,10 @@ pub fn server_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
-/// `store-monitor token create --role ROLE --name NAME` on `db`: the secret it prints.
-pub fn create_token(db: &TestDb, role: &str, name: &str) -> String {
+/// `store-monitor ARGS` on `db`, which must succeed: what it printed on stdout.
+pub fn cli<const N: usize>(db: &TestDb, args: [&str; N]) -> String {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_store-monitor"))
-        .args(["token", "create", "--role", role, "--name", name])
+        .args(args)
         .env("DATABASE_URL", &db.url)
         .output()
         .unwrap();
@@ -29,7 +29,14 @@ pub fn create_token(db: &TestDb, role: &str, name: &str) -> String {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let secret = String::from_utf8(output.stdout).unwrap().trim().to_string();
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// `store-monitor token create --role ROLE --name NAME` on `db`: the secret it prints.
+pub fn create_token(db: &TestDb, role: &str, name: &str) -> String {
+    let secret = cli(db, ["token", "create", "--role", role, "--name", name])
+        .trim()
+        .to_string();
     assert!(secret.starts_with("sm_") && secret.len() == 67, "{secret:?}");
     secret
 }
