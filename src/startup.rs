@@ -178,13 +178,13 @@ impl Application {
         if let Some(bind) = settings.bind {
             announce(mode, settings.auth.is_some(), bind, &pool).await?;
         }
-        let access = Access::load(&pool, mode)
-            .await
-            .context("cannot read the key that signs report links")?;
         let (stop, stopped) = watch::channel(false);
         let events = ReportEvents::start(&api, stopped.clone())
             .await
             .context("cannot listen for report events")?;
+        let access = Access::load(&pool, mode, &events)
+            .await
+            .context("cannot read the key that signs report links")?;
         let state = AppState {
             db: api,
             work: pool.clone(),

@@ -1,7 +1,9 @@
-//! Report changes from every process, heard through PostgreSQL `LISTEN`.
+//! Report changes and token revocations from every process, heard through PostgreSQL
+//! `LISTEN`.
 //!
 //! One listener per process forwards each `report_events` notification to the in-process
-//! subscribers, so that a subscription hears about a report whichever process runs it.
+//! subscribers, so that a subscription hears about a report whichever process runs it, and
+//! each `api_token_revoked` one to whoever keeps tokens (`service::auth`).
 //! Notices sent while the listener was reconnecting are lost; so every few seconds one
 //! query re-reads the reports that someone follows, and passes on those that changed
 //! unheard. Subscribers never read the database themselves: however many there are, a
@@ -17,6 +19,7 @@ use uuid::Uuid;
 
 use super::Pool;
 use super::reports::{self, CHANNEL};
+use super::tokens::REVOKED_CHANNEL;
 use crate::domain::ReportRecord;
 
 /// The in-process fan-out of report changes.
@@ -24,6 +27,9 @@ use crate::domain::ReportRecord;
 pub struct ReportEvents {
     sender: broadcast::Sender<Arc<ReportRecord>>,
     followed: Followed,
+    /// Token revocations: the token's id, or `None` when notices may have been lost (the
+    /// listener reconnected), so that whatever was kept must be read again.
+    revoked: broadcast::Sender<Option<Uuid>>,
 }
 
 /// The reports someone follows.
@@ -84,11 +90,12 @@ impl ReportEvents {
     /// if the connection drops.
     pub async fn start(pool: &Pool, stopped: watch::Receiver<bool>) -> anyhow::Result<ReportEvents> {
         let mut listener = PgListener::connect_with(pool).await?;
-        listener.listen(CHANNEL).await?;
+        listener.listen_all([CHANNEL, REVOKED_CHANNEL]).await?;
         let (sender, _) = broadcast::channel(1024);
         let events = ReportEvents {
             sender,
             followed: Followed::default(),
+            revoked: broadcast::channel(64).0,
         };
         tokio::spawn(events.clone().listen(listener, stopped.clone()));
         tokio::spawn(events.clone().recheck(pool.clone(), stopped));
@@ -102,11 +109,15 @@ impl ReportEvents {
                 received = listener.recv() => received,
             };
             match received {
+                Ok(notification) if notification.channel() == REVOKED_CHANNEL => {
+                    let _ = self.revoked.send(Uuid::parse_str(notification.payload()).ok());
+                }
                 Ok(notification) => match serde_json::from_str::<ReportRecord>(notification.payload()) {
                     Ok(record) => self.pass_on(Arc::new(record)),
                     Err(e) => tracing::warn!(error = %e, "unreadable report event"),
                 },
                 Err(e) => {
+                    let _ = self.revoked.send(None);
                     tracing::warn!(error = %e, "report events listener lost its connection; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
@@ -142,6 +153,11 @@ impl ReportEvents {
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<ReportRecord>> {
         self.sender.subscribe()
+    }
+
+    /// Token revocations from every process (`None`: some may have been missed).
+    pub fn revocations(&self) -> broadcast::Receiver<Option<Uuid>> {
+        self.revoked.subscribe()
     }
 
     /// The newest state of the followed report `id` this process has seen, if any.

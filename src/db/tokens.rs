@@ -1,4 +1,4 @@
-//! The `api_tokens` and `signing_keys` tables.
+//! The `api_tokens` and `signing_keys` tables, and the announcement of a revocation.
 
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgExecutor};
@@ -77,11 +77,19 @@ pub(crate) async fn all(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<TokenRecord
     .await
 }
 
-/// Revokes the token (a revoked one keeps its first revocation time); `None`: no such token.
+/// Where a revocation is announced (`pg_notify` in the statement, delivered at commit), so
+/// that every process forgets the token at once: the payload is its id.
+pub(crate) const REVOKED_CHANNEL: &str = "api_token_revoked";
+
+/// Revokes the token (a revoked one keeps its first revocation time) and announces it on
+/// [`REVOKED_CHANNEL`]; `None`: no such token.
 pub(crate) async fn revoke(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<TokenRecord>> {
     sqlx::query_as(
-        "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1
-         RETURNING id, name, role, created_at, last_used_at, expires_at, revoked_at",
+        "WITH t AS (
+             UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1
+             RETURNING id, name, role, created_at, last_used_at, expires_at, revoked_at
+         )
+         SELECT t.*, pg_notify('api_token_revoked', t.id::text) FROM t",
     )
     .bind(id)
     .fetch_optional(db)

@@ -314,7 +314,7 @@ impl Mutation {
         let state = ctx.data_unchecked::<AppState>();
         let uuid = Uuid::parse_str(&id)
             .map_err(|_| ApiError::BadInput(format!("{:?} is not a token id (a UUID)", id.as_str())))?;
-        let record = service::auth::revoke_token(&state.db, uuid)
+        let record = service::auth::revoke(state, uuid)
             .await
             .map_err(ApiError::from)?
             .ok_or_else(|| ApiError::NotFound(format!("no token with id {uuid}")))?;

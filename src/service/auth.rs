@@ -2,8 +2,11 @@
 //! route and operation goes through ([`authorize`]), signed report links, and the audit log.
 //!
 //! A token is `sm_` and 64 hex digits (256 random bits); only its SHA-256 is stored, so a
-//! leaked database leaks no usable token. Each request looks its token up (an index read):
-//! a revoked or expired token is refused on its next use, on every process.
+//! leaked database leaks no usable token. A process keeps the tokens it has read for
+//! [`KNOWN_FOR`], so that a busy client costs no query per request; a revocation is
+//! announced through PostgreSQL (`db::tokens::REVOKED_CHANNEL`) and every process forgets
+//! the token as it hears it, the revoking one before it answers. An expiry is checked on
+//! every use.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -14,10 +17,12 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use hmac::{KeyInit, Mac};
 use sha2::{Digest, Sha256};
+use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use super::AppState;
 use crate::db::Pool;
+use crate::db::events::ReportEvents;
 use crate::db::tokens::{self, NewToken, TokenRecord};
 use crate::domain::access::{Action, Role};
 
@@ -32,6 +37,9 @@ pub enum AuthMode {
 
 /// How long a signed report link (`csvUrl`) works.
 pub const LINK_TTL: Duration = Duration::from_secs(15 * 60);
+/// How long a process trusts what it read of a token, should a revocation's notice be lost
+/// without the listener noticing.
+const KNOWN_FOR: Duration = Duration::from_secs(2);
 /// How often a token's `last_used_at` is written, at most, per process.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
 const SECRET_PREFIX: &str = "sm_";
@@ -42,18 +50,59 @@ pub struct Access {
     pub mode: AuthMode,
     key: Arc<[u8]>,
     touched: Arc<Mutex<HashMap<Uuid, Instant>>>,
+    /// Tokens read lately, by their secret's hash, and when.
+    known: Arc<Mutex<HashMap<[u8; 32], (TokenRecord, Instant)>>>,
 }
 
 impl Access {
-    /// Reads (or makes, if this is the first process) the key that signs report links.
-    pub async fn load(pool: &Pool, mode: AuthMode) -> anyhow::Result<Access> {
+    /// Reads (or makes, if this is the first process) the key that signs report links, and
+    /// forgets each token `events` says was revoked.
+    pub async fn load(pool: &Pool, mode: AuthMode, events: &ReportEvents) -> anyhow::Result<Access> {
         tokens::offer_signing_key(pool, &random_bytes::<32>()?).await?;
         let key = tokens::signing_key(pool).await?;
-        Ok(Access {
+        let access = Access {
             mode,
             key: key.into(),
             touched: Default::default(),
-        })
+            known: Default::default(),
+        };
+        let mut revocations = events.revocations();
+        let forgetful = access.clone();
+        tokio::spawn(async move {
+            loop {
+                match revocations.recv().await {
+                    Ok(id) => forgetful.forget(id),
+                    Err(broadcast::error::RecvError::Lagged(_)) => forgetful.forget(None),
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+        Ok(access)
+    }
+
+    /// Forgets the token `id` (`None`: every token) so that its next use reads it again.
+    fn forget(&self, id: Option<Uuid>) {
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        match id {
+            Some(id) => known.retain(|_, (record, _)| record.id != id),
+            None => known.clear(),
+        }
+    }
+
+    fn known(&self, secret_sha256: &[u8; 32]) -> Option<TokenRecord> {
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        known
+            .get(secret_sha256)
+            .filter(|(_, read)| read.elapsed() < KNOWN_FOR)
+            .map(|(record, _)| record.clone())
+    }
+
+    fn remember(&self, secret_sha256: [u8; 32], record: &TokenRecord) {
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        if known.len() >= 10_000 {
+            known.clear();
+        }
+        known.insert(secret_sha256, (record.clone(), Instant::now()));
     }
 }
 
@@ -182,10 +231,17 @@ pub async fn recheck(state: &AppState, caller: &Caller) -> Result<(), AuthError>
 }
 
 async fn check(state: &AppState, secret_sha256: [u8; 32]) -> Result<TokenUse, AuthError> {
-    let record = tokens::by_secret(&state.db, &secret_sha256)
-        .await
-        .map_err(|e| AuthError::Failed(e.into()))?
-        .ok_or_else(|| invalid("unknown token"))?;
+    let record = match state.access.known(&secret_sha256) {
+        Some(record) => record,
+        None => {
+            let record = tokens::by_secret(&state.db, &secret_sha256)
+                .await
+                .map_err(|e| AuthError::Failed(e.into()))?
+                .ok_or_else(|| invalid("unknown token"))?;
+            state.access.remember(secret_sha256, &record);
+            record
+        }
+    };
     usable(&record, Utc::now())?;
     touch(state, record.id);
     Ok(TokenUse {
@@ -326,9 +382,17 @@ pub async fn list_tokens(pool: &Pool) -> anyhow::Result<Vec<TokenRecord>> {
     Ok(tokens::all(pool).await?)
 }
 
-/// Revokes a token; `None`: no such token.
+/// Revokes a token, in the database and every process; `None`: no such token.
 pub async fn revoke_token(pool: &Pool, id: Uuid) -> anyhow::Result<Option<TokenRecord>> {
     Ok(tokens::revoke(pool, id).await?)
+}
+
+/// [`revoke_token`] from the API: this process forgets the token before it answers, not
+/// when the notice comes back.
+pub async fn revoke(state: &AppState, id: Uuid) -> anyhow::Result<Option<TokenRecord>> {
+    let revoked = revoke_token(&state.db, id).await?;
+    state.access.forget(Some(id));
+    Ok(revoked)
 }
 
 /// Tokens that work now.
