@@ -50,9 +50,11 @@ pub struct Access {
     pub mode: AuthMode,
     key: Arc<[u8]>,
     touched: Arc<Mutex<HashMap<Uuid, Instant>>>,
-    /// Tokens read lately, by their secret's hash, and when.
-    known: Arc<Mutex<HashMap<[u8; 32], (TokenRecord, Instant)>>>,
+    known: Arc<Mutex<Known>>,
 }
+
+/// Tokens read lately, by their secret's hash, and when.
+type Known = HashMap<[u8; 32], (TokenRecord, Instant)>;
 
 impl Access {
     /// Reads (or makes, if this is the first process) the key that signs report links, and
