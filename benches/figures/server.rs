@@ -103,6 +103,46 @@ async fn measure(bench: &ServerBench<'_>, address: &str) -> anyhow::Result<()> {
         "report(id) queries, {} connections, {} s",
         bench.connections, bench.seconds
     ));
+    worst_stores(address, &last_id).await
+}
+
+/// The 50 worst stores of the report (most downtime in the last week first), with the
+/// count, one request at a time: what a dashboard's first page asks.
+async fn worst_stores(address: &str, id: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    for (what, filter) in [
+        ("the 50 worst stores, with totalCount", json!(null)),
+        (
+            "  … of those down 1-40 h in the week",
+            json!({ "downtimeLastWeek": { "min": 1, "max": 40 } }),
+        ),
+    ] {
+        let query = json!({
+            "query": "query($id: ID!, $filter: ReportRowFilter) { report(id: $id) { rows(first: 50, orderBy: { field: DOWNTIME_LAST_WEEK, direction: DESC }, filter: $filter) { totalCount nodes { storeId downtimeLastWeek } } } }",
+            "variables": { "id": id, "filter": filter },
+        });
+        let mut times = Vec::new();
+        let mut total = 0;
+        for _ in 0..100 {
+            let started = Instant::now();
+            let body: Value = client
+                .post(format!("{address}/graphql"))
+                .json(&query)
+                .send()
+                .await?
+                .json()
+                .await?;
+            times.push(started.elapsed());
+            anyhow::ensure!(body["errors"].is_null(), "GraphQL error: {body}");
+            total = body["data"]["report"]["rows"]["totalCount"].as_i64().unwrap_or(0);
+        }
+        times.sort();
+        println!(
+            "{what:<48}{:>8.2} ms p50, {:.2} ms p99 of 100 ({total} rows match)",
+            times[50].as_secs_f64() * 1e3,
+            times[99].as_secs_f64() * 1e3
+        );
+    }
     Ok(())
 }
 

@@ -366,24 +366,180 @@ impl<'r> FromRow<'r, PgRow> for RowRecord {
     }
 }
 
-/// Up to `limit` rows of the report `result` after store id `after`, or the one row of
-/// `store_id`.
+/// The column a page of rows is ordered by (then by store id).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RowOrder {
+    #[default]
+    StoreId,
+    /// One of the six figures, in the CSV's order (uptime hour, day, week; downtime hour,
+    /// day, week).
+    Figure(usize),
+}
+
+/// Which rows of a report to read: some stores only, and each figure within a range of
+/// its stored value (hundredths), both ends included.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowFilter {
+    pub store_ids: Option<Vec<String>>,
+    pub ranges: [(i32, i32); 6],
+}
+
+impl Default for RowFilter {
+    fn default() -> Self {
+        RowFilter {
+            store_ids: None,
+            ranges: [(i32::MIN, i32::MAX); 6],
+        }
+    }
+}
+
+/// A page of rows: where it starts (after the row with this figure and store id; the figure
+/// is ignored in store-id order), how many, in which order.
+#[derive(Clone, Debug, Default)]
+pub struct RowPage<'a> {
+    pub order: RowOrder,
+    pub descending: bool,
+    pub after: Option<(i32, &'a str)>,
+    pub limit: i64,
+}
+
+/// The statement reading a page of rows in `$order` (a column), ascending or descending:
+/// each is its own static text, so that each is served by its column's index.
+macro_rules! ordered_rows {
+    ($order:literal, $key:literal, $cmp:literal) => {
+        concat!(
+            "SELECT * FROM report_rows
+             WHERE report = $1
+               AND ($2::text[] IS NULL OR store_id = ANY($2))
+               AND uptime_last_hour BETWEEN $3 AND $4 AND uptime_last_day BETWEEN $5 AND $6
+               AND uptime_last_week BETWEEN $7 AND $8 AND downtime_last_hour BETWEEN $9 AND $10
+               AND downtime_last_day BETWEEN $11 AND $12 AND downtime_last_week BETWEEN $13 AND $14
+               AND ($16::text IS NULL OR ",
+            $key,
+            " ",
+            $cmp,
+            " ",
+            "($15, $16))
+             ORDER BY ",
+            $order,
+            " LIMIT $17"
+        )
+    };
+}
+
+/// A page of the rows of the report `result` that pass `filter`.
 pub(crate) async fn rows(
     db: impl PgExecutor<'_>,
     result: Uuid,
-    limit: i64,
-    after: Option<&str>,
-    store_id: Option<&str>,
+    filter: &RowFilter,
+    page: &RowPage<'_>,
 ) -> sqlx::Result<Vec<RowRecord>> {
-    sqlx::query_as(
-        "SELECT * FROM report_rows
-         WHERE report = $1 AND ($2::text IS NULL OR store_id > $2) AND ($3::text IS NULL OR store_id = $3)
-         ORDER BY store_id LIMIT $4",
+    let statement = match (page.order, page.descending) {
+        // The figure ($15) is ignored: the key is the store id alone.
+        (RowOrder::StoreId, false) => ordered_rows!("store_id", "(0, store_id)", ">"),
+        (RowOrder::StoreId, true) => ordered_rows!("store_id DESC", "(0, store_id)", "<"),
+        (RowOrder::Figure(0), false) => {
+            ordered_rows!("uptime_last_hour, store_id", "(uptime_last_hour, store_id)", ">")
+        }
+        (RowOrder::Figure(0), true) => ordered_rows!(
+            "uptime_last_hour DESC, store_id DESC",
+            "(uptime_last_hour, store_id)",
+            "<"
+        ),
+        (RowOrder::Figure(1), false) => {
+            ordered_rows!("uptime_last_day, store_id", "(uptime_last_day, store_id)", ">")
+        }
+        (RowOrder::Figure(1), true) => ordered_rows!(
+            "uptime_last_day DESC, store_id DESC",
+            "(uptime_last_day, store_id)",
+            "<"
+        ),
+        (RowOrder::Figure(2), false) => {
+            ordered_rows!("uptime_last_week, store_id", "(uptime_last_week, store_id)", ">")
+        }
+        (RowOrder::Figure(2), true) => ordered_rows!(
+            "uptime_last_week DESC, store_id DESC",
+            "(uptime_last_week, store_id)",
+            "<"
+        ),
+        (RowOrder::Figure(3), false) => ordered_rows!(
+            "downtime_last_hour, store_id",
+            "(downtime_last_hour, store_id)",
+            ">"
+        ),
+        (RowOrder::Figure(3), true) => ordered_rows!(
+            "downtime_last_hour DESC, store_id DESC",
+            "(downtime_last_hour, store_id)",
+            "<"
+        ),
+        (RowOrder::Figure(4), false) => {
+            ordered_rows!(
+                "downtime_last_day, store_id",
+                "(downtime_last_day, store_id)",
+                ">"
+            )
+        }
+        (RowOrder::Figure(4), true) => ordered_rows!(
+            "downtime_last_day DESC, store_id DESC",
+            "(downtime_last_day, store_id)",
+            "<"
+        ),
+        (RowOrder::Figure(5), false) => ordered_rows!(
+            "downtime_last_week, store_id",
+            "(downtime_last_week, store_id)",
+            ">"
+        ),
+        // 5, the last figure.
+        (RowOrder::Figure(_), true) => ordered_rows!(
+            "downtime_last_week DESC, store_id DESC",
+            "(downtime_last_week, store_id)",
+            "<"
+        ),
+        (RowOrder::Figure(_), false) => ordered_rows!(
+            "downtime_last_week, store_id",
+            "(downtime_last_week, store_id)",
+            ">"
+        ),
+    };
+    let mut query = sqlx::query_as(statement).bind(result).bind(&filter.store_ids);
+    for (min, max) in filter.ranges {
+        query = query.bind(min).bind(max);
+    }
+    let (after_figure, after_store) = match page.after {
+        Some((figure, store)) => (Some(figure), Some(store)),
+        None => (None, None),
+    };
+    // In store-id order the key compares (0, store_id): the figure given is 0.
+    let after_figure = match page.order {
+        RowOrder::StoreId => after_store.map(|_| 0),
+        RowOrder::Figure(_) => after_figure,
+    };
+    query
+        .bind(after_figure)
+        .bind(after_store)
+        .bind(page.limit)
+        .fetch_all(db)
+        .await
+}
+
+/// How many rows of the report `result` pass `filter`.
+pub(crate) async fn count_rows(
+    db: impl PgExecutor<'_>,
+    result: Uuid,
+    filter: &RowFilter,
+) -> sqlx::Result<i64> {
+    let mut query = sqlx::query_scalar(
+        "SELECT count(*) FROM report_rows
+         WHERE report = $1
+           AND ($2::text[] IS NULL OR store_id = ANY($2))
+           AND uptime_last_hour BETWEEN $3 AND $4 AND uptime_last_day BETWEEN $5 AND $6
+           AND uptime_last_week BETWEEN $7 AND $8 AND downtime_last_hour BETWEEN $9 AND $10
+           AND downtime_last_day BETWEEN $11 AND $12 AND downtime_last_week BETWEEN $13 AND $14",
     )
     .bind(result)
-    .bind(after)
-    .bind(store_id)
-    .bind(limit)
-    .fetch_all(db)
-    .await
+    .bind(&filter.store_ids);
+    for (min, max) in filter.ranges {
+        query = query.bind(min).bind(max);
+    }
+    query.fetch_one(db).await
 }

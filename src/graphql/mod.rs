@@ -11,7 +11,7 @@ mod tokens;
 
 use std::sync::Arc;
 
-use async_graphql::connection::{Connection, Edge};
+use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::futures_util::Stream;
 use async_graphql::{Context, ID, Object, OutputType, Schema, Subscription};
 use chrono::{DateTime, Utc};
@@ -56,8 +56,8 @@ fn limited(builder: async_graphql::SchemaBuilder<Query, Mutation, SubscriptionRo
         .override_output_type_description::<Edge<String, ReportNode, async_graphql::connection::EmptyFields>>(
             "A report, with the cursor to ask for the reports after it.",
         )
-        .override_output_type_description::<Connection<String, report::StoreUptime>>(
-            "A page of a report's rows in store-id order: `edges` (with cursors) or `nodes`, and `pageInfo` to go on.",
+        .override_output_type_description::<Connection<String, report::StoreUptime, report::RowCount>>(
+            "A page of a report's rows in the order asked: `edges` (with cursors) or `nodes`, `pageInfo` to go on, and `totalCount`.",
         )
         .override_output_type_description::<Edge<String, report::StoreUptime, async_graphql::connection::EmptyFields>>(
             "A report's row, with the cursor to ask for the rows after it.",
@@ -125,14 +125,25 @@ fn page_size(first: Option<i32>) -> Result<i64, ApiError> {
 /// A page of a list fetched with one item more than `limit`, which tells whether there is
 /// a next page; `edge` gives each item's cursor and node.
 fn page<T, N: OutputType>(
-    mut items: Vec<T>,
+    items: Vec<T>,
     limit: i64,
     has_previous: bool,
     edge: impl FnMut(T) -> (String, N),
 ) -> Connection<String, N> {
+    page_with(items, limit, has_previous, EmptyFields, edge)
+}
+
+/// [`page`], with the connection's own fields (a count, say).
+fn page_with<T, N: OutputType, F: async_graphql::ObjectType>(
+    mut items: Vec<T>,
+    limit: i64,
+    has_previous: bool,
+    fields: F,
+    edge: impl FnMut(T) -> (String, N),
+) -> Connection<String, N, F> {
     let has_next = items.len() as i64 > limit;
     items.truncate(limit as usize);
-    let mut page = Connection::new(has_previous, has_next);
+    let mut page = Connection::with_additional_fields(has_previous, has_next, fields);
     page.edges.extend(
         items
             .into_iter()

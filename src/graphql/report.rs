@@ -5,9 +5,10 @@ use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use super::error::ApiError;
-use super::{null_on_error, page, page_size};
+use super::{null_on_error, page_size, page_with};
+use crate::db::reports::RowRecord;
 use crate::domain::{self, ReportRecord};
-use crate::service::{self, AppState};
+use crate::service::{self, AppState, RowFilter, RowOrder, RowPage};
 
 /// How a store's status is read between its polls.
 #[derive(Enum, Copy, Clone, Debug, Eq, PartialEq, Default)]
@@ -127,36 +128,238 @@ impl ReportNode {
         null_on_error(ctx, csv)
     }
 
-    /// The report's rows in store-id order, a page at a time (empty until COMPLETE).
+    /// The report's rows, a page at a time (empty until COMPLETE): in store-id order, or by
+    /// any figure (`orderBy`), the ones that pass `filter`. `totalCount` counts those.
     async fn rows(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Page size, at most 1000 (default 100).")] first: Option<i32>,
-        #[graphql(desc = "The cursor of the row to start after.")] after: Option<String>,
-        #[graphql(desc = "Only the row of this store.")] store_id: Option<ID>,
-    ) -> async_graphql::Result<Connection<String, StoreUptime>> {
+        #[graphql(desc = "The cursor of the row to start after (from a page in the same order).")]
+        after: Option<String>,
+        #[graphql(desc = "Only the row of this store (as `filter: { storeIds: [...] }`).")] store_id: Option<
+            ID,
+        >,
+        #[graphql(
+            desc = "The order: by store id (default) or a figure, ascending or descending; ties by store id in the same direction."
+        )]
+        order_by: Option<ReportRowOrder>,
+        #[graphql(desc = "Only these stores, and each figure within a range.")] filter: Option<
+            ReportRowFilter,
+        >,
+    ) -> async_graphql::Result<Connection<String, StoreUptime, RowCount>> {
         let limit = page_size(first)?;
-        if self.0.status != domain::ReportStatus::Complete {
-            return Ok(Connection::new(false, false));
+        let order = order_by.unwrap_or_default();
+        let mut filter = filter.unwrap_or_default().into_filter()?;
+        if let Some(store) = store_id {
+            filter.store_ids.get_or_insert_with(Vec::new).push(store.0);
         }
+        let key = order.field.key();
+        let after = after.as_deref().map(|c| parse_row_cursor(c, key)).transpose()?;
+        let page = RowPage {
+            order: key,
+            descending: order.direction == OrderDirection::Desc,
+            after: after.as_ref().map(|(figure, store)| (*figure, store.as_str())),
+            limit: limit + 1,
+        };
         let state = ctx.data_unchecked::<AppState>();
-        let store_id = store_id.as_ref().map(|s| s.as_str());
-        let rows = service::report_rows(state, &self.0, limit + 1, after.as_deref(), store_id)
+        let total_count = if ctx.look_ahead().field("totalCount").exists() {
+            service::count_report_rows(state, &self.0, &filter)
+                .await
+                .map_err(ApiError::from)?
+        } else {
+            0
+        };
+        let rows = service::report_rows(state, &self.0, &filter, &page)
             .await
             .map_err(ApiError::from)?;
-        Ok(page(rows, limit, after.is_some(), |r| {
-            let [uh, ud, uw, dh, dd, dw] = r.figures.values();
-            let node = StoreUptime {
-                store_id: ID(r.store_id.clone()),
-                uptime_last_hour: uh,
-                uptime_last_day: ud,
-                uptime_last_week: uw,
-                downtime_last_hour: dh,
-                downtime_last_day: dd,
-                downtime_last_week: dw,
-            };
-            (r.store_id, node)
-        }))
+        Ok(page_with(
+            rows,
+            limit,
+            after.is_some(),
+            RowCount { total_count },
+            |r| {
+                let [uh, ud, uw, dh, dd, dw] = r.figures.values();
+                let cursor = row_cursor(key, &r);
+                let node = StoreUptime {
+                    store_id: ID(r.store_id),
+                    uptime_last_hour: uh,
+                    uptime_last_day: ud,
+                    uptime_last_week: uw,
+                    downtime_last_hour: dh,
+                    downtime_last_day: dd,
+                    downtime_last_week: dw,
+                };
+                (cursor, node)
+            },
+        ))
+    }
+}
+
+/// How many rows a `rows` query matches, all pages together.
+#[derive(SimpleObject, Debug, Default)]
+pub struct RowCount {
+    /// The rows that pass the filter, on every page.
+    pub total_count: i64,
+}
+
+/// What a report's rows can be ordered by.
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq, Default)]
+pub enum ReportRowField {
+    /// The store id, byte by byte (the CSV's order).
+    #[default]
+    StoreId,
+    /// Minutes up in the last hour.
+    UptimeLastHour,
+    /// Hours up in the last day.
+    UptimeLastDay,
+    /// Hours up in the last week.
+    UptimeLastWeek,
+    /// Minutes down in the last hour.
+    DowntimeLastHour,
+    /// Hours down in the last day.
+    DowntimeLastDay,
+    /// Hours down in the last week.
+    DowntimeLastWeek,
+}
+
+impl ReportRowField {
+    fn key(self) -> RowOrder {
+        match self {
+            ReportRowField::StoreId => RowOrder::StoreId,
+            ReportRowField::UptimeLastHour => RowOrder::Figure(0),
+            ReportRowField::UptimeLastDay => RowOrder::Figure(1),
+            ReportRowField::UptimeLastWeek => RowOrder::Figure(2),
+            ReportRowField::DowntimeLastHour => RowOrder::Figure(3),
+            ReportRowField::DowntimeLastDay => RowOrder::Figure(4),
+            ReportRowField::DowntimeLastWeek => RowOrder::Figure(5),
+        }
+    }
+}
+
+/// Which way a list runs.
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq, Default)]
+pub enum OrderDirection {
+    /// Smallest first.
+    #[default]
+    Asc,
+    /// Largest first: `DOWNTIME_LAST_WEEK` `DESC` lists the worst stores first.
+    Desc,
+}
+
+/// The order of a report's rows.
+#[derive(InputObject, Debug, Default, Clone, Copy)]
+pub struct ReportRowOrder {
+    /// What to order by (default: the store id).
+    #[graphql(default)]
+    pub field: ReportRowField,
+    /// Ascending (default) or descending; ties by store id, in the same direction.
+    #[graphql(default)]
+    pub direction: OrderDirection,
+}
+
+/// A range of a figure, in its unit (minutes for the last hour, hours for the day and
+/// week); both ends included, either may be left out.
+#[derive(InputObject, Debug, Default, Clone, Copy)]
+pub struct FigureRange {
+    /// The smallest value kept.
+    pub min: Option<f64>,
+    /// The largest value kept.
+    pub max: Option<f64>,
+}
+
+/// Which of a report's rows to keep.
+#[derive(InputObject, Debug, Default)]
+pub struct ReportRowFilter {
+    /// Only these stores (at most 1000 ids).
+    pub store_ids: Option<Vec<String>>,
+    /// Minutes up in the last hour within this range.
+    pub uptime_last_hour: Option<FigureRange>,
+    /// Hours up in the last day within this range.
+    pub uptime_last_day: Option<FigureRange>,
+    /// Hours up in the last week within this range.
+    pub uptime_last_week: Option<FigureRange>,
+    /// Minutes down in the last hour within this range.
+    pub downtime_last_hour: Option<FigureRange>,
+    /// Hours down in the last day within this range.
+    pub downtime_last_day: Option<FigureRange>,
+    /// Hours down in the last week within this range.
+    pub downtime_last_week: Option<FigureRange>,
+}
+
+impl ReportRowFilter {
+    fn into_filter(self) -> Result<RowFilter, ApiError> {
+        if self
+            .store_ids
+            .as_ref()
+            .is_some_and(|ids| ids.len() > super::MAX_PAGE as usize)
+        {
+            return Err(ApiError::BadInput(format!(
+                "filter.storeIds may list at most {} stores",
+                super::MAX_PAGE
+            )));
+        }
+        let ranges = [
+            self.uptime_last_hour,
+            self.uptime_last_day,
+            self.uptime_last_week,
+            self.downtime_last_hour,
+            self.downtime_last_day,
+            self.downtime_last_week,
+        ];
+        let mut filter = RowFilter {
+            store_ids: self.store_ids,
+            ..RowFilter::default()
+        };
+        for (stored, range) in filter.ranges.iter_mut().zip(ranges) {
+            if let Some(range) = range {
+                *stored = (
+                    hundredths(range.min, f64::ceil)?,
+                    hundredths(range.max, f64::floor)?,
+                );
+            }
+        }
+        Ok(filter)
+    }
+}
+
+/// A range's end in the stored unit (hundredths), rounded inward (`ceil` for a minimum,
+/// `floor` for a maximum) unless it is a whole number of hundredths give or take float
+/// noise: 0.3 is 30, not 31.
+fn hundredths(value: Option<f64>, inward: fn(f64) -> f64) -> Result<i32, ApiError> {
+    let Some(value) = value else {
+        return Ok(if inward(0.5) == 1.0 { i32::MIN } else { i32::MAX });
+    };
+    if !value.is_finite() {
+        return Err(ApiError::BadInput(format!("{value} is not a figure")));
+    }
+    let scaled = value * 100.0;
+    let nearest = scaled.round();
+    let stored = if (scaled - nearest).abs() < 1e-6 {
+        nearest
+    } else {
+        inward(scaled)
+    };
+    Ok(stored.clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32)
+}
+
+/// A row's cursor: its store id in store-id order (as before orders existed), else the
+/// figure's index, stored value and store id.
+fn row_cursor(order: RowOrder, row: &RowRecord) -> String {
+    match order {
+        RowOrder::StoreId => row.store_id.clone(),
+        RowOrder::Figure(i) => format!("f{i}:{}:{}", row.figures.0[i], row.store_id),
+    }
+}
+
+fn parse_row_cursor(cursor: &str, order: RowOrder) -> Result<(i32, String), ApiError> {
+    let bad = || ApiError::BadInput(format!("{cursor:?} is not a cursor of rows in this order"));
+    match order {
+        RowOrder::StoreId => Ok((0, cursor.to_string())),
+        RowOrder::Figure(i) => {
+            let rest = cursor.strip_prefix(&format!("f{i}:")).ok_or_else(bad)?;
+            let (value, store) = rest.split_once(':').ok_or_else(bad)?;
+            Ok((value.parse().map_err(|_| bad())?, store.to_string()))
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::auth::Caller;
 use crate::db::events::Following;
-use crate::db::reports::RowRecord;
+use crate::db::reports::{RowFilter, RowPage, RowRecord};
 use crate::db::{loads, reports};
 use crate::domain::report::ReportLine;
 use crate::domain::{Interpolation, ReportRecord, ReportStatus, Timestamp};
@@ -90,14 +90,25 @@ pub async fn list_reports(
 pub async fn report_rows(
     state: &AppState,
     record: &ReportRecord,
-    limit: i64,
-    after: Option<&str>,
-    store_id: Option<&str>,
+    filter: &RowFilter,
+    page: &RowPage<'_>,
 ) -> anyhow::Result<Vec<RowRecord>> {
     if record.status != ReportStatus::Complete {
         return Ok(Vec::new());
     }
-    Ok(reports::rows(&state.db, record.result_id(), limit, after, store_id).await?)
+    Ok(reports::rows(&state.db, record.result_id(), filter, page).await?)
+}
+
+/// How many rows of a COMPLETE report pass `filter` (0 before it is complete).
+pub async fn count_report_rows(
+    state: &AppState,
+    record: &ReportRecord,
+    filter: &RowFilter,
+) -> anyhow::Result<i64> {
+    if record.status != ReportStatus::Complete {
+        return Ok(0);
+    }
+    Ok(reports::count_rows(&state.db, record.result_id(), filter).await?)
 }
 
 /// A followed report's current state: the newest this process has seen if another
@@ -147,7 +158,11 @@ pub async fn report_csv(state: &AppState, record: &ReportRecord) -> anyhow::Resu
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
-    let rows = reports::rows(&state.db, record.result_id(), i64::MAX, None, None).await?;
+    let everything = RowPage {
+        limit: i64::MAX,
+        ..RowPage::default()
+    };
+    let rows = reports::rows(&state.db, record.result_id(), &RowFilter::default(), &everything).await?;
     let (csv, cached) = tokio::task::spawn_blocking(move || {
         let lines = rows.iter().map(|row| ReportLine {
             store_id: &row.store_id,
