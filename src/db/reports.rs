@@ -13,7 +13,7 @@ use super::Pool;
 use super::codes::Code;
 use super::copy::CopyWriter;
 use crate::domain::report::Rounded;
-use crate::domain::{Interpolation, ReportRecord, StoreReport};
+use crate::domain::{Interpolation, ReportRecord, ReportStatus, StoreReport};
 
 /// The channel on which every change of a report is announced, with the report's row as
 /// JSON. The statements below spell it out; the listener in `events` listens on this.
@@ -133,20 +133,31 @@ pub(crate) async fn get_many(db: impl PgExecutor<'_>, ids: &[Uuid]) -> sqlx::Res
 /// Reports newest first, `limit` of them, after the one at `after` (created, id).
 pub(crate) async fn list(
     db: impl PgExecutor<'_>,
+    filter: ReportFilter,
     limit: i64,
     after: Option<(DateTime<Utc>, Uuid)>,
 ) -> sqlx::Result<Vec<ReportRecord>> {
     let (created, id) = after.unzip();
     sqlx::query_as(
         "SELECT * FROM reports
-         WHERE $1::timestamptz IS NULL OR (created_at, id) < ($1, $2)
-         ORDER BY created_at DESC, id DESC LIMIT $3",
+         WHERE ($1::timestamptz IS NULL OR (created_at, id) < ($1, $2))
+           AND ($3::text IS NULL OR status = $3) AND ($4::text IS NULL OR interpolation = $4)
+         ORDER BY created_at DESC, id DESC LIMIT $5",
     )
     .bind(created)
     .bind(id)
+    .bind(filter.status.map(Code))
+    .bind(filter.interpolation.map(Code))
     .bind(limit)
     .fetch_all(db)
     .await
+}
+
+/// Which reports a list keeps: `None` keeps any.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReportFilter {
+    pub status: Option<ReportStatus>,
+    pub interpolation: Option<Interpolation>,
 }
 
 /// A worker starts (or, after a crash, restarts) the report, counting the attempt: `None`

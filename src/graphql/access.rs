@@ -50,12 +50,12 @@ pub(crate) fn action_of(ty: OperationType, field: &str) -> Option<Action> {
     use OperationType::{Mutation, Query, Subscription};
     Some(match (ty, field) {
         (_, "__typename") | (Query, "__schema" | "__type") => Action::Introspect,
-        (Query, "report" | "reports" | "dataset") => Action::Read,
+        (Query, "report" | "reports" | "latestReport" | "dataset") => Action::Read,
         (Query, "tokens") => Action::ManageTokens,
         (Mutation, "triggerReport") => Action::TriggerReport,
         (Mutation, "reloadData") => Action::ReloadData,
         (Mutation, "createToken" | "revokeToken") => Action::ManageTokens,
-        (Subscription, "report") => Action::Read,
+        (Subscription, "report" | "reports") => Action::Read,
         _ => return None,
     })
 }

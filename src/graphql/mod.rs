@@ -28,7 +28,7 @@ use data::{DataLoadNode, DatasetNode};
 pub use error::RETRY_AFTER_SECONDS;
 use error::{ApiError, ErrorCodes};
 pub(crate) use error::{denied_error, failed_error};
-use report::{ReportNode, TriggerReportInput};
+use report::{Interpolation, ReportNode, ReportsFilter, TriggerReportInput};
 use tokens::{CreateTokenInput, CreatedToken, TokenNode};
 
 /// The schema type.
@@ -193,17 +193,31 @@ impl Query {
         null_on_error(ctx, find_report(state, &id).await.map(ReportNode))
     }
 
+    /// The newest COMPLETE report (of this interpolation, if given); null while there is none.
+    async fn latest_report(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Only reports read with this interpolation.")] interpolation: Option<Interpolation>,
+    ) -> async_graphql::Result<Option<ReportNode>> {
+        let state = ctx.data_unchecked::<AppState>();
+        let latest = service::latest_report(state, interpolation.map(Into::into))
+            .await
+            .map_err(ApiError::from)?;
+        Ok(latest.map(ReportNode))
+    }
+
     /// Reports, newest first.
     async fn reports(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "Page size, at most 1000 (default 100).")] first: Option<i32>,
         #[graphql(desc = "The cursor of the report to start after.")] after: Option<String>,
+        #[graphql(desc = "Only reports of this status and interpolation.")] filter: Option<ReportsFilter>,
     ) -> async_graphql::Result<Connection<String, ReportNode>> {
         let limit = page_size(first)?;
         let cursor = after.as_deref().map(parse_cursor).transpose()?;
         let state = ctx.data_unchecked::<AppState>();
-        let records = service::list_reports(state, limit + 1, cursor)
+        let records = service::list_reports(state, filter.unwrap_or_default().into(), limit + 1, cursor)
             .await
             .map_err(ApiError::from)?;
         Ok(page(records, limit, after.is_some(), |r| {
@@ -361,6 +375,39 @@ impl SubscriptionSlots {
 /// What can be followed as it happens.
 #[Subscription(name = "Subscription")]
 impl SubscriptionRoot {
+    /// Every change of any report (queued, started, progress, finished) from now on,
+    /// whichever process makes it, as long as the subscription lasts. A client too slow to
+    /// keep up misses changes rather than holding the others back.
+    async fn reports(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Only reports of this status and interpolation.")] filter: Option<ReportsFilter>,
+    ) -> async_graphql::Result<impl Stream<Item = ReportNode>> {
+        let state = ctx.data_unchecked::<AppState>().clone();
+        let slot = match ctx.data_opt::<SubscriptionSlots>() {
+            Some(slots) => Some(slots.take()?),
+            None => None,
+        };
+        let filter: service::ReportFilter = filter.unwrap_or_default().into();
+        let mut changes = service::report_changes(&state);
+        Ok(async_stream::stream! {
+            let _held = slot;
+            loop {
+                match changes.recv().await {
+                    Ok(record) => {
+                        let wanted = filter.status.is_none_or(|s| s == record.status)
+                            && filter.interpolation.is_none_or(|i| i == record.interpolation);
+                        if wanted {
+                            yield ReportNode((*record).clone());
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        })
+    }
+
     /// The report's current state, then each change; ends after COMPLETE or FAILED.
     /// Works whichever process runs the report.
     async fn report(

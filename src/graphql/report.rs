@@ -36,6 +36,24 @@ pub enum ReportStatus {
     Failed,
 }
 
+/// Which reports a list keeps.
+#[derive(InputObject, Debug, Default, Clone, Copy)]
+pub struct ReportsFilter {
+    /// Only reports in this status.
+    pub status: Option<ReportStatus>,
+    /// Only reports read with this interpolation.
+    pub interpolation: Option<Interpolation>,
+}
+
+impl From<ReportsFilter> for service::ReportFilter {
+    fn from(filter: ReportsFilter) -> Self {
+        service::ReportFilter {
+            status: filter.status.map(Into::into),
+            interpolation: filter.interpolation.map(Into::into),
+        }
+    }
+}
+
 /// What to compute.
 #[derive(InputObject, Debug, Default)]
 pub struct TriggerReportInput {

@@ -16,13 +16,13 @@ pub use self::data::{
     Readiness, data_version, loads, newest_poll, readiness, rejected_rows, reload, reload_now, tally,
 };
 pub use self::reports::{
-    QueueFull, count_report_rows, follow, followed_report, get_report, list_reports, report_csv, report_rows,
-    trigger_report,
+    QueueFull, count_report_rows, follow, followed_report, get_report, latest_report, list_reports,
+    report_changes, report_csv, report_rows, trigger_report,
 };
 use crate::db::Pool;
 use crate::db::events::ReportEvents;
 pub use crate::db::loads::{LoadRecord, Outcome, Tally};
-pub use crate::db::reports::{RowFilter, RowOrder, RowPage};
+pub use crate::db::reports::{ReportFilter, RowFilter, RowOrder, RowPage};
 use crate::domain::ReportRecord;
 use crate::input::FileChoice;
 use crate::output::ReportFiles;

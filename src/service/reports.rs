@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::auth::Caller;
 use crate::db::events::Following;
-use crate::db::reports::{RowFilter, RowPage, RowRecord};
+use crate::db::reports::{ReportFilter, RowFilter, RowPage, RowRecord};
 use crate::db::{loads, reports};
 use crate::domain::report::ReportLine;
 use crate::domain::{Interpolation, ReportRecord, ReportStatus, Timestamp};
@@ -79,14 +79,27 @@ pub async fn get_report(state: &AppState, id: Uuid) -> anyhow::Result<Option<Rep
 /// Reports newest first, `limit` of them, after the one created at `after` (time, id).
 pub async fn list_reports(
     state: &AppState,
+    filter: ReportFilter,
     limit: i64,
     after: Option<(DateTime<Utc>, Uuid)>,
 ) -> anyhow::Result<Vec<ReportRecord>> {
-    Ok(reports::list(&state.db, limit, after).await?)
+    Ok(reports::list(&state.db, filter, limit, after).await?)
 }
 
-/// Up to `limit` rows of a COMPLETE report in store-id order after `after`, or the row of
-/// `store_id`; none for a report that is not complete.
+/// The newest COMPLETE report (of `interpolation`, if given).
+pub async fn latest_report(
+    state: &AppState,
+    interpolation: Option<Interpolation>,
+) -> anyhow::Result<Option<ReportRecord>> {
+    let filter = ReportFilter {
+        status: Some(ReportStatus::Complete),
+        interpolation,
+    };
+    Ok(reports::list(&state.db, filter, 1, None).await?.pop())
+}
+
+/// A page of a COMPLETE report's rows that pass `filter`; none for a report that is not
+/// complete.
 pub async fn report_rows(
     state: &AppState,
     record: &ReportRecord,
@@ -107,6 +120,12 @@ pub async fn count_report_rows(
 ) -> anyhow::Result<i64> {
     if record.status != ReportStatus::Complete {
         return Ok(0);
+    }
+    // Every row: the report knows how many it has.
+    if *filter == RowFilter::default()
+        && let Some(total) = record.stores_total
+    {
+        return Ok(i64::from(total));
     }
     Ok(reports::count_rows(&state.db, record.result_id(), filter).await?)
 }
@@ -141,6 +160,11 @@ pub async fn followed_report(state: &AppState, id: Uuid) -> anyhow::Result<Optio
 /// Every change of any report, from whichever process made it, and a guard that keeps
 /// the report `id` re-read in case a change goes unannounced. Take both before reading
 /// the report's first state, so that no change falls between.
+/// Every change of any report, from every process, from now on.
+pub fn report_changes(state: &AppState) -> broadcast::Receiver<Arc<ReportRecord>> {
+    state.events.subscribe()
+}
+
 pub fn follow(state: &AppState, id: Uuid) -> (broadcast::Receiver<Arc<ReportRecord>>, Following) {
     (state.events.subscribe(), state.events.follow(id))
 }

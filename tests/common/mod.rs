@@ -4,6 +4,7 @@
 
 pub mod child;
 pub mod js;
+pub mod socket;
 
 use std::path::{Path, PathBuf};
 
