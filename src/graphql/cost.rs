@@ -449,7 +449,12 @@ mod schema_tests {
                 assert!(len(&f["args"]) <= size("args"), "{}.{}", t["name"], f["name"]);
                 let paged = f["args"].as_array().unwrap().iter().any(|a| a["name"] == "first");
                 let known = PAGED_FIELDS.iter().any(|(n, _)| f["name"] == *n);
-                assert_eq!(paged, known, "{}.{} and PAGED_FIELDS", t["name"], f["name"]);
+                // The walker knows fields by name alone: the `reports` subscription counts
+                // as a page of the query's `reports`, more than it costs, never less.
+                let over_counted = t["name"] == "Subscription" && f["name"] == "reports";
+                if !over_counted {
+                    assert_eq!(paged, known, "{}.{} and PAGED_FIELDS", t["name"], f["name"]);
+                }
             }
         }
     }
