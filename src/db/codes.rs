@@ -75,6 +75,7 @@ impl Stored for ReportStatus {
             ReportStatus::Running => "RUNNING",
             ReportStatus::Complete => "COMPLETE",
             ReportStatus::Failed => "FAILED",
+            ReportStatus::Cancelled => "CANCELLED",
         }
     }
 }

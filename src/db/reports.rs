@@ -304,6 +304,30 @@ pub(crate) async fn mark_failed(
     .await
 }
 
+/// Stops a PENDING or RUNNING report: CANCELLED, announced like any change. `None` if it
+/// is not one (unknown, or finished already).
+pub(crate) async fn cancel(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<ReportRecord>> {
+    sqlx::query_as(
+        "WITH r AS (
+             UPDATE reports SET status = 'CANCELLED', finished_at = now()
+             WHERE id = $1 AND status IN ('PENDING', 'RUNNING') RETURNING *)
+         SELECT r.*, pg_notify('report_events', row_to_json(r)::text) FROM r",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await
+}
+
+/// A report's status now (`None`: no such report): a running job asks whether it was
+/// cancelled.
+pub(crate) async fn status(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<ReportStatus>> {
+    let status: Option<Code<ReportStatus>> = sqlx::query_scalar("SELECT status FROM reports WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db)
+        .await?;
+    Ok(status.map(|c| c.0))
+}
+
 /// Reports not finished yet that were created before `before`: the reconciler checks that
 /// each still has a job that will run it.
 pub(crate) async fn unfinished_before(

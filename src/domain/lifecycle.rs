@@ -15,14 +15,17 @@ pub enum ReportStatus {
     Running,
     Complete,
     Failed,
+    /// Stopped on request before it finished (`cancelReport`): no result.
+    Cancelled,
 }
 
 impl ReportStatus {
-    pub const ALL: [ReportStatus; 4] = [
+    pub const ALL: [ReportStatus; 5] = [
         ReportStatus::Pending,
         ReportStatus::Running,
         ReportStatus::Complete,
         ReportStatus::Failed,
+        ReportStatus::Cancelled,
     ];
 
     /// The name clients see (GraphQL, REST, the stored value).
@@ -32,12 +35,16 @@ impl ReportStatus {
             ReportStatus::Running => "RUNNING",
             ReportStatus::Complete => "COMPLETE",
             ReportStatus::Failed => "FAILED",
+            ReportStatus::Cancelled => "CANCELLED",
         }
     }
 
     /// Whether the report will not change any more.
     pub fn is_final(self) -> bool {
-        matches!(self, ReportStatus::Complete | ReportStatus::Failed)
+        matches!(
+            self,
+            ReportStatus::Complete | ReportStatus::Failed | ReportStatus::Cancelled
+        )
     }
 
     /// How far along the life this is: a later stage never turns back into an earlier one.
@@ -45,7 +52,7 @@ impl ReportStatus {
         match self {
             ReportStatus::Pending => 0,
             ReportStatus::Running => 1,
-            ReportStatus::Complete | ReportStatus::Failed => 2,
+            ReportStatus::Complete | ReportStatus::Failed | ReportStatus::Cancelled => 2,
         }
     }
 }

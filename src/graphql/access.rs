@@ -53,6 +53,7 @@ pub(crate) fn action_of(ty: OperationType, field: &str) -> Option<Action> {
         (Query, "report" | "reports" | "latestReport" | "dataset") => Action::Read,
         (Query, "tokens") => Action::ManageTokens,
         (Mutation, "triggerReport") => Action::TriggerReport,
+        (Mutation, "cancelReport") => Action::CancelReport,
         (Mutation, "reloadData") => Action::ReloadData,
         (Mutation, "createToken" | "revokeToken") => Action::ManageTokens,
         (Subscription, "report" | "reports") => Action::Read,

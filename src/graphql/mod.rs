@@ -281,6 +281,22 @@ impl Mutation {
         Ok(ReportNode(record))
     }
 
+    /// Stops a PENDING or RUNNING report (operators and admins): it is CANCELLED at once,
+    /// and a worker computing it stops within a second and writes no file. A report that
+    /// is finished already is `BAD_USER_INPUT`.
+    async fn cancel_report(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The report's id, as triggerReport returned it.")] id: ID,
+    ) -> async_graphql::Result<ReportNode> {
+        let state = ctx.data_unchecked::<AppState>();
+        let uuid = parse_id(&id)?;
+        let record = service::cancel_report(state, uuid)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(ReportNode(record))
+    }
+
     /// Reloads the input files now (as the schedule does), and says what it did. A business
     /// hours or time-zone file that would leave more than a share of the stores it covers
     /// (the server's `--max-snapshot-loss`, a fifth by default) without rows is refused (its load FAILED, nothing changed), as a half-copied file

@@ -34,6 +34,8 @@ pub enum ReportStatus {
     Complete,
     /// It could not be computed: see `error`.
     Failed,
+    /// Stopped by `cancelReport` before it finished: it has no result.
+    Cancelled,
 }
 
 /// Which reports a list keeps.

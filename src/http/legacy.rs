@@ -32,7 +32,7 @@ pub struct GetReport {
 
 /// `GET /get_report?report_id=…`: `{"status": "Running"}` until done, then the CSV (with
 /// the download's headers, conditions and ranges); 404 for an unknown id; 500 with the
-/// error for a failed report.
+/// error for a failed report; 410 for a cancelled one.
 #[handler]
 pub async fn get_report(req: &Request, Query(query): Query<GetReport>, state: Data<&AppState>) -> Response {
     if let Err(refused) = super::allowed(req, &state, Action::Read).await {
@@ -61,6 +61,10 @@ pub async fn get_report(req: &Request, Query(query): Query<GetReport>, state: Da
         ReportStatus::Failed => json(
             StatusCode::INTERNAL_SERVER_ERROR,
             serde_json::json!({ "status": "Failed", "error": record.error.unwrap_or_default() }),
+        ),
+        ReportStatus::Cancelled => json(
+            StatusCode::GONE,
+            serde_json::json!({ "status": "Cancelled", "error": "the report was cancelled: it has no result" }),
         ),
         ReportStatus::Complete => super::files::csv_download(req.headers(), &state, &record).await,
     }

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::db::snapshot::Snapshot;
 use crate::db::{Pool, loads, queue, reports};
-use crate::domain::{Report, ReportRecord, Timestamp};
+use crate::domain::{Report, ReportRecord, ReportStatus, Timestamp};
 use crate::output::ReportFiles;
 use crate::telemetry;
 
@@ -186,7 +186,21 @@ pub async fn run(ctx: &ReportContext, id: Uuid) -> anyhow::Result<ReportRecord> 
     let done = Arc::new(AtomicU64::new(0));
     let progress = tokio::spawn(report_progress(pool.clone(), id, done.clone()));
     let report_now = snapshot.now;
-    let rows = snapshot.report(record.interpolation, done).await;
+    let computing = async {
+        crate::failpoint::stall("report-stall").await;
+        snapshot.report(record.interpolation, done).await
+    };
+    // A cancelled report stops here, its snapshot and connections dropped; what the
+    // engine's threads were doing is thrown away.
+    let rows = tokio::select! {
+        rows = computing => rows,
+        cancelled = until_cancelled(pool, id) => {
+            progress.abort();
+            tracing::info!(report = %id, elapsed_ms = started.elapsed().as_millis() as u64, "report cancelled while running: stopped");
+            telemetry::metrics().report_finished("cancelled", started.elapsed());
+            return cancelled;
+        }
+    };
     progress.abort();
     let report = Report {
         now: report_now,
@@ -198,10 +212,18 @@ pub async fn run(ctx: &ReportContext, id: Uuid) -> anyhow::Result<ReportRecord> 
     })
     .await??;
 
-    // The CSV is whole on disk already; the rows and the COMPLETE status land together.
-    let complete = reports::complete(pool, id, &report.rows)
-        .await?
-        .context("the report was finished by someone else")?;
+    // The CSV is whole on disk already; the rows and the COMPLETE status land together,
+    // unless the report was cancelled meanwhile: then its file goes too.
+    let Some(complete) = reports::complete(pool, id, &report.rows).await? else {
+        let now = reports::get(pool, id).await?.context("the report vanished")?;
+        anyhow::ensure!(
+            now.status == ReportStatus::Cancelled,
+            "the report was finished by someone else"
+        );
+        ctx.files.remove(running.result_id())?;
+        tracing::info!(report = %id, "report cancelled as it finished: its file removed");
+        return Ok(now);
+    };
     tracing::info!(report = %id, stores = report.rows.len(), elapsed_ms = started.elapsed().as_millis() as u64, "report complete");
     telemetry::metrics().report_finished("complete", started.elapsed());
     Ok(complete)
@@ -218,6 +240,22 @@ async fn reuse(
     tracing::info!(report = %record.id, source = %source.id, "report reuses an equal finished one");
     telemetry::metrics().report_finished("reused", started.elapsed());
     Ok(reused.unwrap_or_else(|| record.clone()))
+}
+
+/// How often a running report checks whether it was cancelled.
+const CANCEL_CHECK: Duration = Duration::from_millis(250);
+
+/// Resolves to the report once it is no longer RUNNING (cancelled, most likely); a read
+/// that fails is tried again at the next check.
+async fn until_cancelled(pool: &Pool, id: Uuid) -> anyhow::Result<ReportRecord> {
+    loop {
+        tokio::time::sleep(CANCEL_CHECK).await;
+        if let Ok(Some(status)) = reports::status(pool, id).await
+            && status != ReportStatus::Running
+        {
+            return reports::get(pool, id).await?.context("the report vanished");
+        }
+    }
 }
 
 /// Writes the running report's progress now and then, until aborted.

@@ -16,8 +16,8 @@ pub use self::data::{
     Readiness, data_version, loads, newest_poll, readiness, rejected_rows, reload, reload_now, tally,
 };
 pub use self::reports::{
-    QueueFull, count_report_rows, follow, followed_report, get_report, latest_report, list_reports,
-    report_changes, report_csv, report_rows, trigger_report,
+    NotCancelled, QueueFull, cancel_report, count_report_rows, follow, followed_report, get_report,
+    latest_report, list_reports, report_changes, report_csv, report_rows, trigger_report,
 };
 use crate::db::Pool;
 use crate::db::events::ReportEvents;

@@ -160,6 +160,29 @@ pub async fn followed_report(state: &AppState, id: Uuid) -> anyhow::Result<Optio
 /// Every change of any report, from whichever process made it, and a guard that keeps
 /// the report `id` re-read in case a change goes unannounced. Take both before reading
 /// the report's first state, so that no change falls between.
+/// Why a report cannot be cancelled.
+#[derive(Debug, thiserror::Error)]
+pub enum NotCancelled {
+    #[error("no report with id {0}")]
+    Unknown(Uuid),
+    #[error("the report is {0} already: only a PENDING or RUNNING report can be cancelled")]
+    Finished(&'static str),
+}
+
+/// Cancels a PENDING or RUNNING report: CANCELLED at once; a worker computing it stops
+/// within a quarter of a second and writes nothing.
+pub async fn cancel_report(state: &AppState, id: Uuid) -> anyhow::Result<ReportRecord> {
+    if let Some(cancelled) = reports::cancel(&state.db, id).await? {
+        tracing::info!(report = %id, "report cancelled");
+        state.finished.keep(&cancelled);
+        return Ok(cancelled);
+    }
+    match get_report(state, id).await? {
+        None => Err(NotCancelled::Unknown(id).into()),
+        Some(record) => Err(NotCancelled::Finished(record.status.name()).into()),
+    }
+}
+
 /// Every change of any report, from every process, from now on.
 pub fn report_changes(state: &AppState) -> broadcast::Receiver<Arc<ReportRecord>> {
     state.events.subscribe()
