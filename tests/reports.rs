@@ -133,3 +133,54 @@ async fn the_latest_report_a_filtered_list_and_every_change_as_it_happens() {
     assert_eq!(all[0]["id"], pending, "newest first");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dataset_subscription_hears_each_reload_that_changed_the_data_and_no_other() {
+    let db = TestDb::new().await;
+    let data = tempfile::tempdir().unwrap();
+    for file in std::fs::read_dir(&example_dirs()[0]).unwrap() {
+        let file = file.unwrap().path();
+        if file.extension().is_some_and(|e| e == "csv")
+            && !file
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("expected")
+        {
+            std::fs::copy(&file, data.path().join(file.file_name().unwrap())).unwrap();
+        }
+    }
+    let server = TestApp::spawn(&db, data.path(), 0).await;
+    let version = |answer: &serde_json::Value| answer["data"]["dataset"]["dataVersion"].as_i64().unwrap();
+    let first = version(&server.graphql("{ dataset { dataVersion } }", json!({})).await);
+
+    let mut socket = Socket::open(&server.address, json!({})).await;
+    socket.expect_ack().await;
+    socket
+        .subscribe("1", "subscription { dataset { dataVersion polls } }", json!({}))
+        .await;
+    socket.subscribe("ready", "{ __typename }", json!({})).await;
+    while socket.next().await.unwrap()["id"] != "ready" {}
+    assert_eq!(socket.next().await.unwrap()["type"], "complete");
+
+    // Unchanged files: nothing to hear. Then a poll more: one change.
+    let reload = "mutation { reloadData { changed dataVersion } }";
+    let unchanged = server.graphql(reload, json!({})).await;
+    assert_eq!(unchanged["data"]["reloadData"]["changed"], false, "{unchanged}");
+    let status = data.path().join("store_status.csv");
+    let mut text = std::fs::read_to_string(&status).unwrap();
+    text.push_str("1001,active,2023-01-23 18:14:00 UTC\n");
+    std::fs::write(&status, text).unwrap();
+    let changed = server.graphql(reload, json!({})).await;
+    assert_eq!(changed["data"]["reloadData"]["changed"], true, "{changed}");
+    let now = changed["data"]["reloadData"]["dataVersion"].as_i64().unwrap();
+    assert!(now > first);
+
+    let heard = socket.next().await.unwrap();
+    assert_eq!(heard["type"], "next", "{heard}");
+    assert_eq!(
+        heard["payload"]["data"]["dataset"]["dataVersion"], now,
+        "the first heard is the change: {heard}"
+    );
+    server.stop().await;
+}

@@ -3,7 +3,8 @@
 //!
 //! One listener per process forwards each `report_events` notification to the in-process
 //! subscribers, so that a subscription hears about a report whichever process runs it, and
-//! each `api_token_revoked` one to whoever keeps tokens (`service::auth`).
+//! each `api_token_revoked` one to whoever keeps tokens (`service::auth`), and each
+//! `dataset_events` one (a reload changed the data) to the `dataset` subscription.
 //! Notices sent while the listener was reconnecting are lost; so every few seconds one
 //! query re-reads the reports that someone follows, and passes on those that changed
 //! unheard. Subscribers never read the database themselves: however many there are, a
@@ -18,6 +19,7 @@ use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
 use super::Pool;
+use super::loads::DATASET_CHANNEL;
 use super::reports::{self, CHANNEL};
 use super::tokens::REVOKED_CHANNEL;
 use crate::domain::ReportRecord;
@@ -30,6 +32,8 @@ pub struct ReportEvents {
     /// Token revocations: the token's id, or `None` when notices may have been lost (the
     /// listener reconnected), so that whatever was kept must be read again.
     revoked: broadcast::Sender<Option<Uuid>>,
+    /// The data version after each reload that changed the data.
+    dataset: broadcast::Sender<i64>,
 }
 
 /// The reports someone follows.
@@ -90,12 +94,15 @@ impl ReportEvents {
     /// if the connection drops.
     pub async fn start(pool: &Pool, stopped: watch::Receiver<bool>) -> anyhow::Result<ReportEvents> {
         let mut listener = PgListener::connect_with(pool).await?;
-        listener.listen_all([CHANNEL, REVOKED_CHANNEL]).await?;
+        listener
+            .listen_all([CHANNEL, REVOKED_CHANNEL, DATASET_CHANNEL])
+            .await?;
         let (sender, _) = broadcast::channel(1024);
         let events = ReportEvents {
             sender,
             followed: Followed::default(),
             revoked: broadcast::channel(64).0,
+            dataset: broadcast::channel(64).0,
         };
         tokio::spawn(events.clone().listen(listener, stopped.clone()));
         tokio::spawn(events.clone().recheck(pool.clone(), stopped));
@@ -111,6 +118,11 @@ impl ReportEvents {
             match received {
                 Ok(notification) if notification.channel() == REVOKED_CHANNEL => {
                     let _ = self.revoked.send(Uuid::parse_str(notification.payload()).ok());
+                }
+                Ok(notification) if notification.channel() == DATASET_CHANNEL => {
+                    if let Ok(version) = notification.payload().parse() {
+                        let _ = self.dataset.send(version);
+                    }
                 }
                 Ok(notification) => match serde_json::from_str::<ReportRecord>(notification.payload()) {
                     Ok(record) => self.pass_on(Arc::new(record)),
@@ -153,6 +165,11 @@ impl ReportEvents {
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<ReportRecord>> {
         self.sender.subscribe()
+    }
+
+    /// The data version after each reload that changed the data, from every process.
+    pub fn dataset_changes(&self) -> broadcast::Receiver<i64> {
+        self.dataset.subscribe()
     }
 
     /// Token revocations from every process (`None`: some may have been missed).

@@ -185,6 +185,20 @@ pub async fn data_version(db: impl PgExecutor<'_>) -> sqlx::Result<i64> {
         .await
 }
 
+/// Where a reload that changed the data announces it (`pg_notify` in its transaction,
+/// delivered at commit): the payload is the new data version.
+pub(crate) const DATASET_CHANNEL: &str = "dataset_events";
+
+/// Announces, at commit, that the data changed, with its new version.
+pub(crate) async fn announce_change(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
+    sqlx::query(
+        "SELECT pg_notify('dataset_events', (SELECT coalesce(max(id), 0) FROM data_loads WHERE changed)::text)",
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 /// Whether any load ever applied a file.
 pub(crate) async fn any_loaded(db: impl PgExecutor<'_>) -> sqlx::Result<bool> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM data_loads WHERE outcome = 'loaded')")

@@ -130,6 +130,9 @@ pub async fn reload_with(pool: &Pool, files: &FoundFiles, guard: Guard) -> anyho
         crate::telemetry::metrics().rows_loaded(kind.flag(), r.rows_inserted as u64, r.rows_rejected as u64);
         reload.files.push(load);
     }
+    if reload.changed() {
+        loads::announce_change(&mut *tx).await?;
+    }
     crate::failpoint::hit("reload-before-commit");
     tx.commit().await.context("cannot commit the load")?;
     Ok(reload)

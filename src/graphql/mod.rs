@@ -391,6 +391,28 @@ impl SubscriptionSlots {
 /// What can be followed as it happens.
 #[Subscription(name = "Subscription")]
 impl SubscriptionRoot {
+    /// The data after each reload that changed it (scheduled, `reloadData` or `ingest`,
+    /// in any process), from now on; a reload that changed nothing is not passed on.
+    async fn dataset(&self, ctx: &Context<'_>) -> async_graphql::Result<impl Stream<Item = DatasetNode>> {
+        let state = ctx.data_unchecked::<AppState>().clone();
+        let slot = match ctx.data_opt::<SubscriptionSlots>() {
+            Some(slots) => Some(slots.take()?),
+            None => None,
+        };
+        let mut changes = service::dataset_changes(&state);
+        Ok(async_stream::stream! {
+            let _held = slot;
+            loop {
+                match changes.recv().await {
+                    // The fields read the data as it is now: a burst of reloads missed
+                    // is made up for by the next one.
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => yield DatasetNode,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        })
+    }
+
     /// Every change of any report (queued, started, progress, finished) from now on,
     /// whichever process makes it, as long as the subscription lasts. A client too slow to
     /// keep up misses changes rather than holding the others back.

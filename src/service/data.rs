@@ -22,6 +22,12 @@ pub async fn reload(state: &AppState, force: bool) -> anyhow::Result<Reload> {
     crate::db::reload::reload_with(&state.work, &files, guard).await
 }
 
+/// The data version after each reload that changes the data, whichever process makes it,
+/// from now on.
+pub fn dataset_changes(state: &AppState) -> tokio::sync::broadcast::Receiver<i64> {
+    state.events.dataset_changes()
+}
+
 /// Changes exactly when a load changes the data.
 pub async fn data_version(state: &AppState) -> anyhow::Result<i64> {
     Ok(loads::data_version(&state.db).await?)

@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
 pub use self::data::{
-    Readiness, data_version, loads, newest_poll, readiness, rejected_rows, reload, reload_now, tally,
+    Readiness, data_version, dataset_changes, loads, newest_poll, readiness, rejected_rows, reload,
+    reload_now, tally,
 };
 pub use self::reports::{
     NotCancelled, QueueFull, cancel_report, count_report_rows, follow, followed_report, get_report,
