@@ -402,13 +402,10 @@ impl SubscriptionRoot {
         let mut changes = service::dataset_changes(&state);
         Ok(async_stream::stream! {
             let _held = slot;
-            loop {
-                match changes.recv().await {
-                    // The fields read the data as it is now: a burst of reloads missed
-                    // is made up for by the next one.
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => yield DatasetNode,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-                }
+            // The fields read the data as it is now: reloads missed by a slow client are
+            // made up for by the next one it hears.
+            while let Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) = changes.recv().await {
+                yield DatasetNode;
             }
         })
     }
