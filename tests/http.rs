@@ -13,34 +13,10 @@ use serde_json::{Value, json};
 /// A server whose one report is COMPLETE, on a generated data set large enough to be
 /// worth compressing; its report id and CSV.
 async fn finished_report(db: &TestDb, data: &Path) -> (TestApp, String, String) {
-    let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
-    store_monitor::generate::generate(&store_monitor::generate::Plan {
-        stores: 300,
-        hours: bundled.join("menu_hours.csv"),
-        timezones: bundled.join("timezones.csv"),
-        ..store_monitor::generate::Plan::full_size(data)
-    })
-    .unwrap();
-    let server = TestApp::spawn_adjusted(db, data, 1, true, None, |s| {
+    common::generated_report(db, data, |s| {
         s.cors_origins = vec!["https://dashboard.example".into()];
     })
-    .await;
-    let triggered = server
-        .graphql("mutation { triggerReport { id } }", json!({}))
-        .await;
-    let id = triggered["data"]["triggerReport"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (states, _) = server.follow(&id, "graphql-transport-ws").await;
-    assert_eq!(states.last().map(String::as_str), Some("COMPLETE"));
-    let csv = server
-        .graphql("query($id: ID!) { report(id: $id) { csv } }", json!({ "id": id }))
-        .await["data"]["report"]["csv"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    (server, id, csv)
+    .await
 }
 
 fn gunzip(bytes: &[u8]) -> String {

@@ -53,30 +53,7 @@ fn parse(csv: &str) -> Vec<Row> {
 }
 
 async fn report_on_generated_data(db: &TestDb, data: &Path) -> (TestApp, String, Vec<Row>) {
-    let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
-    store_monitor::generate::generate(&store_monitor::generate::Plan {
-        stores: 300,
-        hours: bundled.join("menu_hours.csv"),
-        timezones: bundled.join("timezones.csv"),
-        ..store_monitor::generate::Plan::full_size(data)
-    })
-    .unwrap();
-    let server = TestApp::spawn(db, data, 1).await;
-    let triggered = server
-        .graphql("mutation { triggerReport { id } }", json!({}))
-        .await;
-    let id = triggered["data"]["triggerReport"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (states, _) = server.follow(&id, "graphql-transport-ws").await;
-    assert_eq!(states.last().map(String::as_str), Some("COMPLETE"));
-    let csv = server
-        .graphql("query($id: ID!) { report(id: $id) { csv } }", json!({ "id": id }))
-        .await["data"]["report"]["csv"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (server, id, csv) = common::generated_report(db, data, |_| {}).await;
     (server, id, parse(&csv))
 }
 

@@ -321,3 +321,40 @@ impl Subscription {
         }
     }
 }
+
+/// A server on a generated data set of 300 real stores in `data` (settings adjusted by
+/// `adjust`), with one report COMPLETE: the server, the report's id and its CSV.
+pub async fn generated_report(
+    db: &TestDb,
+    data: &Path,
+    adjust: impl FnOnce(&mut store_monitor::startup::Settings),
+) -> (TestApp, String, String) {
+    let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+    store_monitor::generate::generate(&store_monitor::generate::Plan {
+        stores: 300,
+        hours: bundled.join("menu_hours.csv"),
+        timezones: bundled.join("timezones.csv"),
+        ..store_monitor::generate::Plan::full_size(data)
+    })
+    .unwrap();
+    let server = TestApp::spawn_adjusted(db, data, 1, true, None, adjust).await;
+    let triggered = server
+        .graphql("mutation { triggerReport { id } }", serde_json::json!({}))
+        .await;
+    let id = triggered["data"]["triggerReport"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (states, _) = server.follow(&id, "graphql-transport-ws").await;
+    assert_eq!(states.last().map(String::as_str), Some("COMPLETE"));
+    let csv = server
+        .graphql(
+            "query($id: ID!) { report(id: $id) { csv } }",
+            serde_json::json!({ "id": id }),
+        )
+        .await["data"]["report"]["csv"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (server, id, csv)
+}
