@@ -16,7 +16,7 @@ pub mod reload;
 mod replace;
 pub(crate) mod reports;
 pub mod snapshot;
-mod stores;
+pub(crate) mod stores;
 pub(crate) mod ticks;
 pub(crate) mod tokens;
 

@@ -298,17 +298,42 @@ async fn business_hours(db: impl PgExecutor<'_>) -> anyhow::Result<HashMap<i32, 
     .await?;
     let mut by_store: HashMap<i32, Vec<HoursRow>> = HashMap::new();
     for r in rows {
-        let row = (|| {
-            Some(HoursRow {
-                day: Weekday::new(u8::try_from(r.day).ok()?)?,
-                start: LocalTime::from_micros(r.start_micros)?,
-                end: LocalTime::from_micros(r.end_micros)?,
-            })
-        })()
-        .with_context(|| format!("business_hours holds an impossible row for store {}", r.store))?;
-        by_store.entry(r.store).or_default().push(row);
+        by_store.entry(r.store).or_default().push(hours_row(&r)?);
     }
     Ok(by_store)
+}
+
+/// One store's business hours, as loaded, by day and opening.
+pub(crate) async fn hours_of_store(db: impl PgExecutor<'_>, store: i32) -> anyhow::Result<Vec<HoursRow>> {
+    let rows: Vec<HoursRecord> = sqlx::query_as(
+        "SELECT store, day,
+                (date_part('epoch', start_local) * 1000000)::bigint AS start_micros,
+                (date_part('epoch', end_local) * 1000000)::bigint AS end_micros
+         FROM business_hours WHERE store = $1 ORDER BY day, start_local, end_local",
+    )
+    .bind(store)
+    .fetch_all(db)
+    .await?;
+    rows.iter().map(hours_row).collect()
+}
+
+fn hours_row(r: &HoursRecord) -> anyhow::Result<HoursRow> {
+    (|| {
+        Some(HoursRow {
+            day: Weekday::new(u8::try_from(r.day).ok()?)?,
+            start: LocalTime::from_micros(r.start_micros)?,
+            end: LocalTime::from_micros(r.end_micros)?,
+        })
+    })()
+    .with_context(|| format!("business_hours holds an impossible row for store {}", r.store))
+}
+
+/// The zone a store's row names, as stored (`None`: no row).
+pub(crate) async fn zone_of_store(db: impl PgExecutor<'_>, store: i32) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT zone FROM timezones WHERE store = $1")
+        .bind(store)
+        .fetch_optional(db)
+        .await
 }
 
 #[derive(FromRow)]

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection, PgExecutor};
 
 use super::copy::CopyWriter;
@@ -85,6 +86,57 @@ async fn staged_keys(db: impl PgExecutor<'_>) -> sqlx::Result<HashMap<String, i3
             .fetch_all(db)
             .await?;
     Ok(keys.into_iter().map(|k| (k.store_id, k.id)).collect())
+}
+
+/// A store any input file has named.
+#[derive(Clone, Debug, PartialEq, Eq, FromRow)]
+pub struct StoreRecord {
+    /// Its key in the other tables.
+    pub id: i32,
+    pub store_id: String,
+    pub first_poll: Option<DateTime<Utc>>,
+}
+
+pub(crate) async fn by_store_id(
+    db: impl PgExecutor<'_>,
+    store_id: &str,
+) -> sqlx::Result<Option<StoreRecord>> {
+    sqlx::query_as("SELECT id, store_id, first_poll FROM stores WHERE store_id = $1")
+        .bind(store_id)
+        .fetch_optional(db)
+        .await
+}
+
+/// One poll as stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromRow)]
+pub struct PollRecord {
+    pub at: DateTime<Utc>,
+    pub active: bool,
+}
+
+/// Up to `limit` of a store's polls in `[from, to)` after the instant `after`, oldest
+/// first (the polls' primary key order).
+pub(crate) async fn polls_of(
+    db: impl PgExecutor<'_>,
+    store: i32,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    after: Option<DateTime<Utc>>,
+    limit: i64,
+) -> sqlx::Result<Vec<PollRecord>> {
+    sqlx::query_as(
+        "SELECT at, active FROM polls
+         WHERE store = $1 AND ($2::timestamptz IS NULL OR at >= $2) AND ($3::timestamptz IS NULL OR at < $3)
+           AND ($4::timestamptz IS NULL OR at > $4)
+         ORDER BY at LIMIT $5",
+    )
+    .bind(store)
+    .bind(from)
+    .bind(to)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db)
+    .await
 }
 
 /// Every polled store's key and id.

@@ -7,6 +7,7 @@ mod cost;
 mod data;
 mod error;
 mod report;
+mod store;
 mod tokens;
 
 use std::sync::Arc;
@@ -61,6 +62,12 @@ fn limited(builder: async_graphql::SchemaBuilder<Query, Mutation, SubscriptionRo
         )
         .override_output_type_description::<Edge<String, report::StoreUptime, async_graphql::connection::EmptyFields>>(
             "A report's row, with the cursor to ask for the rows after it.",
+        )
+        .override_output_type_description::<Connection<String, store::Poll>>(
+            "A page of a store's polls, oldest first: `edges` (with cursors) or `nodes`, and `pageInfo` to go on.",
+        )
+        .override_output_type_description::<Edge<String, store::Poll, async_graphql::connection::EmptyFields>>(
+            "A poll, with the cursor to ask for the polls after it.",
         )
         .override_output_type_description::<DateTime<Utc>>(
             "An instant, written in RFC 3339 (`2023-01-25T18:13:22.479Z`); one without a zone is refused.",
@@ -223,6 +230,17 @@ impl Query {
         Ok(page(records, limit, after.is_some(), |r| {
             (format!("{}|{}", r.created_at.to_rfc3339(), r.id), ReportNode(r))
         }))
+    }
+
+    /// A store by its id; null for a store no input file has named.
+    async fn store(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The store's id, as the input files spell it.")] id: String,
+    ) -> async_graphql::Result<Option<store::StoreNode>> {
+        let state = ctx.data_unchecked::<AppState>();
+        let found = service::store(state, &id).await.map_err(ApiError::from)?;
+        Ok(found.map(store::StoreNode))
     }
 
     /// The data in the database: row counts, newest poll, the latest loads.

@@ -1,0 +1,146 @@
+//! The GraphQL types of one store: what the input files say of it, and its polls.
+
+use async_graphql::connection::Connection;
+use async_graphql::{Context, Enum, ID, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+
+use super::error::ApiError;
+use super::{page, page_size};
+use crate::domain::HoursRow;
+use crate::service::{self, AppState, StoreInfo};
+
+pub struct StoreNode(pub StoreInfo);
+
+/// A store, as the input files describe it and the reports read it.
+#[Object(name = "Store")]
+impl StoreNode {
+    /// The store's id, as the input files spell it.
+    async fn store_id(&self) -> ID {
+        ID(self.0.record.store_id.clone())
+    }
+
+    /// The IANA time zone its business hours are read in.
+    async fn timezone(&self) -> &'static str {
+        self.0.zone.name()
+    }
+
+    /// Whether that zone is the default (America/Chicago): the time-zone file has no row
+    /// for the store, or one naming no known zone.
+    async fn timezone_defaulted(&self) -> bool {
+        self.0.zone_defaulted
+    }
+
+    /// Its weekly business hours as loaded, by day; empty means open around the clock.
+    async fn business_hours(&self) -> Vec<BusinessHours> {
+        self.0.hours.iter().map(BusinessHours::from).collect()
+    }
+
+    /// Whether the hours are the default, open around the clock: the business-hours file
+    /// has no row for the store.
+    async fn business_hours_defaulted(&self) -> bool {
+        self.0.hours.is_empty()
+    }
+
+    /// Its polls, oldest first, a page at a time.
+    async fn polls(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Only polls at or after this instant.")] from: Option<DateTime<Utc>>,
+        #[graphql(desc = "Only polls before this instant.")] to: Option<DateTime<Utc>>,
+        #[graphql(desc = "Page size, at most 1000 (default 100).")] first: Option<i32>,
+        #[graphql(desc = "The cursor of the poll to start after.")] after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, Poll>> {
+        let limit = page_size(first)?;
+        let cursor = after
+            .as_deref()
+            .map(|c| {
+                DateTime::parse_from_rfc3339(c)
+                    .map(|at| at.with_timezone(&Utc))
+                    .map_err(|_| ApiError::BadInput(format!("{c:?} is not a cursor of this list")))
+            })
+            .transpose()?;
+        let state = ctx.data_unchecked::<AppState>();
+        let polls = service::store_polls(state, &self.0.record, from, to, cursor, limit + 1)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(page(polls, limit, cursor.is_some(), |p| {
+            let node = Poll {
+                at: p.at,
+                status: if p.active {
+                    StoreStatus::Active
+                } else {
+                    StoreStatus::Inactive
+                },
+            };
+            (p.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true), node)
+        }))
+    }
+}
+
+/// Whether a store was up.
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+pub enum StoreStatus {
+    /// Up: taking orders.
+    Active,
+    /// Down.
+    Inactive,
+}
+
+/// One poll of a store.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct Poll {
+    /// When it was polled.
+    pub at: DateTime<Utc>,
+    /// What the poll found.
+    pub status: StoreStatus,
+}
+
+/// A day of the week.
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+pub enum Weekday {
+    /// Day 0 of the input files.
+    Monday,
+    /// Day 1.
+    Tuesday,
+    /// Day 2.
+    Wednesday,
+    /// Day 3.
+    Thursday,
+    /// Day 4.
+    Friday,
+    /// Day 5.
+    Saturday,
+    /// Day 6.
+    Sunday,
+}
+
+/// One row of a store's weekly hours, in its local time.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct BusinessHours {
+    /// The day it opens.
+    pub day: Weekday,
+    /// When it opens (`HH:MM:SS`, with microseconds when there are any).
+    pub start: String,
+    /// When it closes: at or before `start` means the next day, `23:59` and later the
+    /// day's closing midnight.
+    pub end: String,
+}
+
+impl From<&HoursRow> for BusinessHours {
+    fn from(row: &HoursRow) -> Self {
+        let day = match row.day.number() {
+            0 => Weekday::Monday,
+            1 => Weekday::Tuesday,
+            2 => Weekday::Wednesday,
+            3 => Weekday::Thursday,
+            4 => Weekday::Friday,
+            5 => Weekday::Saturday,
+            _ => Weekday::Sunday,
+        };
+        BusinessHours {
+            day,
+            start: row.start.to_string(),
+            end: row.end.to_string(),
+        }
+    }
+}

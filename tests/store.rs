@@ -1,0 +1,113 @@
+//! `store(id)` (issue 11): a store as the input files describe it, checked against the
+//! files of `../shared/examples/odd-hours` (a zone that is no zone, hours across midnight
+//! and of a whole day, a store only polled) and each example's polls, paged.
+
+mod common;
+
+use common::{TestApp, TestDb, example_dirs};
+use serde_json::{Value, json};
+
+const STORE: &str = "query($id: String!, $first: Int, $after: String) { store(id: $id) {
+  storeId timezone timezoneDefaulted businessHours { day start end } businessHoursDefaulted
+  polls(first: $first, after: $after) { edges { cursor node { at status } } pageInfo { hasNextPage endCursor } } } }";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_is_what_its_files_say() {
+    let odd = example_dirs()
+        .into_iter()
+        .find(|d| d.ends_with("odd-hours"))
+        .unwrap();
+    let db = TestDb::new().await;
+    let server = TestApp::spawn(&db, &odd, 0).await;
+
+    let k = server.graphql(STORE, json!({ "id": "k", "first": 1000 })).await;
+    let store = &k["data"]["store"];
+    assert_eq!(store["storeId"], "k", "{k}");
+    assert_eq!(store["timezone"], "Asia/Kolkata");
+    assert_eq!(store["timezoneDefaulted"], false);
+    assert_eq!(store["businessHoursDefaulted"], false);
+    let hours = store["businessHours"].as_array().unwrap();
+    assert!(
+        hours.contains(&json!({ "day": "THURSDAY", "start": "22:00:00", "end": "02:00:00" })),
+        "{hours:?}"
+    );
+    assert!(
+        hours.contains(&json!({ "day": "WEDNESDAY", "start": "07:15:00", "end": "07:15:00" })),
+        "{hours:?}"
+    );
+
+    // A zone that is no zone is read as the default; its hours stand.
+    let bad = server.graphql(STORE, json!({ "id": "bad-tz" })).await;
+    let store = &bad["data"]["store"];
+    assert_eq!(store["timezone"], "America/Chicago", "{bad}");
+    assert_eq!(store["timezoneDefaulted"], true);
+    assert_eq!(
+        store["businessHours"],
+        json!([{ "day": "THURSDAY", "start": "16:00:00", "end": "23:59:59" }])
+    );
+    assert_eq!(store["businessHoursDefaulted"], false);
+
+    // Only polled: the default zone, open around the clock.
+    let one = server.graphql(STORE, json!({ "id": "one" })).await;
+    let store = &one["data"]["store"];
+    assert_eq!(store["timezone"], "America/Chicago", "{one}");
+    assert_eq!(store["timezoneDefaulted"], true);
+    assert_eq!(store["businessHours"], json!([]));
+    assert_eq!(store["businessHoursDefaulted"], true);
+
+    let nobody = server.graphql(STORE, json!({ "id": "no such store" })).await;
+    assert!(
+        nobody["data"]["store"].is_null() && nobody["errors"].is_null(),
+        "{nobody}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stores_polls_are_its_status_rows_oldest_first_a_page_at_a_time() {
+    for dir in example_dirs() {
+        let db = TestDb::new().await;
+        let server = TestApp::spawn(&db, &dir, 0).await;
+        let status = std::fs::read_to_string(dir.join("store_status.csv")).unwrap();
+        let mut by_store: std::collections::BTreeMap<String, Vec<(String, String)>> = Default::default();
+        for line in status.lines().skip(1) {
+            let cells: Vec<&str> = line.split(',').collect();
+            let at = chrono::NaiveDateTime::parse_from_str(
+                cells[2].trim_end_matches(" UTC"),
+                "%Y-%m-%d %H:%M:%S%.f",
+            )
+            .unwrap()
+            .and_utc();
+            by_store.entry(cells[0].to_string()).or_default().push((
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                cells[1].to_uppercase(),
+            ));
+        }
+        for (id, mut polls) in by_store {
+            polls.sort();
+            polls.dedup_by(|a, b| a.0 == b.0);
+            // Two at a time, following the cursors.
+            let (mut got, mut after) = (Vec::new(), Value::Null);
+            loop {
+                let answer = server
+                    .graphql(STORE, json!({ "id": id, "first": 2, "after": after }))
+                    .await;
+                let page = &answer["data"]["store"]["polls"];
+                for edge in page["edges"].as_array().unwrap() {
+                    let at: chrono::DateTime<chrono::Utc> =
+                        serde_json::from_value(edge["node"]["at"].clone()).unwrap();
+                    got.push((
+                        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        edge["node"]["status"].as_str().unwrap().to_string(),
+                    ));
+                }
+                if !page["pageInfo"]["hasNextPage"].as_bool().unwrap() {
+                    break;
+                }
+                after = page["pageInfo"]["endCursor"].clone();
+            }
+            assert_eq!(got, polls, "{} store {id}", dir.display());
+        }
+        server.stop().await;
+    }
+}
