@@ -111,3 +111,47 @@ async fn a_stores_polls_are_its_status_rows_oldest_first_a_page_at_a_time() {
         server.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stores_uptime_is_its_row_of_the_expected_report() {
+    let query = "query($id: String!, $i: Interpolation!) { store(id: $id) { uptime(interpolation: $i) {
+      storeId uptimeLastHour uptimeLastDay uptimeLastWeek downtimeLastHour downtimeLastDay downtimeLastWeek } } }";
+    let fields = [
+        "uptimeLastHour",
+        "uptimeLastDay",
+        "uptimeLastWeek",
+        "downtimeLastHour",
+        "downtimeLastDay",
+        "downtimeLastWeek",
+    ];
+    for dir in example_dirs() {
+        let db = TestDb::new().await;
+        let server = TestApp::spawn(&db, &dir, 0).await;
+        for (interpolation, file) in [
+            ("NEAREST", "expected_nearest.csv"),
+            ("FORWARD_FILL", "expected_forward_fill.csv"),
+        ] {
+            let expected = std::fs::read_to_string(dir.join(file)).unwrap();
+            for line in expected.lines().skip(1) {
+                let cells: Vec<&str> = line.split(',').collect();
+                let answer = server
+                    .graphql(query, json!({ "id": cells[0], "i": interpolation }))
+                    .await;
+                let uptime = &answer["data"]["store"]["uptime"];
+                assert_eq!(uptime["storeId"], cells[0], "{answer}");
+                let got: Vec<String> = fields
+                    .iter()
+                    .map(|f| format!("{:.2}", uptime[f].as_f64().unwrap()))
+                    .collect();
+                assert_eq!(
+                    got,
+                    cells[1..],
+                    "{} {interpolation} store {}",
+                    dir.display(),
+                    cells[0]
+                );
+            }
+        }
+        server.stop().await;
+    }
+}

@@ -139,6 +139,19 @@ pub(crate) async fn polls_of(
     .await
 }
 
+/// Every poll of a store up to `until`, oldest first, as the engine reads them.
+pub(crate) async fn polls_until(
+    db: impl PgExecutor<'_>,
+    store: i32,
+    until: DateTime<Utc>,
+) -> sqlx::Result<Vec<PollRecord>> {
+    sqlx::query_as("SELECT at, active FROM polls WHERE store = $1 AND at <= $2 ORDER BY at")
+        .bind(store)
+        .bind(until)
+        .fetch_all(db)
+        .await
+}
+
 /// Every polled store's key and id.
 pub(crate) async fn polled(db: impl PgExecutor<'_>) -> sqlx::Result<HashMap<i32, String>> {
     let rows: Vec<StoreKey> = sqlx::query_as("SELECT id, store_id FROM stores WHERE first_poll IS NOT NULL")

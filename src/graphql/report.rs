@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use super::error::ApiError;
 use super::{null_on_error, page_size, page_with};
 use crate::db::reports::RowRecord;
+use crate::domain::report::Rounded;
 use crate::domain::{self, ReportRecord};
 use crate::service::{self, AppState, RowFilter, RowOrder, RowPage};
 
@@ -379,6 +380,21 @@ fn parse_row_cursor(cursor: &str, order: RowOrder) -> Result<(i32, String), ApiE
             let rest = cursor.strip_prefix(&format!("f{i}:")).ok_or_else(bad)?;
             let (value, store) = rest.split_once(':').ok_or_else(bad)?;
             Ok((value.parse().map_err(|_| bad())?, store.to_string()))
+        }
+    }
+}
+
+impl StoreUptime {
+    pub(crate) fn of(store_id: &str, figures: Rounded) -> StoreUptime {
+        let [uh, ud, uw, dh, dd, dw] = figures.values();
+        StoreUptime {
+            store_id: ID(store_id.to_string()),
+            uptime_last_hour: uh,
+            uptime_last_day: ud,
+            uptime_last_week: uw,
+            downtime_last_hour: dh,
+            downtime_last_day: dd,
+            downtime_last_week: dw,
         }
     }
 }

@@ -5,6 +5,7 @@ use async_graphql::{Context, Enum, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use super::error::ApiError;
+use super::report::{Interpolation, StoreUptime};
 use super::{page, page_size};
 use crate::domain::HoursRow;
 use crate::service::{self, AppState, StoreInfo};
@@ -39,6 +40,22 @@ impl StoreNode {
     /// has no row for the store.
     async fn business_hours_defaulted(&self) -> bool {
         self.0.hours.is_empty()
+    }
+
+    /// Its six figures, computed now by the same engine as a report's row with this `asOf`
+    /// and interpolation (equal to that row); null when it has no poll at or before the
+    /// report's *now*.
+    async fn uptime(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The report's *now*; default: the newest poll.")] as_of: Option<DateTime<Utc>>,
+        #[graphql(desc = "How status is read between polls.", default)] interpolation: Interpolation,
+    ) -> async_graphql::Result<Option<StoreUptime>> {
+        let state = ctx.data_unchecked::<AppState>();
+        let figures = service::store_uptime(state, &self.0, as_of, interpolation.into())
+            .await
+            .map_err(ApiError::from)?;
+        Ok(figures.map(|f| StoreUptime::of(&self.0.record.store_id, f)))
     }
 
     /// Its polls, oldest first, a page at a time.

@@ -3,9 +3,10 @@
 use chrono::{DateTime, Utc};
 
 use super::AppState;
-use crate::db::snapshot;
 use crate::db::stores::{self, PollRecord, StoreRecord};
-use crate::domain::{HoursRow, Zone};
+use crate::db::{loads, snapshot};
+use crate::domain::report::Rounded;
+use crate::domain::{Engine, HoursRow, Interpolation, Poll, Timestamp, Zone};
 
 /// A store as the reports see it.
 #[derive(Clone, Debug)]
@@ -46,4 +47,31 @@ pub async fn store_polls(
     limit: i64,
 ) -> anyhow::Result<Vec<PollRecord>> {
     Ok(stores::polls_of(&state.db, store.id, from, to, after, limit).await?)
+}
+
+/// The store's six figures, rounded as a report's row: the same engine, *now* as a report
+/// with this `as_of` would have it (the newest poll when not given). `None` when the
+/// store has no poll at or before *now*, as a report has no row for it.
+pub async fn store_uptime(
+    state: &AppState,
+    store: &StoreInfo,
+    as_of: Option<DateTime<Utc>>,
+    interpolation: Interpolation,
+) -> anyhow::Result<Option<Rounded>> {
+    let Some(now) = loads::report_now(&state.db, as_of.map(Timestamp::from_datetime)).await? else {
+        return Ok(None);
+    };
+    let Some(until) = now.to_datetime() else {
+        return Ok(None);
+    };
+    let polls: Vec<Poll> = stores::polls_until(&state.db, store.record.id, until)
+        .await?
+        .into_iter()
+        .map(|p| Poll {
+            at: Timestamp::from_datetime(p.at),
+            active: p.active,
+        })
+        .collect();
+    let uptime = Engine::new(now, interpolation).store(&polls, &store.hours, store.zone);
+    Ok(uptime.as_ref().map(Rounded::from))
 }
