@@ -155,3 +155,61 @@ async fn a_stores_uptime_is_its_row_of_the_expected_report() {
         server.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stores_timeline_covers_the_week_and_adds_up_to_its_figures() {
+    let query = "query($id: String!, $i: Interpolation!) { dataset { newestPoll } store(id: $id) {
+      uptime(interpolation: $i) { uptimeLastHour uptimeLastDay uptimeLastWeek downtimeLastHour downtimeLastDay downtimeLastWeek }
+      timeline(interpolation: $i) { start end open status } } }";
+    let nanos = |v: &Value| -> i128 {
+        let at = chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+        i128::from(at.timestamp()) * 1_000_000_000 + i128::from(at.timestamp_subsec_nanos())
+    };
+    for dir in example_dirs() {
+        let db = TestDb::new().await;
+        let server = TestApp::spawn(&db, &dir, 0).await;
+        let expected = std::fs::read_to_string(dir.join("expected_nearest.csv")).unwrap();
+        for line in expected.lines().skip(1) {
+            let id = line.split(',').next().unwrap();
+            for interpolation in ["NEAREST", "FORWARD_FILL"] {
+                let answer = server
+                    .graphql(query, json!({ "id": id, "i": interpolation }))
+                    .await;
+                let context = format!("{} {id} {interpolation}: {answer}", dir.display());
+                let now = nanos(&answer["data"]["dataset"]["newestPoll"]);
+                let segments = answer["data"]["store"]["timeline"].as_array().unwrap();
+                // The week before now, in order, no gap, no overlap, no piece like the next.
+                let hour = 3_600_000_000_000i128;
+                assert_eq!(nanos(&segments[0]["start"]), now - 168 * hour, "{context}");
+                assert_eq!(nanos(&segments.last().unwrap()["end"]), now, "{context}");
+                for pair in segments.windows(2) {
+                    assert_eq!(pair[0]["end"], pair[1]["start"], "{context}");
+                    assert!(
+                        (&pair[0]["open"], &pair[0]["status"]) != (&pair[1]["open"], &pair[1]["status"]),
+                        "{context}"
+                    );
+                }
+                // Open time within the last hour (minutes), day and week (hours), up and down.
+                let figures = &answer["data"]["store"]["uptime"];
+                for (hours_back, unit, up, down) in [
+                    (1, 60_000_000_000i128, "uptimeLastHour", "downtimeLastHour"),
+                    (24, hour, "uptimeLastDay", "downtimeLastDay"),
+                    (168, hour, "uptimeLastWeek", "downtimeLastWeek"),
+                ] {
+                    let since = now - hours_back * hour;
+                    for (status, field) in [("ACTIVE", up), ("INACTIVE", down)] {
+                        let total: i128 = segments
+                            .iter()
+                            .filter(|s| s["open"] == true && s["status"] == status)
+                            .map(|s| (nanos(&s["end"]).min(now) - nanos(&s["start"]).max(since)).max(0))
+                            .sum();
+                        let hundredths = (total * 100 * 2 + unit) / (2 * unit);
+                        let figure = (figures[field].as_f64().unwrap() * 100.0).round() as i128;
+                        assert_eq!(hundredths, figure, "{field}: {context}");
+                    }
+                }
+            }
+        }
+        server.stop().await;
+    }
+}

@@ -14,7 +14,7 @@ pub mod zone;
 pub use hours::{HoursRow, LocalTime, Weekday};
 pub use lifecycle::{ReportRecord, ReportStatus};
 pub use report::{Report, StoreReport};
-pub use status::{Interpolation, Poll};
+pub use status::{Interpolation, Poll, Segment};
 pub use time::{Interval, TickInterval, Ticks, Timestamp};
 pub use uptime::{Engine, Split, Uptime};
 pub use zone::Zone;

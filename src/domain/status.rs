@@ -66,6 +66,16 @@ pub fn normalize_in_place(polls: &mut [Poll]) -> usize {
     kept
 }
 
+/// A piece of a store's timeline: open or not, active or not, throughout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    pub span: TickInterval,
+    /// Inside business hours.
+    pub open: bool,
+    /// The interpolated status.
+    pub active: bool,
+}
+
 /// A store's status as a step function of time, from its polls sorted by time with no
 /// two at one instant.
 pub struct StepFunction<'a> {
@@ -89,6 +99,47 @@ impl<'a> StepFunction<'a> {
             Interpolation::Nearest => self.polls[i].at.0 + next.at.0,
             Interpolation::ForwardFill => Ticks::from_micros(next.at.0).0,
         }
+    }
+
+    /// `span` cut where the status or being open changes: each piece says whether it lies
+    /// in one of the `open` intervals (sorted, disjoint) and the status that holds. The
+    /// pieces cover `span` in order, without gaps or overlaps; none without polls.
+    pub fn segments(&self, span: TickInterval, open: &[TickInterval]) -> Vec<Segment> {
+        if self.polls.is_empty() || span.is_empty() {
+            return Vec::new();
+        }
+        let inside = |t: i64| t > span.start && t < span.end;
+        let mut cuts = vec![span.start, span.end];
+        cuts.extend(open.iter().flat_map(|o| [o.start, o.end]).filter(|&t| inside(t)));
+        cuts.extend(
+            (0..self.polls.len() - 1)
+                .map(|i| self.step_end(i))
+                .filter(|&t| inside(t)),
+        );
+        cuts.sort_unstable();
+        cuts.dedup();
+        let (mut poll, mut interval) = (0, 0);
+        let mut pieces: Vec<Segment> = Vec::new();
+        for cut in cuts.windows(2) {
+            let (start, end) = (cut[0], cut[1]);
+            while self.step_end(poll) <= start {
+                poll += 1;
+            }
+            while interval < open.len() && open[interval].end <= start {
+                interval += 1;
+            }
+            let is_open = open.get(interval).is_some_and(|o| o.start <= start);
+            let active = self.polls[poll].active;
+            match pieces.last_mut() {
+                Some(last) if last.open == is_open && last.active == active => last.span.end = end,
+                _ => pieces.push(Segment {
+                    span: TickInterval { start, end },
+                    open: is_open,
+                    active,
+                }),
+            }
+        }
+        pieces
     }
 
     /// Time spent active within `intervals` (sorted, disjoint, in ticks), and their total.

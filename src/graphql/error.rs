@@ -50,6 +50,8 @@ impl From<anyhow::Error> for ApiError {
             }
         } else if let Some(bad) = e.downcast_ref::<crate::service::auth::BadTokenRequest>() {
             ApiError::BadInput(bad.to_string())
+        } else if let Some(bad) = e.downcast_ref::<crate::service::BadSpan>() {
+            ApiError::BadInput(bad.to_string())
         } else if let Some(not) = e.downcast_ref::<crate::service::NotCancelled>() {
             match not {
                 crate::service::NotCancelled::Unknown(_) => ApiError::NotFound(not.to_string()),

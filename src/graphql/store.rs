@@ -58,6 +58,42 @@ impl StoreNode {
         Ok(figures.map(|f| StoreUptime::of(&self.0.record.store_id, f)))
     }
 
+    /// The pieces its figures are made of: `[from, to)` (default: the week before the
+    /// report's *now*) cut where being open or its interpolated status changes, in order,
+    /// without gaps or overlaps. Summing the open, ACTIVE pieces of the last hour, day and
+    /// week gives exactly `uptime`'s figures before rounding: instants are exact (NEAREST
+    /// switches halfway between polls, which may fall on half a microsecond). Empty when
+    /// it has no poll at or before *now*; at most 31 days at once.
+    async fn timeline(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The report's *now*; default: the newest poll.")] as_of: Option<DateTime<Utc>>,
+        #[graphql(desc = "Where the timeline starts; default: a week before `to`.")] from: Option<
+            DateTime<Utc>,
+        >,
+        #[graphql(desc = "Where it ends; default: the report's *now*.")] to: Option<DateTime<Utc>>,
+        #[graphql(desc = "How status is read between polls.", default)] interpolation: Interpolation,
+    ) -> async_graphql::Result<Vec<TimelineSegment>> {
+        let state = ctx.data_unchecked::<AppState>();
+        let segments = service::store_timeline(state, &self.0, as_of, (from, to), interpolation.into())
+            .await
+            .map_err(ApiError::from)?;
+        Ok(segments
+            .into_iter()
+            .map(|s| TimelineSegment {
+                // Ticks are half-microseconds.
+                start: DateTime::from_timestamp_nanos(s.span.start * 500),
+                end: DateTime::from_timestamp_nanos(s.span.end * 500),
+                open: s.open,
+                status: if s.active {
+                    StoreStatus::Active
+                } else {
+                    StoreStatus::Inactive
+                },
+            })
+            .collect())
+    }
+
     /// Its polls, oldest first, a page at a time.
     async fn polls(
         &self,
@@ -92,6 +128,19 @@ impl StoreNode {
             (p.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true), node)
         }))
     }
+}
+
+/// A piece of a store's timeline: throughout it, the store was open or not, and up or not.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct TimelineSegment {
+    /// Where it starts (included).
+    pub start: DateTime<Utc>,
+    /// Where it ends (excluded): the next piece's start.
+    pub end: DateTime<Utc>,
+    /// Inside business hours.
+    pub open: bool,
+    /// The status interpolated from the polls (SPEC §2).
+    pub status: StoreStatus,
 }
 
 /// Whether a store was up.

@@ -21,7 +21,7 @@ pub use self::reports::{
     NotCancelled, QueueFull, cancel_report, count_report_rows, follow, followed_report, get_report,
     latest_report, list_reports, report_changes, report_csv, report_rows, trigger_report,
 };
-pub use self::stores::{StoreInfo, store, store_polls, store_uptime};
+pub use self::stores::{BadSpan, StoreInfo, store, store_polls, store_timeline, store_uptime};
 use crate::db::Pool;
 use crate::db::events::ReportEvents;
 pub use crate::db::loads::{LoadRecord, Outcome, Tally};

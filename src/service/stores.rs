@@ -6,7 +6,7 @@ use super::AppState;
 use crate::db::stores::{self, PollRecord, StoreRecord};
 use crate::db::{loads, snapshot};
 use crate::domain::report::Rounded;
-use crate::domain::{Engine, HoursRow, Interpolation, Poll, Timestamp, Zone};
+use crate::domain::{Engine, HoursRow, Interpolation, Interval, Poll, Segment, Timestamp, Zone};
 
 /// A store as the reports see it.
 #[derive(Clone, Debug)]
@@ -64,14 +64,60 @@ pub async fn store_uptime(
     let Some(until) = now.to_datetime() else {
         return Ok(None);
     };
-    let polls: Vec<Poll> = stores::polls_until(&state.db, store.record.id, until)
+    let polls = engine_polls(state, store, until).await?;
+    let uptime = Engine::new(now, interpolation).store(&polls, &store.hours, store.zone);
+    Ok(uptime.as_ref().map(Rounded::from))
+}
+
+/// The longest timeline asked for at once.
+pub const MAX_TIMELINE: chrono::TimeDelta = chrono::TimeDelta::days(31);
+
+/// The pieces of `[from, to)` (default: the week before *now*) for the store, as a report
+/// with this `as_of` and interpolation reads it; none without a poll at or before *now*.
+pub async fn store_timeline(
+    state: &AppState,
+    store: &StoreInfo,
+    as_of: Option<DateTime<Utc>>,
+    span: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+    interpolation: Interpolation,
+) -> anyhow::Result<Vec<Segment>> {
+    let Some(now) = loads::report_now(&state.db, as_of.map(Timestamp::from_datetime)).await? else {
+        return Ok(Vec::new());
+    };
+    let Some(until) = now.to_datetime() else {
+        return Ok(Vec::new());
+    };
+    let to = span.1.unwrap_or(until);
+    let from = span.0.unwrap_or(to - chrono::TimeDelta::weeks(1));
+    if to <= from || to - from > MAX_TIMELINE {
+        return Err(BadSpan(format!(
+            "from must come before to, at most {} days apart",
+            MAX_TIMELINE.num_days()
+        ))
+        .into());
+    }
+    let polls = engine_polls(state, store, until).await?;
+    let span = Interval::new(Timestamp::from_datetime(from).0, Timestamp::from_datetime(to).0);
+    Ok(Engine::new(now, interpolation).timeline(&polls, &store.hours, store.zone, span))
+}
+
+/// A span the caller asked for that cannot be drawn.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadSpan(String);
+
+/// The store's polls up to `until`, as the engine takes them.
+async fn engine_polls(
+    state: &AppState,
+    store: &StoreInfo,
+    until: DateTime<Utc>,
+) -> anyhow::Result<Vec<Poll>> {
+    Ok(stores::polls_until(&state.db, store.record.id, until)
         .await?
         .into_iter()
         .map(|p| Poll {
             at: Timestamp::from_datetime(p.at),
             active: p.active,
         })
-        .collect();
-    let uptime = Engine::new(now, interpolation).store(&polls, &store.hours, store.zone);
-    Ok(uptime.as_ref().map(Rounded::from))
+        .collect())
 }
