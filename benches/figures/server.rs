@@ -103,7 +103,59 @@ async fn measure(bench: &ServerBench<'_>, address: &str) -> anyhow::Result<()> {
         "report(id) queries, {} connections, {} s",
         bench.connections, bench.seconds
     ));
-    worst_stores(address, &last_id).await
+    worst_stores(address, &last_id).await?;
+    one_store(address, &last_id).await
+}
+
+/// One store's `uptime` and `timeline`, computed on demand, one request at a time: the
+/// store of the report's middle row.
+async fn one_store(address: &str, id: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let post = |query: Value| {
+        let request = client.post(format!("{address}/graphql")).json(&query);
+        async move {
+            let body: Value = request.send().await?.json().await?;
+            anyhow::ensure!(body["errors"].is_null(), "GraphQL error: {body}");
+            anyhow::Ok(body)
+        }
+    };
+    let rows = post(json!({
+        "query": "query($id: ID!) { report(id: $id) { rows(first: 1, orderBy: { field: DOWNTIME_LAST_WEEK, direction: DESC }) { nodes { storeId } } } }",
+        "variables": { "id": id },
+    }))
+    .await?;
+    let store = rows["data"]["report"]["rows"]["nodes"][0]["storeId"].clone();
+    for (what, query) in [
+        (
+            "one store's uptime (the worst store)",
+            "query($s: String!) { store(id: $s) { uptime { uptimeLastWeek downtimeLastWeek } } }",
+        ),
+        (
+            "one store's week timeline",
+            "query($s: String!) { store(id: $s) { timeline { start end open status } } }",
+        ),
+    ] {
+        let mut times = Vec::new();
+        let mut pieces = 0;
+        for _ in 0..100 {
+            let started = Instant::now();
+            let body = post(json!({ "query": query, "variables": { "s": store } })).await?;
+            times.push(started.elapsed());
+            pieces = body["data"]["store"]["timeline"].as_array().map_or(0, Vec::len);
+        }
+        times.sort();
+        println!(
+            "{what:<48}{:>8.2} ms p50, {:.2} ms p99 of 100{}",
+            times[50].as_secs_f64() * 1e3,
+            times[99].as_secs_f64() * 1e3,
+            if pieces > 0 {
+                format!(" ({pieces} pieces)")
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(())
 }
 
 /// The 50 worst stores of the report (most downtime in the last week first), with the
