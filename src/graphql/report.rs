@@ -198,20 +198,7 @@ impl ReportNode {
             limit,
             after.is_some(),
             RowCount { total_count },
-            |r| {
-                let [uh, ud, uw, dh, dd, dw] = r.figures.values();
-                let cursor = row_cursor(key, &r);
-                let node = StoreUptime {
-                    store_id: ID(r.store_id),
-                    uptime_last_hour: uh,
-                    uptime_last_day: ud,
-                    uptime_last_week: uw,
-                    downtime_last_hour: dh,
-                    downtime_last_day: dd,
-                    downtime_last_week: dw,
-                };
-                (cursor, node)
-            },
+            |r| (row_cursor(key, &r), StoreUptime::of(&r.store_id, r.figures)),
         ))
     }
 }
