@@ -213,3 +213,79 @@ async fn a_stores_timeline_covers_the_week_and_adds_up_to_its_figures() {
         server.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_report_store_and_row_is_a_node_read_back_by_its_global_id() {
+    let db = TestDb::new().await;
+    let server = TestApp::spawn(&db, &example_dirs()[0], 1).await;
+    let mut reports = Vec::new();
+    for interpolation in ["NEAREST", "FORWARD_FILL"] {
+        let answer = server
+            .graphql(
+                "mutation($i: Interpolation!) { triggerReport(input: { interpolation: $i }) { id } }",
+                json!({ "i": interpolation }),
+            )
+            .await;
+        let id = answer["data"]["triggerReport"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (states, _) = server.follow(&id, "graphql-transport-ws").await;
+        assert_eq!(states.last().map(String::as_str), Some("COMPLETE"));
+        reports.push(id);
+    }
+    let rows = "query($id: ID!) { report(id: $id) { rows { nodes { id storeId uptimeLastWeek } } } }";
+    let mut row_ids = Vec::new();
+    for report in &reports {
+        let answer = server.graphql(rows, json!({ "id": report })).await;
+        for row in answer["data"]["report"]["rows"]["nodes"].as_array().unwrap() {
+            row_ids.push((row["id"].as_str().unwrap().to_string(), row.clone()));
+        }
+    }
+    // A store's row in two reports is two objects.
+    let mut ids: Vec<&String> = row_ids.iter().map(|(id, _)| id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), row_ids.len(), "{row_ids:?}");
+
+    let node = "query($id: ID!) { node(id: $id) { __typename id
+      ... on Report { status } ... on Store { storeId } ... on ReportRow { storeId uptimeLastWeek } } }";
+    for report in &reports {
+        let answer = server.graphql(node, json!({ "id": report })).await;
+        assert_eq!(answer["data"]["node"]["__typename"], "Report", "{answer}");
+        assert_eq!(answer["data"]["node"]["id"], *report);
+    }
+    for (id, row) in &row_ids {
+        let answer = server.graphql(node, json!({ "id": id })).await;
+        let got = &answer["data"]["node"];
+        assert_eq!(got["__typename"], "ReportRow", "{answer}");
+        assert_eq!(
+            (&got["id"], &got["storeId"], &got["uptimeLastWeek"]),
+            (&row["id"], &row["storeId"], &row["uptimeLastWeek"])
+        );
+        let store = row["storeId"].as_str().unwrap();
+        let answer = server
+            .graphql(
+                "query($id: String!) { store(id: $id) { id } }",
+                json!({ "id": store }),
+            )
+            .await;
+        let store_id = answer["data"]["store"]["id"].clone();
+        let answer = server.graphql(node, json!({ "id": store_id })).await;
+        assert_eq!(answer["data"]["node"]["__typename"], "Store", "{answer}");
+        assert_eq!(answer["data"]["node"]["storeId"], store);
+    }
+    for unknown in [
+        "Store:no such store",
+        "ReportRow:nonsense",
+        "42",
+        &format!("ReportRow:{}:x", reports[0]),
+    ] {
+        let answer = server.graphql(node, json!({ "id": unknown })).await;
+        assert!(
+            answer["data"]["node"].is_null() && answer["errors"].is_null(),
+            "{unknown}: {answer}"
+        );
+    }
+    server.stop().await;
+}

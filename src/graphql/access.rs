@@ -50,7 +50,7 @@ pub(crate) fn action_of(ty: OperationType, field: &str) -> Option<Action> {
     use OperationType::{Mutation, Query, Subscription};
     Some(match (ty, field) {
         (_, "__typename") | (Query, "__schema" | "__type") => Action::Introspect,
-        (Query, "report" | "reports" | "latestReport" | "dataset" | "store") => Action::Read,
+        (Query, "report" | "reports" | "latestReport" | "dataset" | "store" | "node") => Action::Read,
         (Query, "tokens") => Action::ManageTokens,
         (Mutation, "triggerReport") => Action::TriggerReport,
         (Mutation, "cancelReport") => Action::CancelReport,

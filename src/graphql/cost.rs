@@ -54,7 +54,7 @@ pub(crate) const INTROSPECTION_LISTS: [(&str, u64); 9] = [
     ("inputFields", 8),
     ("enumValues", 24),
     ("interfaces", 2),
-    ("possibleTypes", 2),
+    ("possibleTypes", 4),
     ("directives", 8),
     ("locations", 8),
 ];

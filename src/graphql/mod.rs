@@ -6,6 +6,7 @@ mod access;
 mod cost;
 mod data;
 mod error;
+mod node;
 mod report;
 mod store;
 mod tokens;
@@ -57,10 +58,10 @@ fn limited(builder: async_graphql::SchemaBuilder<Query, Mutation, SubscriptionRo
         .override_output_type_description::<Edge<String, ReportNode, async_graphql::connection::EmptyFields>>(
             "A report, with the cursor to ask for the reports after it.",
         )
-        .override_output_type_description::<Connection<String, report::StoreUptime, report::RowCount>>(
+        .override_output_type_description::<Connection<String, report::ReportRow, report::RowCount>>(
             "A page of a report's rows in the order asked: `edges` (with cursors) or `nodes`, `pageInfo` to go on, and `totalCount`.",
         )
-        .override_output_type_description::<Edge<String, report::StoreUptime, async_graphql::connection::EmptyFields>>(
+        .override_output_type_description::<Edge<String, report::ReportRow, async_graphql::connection::EmptyFields>>(
             "A report's row, with the cursor to ask for the rows after it.",
         )
         .override_output_type_description::<Connection<String, store::Poll>>(
@@ -230,6 +231,16 @@ impl Query {
         Ok(page(records, limit, after.is_some(), |r| {
             (format!("{}|{}", r.created_at.to_rfc3339(), r.id), ReportNode(r))
         }))
+    }
+
+    /// The object with this global id (a report's, a store's or a report row's), as Relay's
+    /// object identification asks; null when there is none.
+    async fn node(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The object's global id (its `id`).")] id: ID,
+    ) -> async_graphql::Result<Option<node::Node>> {
+        Ok(node::node(ctx, &id).await?)
     }
 
     /// A store by its id; null for a store no input file has named.

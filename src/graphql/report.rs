@@ -75,7 +75,7 @@ pub struct ReportNode(pub ReportRecord);
 #[Object(name = "Report")]
 impl ReportNode {
     /// The report's id: a UUID.
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
 
@@ -167,7 +167,7 @@ impl ReportNode {
         #[graphql(desc = "Only these stores, and each figure within a range.")] filter: Option<
             ReportRowFilter,
         >,
-    ) -> async_graphql::Result<Connection<String, StoreUptime, RowCount>> {
+    ) -> async_graphql::Result<Connection<String, ReportRow, RowCount>> {
         let limit = page_size(first)?;
         let order = order_by.unwrap_or_default();
         let mut filter = filter.unwrap_or_default().into_filter()?;
@@ -198,7 +198,12 @@ impl ReportNode {
             limit,
             after.is_some(),
             RowCount { total_count },
-            |r| (row_cursor(key, &r), StoreUptime::of(&r.store_id, r.figures)),
+            |r| {
+                (
+                    row_cursor(key, &r),
+                    ReportRow::of(self.0.id, &r.store_id, r.figures),
+                )
+            },
         ))
     }
 }
@@ -370,6 +375,30 @@ fn parse_row_cursor(cursor: &str, order: RowOrder) -> Result<(i32, String), ApiE
         }
     }
 }
+
+/// A row of a report: one store's figures in it.
+#[derive(SimpleObject, Debug, Clone, PartialEq)]
+pub struct ReportRow {
+    /// The row's global id (`ReportRow:<report id>:<store id>`): unique across reports,
+    /// for normalised caches; `node(id:)` reads it back.
+    #[graphql(owned)]
+    pub id: ID,
+    /// The store and its figures.
+    #[graphql(flatten)]
+    pub figures: StoreUptime,
+}
+
+impl ReportRow {
+    pub(crate) fn of(report: uuid::Uuid, store_id: &str, figures: Rounded) -> ReportRow {
+        ReportRow {
+            id: ID(format!("{ROW_PREFIX}{report}:{store_id}")),
+            figures: StoreUptime::of(store_id, figures),
+        }
+    }
+}
+
+/// How a report row's global id starts.
+pub(crate) const ROW_PREFIX: &str = "ReportRow:";
 
 impl StoreUptime {
     pub(crate) fn of(store_id: &str, figures: Rounded) -> StoreUptime {

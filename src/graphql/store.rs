@@ -12,9 +12,18 @@ use crate::service::{self, AppState, StoreInfo};
 
 pub struct StoreNode(pub StoreInfo);
 
+/// How a store's global id starts.
+pub(crate) const STORE_PREFIX: &str = "Store:";
+
 /// A store, as the input files describe it and the reports read it.
 #[Object(name = "Store")]
 impl StoreNode {
+    /// The store's global id (`Store:<store id>`), for normalised caches; `node(id:)`
+    /// reads it back.
+    pub(crate) async fn id(&self) -> ID {
+        ID(format!("{STORE_PREFIX}{}", self.0.record.store_id))
+    }
+
     /// The store's id, as the input files spell it.
     async fn store_id(&self) -> ID {
         ID(self.0.record.store_id.clone())

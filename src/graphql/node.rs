@@ -1,0 +1,55 @@
+//! Relay's global object identification: every object a normalised cache (Apollo, urql,
+//! Relay) keeps has an `id` unique across types, and `node(id:)` reads it back.
+
+use async_graphql::{Context, ID, Interface};
+
+use super::error::ApiError;
+use super::report::{ROW_PREFIX, ReportNode, ReportRow};
+use super::store::{STORE_PREFIX, StoreNode};
+use crate::service::{self, AppState, RowFilter, RowPage};
+
+/// An object with an id unique across every type: a report's is its UUID, a store's
+/// `Store:<store id>`, a report row's `ReportRow:<report id>:<store id>`.
+#[derive(Interface)]
+#[graphql(field(name = "id", ty = "ID", desc = "The object's global id."))]
+pub enum Node {
+    Report(ReportNode),
+    Store(StoreNode),
+    ReportRow(ReportRow),
+}
+
+/// The object with global id `id`, if it exists.
+pub(crate) async fn node(ctx: &Context<'_>, id: &ID) -> Result<Option<Node>, ApiError> {
+    let state = ctx.data_unchecked::<AppState>();
+    if let Some(store_id) = id.strip_prefix(STORE_PREFIX) {
+        let found = service::store(state, store_id).await?;
+        return Ok(found.map(|s| Node::Store(StoreNode(s))));
+    }
+    if let Some(rest) = id.strip_prefix(ROW_PREFIX) {
+        let Some((report, store_id)) = rest.split_once(':') else {
+            return Ok(None);
+        };
+        let Ok(report) = uuid::Uuid::parse_str(report) else {
+            return Ok(None);
+        };
+        let Some(record) = service::get_report(state, report).await? else {
+            return Ok(None);
+        };
+        let filter = RowFilter {
+            store_ids: Some(vec![store_id.to_string()]),
+            ..RowFilter::default()
+        };
+        let page = RowPage {
+            limit: 1,
+            ..RowPage::default()
+        };
+        let row = service::report_rows(state, &record, &filter, &page).await?.pop();
+        return Ok(row.map(|r| Node::ReportRow(ReportRow::of(report, &r.store_id, r.figures))));
+    }
+    let Ok(report) = uuid::Uuid::parse_str(id) else {
+        return Ok(None);
+    };
+    Ok(service::get_report(state, report)
+        .await?
+        .map(|r| Node::Report(ReportNode(r))))
+}
