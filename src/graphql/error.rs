@@ -46,7 +46,7 @@ impl From<anyhow::Error> for ApiError {
         } else if let Some(limited) = e.downcast_ref::<crate::service::rate::RateLimited>() {
             ApiError::TooManyRequests {
                 message: limited.to_string(),
-                retry_after: limited.retry_after.as_secs_f64().ceil().max(1.0) as u64,
+                retry_after: limited.seconds(),
             }
         } else if let Some(bad) = e.downcast_ref::<crate::service::auth::BadTokenRequest>() {
             ApiError::BadInput(bad.to_string())

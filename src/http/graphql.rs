@@ -150,10 +150,7 @@ fn outcome(response: &async_graphql::Response) -> String {
 /// A request refused before it ran: 401 (with `WWW-Authenticate`) or 403, whatever the
 /// media type, with the error and its code in the GraphQL response shape.
 fn refused(media: &'static str, denied: Denied) -> Response {
-    let status = match denied {
-        Denied::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
-        Denied::Forbidden(_) => StatusCode::FORBIDDEN,
-    };
+    let status = super::refusal_status(&denied);
     // No `data` at all: nothing ran.
     let body = serde_json::json!({ "errors": [crate::graphql::denied_error(denied.clone())] });
     let mut response = Response::builder()

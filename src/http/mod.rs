@@ -97,15 +97,11 @@ pub(crate) fn internal(error: anyhow::Error) -> Response {
         );
     }
     if let Some(limited) = error.downcast_ref::<service::rate::RateLimited>() {
-        let mut response = json(
+        return retry_in(
             StatusCode::TOO_MANY_REQUESTS,
             serde_json::json!({ "error": limited.to_string(), "code": "TOO_MANY_REQUESTS" }),
+            limited.seconds(),
         );
-        let seconds = limited.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-        response
-            .headers_mut()
-            .insert(poem::http::header::RETRY_AFTER, seconds.into());
-        return response;
     }
     if service::database_unavailable(&error) {
         tracing::warn!(error = format!("{error:#}"), "database unavailable");
@@ -128,11 +124,15 @@ pub(crate) fn unavailable(status: &str) -> Response {
 
 /// A JSON answer with `Retry-After`: the client is to come back later.
 fn retry_later(status: StatusCode, body: serde_json::Value) -> Response {
+    retry_in(status, body, crate::graphql::RETRY_AFTER_SECONDS)
+}
+
+/// A JSON answer with `Retry-After: seconds`.
+fn retry_in(status: StatusCode, body: serde_json::Value, seconds: u64) -> Response {
     let mut response = json(status, body);
-    response.headers_mut().insert(
-        poem::http::header::RETRY_AFTER,
-        crate::graphql::RETRY_AFTER_SECONDS.into(),
-    );
+    response
+        .headers_mut()
+        .insert(poem::http::header::RETRY_AFTER, seconds.into());
     response
 }
 
@@ -178,16 +178,20 @@ async fn allowed(req: &Request, state: &AppState, action: Action) -> Result<Call
 
 /// A refused REST call: 401 with the `WWW-Authenticate` challenge, or 403.
 pub(crate) fn refused(denied: &Denied) -> Response {
-    let status = match denied {
-        Denied::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
-        Denied::Forbidden(_) => StatusCode::FORBIDDEN,
-    };
     let mut response = json(
-        status,
+        refusal_status(denied),
         serde_json::json!({ "error": denied.message(), "code": denied.code() }),
     );
     challenge(&mut response, denied);
     response
+}
+
+/// The status of a refused call: 401 without a usable token, 403 for a role that may not.
+fn refusal_status(denied: &Denied) -> StatusCode {
+    match denied {
+        Denied::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+        Denied::Forbidden(_) => StatusCode::FORBIDDEN,
+    }
 }
 
 /// Adds the `WWW-Authenticate` header a 401 has (RFC 9110, RFC 6750).

@@ -43,11 +43,18 @@ pub struct RateLimit {
 
 /// A call over its limit.
 #[derive(Debug, thiserror::Error)]
-#[error("{what} is limited to {per_minute} a minute per token (or client address without one): retry in {} s", retry_after.as_secs().max(1))]
+#[error("{what} is limited to {per_minute} a minute per token (or client address without one): retry in {} s", self.seconds())]
 pub struct RateLimited {
     pub what: &'static str,
     pub per_minute: u32,
     pub retry_after: Duration,
+}
+
+impl RateLimited {
+    /// The wait in whole seconds, rounded up (at least 1): what `Retry-After` says.
+    pub fn seconds(&self) -> u64 {
+        self.retry_after.as_secs_f64().ceil().max(1.0) as u64
+    }
 }
 
 impl RateLimit {

@@ -58,10 +58,7 @@ pub async fn store_uptime(
     as_of: Option<DateTime<Utc>>,
     interpolation: Interpolation,
 ) -> anyhow::Result<Option<Rounded>> {
-    let Some(now) = loads::report_now(&state.db, as_of.map(Timestamp::from_datetime)).await? else {
-        return Ok(None);
-    };
-    let Some(until) = now.to_datetime() else {
+    let Some((now, until)) = report_now(state, as_of).await? else {
         return Ok(None);
     };
     let polls = engine_polls(state, store, until).await?;
@@ -81,10 +78,7 @@ pub async fn store_timeline(
     span: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
     interpolation: Interpolation,
 ) -> anyhow::Result<Vec<Segment>> {
-    let Some(now) = loads::report_now(&state.db, as_of.map(Timestamp::from_datetime)).await? else {
-        return Ok(Vec::new());
-    };
-    let Some(until) = now.to_datetime() else {
+    let Some((now, until)) = report_now(state, as_of).await? else {
         return Ok(Vec::new());
     };
     let to = span.1.unwrap_or(until);
@@ -105,6 +99,16 @@ pub async fn store_timeline(
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct BadSpan(String);
+
+/// A report's *now* for this `as_of` (the newest poll when not given), as the engine and
+/// as an instant; `None` before any poll.
+async fn report_now(
+    state: &AppState,
+    as_of: Option<DateTime<Utc>>,
+) -> anyhow::Result<Option<(Timestamp, DateTime<Utc>)>> {
+    let now = loads::report_now(&state.db, as_of.map(Timestamp::from_datetime)).await?;
+    Ok(now.and_then(|now| Some((now, now.to_datetime()?))))
+}
 
 /// The store's polls up to `until`, as the engine takes them.
 async fn engine_polls(
