@@ -4,20 +4,101 @@
 //! result (`tests/js/graphiql.mjs`); on a server that needs a token, the page says so until
 //! one is pasted into its token field, and then sends it. The screenshot lands in
 //! `target/graphiql.png`; `docs/graphiql.png` is one of them.
+//!
+//! The dashboard at `/` the same way (`tests/js/dashboard.mjs`): it runs a report to
+//! COMPLETE with its progress bar, lists the expected CSV's worst store first, and draws
+//! that store's week; it cancels a running report; and on a server that needs a token it
+//! says so, then sends the pasted one with its requests and its WebSocket. Its screenshots
+//! land in `target/dashboard*.png` (`docs/` has ones of the bundled data).
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use common::child::{ChildServer, serve_args};
 use common::{TestApp, TestDb, example_dirs};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn graphiql_renders_offline_shows_the_schema_and_runs_a_query() {
+/// Debian's Chromium, or the one `CHROMIUM` names.
+fn chromium() -> String {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
         Path::new(&chromium).exists(),
         "no Chromium at {chromium}: `apt-get install chromium` (.ci/run does), or set CHROMIUM"
     );
+    chromium
+}
+
+/// The example whose worst store is neither its first nor its last by store id.
+fn odd_hours() -> PathBuf {
+    example_dirs()
+        .into_iter()
+        .find(|dir| dir.ends_with("odd-hours"))
+        .expect("the odd-hours example")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_runs_a_report_lists_the_worst_store_first_and_draws_its_week() {
+    let db = TestDb::new().await;
+    let data = odd_hours();
+    let server = TestApp::spawn(&db, &data, 1).await;
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    let log = common::js::run(
+        "dashboard.mjs",
+        vec![
+            "run".into(),
+            server.address.clone(),
+            data.join("expected_nearest.csv").display().to_string(),
+            shots.display().to_string(),
+        ],
+        vec![("CHROMIUM".into(), chromium())],
+    )
+    .await;
+    println!("{log}");
+    assert!(log.contains("run passed"), "{log}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_takes_a_pasted_token_for_its_requests_and_its_socket() {
+    let db = TestDb::new().await;
+    let token = common::create_token(&db, "operator", "the dashboard in a browser");
+    let server = TestApp::spawn_adjusted(&db, &odd_hours(), 1, true, None, |s| {
+        s.auth = Some(store_monitor::startup::AuthMode::Required);
+    })
+    .await;
+    let log = common::js::run(
+        "dashboard.mjs",
+        vec!["token".into(), server.address.clone(), token],
+        vec![("CHROMIUM".into(), chromium())],
+    )
+    .await;
+    assert!(log.contains("token passed"), "{log}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_cancels_a_running_report() {
+    let db = TestDb::new().await;
+    let reports = tempfile::tempdir().unwrap();
+    // Its reports stall once RUNNING, until cancelled.
+    let server = ChildServer::start_with_env(
+        env!("CARGO_BIN_EXE_store-monitor"),
+        serve_args(&db.url, &odd_hours(), reports.path()),
+        [("STORE_MONITOR_FAILPOINT", "report-stall")],
+    );
+    let log = common::js::run(
+        "dashboard.mjs",
+        vec!["cancel".into(), server.address.clone()],
+        vec![("CHROMIUM".into(), chromium())],
+    )
+    .await;
+    assert!(log.contains("cancel passed"), "{log}");
+    server.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphiql_renders_offline_shows_the_schema_and_runs_a_query() {
+    let chromium = chromium();
     let db = TestDb::new().await;
     let server = TestApp::spawn(&db, &example_dirs()[0], 0).await;
     let screenshot = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/graphiql.png");
@@ -33,8 +114,7 @@ async fn graphiql_renders_offline_shows_the_schema_and_runs_a_query() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graphiql_takes_a_pasted_token_on_a_server_that_needs_one() {
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(Path::new(&chromium).exists(), "no Chromium at {chromium}");
+    let chromium = chromium();
     let db = TestDb::new().await;
     let token = common::create_token(&db, "viewer", "GraphiQL in a browser");
     let server = TestApp::spawn_adjusted(&db, &example_dirs()[0], 0, true, None, |s| {

@@ -1,7 +1,8 @@
-//! The HTTP routes: GraphQL (with GraphiQL and WebSocket subscriptions), report files,
-//! the original trigger + poll API, and health checks.
+//! The HTTP routes: the dashboard, GraphQL (with GraphiQL and WebSocket subscriptions),
+//! report files, the original trigger + poll API, and health checks.
 
 mod compression;
+mod dashboard;
 mod files;
 mod graphiql;
 mod graphql;
@@ -44,6 +45,8 @@ pub(crate) fn routes(
         ..Default::default()
     };
     Route::new()
+        .at("/", get(dashboard::page))
+        .at("/dashboard/:file", get(dashboard::file))
         .at("/graphql", get(graphql::endpoint).post(graphql::endpoint))
         .at("/graphql/ws", get(ws::endpoint))
         .at("/graphiql/:file", get(graphiql::file))
