@@ -207,6 +207,7 @@ try {
     await page.screenshot({ path: `${shots}/dashboard-phone.png` });
   }
 
+  if (!(await page.$eval('#alert', (a) => a.hidden))) fail(`the page says: ${await text('#alert')}`);
   if (elsewhere.length > 0) fail(`the page asked for other hosts: ${elsewhere.join(', ')}`);
   if (pageErrors.length > 0) fail(`the page had errors: ${pageErrors.join('; ')}`);
   console.log(`dashboard.mjs: ${mode} passed`);

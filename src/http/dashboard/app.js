@@ -412,7 +412,7 @@ function listen() {
   listening = true;
   subscribe(`subscription { dataset { ${DATASET} } }`, {}, {
     next: (data) => renderDataset(data.dataset),
-    error: () => {},
+    error: showError,
   });
   // Reports started or finished elsewhere (another tab, a client, the legacy API): one
   // that starts is followed when none is, and one that completes becomes the latest.
@@ -426,7 +426,7 @@ function listen() {
         showReport(report);
       }
     },
-    error: () => {},
+    error: showError,
   });
 }
 
