@@ -76,6 +76,18 @@ enum Command {
         #[command(flatten)]
         database: DbArgs,
     },
+    /// Drop the database, for a fresh start in development.
+    ///
+    /// DATABASE_URL's database goes, with every poll, report, token and load record in it;
+    /// the next `serve` or `ingest` creates it again and loads the input files. Report CSV
+    /// files stay in their folder.
+    ResetDb {
+        #[command(flatten)]
+        database: DbArgs,
+        /// Yes, drop it (without this flag nothing is done).
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -265,6 +277,26 @@ pub(crate) struct WorkArgs {
     /// Log format.
     #[arg(long, env = "STORE_MONITOR_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormatArg,
+    /// Which logs to write, as a tracing filter ("debug", "info,store_monitor=debug").
+    /// Not given: info, with the chattier libraries at warn.
+    #[arg(long, env = "RUST_LOG", value_name = "FILTER")]
+    pub log_filter: Option<String>,
+    /// Send traces and metrics by OTLP (gRPC) to this collector, e.g.
+    /// `http://127.0.0.1:4317`. Not given: none are sent. The exporter also reads the
+    /// standard `OTEL_` settings (headers, timeouts).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+}
+
+impl WorkArgs {
+    /// How this process logs and exports telemetry.
+    fn telemetry(&self) -> crate::telemetry::Options<'_> {
+        crate::telemetry::Options {
+            format: self.log_format.into(),
+            filter: self.log_filter.as_deref(),
+            otlp_endpoint: self.otlp_endpoint.as_deref(),
+        }
+    }
 }
 
 /// How the server writes its logs.
@@ -443,10 +475,13 @@ fn parse_interpolation(s: &str) -> Result<Interpolation, String> {
 }
 
 /// Runs the command the command line asks for.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+pub async fn run(cli: Cli, env_file: Option<crate::envfile::EnvFile>) -> anyhow::Result<()> {
     match &cli.command {
         Command::Serve(args) => {
-            let _telemetry = crate::telemetry::init_server(args.work.log_format.into())?;
+            let _telemetry = crate::telemetry::init_server(args.work.telemetry())?;
+            if let Some(file) = &env_file {
+                file.log();
+            }
             let mut settings = args.work.settings(Some(args.bind), !args.no_workers)?;
             settings.cors_origins = args.cors_origins.clone();
             settings.server.max_connections = args.max_connections as usize;
@@ -462,10 +497,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             return crate::startup::run(settings).await;
         }
         Command::Worker(args) => {
-            let _telemetry = crate::telemetry::init_server(args.log_format.into())?;
+            let _telemetry = crate::telemetry::init_server(args.telemetry())?;
+            if let Some(file) = &env_file {
+                file.log();
+            }
             return crate::startup::run(args.settings(None, true)?).await;
         }
-        _ => crate::telemetry::init_cli(),
+        _ => {
+            crate::telemetry::init_cli();
+            if let Some(file) = &env_file {
+                file.log();
+            }
+        }
     }
     match cli.command {
         Command::Serve(_) | Command::Worker(_) => unreachable!("handled above"),
@@ -493,6 +536,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Generate(args) => commands::generate::run(&args.plan()),
         Command::Token { command, database } => commands::token::run(&command, &database).await,
+        Command::ResetDb { database, yes } => {
+            anyhow::ensure!(
+                yes,
+                "reset-db drops the database and everything in it: run it again with --yes"
+            );
+            let (name, existed) = crate::db::drop_database(&database.database_url).await?;
+            if existed {
+                eprintln!("dropped the database {name}; the next serve or ingest creates it again");
+            } else {
+                eprintln!("there was no database {name}: nothing to drop");
+            }
+            Ok(())
+        }
     }
 }
 

@@ -10,6 +10,7 @@ pub mod cli;
 mod commands;
 pub mod db;
 pub mod domain;
+pub mod envfile;
 mod failpoint;
 pub mod generate;
 pub mod graphql;

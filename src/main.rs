@@ -1,13 +1,23 @@
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    // `.env` first, while the process has one thread (the runtime's start later).
+    let env_file = match store_monitor::envfile::load(&std::env::args_os().collect::<Vec<_>>()) {
+        Ok(file) => file,
+        Err(error) => return fail(&error),
+    };
     let cli = store_monitor::cli::Cli::parse();
-    match store_monitor::cli::run(cli).await {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&error.into()),
+    };
+    match runtime.block_on(store_monitor::cli::run(cli, env_file)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("store-monitor: error: {error:#}");
-            std::process::ExitCode::FAILURE
-        }
+        Err(error) => fail(&error),
     }
+}
+
+fn fail(error: &anyhow::Error) -> std::process::ExitCode {
+    eprintln!("store-monitor: error: {error:#}");
+    std::process::ExitCode::FAILURE
 }

@@ -153,7 +153,7 @@ impl Default for WebSocketSettings {
 
 /// A running store-monitor process.
 pub struct Application {
-    port: Option<u16>,
+    local: Option<std::net::SocketAddr>,
     state: AppState,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
@@ -204,13 +204,13 @@ impl Application {
             initial_load(&state).await?;
         }
         let mut tasks = Vec::new();
-        let mut port = None;
+        let mut local = None;
         if let Some(bind) = settings.bind {
             let listener = tokio::net::TcpListener::bind(bind)
                 .await
                 .with_context(|| format!("cannot listen on {bind}"))?;
-            let local = listener.local_addr()?;
-            port = Some(local.port());
+            let bound = listener.local_addr()?;
+            local = Some(bound);
             let routes = http::routes(
                 state.clone(),
                 graphql::schema(state.clone()),
@@ -222,7 +222,7 @@ impl Application {
             // Tests and benchmarks that start `serve --bind 127.0.0.1:0` read the port here.
             tracing::info!(
                 max_connections = limits.max_connections,
-                "listening on http://{local} (GraphiQL at /graphql)"
+                "listening on http://{bound} (the dashboard at /, GraphiQL at /graphql)"
             );
             let signal = stopped_signal(stopped.clone());
             tasks.push(tokio::spawn(async move {
@@ -253,7 +253,7 @@ impl Application {
         }
         tasks.push(tokio::spawn(watch_queue_depth(pool, stopped)));
         Ok(Application {
-            port,
+            local,
             state,
             stop,
             tasks,
@@ -262,7 +262,7 @@ impl Application {
 
     /// The HTTP port, if serving.
     pub fn port(&self) -> Option<u16> {
-        self.port
+        self.local.map(|local| local.port())
     }
 
     /// Asks everything to stop: no new requests or jobs; running reports finish (or, past
@@ -325,6 +325,9 @@ async fn announce(mode: AuthMode, asked: bool, bind: SocketAddr, db: &Pool) -> a
 /// Runs until SIGINT or SIGTERM, then shuts down gracefully.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let app = Application::build(settings).await?;
+    if let Some(local) = app.local {
+        announce_urls(local);
+    }
     let stop = app.stopper();
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -334,6 +337,18 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     app.run_until_stopped().await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Says, on stdout, where to point a browser or a client: the server is ready.
+fn announce_urls(local: std::net::SocketAddr) {
+    let urls = http::directory(local);
+    let width = urls.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+    let mut text = String::from("store-monitor is ready (Ctrl-C stops it):\n");
+    for (name, url) in &urls {
+        text.push_str(&format!("  {name:<width$}  {url}\n"));
+    }
+    print!("{text}");
+    tracing::info!(dashboard = %urls[0].1, graphiql = %urls[1].1, "ready");
 }
 
 /// SIGINT (Ctrl-C) or SIGTERM (what service managers send).

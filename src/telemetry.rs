@@ -1,8 +1,8 @@
 //! Logs, traces and metrics.
 //!
-//! Logs are readable lines (or JSON) on stderr. When `OTEL_EXPORTER_OTLP_ENDPOINT` is set,
-//! spans (HTTP requests, GraphQL operations, report jobs, loads) and metrics also go out by
-//! OTLP (gRPC). A report's trace continues from the `triggerReport` request into its job,
+//! Logs are readable lines (coloured on a terminal only) or JSON, on stderr. Given an OTLP
+//! endpoint (`--otlp-endpoint`, `OTEL_EXPORTER_OTLP_ENDPOINT`), spans (HTTP requests,
+//! GraphQL operations, report jobs, loads) and metrics also go out by OTLP (gRPC). A report's trace continues from the `triggerReport` request into its job,
 //! through the W3C `traceparent` stored with the report.
 
 use std::collections::HashMap;
@@ -29,7 +29,13 @@ pub fn init_cli() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colours())
         .try_init();
+}
+
+/// Colour codes only for a person at a terminal: in a file or a pipe they are noise.
+fn colours() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stderr())
 }
 
 /// How the server writes its logs.
@@ -60,26 +66,47 @@ impl Drop for Telemetry {
     }
 }
 
-/// Logs for the long-running commands (`serve`, `worker`): `info` unless `RUST_LOG` says
-/// otherwise, plus OTLP export of traces and metrics when an endpoint is configured.
-pub fn init_server(format: LogFormat) -> anyhow::Result<Telemetry> {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,apalis=warn,apalis_core=warn,poem=info"));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    let fmt = match format {
+/// How a long-running command logs and exports telemetry.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options<'a> {
+    /// Lines or JSON.
+    pub format: LogFormat,
+    /// A tracing filter (`RUST_LOG`'s syntax); `None`: info, the chattier libraries at warn.
+    pub filter: Option<&'a str>,
+    /// Where to send traces and metrics by OTLP; `None`: nowhere.
+    pub otlp_endpoint: Option<&'a str>,
+}
+
+/// Logs for the long-running commands (`serve`, `worker`), plus OTLP export of traces and
+/// metrics when an endpoint is given. A filter that does not parse is an error.
+pub fn init_server(options: Options<'_>) -> anyhow::Result<Telemetry> {
+    let filter = match options.filter {
+        Some(filter) => EnvFilter::try_new(filter)
+            .map_err(|e| anyhow::anyhow!("--log-filter (RUST_LOG) {filter:?}: {e}"))?,
+        None => EnvFilter::new("info,sqlx=warn,apalis=warn,apalis_core=warn,poem=info"),
+    };
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(colours());
+    let fmt = match options.format {
         LogFormat::Text => fmt.boxed(),
         LogFormat::Json => fmt.json().boxed(),
     };
     let mut telemetry = Telemetry::default();
-    let otel = if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some() {
+    let otel = if let Some(endpoint) = options.otlp_endpoint {
+        use opentelemetry_otlp::WithExportConfig;
         let resource = Resource::builder().with_service_name("store-monitor").build();
-        let spans = opentelemetry_otlp::SpanExporter::builder().with_tonic().build()?;
+        let spans = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint)
+            .build()?;
         let tracer = SdkTracerProvider::builder()
             .with_batch_exporter(spans)
             .with_resource(resource.clone())
             .build();
         let metrics = opentelemetry_otlp::MetricExporter::builder()
             .with_tonic()
+            .with_endpoint(endpoint)
             .build()?;
         let meter = SdkMeterProvider::builder()
             .with_periodic_exporter(metrics)
@@ -100,7 +127,10 @@ pub fn init_server(format: LogFormat) -> anyhow::Result<Telemetry> {
         .with(otel)
         .try_init()?;
     if exporting {
-        tracing::info!("exporting traces and metrics by OTLP");
+        tracing::info!(
+            endpoint = options.otlp_endpoint,
+            "exporting traces and metrics by OTLP"
+        );
     }
     Ok(telemetry)
 }

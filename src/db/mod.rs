@@ -61,6 +61,14 @@ pub enum DbError {
     },
     #[error("cannot apply the migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot drop the database {name}: {source}")]
+    Drop {
+        name: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("the database URL names no database: nothing to drop")]
+    NoDatabase,
 }
 
 /// A pool on the database of `url`, creating the database if it does not exist, with the
@@ -175,6 +183,44 @@ async fn create_database_if_missing(options: &PgConnectOptions) -> Result<(), Db
             source,
         }),
     }
+}
+
+/// Drops the database of `url`, closing its connections (a developer's reset: the next
+/// `serve` or `ingest` creates it again). Returns its name, and whether it existed.
+pub async fn drop_database(url: &str) -> Result<(String, bool), DbError> {
+    let options = PgConnectOptions::from_str(url).map_err(|source| DbError::Url {
+        url: url.to_string(),
+        source,
+    })?;
+    let name = options.get_database().ok_or(DbError::NoDatabase)?.to_string();
+    let mut admin = options
+        .clone()
+        .database("postgres")
+        .connect()
+        .await
+        .map_err(|source| DbError::Connect {
+            target: describe(&options),
+            source,
+        })?;
+    let drop_error = |source| DbError::Drop {
+        name: name.clone(),
+        source,
+    };
+    let existed: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(&name)
+        .fetch_one(&mut admin)
+        .await
+        .map_err(drop_error)?;
+    // DROP DATABASE takes no parameters; the name is quoted as an identifier.
+    let drop = format!(
+        "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+        name.replace('"', "\"\"")
+    );
+    sqlx::query(sqlx::AssertSqlSafe(drop))
+        .execute(&mut admin)
+        .await
+        .map_err(drop_error)?;
+    Ok((name, existed))
 }
 
 /// The newest migration the database has applied successfully (`None`: none), read through

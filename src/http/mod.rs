@@ -67,6 +67,27 @@ pub(crate) fn routes(
         .with(Tracing)
 }
 
+/// What a person can open on a server listening at `local`, by name: the pages, the API
+/// and its WebSocket, the health checks. A server listening on every address is shown at
+/// the loopback one, which a browser on the same machine can open.
+pub(crate) fn directory(local: std::net::SocketAddr) -> Vec<(&'static str, String)> {
+    let mut shown = local;
+    if local.ip().is_unspecified() {
+        shown.set_ip(match local {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    vec![
+        ("dashboard", format!("http://{shown}/")),
+        ("GraphiQL", format!("http://{shown}/graphql")),
+        ("GraphQL (POST)", format!("http://{shown}/graphql")),
+        ("subscriptions", format!("ws://{shown}/graphql/ws")),
+        ("liveness", format!("http://{shown}/healthz")),
+        ("readiness", format!("http://{shown}/readyz")),
+    ]
+}
+
 /// The items of a header list like `Accept` or `Accept-Encoding`, each as its lower-cased
 /// name and its weight (`q`) in thousandths (1000 when not given).
 fn weighted<'a>(values: impl Iterator<Item = &'a str>) -> impl Iterator<Item = (String, u32)> {

@@ -14,6 +14,8 @@ pub struct ChildServer {
     pub address: String,
     /// Every line the server has logged so far.
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Every line it has printed on stdout so far.
+    pub out: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// The arguments of a `serve` on a database of its own: no reload schedule, the input
@@ -77,13 +79,27 @@ impl ChildServer {
         Self::spawn(command)
     }
 
+    /// Starts `command` (a `serve` with whatever flags, environment and working directory
+    /// it was given), as [`ChildServer::start`] does.
+    pub fn start_command(command: Command) -> ChildServer {
+        Self::spawn(command)
+    }
+
     fn spawn(mut command: Command) -> ChildServer {
         let mut child = command
             .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("the server starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let printed = out.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                printed.lock().unwrap().push(line);
+            }
+        });
         let stderr = child.stderr.take().expect("stderr is piped");
         let (found, address) = std::sync::mpsc::channel();
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -101,7 +117,12 @@ impl ChildServer {
         let address = address
             .recv_timeout(Duration::from_secs(300))
             .expect("the server says where it listens");
-        ChildServer { child, address, log }
+        ChildServer {
+            child,
+            address,
+            log,
+            out,
+        }
     }
 
     /// The process's id, for signals.

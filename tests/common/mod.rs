@@ -46,7 +46,7 @@ pub fn create_token(db: &TestDb, role: &str, name: &str) -> String {
 pub struct TestDb {
     pub pool: PgPool,
     pub url: String,
-    name: String,
+    pub name: String,
 }
 
 impl TestDb {
