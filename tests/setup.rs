@@ -286,6 +286,7 @@ fn json(path: &str) -> serde_json::Value {
 #[test]
 fn the_vscode_files_start_what_exists() {
     let launch = json(".vscode/launch.json");
+    let tasks = json(".vscode/tasks.json");
     let configurations = launch["configurations"].as_array().unwrap();
     let find = |args: &[&str]| {
         configurations
@@ -297,8 +298,18 @@ fn the_vscode_files_start_what_exists() {
         let configuration = find(&[command]);
         assert_eq!(configuration["type"], "lldb", "CodeLLDB's type");
         assert_eq!(configuration["request"], "launch");
-        // The binary reads `.env` from its working directory: the workspace's.
+        // The binary reads `.env` from its working directory, the workspace's; CodeLLDB
+        // reads it too, after a task has made one from `.env.example` if there is none.
         assert_eq!(configuration["cwd"], "${workspaceFolder}");
+        assert_eq!(configuration["envFile"], "${workspaceFolder}/.env");
+        let before = configuration["preLaunchTask"].as_str().unwrap();
+        let task = tasks["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["label"] == before)
+            .expect("the task to run first");
+        assert_eq!(task["command"], "test -f .env || cp .env.example .env");
         assert_eq!(configuration["cargo"]["filter"]["name"], "store-monitor");
         assert_eq!(configuration["cargo"]["filter"]["kind"], "bin");
         assert!(
@@ -347,7 +358,6 @@ fn the_vscode_files_start_what_exists() {
         .collect();
     assert_eq!(offered, tests, "the list of test binaries is out of date");
 
-    let tasks = json(".vscode/tasks.json");
     let commands: Vec<String> = tasks["tasks"]
         .as_array()
         .unwrap()
