@@ -444,3 +444,53 @@ async fn an_answer_over_the_size_limit_is_replaced_by_the_error_that_says_so() {
     assert!(small["data"]["dataset"]["stores"].is_i64(), "{small}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_and_every_file_it_names_are_served_under_a_strict_policy() {
+    let db = TestDb::new().await;
+    let server = TestApp::spawn(&db, &common::example_dirs()[0], 0).await;
+    let page = server.get("/").await;
+    assert_eq!(page.status(), 200);
+    let policy = page.headers()[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        policy.contains("script-src 'self'") && !policy.contains("unsafe"),
+        "{policy}"
+    );
+    let html = page.text().await.unwrap();
+
+    // Every file the page names, and every module those import, is there with its type.
+    let mut files: Vec<String> = html
+        .split("\"/dashboard/")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap().to_string())
+        .collect();
+    let mut seen = 0;
+    while seen < files.len() {
+        let name = files[seen].clone();
+        seen += 1;
+        let answer = server.get(&format!("/dashboard/{name}")).await;
+        assert_eq!(answer.status(), 200, "{name}");
+        let kind = answer.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let body = answer.text().await.unwrap();
+        if name.ends_with(".js") {
+            assert!(kind.starts_with("text/javascript"), "{name}: {kind}");
+            for import in body.split("from './").skip(1) {
+                let module = import.split('\'').next().unwrap().to_string();
+                if !files.contains(&module) {
+                    files.push(module);
+                }
+            }
+        } else {
+            assert!(kind.starts_with("text/css"), "{name}: {kind}");
+        }
+    }
+    assert!(files.len() >= 4, "{files:?}");
+    assert_eq!(server.get("/dashboard/nothing.js").await.status(), 404);
+    server.stop().await;
+}

@@ -276,7 +276,8 @@ async function loadRows() {
 
 function filterRows(event) {
   event.preventDefault();
-  const ids = $('filter').value.split(/[\s,]+/).filter(Boolean);
+  // Commas (or lines) separate ids: an id may hold a space.
+  const ids = $('filter').value.split(/[,\n]/).map((id) => id.trim()).filter(Boolean);
   table.storeIds = ids.length > 0 ? ids.slice(0, 1000) : null;
   table.cursors = [null];
   loadRows();
