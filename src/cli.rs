@@ -476,14 +476,22 @@ fn parse_interpolation(s: &str) -> Result<Interpolation, String> {
 
 /// Runs the command the command line asks for.
 pub async fn run(cli: Cli, env_file: Option<crate::envfile::EnvFile>) -> anyhow::Result<()> {
-    match &cli.command {
+    // The long-running commands log at info (and may export telemetry); the others warn only.
+    let _telemetry = match &cli.command {
+        Command::Serve(args) => Some(crate::telemetry::init_server(args.work.telemetry())?),
+        Command::Worker(args) => Some(crate::telemetry::init_server(args.telemetry())?),
+        _ => {
+            crate::telemetry::init_cli();
+            None
+        }
+    };
+    if let Some(file) = &env_file {
+        file.log();
+    }
+    match cli.command {
         Command::Serve(args) => {
-            let _telemetry = crate::telemetry::init_server(args.work.telemetry())?;
-            if let Some(file) = &env_file {
-                file.log();
-            }
             let mut settings = args.work.settings(Some(args.bind), !args.no_workers)?;
-            settings.cors_origins = args.cors_origins.clone();
+            settings.cors_origins = args.cors_origins;
             settings.server.max_connections = args.max_connections as usize;
             settings.server.header_timeout = std::time::Duration::from_secs(args.header_timeout);
             settings.websocket.max_sockets_per_address = args.max_sockets_per_address as usize;
@@ -494,24 +502,9 @@ pub async fn run(cli: Cli, env_file: Option<crate::envfile::EnvFile>) -> anyhow:
             });
             settings.trigger_rate = args.trigger_rate;
             settings.reload_rate = args.reload_rate;
-            return crate::startup::run(settings).await;
+            crate::startup::run(settings).await
         }
-        Command::Worker(args) => {
-            let _telemetry = crate::telemetry::init_server(args.telemetry())?;
-            if let Some(file) = &env_file {
-                file.log();
-            }
-            return crate::startup::run(args.settings(None, true)?).await;
-        }
-        _ => {
-            crate::telemetry::init_cli();
-            if let Some(file) = &env_file {
-                file.log();
-            }
-        }
-    }
-    match cli.command {
-        Command::Serve(_) | Command::Worker(_) => unreachable!("handled above"),
+        Command::Worker(args) => crate::startup::run(args.settings(None, true)?).await,
         Command::Schema => {
             print!("{}", crate::graphql::sdl());
             Ok(())
@@ -536,19 +529,7 @@ pub async fn run(cli: Cli, env_file: Option<crate::envfile::EnvFile>) -> anyhow:
         }
         Command::Generate(args) => commands::generate::run(&args.plan()),
         Command::Token { command, database } => commands::token::run(&command, &database).await,
-        Command::ResetDb { database, yes } => {
-            anyhow::ensure!(
-                yes,
-                "reset-db drops the database and everything in it: run it again with --yes"
-            );
-            let (name, existed) = crate::db::drop_database(&database.database_url).await?;
-            if existed {
-                eprintln!("dropped the database {name}; the next serve or ingest creates it again");
-            } else {
-                eprintln!("there was no database {name}: nothing to drop");
-            }
-            Ok(())
-        }
+        Command::ResetDb { database, yes } => commands::reset_db::run(&database, yes).await,
     }
 }
 

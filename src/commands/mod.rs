@@ -4,4 +4,5 @@
 pub(crate) mod generate;
 pub(crate) mod ingest;
 pub(crate) mod report;
+pub(crate) mod reset_db;
 pub(crate) mod token;
