@@ -51,15 +51,5 @@ pub(crate) fn page() -> Response {
 /// names them without a version: browsers check them again each time (cheap, and never stale).
 #[handler]
 pub(crate) fn file(Path(name): Path<String>) -> Response {
-    match FILES.iter().find(|(file, _, _)| *file == name) {
-        Some((_, content_type, bytes)) => Response::builder()
-            .status(StatusCode::OK)
-            .content_type(*content_type)
-            .header(header::CACHE_CONTROL, "no-cache")
-            .body(*bytes),
-        None => Response::builder()
-            .status(StatusCode::NOT_FOUND)
-            .content_type("text/plain; charset=utf-8")
-            .body(format!("no dashboard file {name:?}")),
-    }
+    super::embedded_file(&FILES, &name, "no-cache", "dashboard")
 }

@@ -53,15 +53,5 @@ pub(crate) fn page() -> Response {
 /// version is in the URL's cache key: a day of caching is safe and saves the reloads.
 #[handler]
 pub(crate) fn file(Path(name): Path<String>) -> Response {
-    match FILES.iter().find(|(file, _, _)| *file == name) {
-        Some((_, content_type, bytes)) => Response::builder()
-            .status(StatusCode::OK)
-            .content_type(*content_type)
-            .header(header::CACHE_CONTROL, "public, max-age=86400")
-            .body(*bytes),
-        None => Response::builder()
-            .status(StatusCode::NOT_FOUND)
-            .content_type("text/plain; charset=utf-8")
-            .body(format!("no GraphiQL file {name:?}")),
-    }
+    super::embedded_file(&FILES, &name, "public, max-age=86400", "GraphiQL")
 }

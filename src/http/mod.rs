@@ -67,6 +67,27 @@ pub(crate) fn routes(
         .with(Tracing)
 }
 
+/// A file the binary embeds, one of `files` (name, content type, bytes), with this
+/// `Cache-Control`; 404 saying which `kind` of file was not found.
+fn embedded_file(
+    files: &[(&str, &str, &'static [u8])],
+    name: &str,
+    cache: &'static str,
+    kind: &str,
+) -> Response {
+    match files.iter().find(|(file, _, _)| *file == name) {
+        Some((_, content_type, bytes)) => Response::builder()
+            .status(StatusCode::OK)
+            .content_type(*content_type)
+            .header(header::CACHE_CONTROL, cache)
+            .body(*bytes),
+        None => Response::builder()
+            .status(StatusCode::NOT_FOUND)
+            .content_type("text/plain; charset=utf-8")
+            .body(format!("no {kind} file {name:?}")),
+    }
+}
+
 /// What a person can open on a server listening at `local`, by name: the pages, the API
 /// and its WebSocket, the health checks. A server listening on every address is shown at
 /// the loopback one, which a browser on the same machine can open.
