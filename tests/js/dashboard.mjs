@@ -21,7 +21,7 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import puppeteer from 'puppeteer-core';
+import { confine, launch } from './browser.mjs';
 
 const [mode, origin, expectedCsv, shots] = process.argv.slice(2);
 const fail = (message) => {
@@ -41,16 +41,11 @@ function readCsv(path) {
 /** Store ids compared as the API does: byte by byte (UTF-8). */
 const byBytes = (a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b));
 
-const browser = await puppeteer.launch({
-  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage();
   await page.setViewport({ width: 1280, height: 900 });
-  const elsewhere = [];
+  const elsewhere = await confine(page, origin);
   const pageErrors = [];
   page.on('pageerror', (e) => pageErrors.push(String(e).slice(0, 300)));
   page.on('console', (m) => {
@@ -59,16 +54,6 @@ try {
   });
   page.on('requestfailed', (r) => {
     if (new URL(r.url()).origin === origin) pageErrors.push(`${r.url()}: ${r.failure()?.errorText}`);
-  });
-  await page.setRequestInterception(true);
-  page.on('request', (request) => {
-    const url = new URL(request.url());
-    if (url.protocol === 'data:' || url.origin === origin) {
-      request.continue();
-    } else {
-      elsewhere.push(request.url());
-      request.abort();
-    }
   });
   const text = (selector) => page.$eval(selector, (e) => e.textContent.trim());
   const waitFor = (what, fn, ...args) => page.waitForFunction(fn, { timeout: 20000 }, ...args)

@@ -3,7 +3,7 @@
 // editor shows its result. With a TOKEN (a server that needs one), the page first says a
 // token is needed, then the token is pasted into its field.
 // Usage: node graphiql.mjs http://127.0.0.1:PORT SCREENSHOT.png [TOKEN]
-import puppeteer from 'puppeteer-core';
+import { confine, launch } from './browser.mjs';
 
 const [origin, screenshot, token] = process.argv.slice(2);
 const fail = (message) => {
@@ -11,38 +11,16 @@ const fail = (message) => {
   process.exit(1);
 };
 
-const browser = await puppeteer.launch({
-  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-  ],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage();
   await page.setViewport({ width: 1400, height: 800 });
-  const elsewhere = [];
+  const elsewhere = await confine(page, origin);
   const pageErrors = [];
   page.on('pageerror', (e) => pageErrors.push(String(e).slice(0, 300)));
   page.on('console', (m) => {
     // The browser reports the 401 of the check made before the token is pasted.
     if (m.type() === 'error' && !(token && m.text().includes('401'))) pageErrors.push(m.text().slice(0, 300));
-  });
-  await page.setRequestInterception(true);
-  page.on('request', (request) => {
-    const url = new URL(request.url());
-    if (url.protocol === 'data:' || url.origin === origin) {
-      request.continue();
-    } else {
-      elsewhere.push(request.url());
-      request.abort();
-    }
   });
 
   const seen = [];

@@ -2,14 +2,10 @@
 // makes the best ones): the overview after a report, a store's week (the worst store's,
 // or STORE_ID's), and that page on a phone. Not a test: tests/js/dashboard.mjs is.
 // Usage: node tests/js/screenshots.mjs http://127.0.0.1:8000 docs [STORE_ID]
-import puppeteer from 'puppeteer-core';
+import { launch } from './browser.mjs';
 
 const [origin, out, storeId] = process.argv.slice(2);
-const browser = await puppeteer.launch({
-  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--no-first-run'],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage();
   await page.setViewport({ width: 1280, height: 900 });

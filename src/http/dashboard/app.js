@@ -441,16 +441,21 @@ async function followNewest() {
   }
 }
 
+/** Everything the overview shows, and its live updates, once the server takes the token. */
+async function load() {
+  if (await checkToken()) {
+    showError(null);
+    await Promise.all([loadDataset(), loadLatest(), followNewest()]);
+    listen();
+  }
+}
+
 async function start() {
   $('token').value = token.get();
   $('token-form').addEventListener('submit', async (event) => {
     event.preventDefault();
     token.set($('token').value.trim());
-    if (await checkToken()) {
-      showError(null);
-      await Promise.all([loadDataset(), loadLatest(), followNewest()]);
-      listen();
-    }
+    await load();
   });
   $('forget').addEventListener('click', () => {
     $('token').value = '';
@@ -471,10 +476,7 @@ async function start() {
   });
   window.addEventListener('hashchange', route);
   renderHead();
-  if (await checkToken()) {
-    await Promise.all([loadDataset(), loadLatest(), followNewest()]);
-    listen();
-  }
+  await load();
   route();
 }
 
