@@ -19,5 +19,6 @@ pub mod input;
 pub mod jobs;
 pub mod output;
 pub(crate) mod service;
+pub mod settings;
 pub mod startup;
 mod telemetry;

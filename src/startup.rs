@@ -2,9 +2,7 @@
 //! the reload schedule, started and stopped as one [`Application`].
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -15,141 +13,18 @@ use tokio::task::JoinHandle;
 
 use crate::db::Pool;
 use crate::db::events::ReportEvents;
-use crate::input::FileChoice;
 use crate::jobs::reload::ReloadContext;
 use crate::jobs::report::{self as report_job, ReportContext};
 use crate::output::ReportFiles;
 use crate::service::AppState;
 use crate::service::auth::Access;
-pub use crate::service::auth::AuthMode;
 use crate::service::rate::RateLimit;
-use crate::{db, graphql, http, service};
+use crate::settings::{AuthMode, Settings, protected_mode};
+use crate::{db, graphql, http, jobs, service};
 
 /// How long an API request waits for a database connection before it is answered 503:
 /// with the database down, sqlx retries connecting until then.
 const API_ACQUIRE_TIMEOUT: Duration = Duration::from_millis(750);
-
-/// How the application runs.
-#[derive(Clone, Debug)]
-pub struct Settings {
-    pub database_url: String,
-    /// Where to serve HTTP (port 0: any free port); `None`: no HTTP (a worker process).
-    pub bind: Option<SocketAddr>,
-    pub data_dir: PathBuf,
-    pub files: FileChoice,
-    pub reports_dir: PathBuf,
-    /// When to reload the input files; `None`: never on a schedule.
-    pub reload: Option<cron::Schedule>,
-    /// How long finished queue jobs, reload ticks and `unchanged` load records are kept.
-    pub keep_history: chrono::TimeDelta,
-    /// How much a new hours or time-zone file may take away (see `db::reload::Guard`).
-    pub snapshot_guard: crate::db::reload::Guard,
-    /// How long finished reports are kept; `None`: forever.
-    pub keep_reports: Option<chrono::TimeDelta>,
-    /// Reports computed at once by this process; 0: no report worker.
-    pub concurrency: usize,
-    /// Origins allowed to call the API from a browser; empty: this server's own only.
-    pub cors_origins: Vec<String>,
-    /// Load the input files at start when the database holds no data yet.
-    pub initial_load: bool,
-    /// How subscription sockets are kept.
-    pub websocket: WebSocketSettings,
-    /// The largest GraphQL answer sent over HTTP; a larger one is replaced by an error.
-    pub max_response_bytes: usize,
-    /// What each HTTP connection is allowed.
-    pub server: ServerLimits,
-    /// Reports that may wait for a worker; past it `triggerReport` is TOO_MANY_REQUESTS.
-    pub max_queued_reports: usize,
-    /// Whether callers need API tokens; `None`: protected mode, decided by `bind` (open on
-    /// a loopback address, tokens required on any other).
-    pub auth: Option<AuthMode>,
-    /// `triggerReport` calls a minute per token or address (0: no limit).
-    pub trigger_rate: u32,
-    /// `reloadData` calls a minute per token or address (0: no limit).
-    pub reload_rate: u32,
-}
-
-/// Whether callers of a server bound to `bind` need tokens when `--auth` does not say
-/// (Redis's protected mode): not on a loopback address, which only this machine reaches.
-pub fn protected_mode(bind: SocketAddr) -> AuthMode {
-    if bind.ip().is_loopback() {
-        AuthMode::Off
-    } else {
-        AuthMode::Required
-    }
-}
-
-/// What a server that needs tokens and has none says instead of starting.
-const NO_TOKEN: &str = "this server needs API tokens (it is bound to a non-loopback address) and the database has none that \
-     work: create one with\n\n    store-monitor token create --role admin --name NAME\n\n(with the same DATABASE_URL), \
-     or start with --auth off to serve without tokens (anyone who reaches the port may do anything)";
-
-/// What the server allows each connection.
-#[derive(Clone, Copy, Debug)]
-pub struct ServerLimits {
-    /// Connections served at once; one more is answered 503 and closed.
-    pub max_connections: usize,
-    /// How long a client has to send a request's headers, and how long a keep-alive
-    /// connection may wait idle for its next request.
-    pub header_timeout: Duration,
-    /// How long running requests have to finish at shutdown.
-    pub shutdown_grace: Duration,
-}
-
-impl Default for ServerLimits {
-    fn default() -> Self {
-        ServerLimits {
-            max_connections: 1024,
-            header_timeout: Duration::from_secs(10),
-            shutdown_grace: Duration::from_secs(10),
-        }
-    }
-}
-
-/// File descriptors kept for the database pools, the report files and the input files.
-const RESERVED_FILES: usize = 128;
-
-/// `limits`, with no more connections than the process can open files for: past that,
-/// `accept` itself would fail.
-fn connection_limits(mut limits: ServerLimits) -> ServerLimits {
-    if let Some(files) = http::open_files_limit() {
-        let most = files.saturating_sub(RESERVED_FILES).max(16);
-        if limits.max_connections > most {
-            tracing::warn!(
-                asked = limits.max_connections,
-                open_files_limit = files,
-                max_connections = most,
-                "fewer connections than asked: the process may open only so many files (raise `ulimit -n`)"
-            );
-            limits.max_connections = most;
-        }
-    }
-    limits
-}
-
-/// How subscription sockets are kept.
-#[derive(Clone, Copy, Debug)]
-pub struct WebSocketSettings {
-    /// How long a new socket has to send `connection_init`.
-    pub init_timeout: Duration,
-    /// How often an open socket is pinged, so that proxies do not close it as idle.
-    pub keepalive: Duration,
-    /// Subscriptions one socket may have at once.
-    pub max_subscriptions: usize,
-    /// Sockets one client address may have open at once.
-    pub max_sockets_per_address: usize,
-}
-
-impl Default for WebSocketSettings {
-    fn default() -> Self {
-        WebSocketSettings {
-            init_timeout: Duration::from_secs(10),
-            keepalive: Duration::from_secs(15),
-            max_subscriptions: 100,
-            max_sockets_per_address: 64,
-        }
-    }
-}
 
 /// A running store-monitor process.
 pub struct Application {
@@ -184,6 +59,7 @@ impl Application {
             .context("cannot listen for report events")?;
         let access = Access::load(&pool, mode, &events)
             .await
+            .map_err(anyhow::Error::from)
             .context("cannot read the key that signs report links")?;
         let state = AppState {
             db: api,
@@ -218,7 +94,7 @@ impl Application {
                 settings.websocket,
                 settings.max_response_bytes,
             );
-            let limits = connection_limits(settings.server);
+            let limits = http::connection_limits(settings.server);
             // Tests and benchmarks that start `serve --bind 127.0.0.1:0` read the port here.
             tracing::info!(
                 max_connections = limits.max_connections,
@@ -245,13 +121,21 @@ impl Application {
             }));
         }
         if settings.concurrency > 0 {
-            tasks.push(tokio::spawn(maintain_reports(
-                state.clone(),
-                settings.keep_reports,
+            tasks.push(tokio::spawn(jobs::reconcile::every_minute(
+                pool.clone(),
                 stopped.clone(),
             )));
+            if let Some(keep) = settings.keep_reports {
+                let files = state.reports.clone();
+                tasks.push(tokio::spawn(jobs::prune_reports::every_minute(
+                    pool.clone(),
+                    files,
+                    keep,
+                    stopped.clone(),
+                )));
+            }
         }
-        tasks.push(tokio::spawn(watch_queue_depth(pool, stopped)));
+        tasks.push(tokio::spawn(jobs::queue_depth::watch(pool, stopped)));
         Ok(Application {
             local,
             state,
@@ -298,6 +182,15 @@ impl Application {
     }
 }
 
+/// What a server that needs tokens (`why`) and has none says instead of starting.
+fn no_token(why: &str) -> String {
+    format!(
+        "this server needs API tokens ({why}) and the database has none that work: create one with\n\n    \
+         store-monitor token create --role admin --name NAME\n\n(with the same DATABASE_URL), or start with \
+         --auth off to serve without tokens (anyone who reaches the port may do anything)"
+    )
+}
+
 /// Says in the log who may call a server, and refuses to start one that needs tokens and
 /// has none.
 async fn announce(mode: AuthMode, asked: bool, bind: SocketAddr, db: &Pool) -> anyhow::Result<()> {
@@ -305,8 +198,14 @@ async fn announce(mode: AuthMode, asked: bool, bind: SocketAddr, db: &Pool) -> a
         (AuthMode::Required, _) => {
             let usable = service::auth::usable_tokens(db)
                 .await
+                .map_err(anyhow::Error::from)
                 .context("cannot count the API tokens")?;
-            anyhow::ensure!(usable > 0, NO_TOKEN);
+            let why = if asked {
+                "--auth required"
+            } else {
+                "it is bound to a non-loopback address"
+            };
+            anyhow::ensure!(usable > 0, no_token(why));
             tracing::info!(tokens = usable, "API tokens required (--auth required)");
         }
         (AuthMode::Off, true) => tracing::warn!(
@@ -447,64 +346,9 @@ async fn initial_load(state: &AppState) -> anyhow::Result<()> {
     if let Err(e) = service::reload(state, false).await {
         // A server without data still serves (reports are empty until a reload).
         tracing::warn!(
-            error = format!("{e:#}"),
+            error = format!("{:#}", anyhow::Error::from(e)),
             "the initial load failed; serving without data"
         );
     }
     Ok(())
-}
-
-/// Every minute, in each process that computes reports: makes sure every unfinished
-/// report will finish (`jobs::report::reconcile`) and forgets the reports past their
-/// keeping time.
-async fn maintain_reports(
-    state: AppState,
-    keep: Option<chrono::TimeDelta>,
-    stopped: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    let stop = stopped_signal(stopped);
-    tokio::pin!(stop);
-    let mut every = tokio::time::interval(Duration::from_secs(60));
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = &mut stop => return Ok(()),
-            _ = every.tick() => {}
-        }
-        match report_job::reconcile(&state.work).await {
-            Ok(done) if done != Default::default() => {
-                tracing::warn!(
-                    requeued = done.requeued,
-                    failed = done.failed,
-                    "reconciled reports"
-                );
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = format!("{e:#}"), "cannot reconcile reports"),
-        }
-        if let Some(keep) = keep {
-            match report_job::prune(&state.work, &state.reports, chrono::Utc::now() - keep).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(reports = n, kept_days = keep.num_days(), "pruned old reports"),
-                Err(e) => tracing::warn!(error = format!("{e:#}"), "cannot prune old reports"),
-            }
-        }
-    }
-}
-
-/// Refreshes the queue-depth gauge every few seconds.
-async fn watch_queue_depth(pool: Pool, stopped: watch::Receiver<bool>) -> anyhow::Result<()> {
-    let depth = Arc::new(AtomicU64::new(0));
-    crate::telemetry::register_queue_depth(depth.clone());
-    let stop = stopped_signal(stopped);
-    tokio::pin!(stop);
-    loop {
-        if let Ok(n) = db::queue::depth(&pool, report_job::QUEUE).await {
-            depth.store(n as u64, Ordering::Relaxed);
-        }
-        tokio::select! {
-            _ = &mut stop => return Ok(()),
-            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
-        }
-    }
 }

@@ -163,10 +163,36 @@ pub struct Metrics {
     rows_rejected: Counter<u64>,
 }
 
+/// How a report's job ended, as the metrics count it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReportOutcome {
+    /// Computed.
+    Complete,
+    /// Finished at once with an equal report's result.
+    Reused,
+    /// Could not be computed.
+    Failed,
+    /// Stopped by `cancelReport`.
+    Cancelled,
+}
+
+impl ReportOutcome {
+    /// The metric's `outcome` attribute.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReportOutcome::Complete => "complete",
+            ReportOutcome::Reused => "reused",
+            ReportOutcome::Failed => "failed",
+            ReportOutcome::Cancelled => "cancelled",
+        }
+    }
+}
+
 impl Metrics {
-    pub fn report_finished(&self, outcome: &'static str, took: Duration) {
-        self.reports.add(1, &[KeyValue::new("outcome", outcome)]);
-        if outcome == "complete" {
+    /// A report's job ended; only a computed one's time says how long reports take.
+    pub fn report_finished(&self, outcome: ReportOutcome, took: Duration) {
+        self.reports.add(1, &[KeyValue::new("outcome", outcome.name())]);
+        if outcome == ReportOutcome::Complete {
             self.report_seconds.record(took.as_secs_f64(), &[]);
         }
     }
@@ -185,7 +211,7 @@ pub fn metrics() -> &'static Metrics {
         Metrics {
             reports: meter
                 .u64_counter("store_monitor.reports")
-                .with_description("Reports finished, by outcome (complete, reused, failed)")
+                .with_description("Reports finished, by outcome (complete, reused, failed, cancelled)")
                 .build(),
             report_seconds: meter
                 .f64_histogram("store_monitor.report.duration")

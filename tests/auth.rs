@@ -34,11 +34,11 @@ impl Protected {
         Self::start_with(|_| {}).await
     }
 
-    async fn start_with(adjust: impl FnOnce(&mut store_monitor::startup::Settings)) -> Protected {
+    async fn start_with(adjust: impl FnOnce(&mut store_monitor::settings::Settings)) -> Protected {
         let db = TestDb::new().await;
         let admin = create_token(&db, "admin", "test admin");
         let app = TestApp::spawn_adjusted(&db, &data(), 1, true, None, |s| {
-            s.auth = Some(store_monitor::startup::AuthMode::Required);
+            s.auth = Some(store_monitor::settings::AuthMode::Required);
             adjust(s);
         })
         .await;

@@ -63,7 +63,7 @@ async fn the_dashboard_takes_a_pasted_token_for_its_requests_and_its_socket() {
     let db = TestDb::new().await;
     let token = common::create_token(&db, "operator", "the dashboard in a browser");
     let server = TestApp::spawn_adjusted(&db, &odd_hours(), 1, true, None, |s| {
-        s.auth = Some(store_monitor::startup::AuthMode::Required);
+        s.auth = Some(store_monitor::settings::AuthMode::Required);
     })
     .await;
     let log = common::js::run(
@@ -118,7 +118,7 @@ async fn graphiql_takes_a_pasted_token_on_a_server_that_needs_one() {
     let db = TestDb::new().await;
     let token = common::create_token(&db, "viewer", "GraphiQL in a browser");
     let server = TestApp::spawn_adjusted(&db, &example_dirs()[0], 0, true, None, |s| {
-        s.auth = Some(store_monitor::startup::AuthMode::Required);
+        s.auth = Some(store_monitor::settings::AuthMode::Required);
     })
     .await;
     let screenshot = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/graphiql-token.png");

@@ -42,7 +42,7 @@ async fn subscription_clients_send_the_token_in_connection_params() {
     let db = TestDb::new().await;
     let token = common::create_token(&db, "operator", "subscription clients");
     let server = TestApp::spawn_adjusted(&db, &example_dirs()[0], 1, true, None, |s| {
-        s.auth = Some(store_monitor::startup::AuthMode::Required);
+        s.auth = Some(store_monitor::settings::AuthMode::Required);
     })
     .await;
     let log = common::js::run("follow.mjs", vec![server.address.clone(), token], vec![]).await;

@@ -6,9 +6,10 @@ use std::path::Path;
 
 use common::{TestDb, example_dirs};
 use store_monitor::db::housekeeping::{self, Pruned};
-use store_monitor::db::loads::{self, Outcome};
+use store_monitor::db::loads;
 use store_monitor::db::reload::{Reload, reload};
 use store_monitor::db::snapshot::Snapshot;
+use store_monitor::domain::load::Outcome;
 use store_monitor::domain::{Interpolation, StoreReport, Timestamp};
 use store_monitor::generate::{Plan, generate};
 use store_monitor::input::{DataFiles, FileChoice, FileKind, InputData};

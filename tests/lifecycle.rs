@@ -11,7 +11,9 @@ use std::time::Duration;
 use chrono::{TimeDelta, Utc};
 use common::TestDb;
 use common::child::{ChildServer, serve_args};
-use store_monitor::jobs::report::{self as report_job, Reconciled};
+use store_monitor::jobs::prune_reports;
+use store_monitor::jobs::reconcile::{self, Reconciled};
+use store_monitor::jobs::report as report_job;
 use store_monitor::output::ReportFiles;
 use uuid::Uuid;
 
@@ -154,7 +156,7 @@ async fn the_reconciler_queues_a_report_without_a_job_and_fails_one_whose_job_ga
         .await
         .unwrap();
 
-    let done = report_job::reconcile(&db.pool).await.unwrap();
+    let done = reconcile::reconcile(&db.pool).await.unwrap();
     assert_eq!(
         done,
         Reconciled {
@@ -185,7 +187,7 @@ async fn the_reconciler_queues_a_report_without_a_job_and_fails_one_whose_job_ga
     );
 
     assert_eq!(
-        report_job::reconcile(&db.pool).await.unwrap(),
+        reconcile::reconcile(&db.pool).await.unwrap(),
         Reconciled::default()
     );
 }
@@ -231,7 +233,7 @@ async fn finished_reports_are_forgotten_after_their_keeping_time_except_a_result
         .await
         .unwrap();
 
-    let pruned = report_job::prune(&db.pool, &files, Utc::now() - day * 30)
+    let pruned = prune_reports::prune(&db.pool, &files, Utc::now() - day * 30)
         .await
         .unwrap();
     assert_eq!(pruned, 2, "the old report and the old failed one");
@@ -252,7 +254,7 @@ async fn finished_reports_are_forgotten_after_their_keeping_time_except_a_result
     assert!(files.path(shared).exists() && files.path(fresh).exists());
 
     assert_eq!(
-        report_job::prune(&db.pool, &files, Utc::now() - day * 30)
+        prune_reports::prune(&db.pool, &files, Utc::now() - day * 30)
             .await
             .unwrap(),
         0

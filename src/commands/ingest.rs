@@ -2,12 +2,35 @@
 
 use std::time::Instant;
 
-use crate::cli::{DataArgs, DbArgs};
+use clap::Args;
+
+use super::args::{DataArgs, DbArgs, GuardArgs};
 use crate::db;
-use crate::db::loads::Outcome;
+use crate::domain::load::Outcome;
 use crate::input::DataFiles;
 
-pub(crate) async fn run(data: &DataArgs, database: &DbArgs, guard: db::reload::Guard) -> anyhow::Result<()> {
+#[derive(Debug, Args)]
+pub(crate) struct IngestArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    database: DbArgs,
+    /// Accept business-hours or time-zone files that would leave more than
+    /// --max-snapshot-loss of the stores they cover without rows (refused otherwise, as
+    /// a half-copied file).
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    guard: GuardArgs,
+}
+
+pub(crate) async fn run(args: &IngestArgs) -> anyhow::Result<()> {
+    let (data, database) = (&args.data, &args.database);
+    let guard = if args.force {
+        db::reload::Guard::FORCE
+    } else {
+        args.guard.guard()
+    };
     let started = Instant::now();
     let files = DataFiles::find(&data.data, &data.choice())?;
     let pool = db::connect(&database.database_url, 4).await?;

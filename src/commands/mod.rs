@@ -1,8 +1,11 @@
-//! One module per one-shot subcommand: each parses nothing itself (see [`crate::cli`]),
-//! wires the library together and says what it did.
+//! One module per subcommand: its flags (which `cli` names), and what it runs: the
+//! one-shot commands wire the library together and say what they did; `serve` and
+//! `worker` describe the settings `startup` runs with. `args` has the flags several share.
 
+pub(crate) mod args;
 pub(crate) mod generate;
 pub(crate) mod ingest;
 pub(crate) mod report;
 pub(crate) mod reset_db;
+pub(crate) mod serve;
 pub(crate) mod token;

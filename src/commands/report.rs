@@ -1,14 +1,41 @@
 //! `store-monitor report`: the report from CSV files, in memory.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
+use clap::Args;
 
-use crate::cli::ReportArgs;
+use super::args::{DataArgs, DbArgs, parse_interpolation, parse_timestamp};
 use crate::domain::Report;
+use crate::domain::{Interpolation, Timestamp};
 use crate::input::{DataFiles, InputData, Rejected};
 use crate::output::{write_atomically, write_report};
+
+#[derive(Debug, Args)]
+pub(crate) struct ReportArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Compute the report from the data in PostgreSQL (see `ingest`) instead of the files.
+    #[arg(long)]
+    pub from_db: bool,
+    #[command(flatten)]
+    pub database: DbArgs,
+    /// Compute the report as of this UTC instant (e.g. "2023-01-25 18:00:00 UTC"); polls
+    /// after it are ignored. Default: the newest poll.
+    #[arg(long, value_name = "TIMESTAMP", value_parser = parse_timestamp)]
+    pub as_of: Option<Timestamp>,
+    /// How status is read between polls.
+    #[arg(long, default_value = "nearest", value_parser = parse_interpolation)]
+    pub interpolation: Interpolation,
+    /// Write the report here (atomically) instead of to stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Write every rejected row here as CSV (file, line, reason, raw).
+    #[arg(long, value_name = "FILE")]
+    pub rejected: Option<PathBuf>,
+}
 
 /// How many rejected rows are printed; all of them go to `--rejected`.
 const SHOWN_REJECTED: usize = 20;

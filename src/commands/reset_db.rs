@@ -1,11 +1,23 @@
 //! `store-monitor reset-db --yes`: a developer's fresh start.
 
-use crate::cli::DbArgs;
+use clap::Args;
 
-/// Drops the database, when `yes` says to, and says what it did.
-pub(crate) async fn run(database: &DbArgs, yes: bool) -> anyhow::Result<()> {
+use super::args::DbArgs;
+
+#[derive(Debug, Args)]
+pub(crate) struct ResetDbArgs {
+    #[command(flatten)]
+    database: DbArgs,
+    /// Yes, drop it (without this flag nothing is done).
+    #[arg(long)]
+    yes: bool,
+}
+
+/// Drops the database, when `--yes` says to, and says what it did.
+pub(crate) async fn run(args: &ResetDbArgs) -> anyhow::Result<()> {
+    let database = &args.database;
     anyhow::ensure!(
-        yes,
+        args.yes,
         "reset-db drops the database and everything in it: run it again with --yes"
     );
     let (name, existed) = crate::db::drop_database(&database.database_url).await?;

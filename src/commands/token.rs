@@ -2,14 +2,55 @@
 //! (the way to make the first admin token of a server that needs one).
 
 use chrono::{DateTime, Utc};
+use clap::{Args, Subcommand};
 
-use crate::cli::{DbArgs, TokenCommand};
+use super::args::DbArgs;
 use crate::db;
 use crate::db::tokens::TokenRecord;
+use crate::domain::access::Role;
 use crate::service::auth;
 
-pub(crate) async fn run(command: &TokenCommand, database: &DbArgs) -> anyhow::Result<()> {
-    let pool = db::connect(&database.database_url, 2).await?;
+#[derive(Debug, Args)]
+pub(crate) struct TokenArgs {
+    #[command(subcommand)]
+    command: TokenCommand,
+    #[command(flatten)]
+    database: DbArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Create a token and print its secret (alone on stdout; details on stderr).
+    Create {
+        /// What it may do: viewer, operator or admin.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// Who or what it is for, as the audit log and `token list` show it.
+        #[arg(long)]
+        name: String,
+        /// Stop working after this many days (default: never).
+        #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=36500))]
+        expires_in_days: Option<u32>,
+    },
+    /// List the tokens (never their secrets): id, role, state, created, last used, expiry.
+    List,
+    /// Revoke a token by id: it is refused from its next use on, by every server.
+    Revoke {
+        /// The token's id, as `token list` shows it, or its first characters (at least
+        /// four) when no other token's id starts with them.
+        id: String,
+    },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    s.parse()
+}
+
+pub(crate) async fn run(args: &TokenArgs) -> anyhow::Result<()> {
+    let (command, database) = (&args.command, &args.database);
+    // Tokens belong to a database that serves: one that is not there is a mistake (a wrong
+    // DATABASE_URL), not one to create.
+    let pool = db::connect_existing(&database.database_url, 2).await?;
     match command {
         TokenCommand::Create {
             role,
@@ -53,14 +94,23 @@ pub(crate) async fn run(command: &TokenCommand, database: &DbArgs) -> anyhow::Re
             }
         }
         TokenCommand::Revoke { id } => {
-            let Some(record) = auth::revoke_token(&pool, *id).await? else {
-                anyhow::bail!("no token with id {id} (see `store-monitor token list`)");
-            };
-            tracing::info!(target: "audit", token_id = %record.id, token_name = %record.name, "token revoked from the command line");
-            eprintln!(
-                "revoked {} token {:?} (id {}): it is refused from its next use on",
-                record.role, record.name, record.id
-            );
+            let token = auth::find_token(&pool, id).await?;
+            match auth::revoke_token(&pool, &token).await? {
+                auth::Revocation::Revoked(record) => {
+                    tracing::info!(target: "audit", token_id = %record.id, token_name = %record.name, "token revoked from the command line");
+                    eprintln!(
+                        "revoked {} token {:?} (id {}): it is refused from its next use on",
+                        record.role, record.name, record.id
+                    );
+                }
+                auth::Revocation::AlreadyRevoked(record) => eprintln!(
+                    "the {} token {:?} (id {}) was revoked already, at {}: nothing changed",
+                    record.role,
+                    record.name,
+                    record.id,
+                    when(record.revoked_at)
+                ),
+            }
         }
     }
     Ok(())

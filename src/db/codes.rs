@@ -1,16 +1,17 @@
 //! The text each enum is stored as, read back strictly: a value this build does not know
 //! is an error, never a guess.
 //!
-//! The stored spellings are the tables' (their `CHECK` constraints list them) and do not
-//! follow any flag or GraphQL name: renaming those must not change what is on disk.
+//! The stored spellings are the tables' (their `CHECK` constraints list them). Only a
+//! report's status is stored as the name clients see; the others do not follow any flag or
+//! GraphQL name: renaming those must not change what is on disk.
 
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo, PgValueRef};
 use sqlx::{Decode, Encode, Postgres, Type};
 
-use super::loads::Outcome;
 use crate::domain::access::Role;
+use crate::domain::load::Outcome;
 use crate::domain::{Interpolation, ReportStatus};
 use crate::input::FileKind;
 
@@ -69,14 +70,11 @@ from_code!(ReportStatus, Interpolation, FileKind, Outcome, Role);
 impl Stored for ReportStatus {
     const WHAT: &'static str = "report status";
     const ALL: &'static [Self] = &ReportStatus::ALL;
+    /// The one place a report status is spelled is its name (`ReportStatus::name`): the
+    /// stored text, the GraphQL enum's and the REST answers' are the same words, which the
+    /// `reports` table's `CHECK` and the statements of `db::reports` spell as well.
     fn stored(self) -> &'static str {
-        match self {
-            ReportStatus::Pending => "PENDING",
-            ReportStatus::Running => "RUNNING",
-            ReportStatus::Complete => "COMPLETE",
-            ReportStatus::Failed => "FAILED",
-            ReportStatus::Cancelled => "CANCELLED",
-        }
+        self.name()
     }
 }
 

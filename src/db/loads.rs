@@ -7,33 +7,12 @@ use sqlx::{FromRow, PgConnection, PgExecutor};
 use super::codes::Code;
 use super::copy::CopyWriter;
 use crate::domain::Timestamp;
+use crate::domain::load::Outcome;
 use crate::input::{FileKind, Rejected};
 
 /// Serializes loads across every process on the database: a reload holds it for its
 /// whole transaction, so two reloads never interleave.
 const LOAD_LOCK: i64 = 0x0057_01e0_10ad;
-
-/// What came of loading one file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Read and applied.
-    Loaded,
-    /// The same bytes as the last successful load of this kind: skipped.
-    Unchanged,
-    /// Nothing applied; see the error.
-    Failed,
-}
-
-impl Outcome {
-    /// How logs and the command line say it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Outcome::Loaded => "loaded",
-            Outcome::Unchanged => "unchanged",
-            Outcome::Failed => "failed",
-        }
-    }
-}
 
 /// One row of `data_loads`.
 #[derive(Clone, Debug, PartialEq, Eq, FromRow)]

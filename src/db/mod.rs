@@ -15,6 +15,7 @@ pub mod queue;
 pub mod reload;
 mod replace;
 pub(crate) mod reports;
+pub(crate) mod rows;
 pub mod snapshot;
 pub(crate) mod stores;
 pub(crate) mod ticks;
@@ -69,11 +70,25 @@ pub enum DbError {
     },
     #[error("the database URL names no database: nothing to drop")]
     NoDatabase,
+    #[error(
+        "the database {target} does not exist: `store-monitor serve` or `store-monitor ingest` creates it (this command does not)"
+    )]
+    Missing { target: String },
 }
 
 /// A pool on the database of `url`, creating the database if it does not exist, with the
-/// migrations applied.
+/// migrations applied: for the commands that own the data (`serve`, `worker`, `ingest`).
 pub async fn connect(url: &str, max_connections: u32) -> Result<Pool, DbError> {
+    open(url, max_connections, true).await
+}
+
+/// A pool on the database of `url`, which must exist already ([`DbError::Missing`]), with
+/// the migrations applied: for the commands that only manage what is there (`token`).
+pub async fn connect_existing(url: &str, max_connections: u32) -> Result<Pool, DbError> {
+    open(url, max_connections, false).await
+}
+
+async fn open(url: &str, max_connections: u32, create: bool) -> Result<Pool, DbError> {
     let options = PgConnectOptions::from_str(url).map_err(|source| DbError::Url {
         url: url.to_string(),
         source,
@@ -81,19 +96,29 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Pool, DbError> {
     // Building the polls' primary key after a first load takes a second or two: expected,
     // not worth a warning. Anything slower still is.
     let options = options.log_slow_statements(log::LevelFilter::Warn, Duration::from_secs(10));
-    create_database_if_missing(&options).await?;
+    if create {
+        create_database_if_missing(&options).await?;
+    }
     let pool = PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(options.clone())
         .await
-        .map_err(|source| DbError::Connect {
-            target: describe(&options),
-            source,
+        .map_err(|source| match &source {
+            sqlx::Error::Database(e) if e.code().as_deref() == Some(NO_SUCH_DATABASE) => DbError::Missing {
+                target: describe(&options),
+            },
+            _ => DbError::Connect {
+                target: describe(&options),
+                source,
+            },
         })?;
     MIGRATOR.run(&pool).await?;
     Ok(pool)
 }
+
+/// PostgreSQL's invalid_catalog_name: the database does not exist.
+const NO_SUCH_DATABASE: &str = "3D000";
 
 /// A second pool on the same database for the API: requests wait for a connection at most
 /// `acquire_timeout`, so that a database that is down or saturated is answered at once
@@ -159,8 +184,7 @@ async fn create_database_if_missing(options: &PgConnectOptions) -> Result<(), Db
             let _ = conn.close().await;
             return Ok(());
         }
-        // 3D000: invalid_catalog_name, the database does not exist.
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("3D000") => {}
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(NO_SUCH_DATABASE) => {}
         Err(e) => return Err(connect_error(e)),
     }
     let mut admin = options

@@ -1,16 +1,31 @@
 //! What store-monitor relies on in apalis's own tables (schema `apalis`): the storage it
 //! queues report jobs in, how deep the queue is, and pruning what will never run again.
 //!
-//! The status texts below are apalis's (its `Status` as text); `tests/queue.rs` runs real
-//! jobs through apalis and fails if these statements stop matching what it writes.
+//! A job's status is apalis's own `Status`, stored as its text (`Display`, read back with
+//! `FromStr`); this module is the one place that knows it. `tests/queue.rs` runs real jobs
+//! through apalis and fails if these statements stop matching what it writes, and a test
+//! below fails if apalis's spelling changes.
 
 use std::time::Duration;
 
+use apalis::prelude::Status;
 use apalis_postgres::{Config, PostgresStorage};
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 
 use super::Pool;
+
+/// The statuses of a job apalis will run (or is running); a `Failed` one is also run
+/// again while it has attempts left.
+const WAITING: [Status; 3] = [Status::Pending, Status::Queued, Status::Running];
+/// The statuses of a job apalis will never run again (a `Failed` one, once out of
+/// attempts, too).
+const OVER: [Status; 2] = [Status::Done, Status::Killed];
+
+/// Statuses as apalis stores them.
+fn stored(statuses: &[Status]) -> Vec<String> {
+    statuses.iter().map(Status::to_string).collect()
+}
 
 /// Creates apalis's schema and its migrations, if missing.
 pub(crate) async fn setup(pool: &Pool) -> anyhow::Result<()> {
@@ -39,9 +54,11 @@ pub(crate) fn storage<T>(
 pub async fn depth(db: impl PgExecutor<'_>, queue: &str) -> sqlx::Result<i64> {
     sqlx::query_scalar(
         "SELECT count(*) FROM apalis.jobs WHERE job_type = $1
-           AND (status IN ('Pending', 'Queued', 'Running') OR (status = 'Failed' AND attempts < max_attempts))",
+           AND (status = ANY($2) OR (status = $3 AND attempts < max_attempts))",
     )
     .bind(queue)
+    .bind(stored(&WAITING))
+    .bind(Status::Failed.to_string())
     .fetch_one(db)
     .await
 }
@@ -51,10 +68,11 @@ pub async fn depth(db: impl PgExecutor<'_>, queue: &str) -> sqlx::Result<i64> {
 pub(crate) async fn prune_finished(db: impl PgExecutor<'_>, before: DateTime<Utc>) -> sqlx::Result<u64> {
     sqlx::query(
         "DELETE FROM apalis.jobs
-         WHERE done_at < $1
-           AND (status IN ('Done', 'Killed') OR (status = 'Failed' AND attempts >= max_attempts))",
+         WHERE done_at < $1 AND (status = ANY($2) OR (status = $3 AND attempts >= max_attempts))",
     )
     .bind(before)
+    .bind(stored(&OVER))
+    .bind(Status::Failed.to_string())
     .execute(db)
     .await
     .map(|r| r.rows_affected())
@@ -86,13 +104,14 @@ pub(crate) async fn push(
 ) -> sqlx::Result<bool> {
     sqlx::query(
         "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority)
-         VALUES ($1, $2, $3, 'Pending', 0, $4, now(), 0)
+         VALUES ($1, $2, $3, $5, 0, $4, now(), 0)
          ON CONFLICT (id) DO NOTHING",
     )
     .bind(id)
     .bind(queue)
     .bind(job)
     .bind(max_attempts)
+    .bind(Status::Pending.to_string())
     .execute(db)
     .await
     .map(|r| r.rows_affected() == 1)
@@ -110,19 +129,41 @@ pub(crate) async fn retry_after(db: impl PgExecutor<'_>, id: &str, delay: Durati
 }
 
 /// A job's state, as apalis keeps it.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug)]
 pub struct JobState {
     pub id: String,
-    pub status: String,
+    /// `None`: a status this build does not know (a newer apalis's), stored as `raw`.
+    pub status: Option<Status>,
+    pub raw: String,
     pub attempts: i32,
     pub max_attempts: i32,
 }
 
+impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for JobState {
+    fn from_row(row: &'r sqlx::postgres::PgRow) -> sqlx::Result<Self> {
+        use sqlx::Row;
+        let raw: String = row.try_get("status")?;
+        Ok(JobState {
+            id: row.try_get("id")?,
+            status: raw.parse().ok(),
+            raw,
+            attempts: row.try_get("attempts")?,
+            max_attempts: row.try_get("max_attempts")?,
+        })
+    }
+}
+
 impl JobState {
-    /// Whether apalis will still run it: waiting, running, or failed with attempts left.
+    /// Whether apalis will still run it: waiting, running, or failed with attempts left. A
+    /// status this build does not know is taken as live: the reconciler then leaves the
+    /// report be rather than fail it for a word it cannot read.
     pub fn is_live(&self) -> bool {
-        matches!(self.status.as_str(), "Pending" | "Queued" | "Running")
-            || (self.status == "Failed" && self.attempts < self.max_attempts)
+        match &self.status {
+            Some(Status::Failed) => self.attempts < self.max_attempts,
+            Some(status) if OVER.contains(status) => false,
+            Some(status) => WAITING.contains(status),
+            None => true,
+        }
     }
 }
 
@@ -132,4 +173,43 @@ pub(crate) async fn jobs(db: impl PgExecutor<'_>, ids: &[String]) -> sqlx::Resul
         .bind(ids)
         .fetch_all(db)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The texts apalis stores, which the statements above bind: a new apalis that spells
+    /// them otherwise fails here before it fails in production.
+    #[test]
+    fn apalis_spells_its_statuses_as_stored() {
+        let spelled: Vec<String> = [WAITING.as_slice(), OVER.as_slice(), &[Status::Failed]]
+            .concat()
+            .iter()
+            .map(Status::to_string)
+            .collect();
+        assert_eq!(
+            spelled,
+            ["Pending", "Queued", "Running", "Done", "Killed", "Failed"]
+        );
+        for text in spelled {
+            assert_eq!(text.parse::<Status>().unwrap().to_string(), text);
+        }
+    }
+
+    #[test]
+    fn an_unknown_status_is_live_and_a_spent_failure_is_not() {
+        let job = |raw: &str, attempts| JobState {
+            id: "j".into(),
+            status: raw.parse().ok(),
+            raw: raw.into(),
+            attempts,
+            max_attempts: 3,
+        };
+        assert!(job("Paused", 3).is_live());
+        assert!(job("Failed", 2).is_live());
+        assert!(!job("Failed", 3).is_live());
+        assert!(!job("Done", 0).is_live());
+        assert!(job("Queued", 0).is_live());
+    }
 }

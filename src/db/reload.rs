@@ -17,10 +17,11 @@ use chrono::Utc;
 use sqlx::{Connection, PgConnection};
 
 use super::copy::CopyWriter;
-use super::loads::{self, LoadRecord, Outcome};
+use super::loads::{self, LoadRecord};
 use super::replace::{Replaced, ReplacedTable};
 use super::{Pool, polls, stores};
 use crate::domain::Timestamp;
+use crate::domain::load::Outcome;
 use crate::input::checksum::{Prefix, checksum};
 use crate::input::data::Prepared;
 use crate::input::{DataFiles, FileKind, FoundFiles, InputData, InputError, Rejected};

@@ -1,4 +1,4 @@
-//! The `reports` and `report_rows` tables: one small function per statement.
+//! The `reports` table: one small function per statement (`rows` has `report_rows`).
 //!
 //! Every statement that changes a report also announces its new state on
 //! [`CHANNEL`] (`pg_notify` in the same statement, delivered at commit), so that every
@@ -6,14 +6,12 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
-use sqlx::{FromRow, PgConnection, PgExecutor, Row};
+use sqlx::{FromRow, PgExecutor, Row};
 use uuid::Uuid;
 
 use super::Pool;
 use super::codes::Code;
-use super::copy::CopyWriter;
-use crate::domain::report::Rounded;
-use crate::domain::{Interpolation, ReportRecord, ReportStatus, StoreReport};
+use crate::domain::{Interpolation, ReportFilter, ReportRecord, ReportStatus, StoreReport};
 
 /// The channel on which every change of a report is announced, with the report's row as
 /// JSON. The statements below spell it out; the listener in `events` listens on this.
@@ -153,13 +151,6 @@ pub(crate) async fn list(
     .await
 }
 
-/// Which reports a list keeps: `None` keeps any.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ReportFilter {
-    pub status: Option<ReportStatus>,
-    pub interpolation: Option<Interpolation>,
-}
-
 /// A worker starts (or, after a crash, restarts) the report, counting the attempt: `None`
 /// if it is already finished.
 pub(crate) async fn mark_running(
@@ -210,44 +201,11 @@ pub(crate) async fn complete(
     rows: &[StoreReport],
 ) -> sqlx::Result<Option<ReportRecord>> {
     let mut tx = pool.begin().await?;
-    delete_rows(&mut *tx, id).await?;
-    copy_rows(&mut tx, id, rows).await?;
+    super::rows::delete(&mut *tx, id).await?;
+    super::rows::copy(&mut tx, id, rows).await?;
     let complete = mark_complete(&mut *tx, id, rows.len() as i32).await?;
     tx.commit().await?;
     Ok(complete)
-}
-
-/// Rows of an earlier attempt, which a crash may have left (the rows' transaction was
-/// rolled back then, so this finds none unless the schema changes).
-async fn delete_rows(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<u64> {
-    sqlx::query("DELETE FROM report_rows WHERE report = $1")
-        .bind(id)
-        .execute(db)
-        .await
-        .map(|r| r.rows_affected())
-}
-
-async fn copy_rows(conn: &mut PgConnection, id: Uuid, rows: &[StoreReport]) -> sqlx::Result<u64> {
-    let mut copy = conn
-        .copy_in_raw(
-            "COPY report_rows (report, store_id, uptime_last_hour, uptime_last_day, uptime_last_week,
-                 downtime_last_hour, downtime_last_day, downtime_last_week) FROM STDIN (FORMAT binary)",
-        )
-        .await?;
-    let mut w = CopyWriter::new();
-    for row in rows {
-        w.row(8);
-        w.uuid(id);
-        w.text(&row.store_id);
-        for figure in Rounded::from(&row.uptime).0 {
-            w.int4(figure as i32);
-        }
-        if w.len() > 1 << 20 {
-            copy.send(w.take()).await?;
-        }
-    }
-    copy.send(w.finish()).await?;
-    copy.finish().await
 }
 
 async fn mark_complete(db: impl PgExecutor<'_>, id: Uuid, stores: i32) -> sqlx::Result<Option<ReportRecord>> {
@@ -371,210 +329,4 @@ pub(crate) async fn existing(db: impl PgExecutor<'_>, ids: &[Uuid]) -> sqlx::Res
         .bind(ids)
         .fetch_all(db)
         .await
-}
-
-/// One stored row of a finished report.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RowRecord {
-    pub store_id: String,
-    pub figures: Rounded,
-}
-
-impl<'r> FromRow<'r, PgRow> for RowRecord {
-    fn from_row(row: &'r PgRow) -> sqlx::Result<Self> {
-        let mut figures = [0i64; 6];
-        let columns = [
-            "uptime_last_hour",
-            "uptime_last_day",
-            "uptime_last_week",
-            "downtime_last_hour",
-            "downtime_last_day",
-            "downtime_last_week",
-        ];
-        for (figure, column) in figures.iter_mut().zip(columns) {
-            *figure = i64::from(row.try_get::<i32, _>(column)?);
-        }
-        Ok(RowRecord {
-            store_id: row.try_get("store_id")?,
-            figures: Rounded(figures),
-        })
-    }
-}
-
-/// The column a page of rows is ordered by (then by store id).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum RowOrder {
-    #[default]
-    StoreId,
-    /// One of the six figures, in the CSV's order (uptime hour, day, week; downtime hour,
-    /// day, week).
-    Figure(usize),
-}
-
-/// Which rows of a report to read: some stores only, and each figure within a range of
-/// its stored value (hundredths), both ends included.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RowFilter {
-    pub store_ids: Option<Vec<String>>,
-    pub ranges: [(i32, i32); 6],
-}
-
-impl Default for RowFilter {
-    fn default() -> Self {
-        RowFilter {
-            store_ids: None,
-            ranges: [(i32::MIN, i32::MAX); 6],
-        }
-    }
-}
-
-/// A page of rows: where it starts (after the row with this figure and store id; the figure
-/// is ignored in store-id order), how many, in which order.
-#[derive(Clone, Debug, Default)]
-pub struct RowPage<'a> {
-    pub order: RowOrder,
-    pub descending: bool,
-    pub after: Option<(i32, &'a str)>,
-    pub limit: i64,
-}
-
-/// The statement reading a page of rows in `$order` (a column), ascending or descending:
-/// each is its own static text, so that each is served by its column's index.
-macro_rules! ordered_rows {
-    ($order:literal, $key:literal, $cmp:literal) => {
-        concat!(
-            "SELECT * FROM report_rows
-             WHERE report = $1
-               AND ($2::text[] IS NULL OR store_id = ANY($2))
-               AND uptime_last_hour BETWEEN $3 AND $4 AND uptime_last_day BETWEEN $5 AND $6
-               AND uptime_last_week BETWEEN $7 AND $8 AND downtime_last_hour BETWEEN $9 AND $10
-               AND downtime_last_day BETWEEN $11 AND $12 AND downtime_last_week BETWEEN $13 AND $14
-               AND ($16::text IS NULL OR ",
-            $key,
-            " ",
-            $cmp,
-            " ",
-            "($15, $16))
-             ORDER BY ",
-            $order,
-            " LIMIT $17"
-        )
-    };
-}
-
-/// A page of the rows of the report `result` that pass `filter`.
-pub(crate) async fn rows(
-    db: impl PgExecutor<'_>,
-    result: Uuid,
-    filter: &RowFilter,
-    page: &RowPage<'_>,
-) -> sqlx::Result<Vec<RowRecord>> {
-    let statement = match (page.order, page.descending) {
-        // The figure ($15) is ignored: the key is the store id alone.
-        (RowOrder::StoreId, false) => ordered_rows!("store_id", "(0, store_id)", ">"),
-        (RowOrder::StoreId, true) => ordered_rows!("store_id DESC", "(0, store_id)", "<"),
-        (RowOrder::Figure(0), false) => {
-            ordered_rows!("uptime_last_hour, store_id", "(uptime_last_hour, store_id)", ">")
-        }
-        (RowOrder::Figure(0), true) => ordered_rows!(
-            "uptime_last_hour DESC, store_id DESC",
-            "(uptime_last_hour, store_id)",
-            "<"
-        ),
-        (RowOrder::Figure(1), false) => {
-            ordered_rows!("uptime_last_day, store_id", "(uptime_last_day, store_id)", ">")
-        }
-        (RowOrder::Figure(1), true) => ordered_rows!(
-            "uptime_last_day DESC, store_id DESC",
-            "(uptime_last_day, store_id)",
-            "<"
-        ),
-        (RowOrder::Figure(2), false) => {
-            ordered_rows!("uptime_last_week, store_id", "(uptime_last_week, store_id)", ">")
-        }
-        (RowOrder::Figure(2), true) => ordered_rows!(
-            "uptime_last_week DESC, store_id DESC",
-            "(uptime_last_week, store_id)",
-            "<"
-        ),
-        (RowOrder::Figure(3), false) => ordered_rows!(
-            "downtime_last_hour, store_id",
-            "(downtime_last_hour, store_id)",
-            ">"
-        ),
-        (RowOrder::Figure(3), true) => ordered_rows!(
-            "downtime_last_hour DESC, store_id DESC",
-            "(downtime_last_hour, store_id)",
-            "<"
-        ),
-        (RowOrder::Figure(4), false) => {
-            ordered_rows!(
-                "downtime_last_day, store_id",
-                "(downtime_last_day, store_id)",
-                ">"
-            )
-        }
-        (RowOrder::Figure(4), true) => ordered_rows!(
-            "downtime_last_day DESC, store_id DESC",
-            "(downtime_last_day, store_id)",
-            "<"
-        ),
-        (RowOrder::Figure(5), false) => ordered_rows!(
-            "downtime_last_week, store_id",
-            "(downtime_last_week, store_id)",
-            ">"
-        ),
-        // 5, the last figure.
-        (RowOrder::Figure(_), true) => ordered_rows!(
-            "downtime_last_week DESC, store_id DESC",
-            "(downtime_last_week, store_id)",
-            "<"
-        ),
-        (RowOrder::Figure(_), false) => ordered_rows!(
-            "downtime_last_week, store_id",
-            "(downtime_last_week, store_id)",
-            ">"
-        ),
-    };
-    let mut query = sqlx::query_as(statement).bind(result).bind(&filter.store_ids);
-    for (min, max) in filter.ranges {
-        query = query.bind(min).bind(max);
-    }
-    let (after_figure, after_store) = match page.after {
-        Some((figure, store)) => (Some(figure), Some(store)),
-        None => (None, None),
-    };
-    // In store-id order the key compares (0, store_id): the figure given is 0.
-    let after_figure = match page.order {
-        RowOrder::StoreId => after_store.map(|_| 0),
-        RowOrder::Figure(_) => after_figure,
-    };
-    query
-        .bind(after_figure)
-        .bind(after_store)
-        .bind(page.limit)
-        .fetch_all(db)
-        .await
-}
-
-/// How many rows of the report `result` pass `filter`.
-pub(crate) async fn count_rows(
-    db: impl PgExecutor<'_>,
-    result: Uuid,
-    filter: &RowFilter,
-) -> sqlx::Result<i64> {
-    let mut query = sqlx::query_scalar(
-        "SELECT count(*) FROM report_rows
-         WHERE report = $1
-           AND ($2::text[] IS NULL OR store_id = ANY($2))
-           AND uptime_last_hour BETWEEN $3 AND $4 AND uptime_last_day BETWEEN $5 AND $6
-           AND uptime_last_week BETWEEN $7 AND $8 AND downtime_last_hour BETWEEN $9 AND $10
-           AND downtime_last_day BETWEEN $11 AND $12 AND downtime_last_week BETWEEN $13 AND $14",
-    )
-    .bind(result)
-    .bind(&filter.store_ids);
-    for (min, max) in filter.ranges {
-        query = query.bind(min).bind(max);
-    }
-    query.fetch_one(db).await
 }

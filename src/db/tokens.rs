@@ -128,3 +128,15 @@ pub(crate) async fn signing_key(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<u8>
         .fetch_one(db)
         .await
 }
+
+/// The tokens whose id starts with `prefix` (as `token list` prints ids), at most two: two
+/// say the prefix is ambiguous.
+pub(crate) async fn by_id_prefix(db: impl PgExecutor<'_>, prefix: &str) -> sqlx::Result<Vec<TokenRecord>> {
+    sqlx::query_as(
+        "SELECT id, name, role, created_at, last_used_at, expires_at, revoked_at
+         FROM api_tokens WHERE starts_with(id::text, $1) ORDER BY id LIMIT 2",
+    )
+    .bind(prefix)
+    .fetch_all(db)
+    .await
+}

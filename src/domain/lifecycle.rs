@@ -1,5 +1,5 @@
-//! A report's life: queued (PENDING), computed by a worker (RUNNING), then COMPLETE or
-//! FAILED for good.
+//! A report's life: queued (PENDING), computed by a worker (RUNNING), then finished for
+//! good: COMPLETE, FAILED, or CANCELLED on request.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -28,7 +28,8 @@ impl ReportStatus {
         ReportStatus::Cancelled,
     ];
 
-    /// The name clients see (GraphQL, REST, the stored value).
+    /// The name clients see (GraphQL, REST), and the stored value: the one place each
+    /// status is spelled.
     pub fn name(self) -> &'static str {
         match self {
             ReportStatus::Pending => "PENDING",
@@ -103,5 +104,19 @@ impl ReportRecord {
     pub fn is_newer_than(&self, other: &ReportRecord) -> bool {
         let key = |r: &ReportRecord| (r.status.stage(), r.started_at, r.stores_done);
         key(self) > key(other)
+    }
+}
+
+/// Which reports a list keeps: `None` keeps any.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReportFilter {
+    pub status: Option<ReportStatus>,
+    pub interpolation: Option<Interpolation>,
+}
+
+impl ReportFilter {
+    pub fn keeps(&self, report: &ReportRecord) -> bool {
+        self.status.is_none_or(|s| s == report.status)
+            && self.interpolation.is_none_or(|i| i == report.interpolation)
     }
 }

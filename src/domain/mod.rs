@@ -5,6 +5,7 @@
 pub mod access;
 pub mod hours;
 pub mod lifecycle;
+pub mod load;
 pub mod report;
 pub mod status;
 pub mod time;
@@ -12,7 +13,7 @@ pub mod uptime;
 pub mod zone;
 
 pub use hours::{HoursRow, LocalTime, Weekday};
-pub use lifecycle::{ReportRecord, ReportStatus};
+pub use lifecycle::{ReportFilter, ReportRecord, ReportStatus};
 pub use report::{Report, StoreReport};
 pub use status::{Interpolation, Poll, Segment};
 pub use time::{Interval, TickInterval, Ticks, Timestamp};

@@ -8,6 +8,52 @@ use super::uptime::Uptime;
 
 pub const HEADER: &str = "store_id,uptime_last_hour,uptime_last_day,uptime_last_week,downtime_last_hour,downtime_last_day,downtime_last_week";
 
+/// One of a report row's six figures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Figure {
+    /// Minutes up within business hours in the last hour.
+    UptimeLastHour,
+    /// Hours up in the last day.
+    UptimeLastDay,
+    /// Hours up in the last week.
+    UptimeLastWeek,
+    /// Minutes down in the last hour.
+    DowntimeLastHour,
+    /// Hours down in the last day.
+    DowntimeLastDay,
+    /// Hours down in the last week.
+    DowntimeLastWeek,
+}
+
+impl Figure {
+    /// Every figure, in the CSV's order.
+    pub const ALL: [Figure; 6] = [
+        Figure::UptimeLastHour,
+        Figure::UptimeLastDay,
+        Figure::UptimeLastWeek,
+        Figure::DowntimeLastHour,
+        Figure::DowntimeLastDay,
+        Figure::DowntimeLastWeek,
+    ];
+
+    /// Its column: in the CSV's header, and where it is stored.
+    pub fn column(self) -> &'static str {
+        match self {
+            Figure::UptimeLastHour => "uptime_last_hour",
+            Figure::UptimeLastDay => "uptime_last_day",
+            Figure::UptimeLastWeek => "uptime_last_week",
+            Figure::DowntimeLastHour => "downtime_last_hour",
+            Figure::DowntimeLastDay => "downtime_last_day",
+            Figure::DowntimeLastWeek => "downtime_last_week",
+        }
+    }
+
+    /// Its place among [`Figure::ALL`] (and the CSV's figures).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// A report row's six figures in hundredths of their unit (minutes for the hour, hours for
 /// the day and the week), in the order of the CSV columns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +75,15 @@ impl From<&Uptime> for Rounded {
 }
 
 impl Rounded {
+    /// One figure, in hundredths.
+    pub fn get(self, figure: Figure) -> i64 {
+        self.0[figure.index()]
+    }
+
+    pub fn set(&mut self, figure: Figure, hundredths: i64) {
+        self.0[figure.index()] = hundredths;
+    }
+
     /// The figures as numbers, for APIs that return them as such.
     pub fn values(self) -> [f64; 6] {
         self.0.map(|h| h as f64 / 100.0)
@@ -64,4 +119,18 @@ pub struct Report {
     /// `None` only when there are no polls at all.
     pub now: Option<super::Timestamp>,
     pub rows: Vec<StoreReport>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_header_names_every_figure_in_order() {
+        let columns: Vec<&str> = Figure::ALL.iter().map(|f| f.column()).collect();
+        assert_eq!(HEADER, format!("store_id,{}", columns.join(",")));
+        for (i, figure) in Figure::ALL.into_iter().enumerate() {
+            assert_eq!(figure.index(), i);
+        }
+    }
 }

@@ -35,6 +35,14 @@ impl Timestamp {
     }
 }
 
+/// Whether `at` is an instant this service takes: the years RFC 3339 can write, 0000 to
+/// 9999. Inside them no sum of the engine's (half-microsecond ticks) overflows, and
+/// PostgreSQL stores every one.
+pub fn supported(at: chrono::DateTime<chrono::Utc>) -> bool {
+    use chrono::Datelike;
+    (0..=9999).contains(&at.year())
+}
+
 /// Written as the inputs write it: `2023-01-25 18:13:22.47922 UTC`, trailing zeros of the
 /// fraction dropped and no fraction at all on a whole second.
 impl fmt::Display for Timestamp {
@@ -65,6 +73,15 @@ impl Ticks {
 
     pub fn from_micros(micros: i64) -> Self {
         Ticks(micros * Self::PER_MICRO)
+    }
+
+    /// The instant this many ticks after the epoch, exact to the half-microsecond: a
+    /// timeline's piece may start halfway between two microseconds.
+    pub fn to_datetime(self) -> chrono::DateTime<chrono::Utc> {
+        let micros = self.0.div_euclid(Self::PER_MICRO);
+        let half = self.0.rem_euclid(Self::PER_MICRO);
+        let whole = chrono::DateTime::from_timestamp_micros(micros).unwrap_or_default();
+        whole + chrono::TimeDelta::nanoseconds(half * 500)
     }
 
     /// This length in `unit_micros` units, in hundredths, rounded half away from zero.

@@ -131,7 +131,10 @@ fn refusal_error(refusal: Refusal) -> async_graphql::ServerError {
             Refusal::FragmentCycle { .. } => {}
         }
     });
-    error.into_server_error(async_graphql::Pos::default())
+    // About the whole document: no location (GraphQL's are 1-based; 0:0 is none).
+    let mut error = error.into_server_error(async_graphql::Pos::default());
+    error.locations.clear();
+    error
 }
 
 /// Measures a request's document before async-graphql sees it, and keeps it parsed.

@@ -3,10 +3,8 @@
 use async_graphql::{Context, Enum, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
-use super::error::ApiError;
 use super::{null_on_error, page_size};
-use crate::input::FileKind;
-use crate::service::{self, AppState, LoadRecord, Outcome, Tally};
+use crate::service::{self, AppState, FileKind, LoadRecord, Tally};
 
 /// The kind of an input file.
 #[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
@@ -22,7 +20,7 @@ pub enum DataFileKind {
 
 /// What came of loading a file.
 #[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
-#[graphql(remote = "Outcome")]
+#[graphql(remote = "service::LoadOutcome")]
 pub enum LoadOutcome {
     /// Read and applied.
     Loaded,
@@ -112,9 +110,7 @@ impl FileLoadNode {
     ) -> async_graphql::Result<Vec<RejectedRow>> {
         let limit = page_size(Some(first))?;
         let state = ctx.data_unchecked::<AppState>();
-        let rows = service::rejected_rows(state, &self.0, limit)
-            .await
-            .map_err(ApiError::from)?;
+        let rows = service::rejected_rows(state, &self.0, limit).await?;
         Ok(rows
             .into_iter()
             .map(|r| RejectedRow {
@@ -194,14 +190,14 @@ impl DatasetNode {
     /// The newest poll: a report's default *now*.
     async fn newest_poll(&self, ctx: &Context<'_>) -> Option<DateTime<Utc>> {
         let state = ctx.data_unchecked::<AppState>();
-        let newest = service::newest_poll(state).await.map_err(ApiError::from);
+        let newest = service::newest_poll(state).await;
         null_on_error(ctx, newest)?.and_then(crate::domain::Timestamp::to_datetime)
     }
 
     /// Changes exactly when a load changes the data.
     async fn data_version(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
         let state = ctx.data_unchecked::<AppState>();
-        Ok(service::data_version(state).await.map_err(ApiError::from)?)
+        Ok(service::data_version(state).await?)
     }
 
     /// The latest loads, newest first, with their rejected rows.
@@ -212,12 +208,12 @@ impl DatasetNode {
     ) -> async_graphql::Result<Vec<FileLoadNode>> {
         let limit = page_size(Some(first))?;
         let state = ctx.data_unchecked::<AppState>();
-        let loads = service::loads(state, limit).await.map_err(ApiError::from)?;
+        let loads = service::loads(state, limit).await?;
         Ok(loads.into_iter().map(FileLoadNode).collect())
     }
 }
 
 async fn tally(ctx: &Context<'_>, what: Tally) -> async_graphql::Result<i64> {
     let state = ctx.data_unchecked::<AppState>();
-    Ok(service::tally(state, what).await.map_err(ApiError::from)?)
+    Ok(service::tally(state, what).await?)
 }

@@ -1,4 +1,5 @@
-//! The API's one error type, and the codes every GraphQL error carries.
+//! What a GraphQL client sees of an error: the code every GraphQL error carries, mapped
+//! once from the service's error (`graphql_error`) and given to async-graphql's own.
 
 use std::sync::Arc;
 
@@ -8,129 +9,82 @@ use async_graphql::extensions::{
 use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{ErrorExtensions, Response, ServerError, ServerResult, ValidationResult, Variables};
 
-/// An error as a client sees it: its fault (with a message and a code), or ours (logged
-/// with its causes, shown as "internal error").
+use crate::service::{self, auth::Denied};
+
+/// An error as a GraphQL client sees it: the service's, or this door's own.
 ///
-/// Deliberately not `Display`: async-graphql turns any `Display` error into a GraphQL
-/// error by its message, which would skip the code and show internal causes to clients.
-/// This one converts only through [`ErrorExtensions::extend`].
+/// Deliberately not `Display`, like [`service::Error`]: async-graphql turns any `Display`
+/// error into a GraphQL error by its message, which would skip the code and could show
+/// internal causes. Both convert only through [`graphql_error`].
 #[derive(Debug)]
-pub enum ApiError {
-    BadInput(String),
-    NotFound(String),
-    /// Too much asked of the server, or by this caller, already: retry in `retry_after`
-    /// seconds (HTTP 429 with `Retry-After`).
-    TooManyRequests {
-        message: String,
-        retry_after: u64,
-    },
-    /// No usable token, or one whose role may not (HTTP 401 or 403).
-    Denied(crate::service::auth::Denied),
+pub(crate) enum ApiError {
+    Service(service::Error),
     /// The socket has this many subscriptions already.
     TooManySubscriptions(usize),
-    /// The database is down or saturated: retry later (HTTP 503 with `Retry-After`).
-    Unavailable(anyhow::Error),
-    Internal(anyhow::Error),
 }
 
-/// How long a client is told to wait before retrying a `SERVICE_UNAVAILABLE` request.
-pub const RETRY_AFTER_SECONDS: u64 = 5;
-
-impl From<anyhow::Error> for ApiError {
-    fn from(e: anyhow::Error) -> Self {
-        if let Some(full) = e.downcast_ref::<crate::service::QueueFull>() {
-            ApiError::TooManyRequests {
-                message: full.to_string(),
-                retry_after: RETRY_AFTER_SECONDS,
-            }
-        } else if let Some(limited) = e.downcast_ref::<crate::service::rate::RateLimited>() {
-            ApiError::TooManyRequests {
-                message: limited.to_string(),
-                retry_after: limited.seconds(),
-            }
-        } else if let Some(bad) = e.downcast_ref::<crate::service::auth::BadTokenRequest>() {
-            ApiError::BadInput(bad.to_string())
-        } else if let Some(bad) = e.downcast_ref::<crate::service::BadSpan>() {
-            ApiError::BadInput(bad.to_string())
-        } else if let Some(not) = e.downcast_ref::<crate::service::NotCancelled>() {
-            match not {
-                crate::service::NotCancelled::Unknown(_) => ApiError::NotFound(not.to_string()),
-                crate::service::NotCancelled::Finished(_) => ApiError::BadInput(not.to_string()),
-            }
-        } else if crate::service::database_unavailable(&e) {
-            ApiError::Unavailable(e)
-        } else {
-            ApiError::Internal(e)
-        }
+impl From<service::Error> for ApiError {
+    fn from(e: service::Error) -> Self {
+        ApiError::Service(e)
     }
 }
 
-impl ApiError {
-    pub fn code(&self) -> &'static str {
-        match self {
-            ApiError::BadInput(_) => "BAD_USER_INPUT",
-            ApiError::NotFound(_) => "NOT_FOUND",
-            ApiError::Unavailable(_) => "SERVICE_UNAVAILABLE",
-            ApiError::TooManySubscriptions(_) => "TOO_MANY_SUBSCRIPTIONS",
-            ApiError::TooManyRequests { .. } => "TOO_MANY_REQUESTS",
-            ApiError::Denied(denied) => denied.code(),
-            ApiError::Internal(_) => "INTERNAL_SERVER_ERROR",
+/// The GraphQL error of a service error: its message, `extensions.code`, and
+/// `extensions.retryAfter` (seconds) for what passes with time. Ours are logged first.
+pub(crate) fn graphql_error(error: &service::Error) -> async_graphql::Error {
+    error.log();
+    let code = error_code(error);
+    let retry = error.retry_after();
+    async_graphql::Error::new(error.message()).extend_with(|_, e| {
+        e.set("code", code);
+        if let Some(retry) = retry {
+            e.set("retryAfter", retry);
         }
+    })
+}
+
+/// The code of a service error: GraphQL's `extensions.code`, which REST answers carry too.
+pub(crate) fn error_code(error: &service::Error) -> &'static str {
+    match error {
+        service::Error::BadInput(_) => "BAD_USER_INPUT",
+        service::Error::NotFound(_) => "NOT_FOUND",
+        service::Error::Denied(Denied::Unauthenticated { .. }) => "UNAUTHENTICATED",
+        service::Error::Denied(Denied::Forbidden(_)) => "FORBIDDEN",
+        service::Error::RateLimited { .. } | service::Error::QueueFull { .. } => "TOO_MANY_REQUESTS",
+        service::Error::Unavailable(_) => "SERVICE_UNAVAILABLE",
+        service::Error::Internal(_) => "INTERNAL_SERVER_ERROR",
     }
 }
 
 impl ErrorExtensions for ApiError {
     fn extend(&self) -> async_graphql::Error {
-        let message = match self {
-            ApiError::Internal(cause) => {
-                tracing::error!(error = format!("{cause:#}"), "internal error");
-                "internal error".to_string()
-            }
-            ApiError::Unavailable(cause) => {
-                tracing::warn!(error = format!("{cause:#}"), "database unavailable");
-                "the database is unavailable or busy: retry later".to_string()
-            }
-            ApiError::TooManySubscriptions(max) => format!(
+        match self {
+            ApiError::Service(error) => graphql_error(error),
+            ApiError::TooManySubscriptions(max) => async_graphql::Error::new(format!(
                 "this socket has {max} subscriptions already, the most it may have: complete one first, or open another socket"
-            ),
-            ApiError::BadInput(message)
-            | ApiError::NotFound(message)
-            | ApiError::TooManyRequests { message, .. } => message.clone(),
-            ApiError::Denied(denied) => denied.message().to_string(),
-        };
-        let retry = match self {
-            ApiError::Unavailable(_) => Some(RETRY_AFTER_SECONDS),
-            ApiError::TooManyRequests { retry_after, .. } => Some(*retry_after),
-            _ => None,
-        };
-        async_graphql::Error::new(message).extend_with(|_, e| {
-            e.set("code", self.code());
-            if let Some(retry) = retry {
-                e.set("retryAfter", retry);
-            }
-        })
+            ))
+            .extend_with(|_, e| e.set("code", "TOO_MANY_SUBSCRIPTIONS")),
+        }
     }
 }
 
-/// A refusal as the GraphQL error a client sees, for the doors that refuse a request before
-/// it runs.
-pub(crate) fn denied_error(denied: crate::service::auth::Denied) -> ServerError {
-    ApiError::Denied(denied)
-        .extend()
-        .into_server_error(async_graphql::Pos::default())
-}
-
-/// An error of ours that stopped a request before it ran (the database down, say), as the
-/// GraphQL error a client sees.
-pub(crate) fn failed_error(error: anyhow::Error) -> ServerError {
-    ApiError::from(error)
-        .extend()
-        .into_server_error(async_graphql::Pos::default())
+/// A service error that stopped a request before it ran (a refusal, the database down), as
+/// the GraphQL error a client sees: no location, since no part of the document failed.
+pub(crate) fn request_error(error: service::Error) -> ServerError {
+    let mut error = graphql_error(&error).into_server_error(async_graphql::Pos::default());
+    error.locations.clear();
+    error
 }
 
 impl From<ApiError> for async_graphql::Error {
     fn from(e: ApiError) -> Self {
         e.extend()
+    }
+}
+
+impl From<service::Error> for async_graphql::Error {
+    fn from(e: service::Error) -> Self {
+        graphql_error(&e)
     }
 }
 
@@ -228,5 +182,70 @@ impl Extension for ErrorCodesExtension {
             set_code(e, "GRAPHQL_VALIDATION_FAILED");
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn each_service_error_has_its_code_and_wait() {
+        let cases = [
+            (service::Error::BadInput("bad".into()), "BAD_USER_INPUT", None),
+            (service::Error::NotFound("none".into()), "NOT_FOUND", None),
+            (
+                service::Error::Denied(Denied::Unauthenticated {
+                    reason: "who".into(),
+                    token_sent: true,
+                }),
+                "UNAUTHENTICATED",
+                None,
+            ),
+            (
+                service::Error::Denied(Denied::Forbidden("no".into())),
+                "FORBIDDEN",
+                None,
+            ),
+            (
+                service::Error::RateLimited {
+                    message: "slow".into(),
+                    retry_after: Duration::from_secs(7),
+                },
+                "TOO_MANY_REQUESTS",
+                Some(7),
+            ),
+            (
+                service::Error::QueueFull { waiting: 3 },
+                "TOO_MANY_REQUESTS",
+                Some(5),
+            ),
+            (
+                service::Error::Unavailable(anyhow::anyhow!("down")),
+                "SERVICE_UNAVAILABLE",
+                Some(5),
+            ),
+            (
+                service::Error::Internal(anyhow::anyhow!("/srv/secret")),
+                "INTERNAL_SERVER_ERROR",
+                None,
+            ),
+        ];
+        for (error, code, retry) in cases {
+            let message = error.message();
+            let shown = request_error(error);
+            assert_eq!(shown.message, message);
+            assert!(!shown.message.contains("/srv"));
+            assert!(shown.locations.is_empty(), "no line 0, column 0: {shown:?}");
+            let extensions = shown.extensions.unwrap();
+            assert_eq!(extensions.get("code"), Some(&async_graphql::Value::from(code)));
+            assert_eq!(
+                extensions.get("retryAfter"),
+                retry.map(async_graphql::Value::from).as_ref(),
+                "{code}"
+            );
+        }
     }
 }

@@ -4,34 +4,33 @@
 
 mod access;
 mod cost;
+mod cursor;
 mod data;
 mod error;
+mod mutation;
 mod node;
+mod query;
 mod report;
 mod store;
+mod subscription;
 mod tokens;
 
-use std::sync::Arc;
-
 use async_graphql::connection::{Connection, Edge, EmptyFields};
-use async_graphql::futures_util::Stream;
-use async_graphql::{Context, ID, Object, OutputType, Schema, Subscription};
+use async_graphql::{Context, ID, OutputType, Schema};
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
-use crate::domain::ReportRecord;
 use crate::service::auth::Caller;
 use crate::service::{self, AppState};
 pub(crate) use access::actions;
 use cost::CostLimits;
 pub(crate) use cost::precheck;
 pub use cost::{MAX_COST, MAX_DEPTH, MAX_INTROSPECTION_DEPTH, WHOLE_REPORT_COST};
-use data::{DataLoadNode, DatasetNode};
-pub use error::RETRY_AFTER_SECONDS;
 use error::{ApiError, ErrorCodes};
-pub(crate) use error::{denied_error, failed_error};
-use report::{Interpolation, ReportNode, ReportsFilter, TriggerReportInput};
-use tokens::{CreateTokenInput, CreatedToken, TokenNode};
+pub(crate) use error::{error_code, request_error};
+pub use mutation::Mutation;
+pub use query::Query;
+use report::ReportNode;
+pub use subscription::{SubscriptionRoot, SubscriptionSlots};
 
 /// The schema type.
 pub type AppSchema = Schema<Query, Mutation, SubscriptionRoot>;
@@ -120,11 +119,11 @@ pub fn sdl() -> String {
 }
 
 /// `first` checked against the page limit.
-fn page_size(first: Option<i32>) -> Result<i64, ApiError> {
+fn page_size(first: Option<i32>) -> Result<i64, service::Error> {
     match first {
         None => Ok(100),
         Some(n) if (0..=MAX_PAGE).contains(&n) => Ok(i64::from(n)),
-        Some(n) => Err(ApiError::BadInput(format!(
+        Some(n) => Err(service::Error::BadInput(format!(
             "first must be between 0 and {MAX_PAGE}, not {n}"
         ))),
     }
@@ -163,110 +162,20 @@ fn page_with<T, N: OutputType, F: async_graphql::ObjectType>(
 
 /// A nullable field's value, or null with its error beside it: GraphQL nulls only the field
 /// that failed, where a returned error would null the whole `data`.
-fn null_on_error<T>(ctx: &Context<'_>, result: Result<T, ApiError>) -> Option<T> {
+fn null_on_error<T>(ctx: &Context<'_>, result: Result<T, impl Into<ApiError>>) -> Option<T> {
     match result {
         Ok(value) => Some(value),
         Err(e) => {
-            let error = async_graphql::ErrorExtensions::extend(&e).into_server_error(ctx.item.pos);
+            let error = async_graphql::ErrorExtensions::extend(&e.into()).into_server_error(ctx.item.pos);
             ctx.add_error(ctx.set_error_path(error));
             None
         }
     }
 }
 
-fn parse_id(id: &ID) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(id)
-        .map_err(|_| ApiError::BadInput(format!("{:?} is not a report id (a UUID)", id.as_str())))
-}
-
-async fn find_report(state: &AppState, id: &ID) -> Result<ReportRecord, ApiError> {
-    let uuid = parse_id(id)?;
-    service::get_report(state, uuid)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no report with id {uuid}")))
-}
-
-pub struct Query;
-
-/// What can be read: reports and the data they are computed from.
-#[Object]
-impl Query {
-    /// A report by id.
-    async fn report(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "The report's id, as triggerReport returned it.")] id: ID,
-    ) -> Option<ReportNode> {
-        let state = ctx.data_unchecked::<AppState>();
-        null_on_error(ctx, find_report(state, &id).await.map(ReportNode))
-    }
-
-    /// The newest COMPLETE report (of this interpolation, if given); null while there is none.
-    async fn latest_report(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "Only reports read with this interpolation.")] interpolation: Option<Interpolation>,
-    ) -> async_graphql::Result<Option<ReportNode>> {
-        let state = ctx.data_unchecked::<AppState>();
-        let latest = service::latest_report(state, interpolation.map(Into::into))
-            .await
-            .map_err(ApiError::from)?;
-        Ok(latest.map(ReportNode))
-    }
-
-    /// Reports, newest first.
-    async fn reports(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "Page size, at most 1000 (default 100).")] first: Option<i32>,
-        #[graphql(desc = "The cursor of the report to start after.")] after: Option<String>,
-        #[graphql(desc = "Only reports of this status and interpolation.")] filter: Option<ReportsFilter>,
-    ) -> async_graphql::Result<Connection<String, ReportNode>> {
-        let limit = page_size(first)?;
-        let cursor = after.as_deref().map(parse_cursor).transpose()?;
-        let state = ctx.data_unchecked::<AppState>();
-        let records = service::list_reports(state, filter.unwrap_or_default().into(), limit + 1, cursor)
-            .await
-            .map_err(ApiError::from)?;
-        Ok(page(records, limit, after.is_some(), |r| {
-            (format!("{}|{}", r.created_at.to_rfc3339(), r.id), ReportNode(r))
-        }))
-    }
-
-    /// The object with this global id (a report's, a store's or a report row's), as Relay's
-    /// object identification asks; null when there is none.
-    async fn node(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "The object's global id (its `id`).")] id: ID,
-    ) -> async_graphql::Result<Option<node::Node>> {
-        Ok(node::node(ctx, &id).await?)
-    }
-
-    /// A store by its id; null for a store no input file has named.
-    async fn store(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "The store's id, as the input files spell it.")] id: String,
-    ) -> async_graphql::Result<Option<store::StoreNode>> {
-        let state = ctx.data_unchecked::<AppState>();
-        let found = service::store(state, &id).await.map_err(ApiError::from)?;
-        Ok(found.map(store::StoreNode))
-    }
-
-    /// The data in the database: row counts, newest poll, the latest loads.
-    async fn dataset(&self) -> DatasetNode {
-        DatasetNode
-    }
-
-    /// Every API token, newest first, revoked and expired ones included (admins only).
-    async fn tokens(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TokenNode>> {
-        let state = ctx.data_unchecked::<AppState>();
-        let tokens = service::auth::list_tokens(&state.db)
-            .await
-            .map_err(ApiError::from)?;
-        Ok(tokens.into_iter().map(TokenNode).collect())
-    }
+/// The report with this id; `NOT_FOUND` when there is none.
+async fn find_report(state: &AppState, id: &ID) -> Result<crate::domain::ReportRecord, service::Error> {
+    service::find_report(state, service::parse_report_id(id)?).await
 }
 
 /// The caller of the request being resolved (anonymous when the door put none in: the
@@ -275,245 +184,5 @@ fn caller<'a>(ctx: &'a Context<'_>) -> std::borrow::Cow<'a, Caller> {
     match ctx.data_opt::<Caller>() {
         Some(caller) => std::borrow::Cow::Borrowed(caller),
         None => std::borrow::Cow::Owned(Caller::anonymous(None)),
-    }
-}
-
-fn parse_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
-    let bad = || ApiError::BadInput(format!("{cursor:?} is not a cursor of this list"));
-    let (at, id) = cursor.split_once('|').ok_or_else(bad)?;
-    let at = DateTime::parse_from_rfc3339(at)
-        .map_err(|_| bad())?
-        .with_timezone(&Utc);
-    Ok((at, Uuid::parse_str(id).map_err(|_| bad())?))
-}
-
-pub struct Mutation;
-
-/// What can be done: compute a report, reload the data, manage API tokens.
-#[Object]
-impl Mutation {
-    /// Queues a report and returns it at once (PENDING, or COMPLETE when an equal report
-    /// is already finished). Follow it with the `report` subscription or query.
-    async fn trigger_report(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "What to compute; default: as of the newest poll, NEAREST.")] input: Option<
-            TriggerReportInput,
-        >,
-    ) -> async_graphql::Result<ReportNode> {
-        let state = ctx.data_unchecked::<AppState>();
-        let input = input.unwrap_or_default();
-        let interpolation = input.interpolation.unwrap_or_default().into();
-        let record = service::trigger_report(state, &caller(ctx), interpolation, input.as_of)
-            .await
-            .map_err(ApiError::from)?;
-        Ok(ReportNode(record))
-    }
-
-    /// Stops a PENDING or RUNNING report (operators and admins): it is CANCELLED at once,
-    /// and a worker computing it stops within a second and writes no file. A report that
-    /// is finished already is `BAD_USER_INPUT`.
-    async fn cancel_report(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "The report's id, as triggerReport returned it.")] id: ID,
-    ) -> async_graphql::Result<ReportNode> {
-        let state = ctx.data_unchecked::<AppState>();
-        let uuid = parse_id(&id)?;
-        let record = service::cancel_report(state, uuid)
-            .await
-            .map_err(ApiError::from)?;
-        Ok(ReportNode(record))
-    }
-
-    /// Reloads the input files now (as the schedule does), and says what it did. A business
-    /// hours or time-zone file that would leave more than a share of the stores it covers
-    /// (the server's `--max-snapshot-loss`, a fifth by default) without rows is refused (its load FAILED, nothing changed), as a half-copied file
-    /// would be, unless `force`.
-    async fn reload_data(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(
-            desc = "Accept files that would drop many stores' hours or time zones.",
-            default = false
-        )]
-        force: bool,
-    ) -> async_graphql::Result<DataLoadNode> {
-        let state = ctx.data_unchecked::<AppState>();
-        let reload = service::reload_now(state, &caller(ctx), force)
-            .await
-            .map_err(ApiError::from)?;
-        let data_version = service::data_version(state).await.map_err(ApiError::from)?;
-        Ok(DataLoadNode {
-            files: reload.files.into_iter().map(|f| f.record).collect(),
-            data_version,
-        })
-    }
-
-    /// Creates an API token (admins only) and returns it with its secret, which is shown
-    /// this once.
-    async fn create_token(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "Its name, role and optional expiry.")] input: CreateTokenInput,
-    ) -> async_graphql::Result<CreatedToken> {
-        let state = ctx.data_unchecked::<AppState>();
-        let (record, secret) =
-            service::auth::create_token(&state.db, &input.name, input.role.into(), input.expires_at)
-                .await
-                .map_err(ApiError::from)?;
-        service::auth::audit(
-            &caller(ctx),
-            "createToken",
-            &format!("created {} token {:?} ({})", record.role, record.name, record.id),
-        );
-        Ok(CreatedToken {
-            token: TokenNode(record),
-            secret: secret.0,
-        })
-    }
-
-    /// Revokes an API token (admins only): it is refused from its next use on, on every
-    /// server, and the report links given to it stop working. Revoking a revoked token
-    /// changes nothing.
-    async fn revoke_token(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "The token's id.")] id: ID,
-    ) -> async_graphql::Result<TokenNode> {
-        let state = ctx.data_unchecked::<AppState>();
-        let uuid = Uuid::parse_str(&id)
-            .map_err(|_| ApiError::BadInput(format!("{:?} is not a token id (a UUID)", id.as_str())))?;
-        let record = service::auth::revoke(state, uuid)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::NotFound(format!("no token with id {uuid}")))?;
-        service::auth::audit(
-            &caller(ctx),
-            "revokeToken",
-            &format!("revoked {} token {:?} ({})", record.role, record.name, record.id),
-        );
-        Ok(TokenNode(record))
-    }
-}
-
-pub struct SubscriptionRoot;
-
-/// The subscriptions one WebSocket may have at once: the socket puts this in its
-/// connection data, and each subscription holds a slot until it ends.
-#[derive(Clone)]
-pub struct SubscriptionSlots(Arc<tokio::sync::Semaphore>, usize);
-
-impl SubscriptionSlots {
-    pub fn new(max: usize) -> Self {
-        SubscriptionSlots(Arc::new(tokio::sync::Semaphore::new(max)), max)
-    }
-
-    fn take(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
-        self.0
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| ApiError::TooManySubscriptions(self.1))
-    }
-}
-
-/// What can be followed as it happens.
-#[Subscription(name = "Subscription")]
-impl SubscriptionRoot {
-    /// The data after each reload that changed it (scheduled, `reloadData` or `ingest`,
-    /// in any process), from now on; a reload that changed nothing is not passed on.
-    async fn dataset(&self, ctx: &Context<'_>) -> async_graphql::Result<impl Stream<Item = DatasetNode>> {
-        let state = ctx.data_unchecked::<AppState>().clone();
-        let slot = match ctx.data_opt::<SubscriptionSlots>() {
-            Some(slots) => Some(slots.take()?),
-            None => None,
-        };
-        let mut changes = service::dataset_changes(&state);
-        Ok(async_stream::stream! {
-            let _held = slot;
-            // The fields read the data as it is now: reloads missed by a slow client are
-            // made up for by the next one it hears.
-            while let Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) = changes.recv().await {
-                yield DatasetNode;
-            }
-        })
-    }
-
-    /// Every change of any report (queued, started, progress, finished) from now on,
-    /// whichever process makes it, as long as the subscription lasts. A client too slow to
-    /// keep up misses changes rather than holding the others back.
-    async fn reports(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "Only reports of this status and interpolation.")] filter: Option<ReportsFilter>,
-    ) -> async_graphql::Result<impl Stream<Item = ReportNode>> {
-        let state = ctx.data_unchecked::<AppState>().clone();
-        let slot = match ctx.data_opt::<SubscriptionSlots>() {
-            Some(slots) => Some(slots.take()?),
-            None => None,
-        };
-        let filter: service::ReportFilter = filter.unwrap_or_default().into();
-        let mut changes = service::report_changes(&state);
-        Ok(async_stream::stream! {
-            let _held = slot;
-            loop {
-                match changes.recv().await {
-                    Ok(record) => {
-                        let wanted = filter.status.is_none_or(|s| s == record.status)
-                            && filter.interpolation.is_none_or(|i| i == record.interpolation);
-                        if wanted {
-                            yield ReportNode((*record).clone());
-                        }
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-                }
-            }
-        })
-    }
-
-    /// The report's current state, then each change; ends after COMPLETE or FAILED.
-    /// Works whichever process runs the report.
-    async fn report(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(desc = "The report's id, as triggerReport returned it.")] id: ID,
-    ) -> async_graphql::Result<impl Stream<Item = ReportNode>> {
-        let state = ctx.data_unchecked::<AppState>().clone();
-        let uuid = parse_id(&id)?;
-        // Over WebSocket, each socket has so many subscriptions at once.
-        let slot = match ctx.data_opt::<SubscriptionSlots>() {
-            Some(slots) => Some(slots.take()?),
-            None => None,
-        };
-        // Listen before reading, so that no change falls between the two.
-        let (mut events, following) = service::follow(&state, uuid);
-        let first = service::followed_report(&state, uuid)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::NotFound(format!("no report with id {uuid}")))?;
-        Ok(async_stream::stream! {
-            let _held = (slot, following);
-            let mut last = first.clone();
-            yield ReportNode(first);
-            // A lost notice is made up for by the process's one recheck of the followed
-            // reports (`db::events`), which sends the report again: no timer here.
-            while !last.status.is_final() {
-                let next = tokio::select! {
-                    event = events.recv() => match event {
-                        Ok(record) if record.id == uuid => Some((*record).clone()),
-                        // Missed notices: the next recheck sends the report's state again.
-                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => None,
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-                    },
-                };
-                if let Some(next) = next
-                    && next.is_newer_than(&last)
-                {
-                    last = next.clone();
-                    yield ReportNode(next);
-                }
-            }
-        })
     }
 }

@@ -3,10 +3,9 @@
 
 use async_graphql::{Context, ID, Interface};
 
-use super::error::ApiError;
 use super::report::{ROW_PREFIX, ReportNode, ReportRow};
 use super::store::{STORE_PREFIX, StoreNode};
-use crate::service::{self, AppState, RowFilter, RowPage};
+use crate::service::{self, AppState, Error, RowFilter, RowPage};
 
 /// An object with an id unique across every type: a report's is its UUID, a store's
 /// `Store:<store id>`, a report row's `ReportRow:<report id>:<store id>`.
@@ -19,9 +18,12 @@ pub enum Node {
 }
 
 /// The object with global id `id`, if it exists.
-pub(crate) async fn node(ctx: &Context<'_>, id: &ID) -> Result<Option<Node>, ApiError> {
+pub(crate) async fn node(ctx: &Context<'_>, id: &ID) -> Result<Option<Node>, Error> {
     let state = ctx.data_unchecked::<AppState>();
     if let Some(store_id) = id.strip_prefix(STORE_PREFIX) {
+        if service::check_store_id(store_id).is_err() {
+            return Ok(None);
+        }
         let found = service::store(state, store_id).await?;
         return Ok(found.map(|s| Node::Store(StoreNode(s))));
     }
@@ -29,16 +31,16 @@ pub(crate) async fn node(ctx: &Context<'_>, id: &ID) -> Result<Option<Node>, Api
         let Some((report, store_id)) = rest.split_once(':') else {
             return Ok(None);
         };
+        if service::check_store_id(store_id).is_err() {
+            return Ok(None);
+        }
         let Ok(report) = uuid::Uuid::parse_str(report) else {
             return Ok(None);
         };
         let Some(record) = service::get_report(state, report).await? else {
             return Ok(None);
         };
-        let filter = RowFilter {
-            store_ids: Some(vec![store_id.to_string()]),
-            ..RowFilter::default()
-        };
+        let filter = RowFilter::stores(vec![store_id.to_string()]);
         let page = RowPage {
             limit: 1,
             ..RowPage::default()

@@ -4,12 +4,10 @@ use async_graphql::connection::Connection;
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
-use super::error::ApiError;
 use super::{null_on_error, page_size, page_with};
-use crate::db::reports::RowRecord;
 use crate::domain::report::Rounded;
 use crate::domain::{self, ReportRecord};
-use crate::service::{self, AppState, RowFilter, RowOrder, RowPage};
+use crate::service::{self, AppState, Error, Figure, RowFilter, RowOrder, RowPage, RowRecord};
 
 /// How a store's status is read between its polls.
 #[derive(Enum, Copy, Clone, Debug, Eq, PartialEq, Default)]
@@ -105,7 +103,7 @@ impl ReportNode {
         self.0.started_at
     }
 
-    /// When it became COMPLETE or FAILED.
+    /// When it finished: became COMPLETE, FAILED or CANCELLED.
     async fn finished_at(&self) -> Option<DateTime<Utc>> {
         self.0.finished_at
     }
@@ -145,7 +143,7 @@ impl ReportNode {
             return None;
         }
         let state = ctx.data_unchecked::<AppState>();
-        let csv = service::report_csv(state, &self.0).await.map_err(ApiError::from);
+        let csv = service::report_csv(state, &self.0).await;
         null_on_error(ctx, csv)
     }
 
@@ -175,7 +173,12 @@ impl ReportNode {
             filter.store_ids.get_or_insert_with(Vec::new).push(store.0);
         }
         let key = order.field.key();
-        let after = after.as_deref().map(|c| parse_row_cursor(c, key)).transpose()?;
+        // A cursor carries its report and order: one of another is refused.
+        let list = format!("rows:{}:{:?}:{:?}", self.0.id, order.field, order.direction);
+        let after = after
+            .as_deref()
+            .map(|c| parse_row_cursor(c, &list, key))
+            .transpose()?;
         let page = RowPage {
             order: key,
             descending: order.direction == OrderDirection::Desc,
@@ -184,15 +187,11 @@ impl ReportNode {
         };
         let state = ctx.data_unchecked::<AppState>();
         let total_count = if ctx.look_ahead().field("totalCount").exists() {
-            service::count_report_rows(state, &self.0, &filter)
-                .await
-                .map_err(ApiError::from)?
+            service::count_report_rows(state, &self.0, &filter).await?
         } else {
             0
         };
-        let rows = service::report_rows(state, &self.0, &filter, &page)
-            .await
-            .map_err(ApiError::from)?;
+        let rows = service::report_rows(state, &self.0, &filter, &page).await?;
         Ok(page_with(
             rows,
             limit,
@@ -200,7 +199,7 @@ impl ReportNode {
             RowCount { total_count },
             |r| {
                 (
-                    row_cursor(key, &r),
+                    super::cursor::encode(&list, &row_key(key, &r)),
                     ReportRow::of(self.0.id, &r.store_id, r.figures),
                 )
             },
@@ -239,12 +238,12 @@ impl ReportRowField {
     fn key(self) -> RowOrder {
         match self {
             ReportRowField::StoreId => RowOrder::StoreId,
-            ReportRowField::UptimeLastHour => RowOrder::Figure(0),
-            ReportRowField::UptimeLastDay => RowOrder::Figure(1),
-            ReportRowField::UptimeLastWeek => RowOrder::Figure(2),
-            ReportRowField::DowntimeLastHour => RowOrder::Figure(3),
-            ReportRowField::DowntimeLastDay => RowOrder::Figure(4),
-            ReportRowField::DowntimeLastWeek => RowOrder::Figure(5),
+            ReportRowField::UptimeLastHour => RowOrder::Figure(Figure::UptimeLastHour),
+            ReportRowField::UptimeLastDay => RowOrder::Figure(Figure::UptimeLastDay),
+            ReportRowField::UptimeLastWeek => RowOrder::Figure(Figure::UptimeLastWeek),
+            ReportRowField::DowntimeLastHour => RowOrder::Figure(Figure::DowntimeLastHour),
+            ReportRowField::DowntimeLastDay => RowOrder::Figure(Figure::DowntimeLastDay),
+            ReportRowField::DowntimeLastWeek => RowOrder::Figure(Figure::DowntimeLastWeek),
         }
     }
 }
@@ -300,32 +299,21 @@ pub struct ReportRowFilter {
 }
 
 impl ReportRowFilter {
-    fn into_filter(self) -> Result<RowFilter, ApiError> {
-        if self
-            .store_ids
-            .as_ref()
-            .is_some_and(|ids| ids.len() > super::MAX_PAGE as usize)
-        {
-            return Err(ApiError::BadInput(format!(
-                "filter.storeIds may list at most {} stores",
-                super::MAX_PAGE
-            )));
-        }
+    fn into_filter(self) -> Result<RowFilter, Error> {
         let ranges = [
-            self.uptime_last_hour,
-            self.uptime_last_day,
-            self.uptime_last_week,
-            self.downtime_last_hour,
-            self.downtime_last_day,
-            self.downtime_last_week,
+            (Figure::UptimeLastHour, self.uptime_last_hour),
+            (Figure::UptimeLastDay, self.uptime_last_day),
+            (Figure::UptimeLastWeek, self.uptime_last_week),
+            (Figure::DowntimeLastHour, self.downtime_last_hour),
+            (Figure::DowntimeLastDay, self.downtime_last_day),
+            (Figure::DowntimeLastWeek, self.downtime_last_week),
         ];
-        let mut filter = RowFilter {
-            store_ids: self.store_ids,
-            ..RowFilter::default()
-        };
-        for (stored, range) in filter.ranges.iter_mut().zip(ranges) {
+        let mut filter = RowFilter::default();
+        filter.store_ids = self.store_ids;
+        for (figure, range) in ranges {
             if let Some(range) = range {
-                *stored = (
+                filter.range(
+                    figure,
                     hundredths(range.min, f64::ceil)?,
                     hundredths(range.max, f64::floor)?,
                 );
@@ -338,12 +326,12 @@ impl ReportRowFilter {
 /// A range's end in the stored unit (hundredths), rounded inward (`ceil` for a minimum,
 /// `floor` for a maximum) unless it is a whole number of hundredths give or take float
 /// noise: 0.3 is 30, not 31.
-fn hundredths(value: Option<f64>, inward: fn(f64) -> f64) -> Result<i32, ApiError> {
+fn hundredths(value: Option<f64>, inward: fn(f64) -> f64) -> Result<i32, Error> {
     let Some(value) = value else {
         return Ok(if inward(0.5) == 1.0 { i32::MIN } else { i32::MAX });
     };
     if !value.is_finite() {
-        return Err(ApiError::BadInput(format!("{value} is not a figure")));
+        return Err(Error::BadInput(format!("{value} is not a figure")));
     }
     let scaled = value * 100.0;
     let nearest = scaled.round();
@@ -355,22 +343,24 @@ fn hundredths(value: Option<f64>, inward: fn(f64) -> f64) -> Result<i32, ApiErro
     Ok(stored.clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32)
 }
 
-/// A row's cursor: its store id in store-id order (as before orders existed), else the
-/// figure's index, stored value and store id.
-fn row_cursor(order: RowOrder, row: &RowRecord) -> String {
+/// A row's key in its order: its store id in store-id order, else the figure's stored value
+/// and the store id.
+fn row_key(order: RowOrder, row: &RowRecord) -> String {
     match order {
         RowOrder::StoreId => row.store_id.clone(),
-        RowOrder::Figure(i) => format!("f{i}:{}:{}", row.figures.0[i], row.store_id),
+        RowOrder::Figure(figure) => format!("{}:{}", row.figures.get(figure), row.store_id),
     }
 }
 
-fn parse_row_cursor(cursor: &str, order: RowOrder) -> Result<(i32, String), ApiError> {
-    let bad = || ApiError::BadInput(format!("{cursor:?} is not a cursor of rows in this order"));
+/// The row a cursor of `list` (a report's rows in one order) points at: its figure (0 in
+/// store-id order) and store id.
+fn parse_row_cursor(cursor: &str, list: &str, order: RowOrder) -> Result<(i32, String), Error> {
+    let key = super::cursor::decode(cursor, list)?;
     match order {
-        RowOrder::StoreId => Ok((0, cursor.to_string())),
-        RowOrder::Figure(i) => {
-            let rest = cursor.strip_prefix(&format!("f{i}:")).ok_or_else(bad)?;
-            let (value, store) = rest.split_once(':').ok_or_else(bad)?;
+        RowOrder::StoreId => Ok((0, key)),
+        RowOrder::Figure(_) => {
+            let bad = || Error::BadInput(format!("{cursor:?} is not a cursor of rows in this order"));
+            let (value, store) = key.split_once(':').ok_or_else(bad)?;
             Ok((value.parse().map_err(|_| bad())?, store.to_string()))
         }
     }

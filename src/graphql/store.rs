@@ -4,11 +4,10 @@ use async_graphql::connection::Connection;
 use async_graphql::{Context, Enum, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
-use super::error::ApiError;
 use super::report::{Interpolation, StoreUptime};
-use super::{page, page_size};
-use crate::domain::HoursRow;
-use crate::service::{self, AppState, StoreInfo};
+use super::{cursor, page, page_size};
+use crate::domain::{HoursRow, Ticks};
+use crate::service::{self, AppState, Error, StoreInfo};
 
 pub struct StoreNode(pub StoreInfo);
 
@@ -61,9 +60,7 @@ impl StoreNode {
         #[graphql(desc = "How status is read between polls.", default)] interpolation: Interpolation,
     ) -> async_graphql::Result<Option<StoreUptime>> {
         let state = ctx.data_unchecked::<AppState>();
-        let figures = service::store_uptime(state, &self.0, as_of, interpolation.into())
-            .await
-            .map_err(ApiError::from)?;
+        let figures = service::store_uptime(state, &self.0, as_of, interpolation.into()).await?;
         Ok(figures.map(|f| StoreUptime::of(&self.0.record.store_id, f)))
     }
 
@@ -84,15 +81,14 @@ impl StoreNode {
         #[graphql(desc = "How status is read between polls.", default)] interpolation: Interpolation,
     ) -> async_graphql::Result<Vec<TimelineSegment>> {
         let state = ctx.data_unchecked::<AppState>();
-        let segments = service::store_timeline(state, &self.0, as_of, (from, to), interpolation.into())
-            .await
-            .map_err(ApiError::from)?;
+        let segments =
+            service::store_timeline(state, &self.0, as_of, (from, to), interpolation.into()).await?;
         Ok(segments
             .into_iter()
             .map(|s| TimelineSegment {
                 // Ticks are half-microseconds.
-                start: DateTime::from_timestamp_nanos(s.span.start * 500),
-                end: DateTime::from_timestamp_nanos(s.span.end * 500),
+                start: Ticks(s.span.start).to_datetime(),
+                end: Ticks(s.span.end).to_datetime(),
                 open: s.open,
                 status: if s.active {
                     StoreStatus::Active
@@ -113,19 +109,20 @@ impl StoreNode {
         #[graphql(desc = "The cursor of the poll to start after.")] after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Poll>> {
         let limit = page_size(first)?;
-        let cursor = after
+        // A cursor carries its store: one of another store's polls is refused.
+        let list = format!("polls:{}", self.0.record.store_id);
+        let after_at = after
             .as_deref()
             .map(|c| {
-                DateTime::parse_from_rfc3339(c)
+                let key = cursor::decode(c, &list)?;
+                DateTime::parse_from_rfc3339(&key)
                     .map(|at| at.with_timezone(&Utc))
-                    .map_err(|_| ApiError::BadInput(format!("{c:?} is not a cursor of this list")))
+                    .map_err(|_| Error::BadInput(format!("{c:?} is not a cursor of this list")))
             })
             .transpose()?;
         let state = ctx.data_unchecked::<AppState>();
-        let polls = service::store_polls(state, &self.0.record, from, to, cursor, limit + 1)
-            .await
-            .map_err(ApiError::from)?;
-        Ok(page(polls, limit, cursor.is_some(), |p| {
+        let polls = service::store_polls(state, &self.0.record, from, to, after_at, limit + 1).await?;
+        Ok(page(polls, limit, after_at.is_some(), |p| {
             let node = Poll {
                 at: p.at,
                 status: if p.active {
@@ -134,7 +131,8 @@ impl StoreNode {
                     StoreStatus::Inactive
                 },
             };
-            (p.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true), node)
+            let key = p.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+            (cursor::encode(&list, &key), node)
         }))
     }
 }

@@ -4,8 +4,8 @@
 use async_graphql::{Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
-use crate::db::tokens::TokenRecord;
 use crate::domain::access;
+use crate::service::TokenRecord;
 
 /// What a token may do; each role may do all that the ones before it may.
 #[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]

@@ -8,11 +8,11 @@ use poem::web::{Data, Path, Query};
 use poem::{Request, Response, handler};
 use uuid::Uuid;
 
-use super::{find_report, internal, json};
+use super::{error, json};
 use crate::domain::access::Action;
 use crate::domain::{ReportRecord, ReportStatus};
-use crate::service::auth::{self, AuthError, Caller, LinkParams};
-use crate::service::{self, AppState};
+use crate::service::auth::{self, Caller, LinkParams, Outcome};
+use crate::service::{self, AppState, Error};
 
 /// `GET /reports/{id}.csv`: the finished report as a file; 404 for an unknown id, 409
 /// while it is not complete. A viewer's token, or the signature of a link `csvUrl` gave.
@@ -32,23 +32,21 @@ pub(crate) async fn report_file(
     if link.given() {
         let operation = format!("GET {} (signed link)", req.uri().path());
         match auth::check_link(&state, id, &link, super::address(req)).await {
-            Ok(caller) => auth::audit(&caller, &operation, "allowed"),
-            Err(AuthError::Denied(denied)) => {
-                auth::audit(
-                    &Caller::anonymous(super::address(req)),
-                    &operation,
-                    &format!("refused: {}", denied.message()),
-                );
-                return super::refused(&denied);
+            Ok(caller) => auth::audit(&caller, &operation, Outcome::Allowed),
+            Err(failed) => {
+                if let Error::Denied(denied) = &failed {
+                    let anonymous = Caller::anonymous(super::address(req));
+                    auth::audit(&anonymous, &operation, Outcome::Refused(denied));
+                }
+                return error::response(failed);
             }
-            Err(AuthError::Failed(e)) => return internal(e),
         }
     } else if let Err(refused) = super::allowed(req, &state, Action::Read).await {
         return refused;
     }
-    let record = match find_report(&state, id).await {
+    let record = match service::find_report(&state, id).await {
         Ok(record) => record,
-        Err(response) => return response,
+        Err(failed) => return error::response(failed),
     };
     if record.status != ReportStatus::Complete {
         return json(
@@ -68,7 +66,7 @@ pub(crate) async fn csv_download(request: &HeaderMap, state: &AppState, record: 
     } else {
         match service::report_csv(state, record).await {
             Ok(body) => ranged(request, &etag, modified, body.into_bytes()),
-            Err(e) => return internal(e),
+            Err(failed) => return error::response(failed),
         }
     };
     let headers = response.headers_mut();

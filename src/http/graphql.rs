@@ -6,27 +6,23 @@
 //! must say `application/json` (a form, `text/plain` or multipart body is 415), and `GET`
 //! runs queries only (a mutation is 405).
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
-
 use async_graphql::parser::parse_query;
 use async_graphql::parser::types::OperationType;
-use async_graphql::{ErrorExtensions, ServerError, Variables};
+use async_graphql::{ServerError, Variables};
 use poem::http::{HeaderMap, Method, StatusCode, header};
 use poem::web::Data;
 use poem::{Body, Request, Response, handler};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use super::persisted::PersistedQueries;
 use crate::domain::access::Action;
-use crate::graphql::{AppSchema, RETRY_AFTER_SECONDS};
-use crate::service::AppState;
-use crate::service::auth::{self, AuthError, Caller, Denied};
+use crate::graphql::AppSchema;
+use crate::service::auth::{self, Caller, Outcome};
+use crate::service::{AppState, Error, RETRY_AFTER_SECONDS};
 
 /// The largest request body read.
 const MAX_BODY: usize = 1 << 20;
-/// How many persisted queries are remembered (the oldest is forgotten first).
-const PERSISTED: usize = 1000;
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json; charset=utf-8";
 const JSON: &str = "application/json; charset=utf-8";
 
@@ -60,8 +56,8 @@ pub(crate) async fn endpoint(
         Ok(params) => params,
         Err((status, message)) => return plain(status, &message),
     };
-    let request = match params.into_request(&persisted) {
-        Ok(request) => request,
+    let (request, to_persist) = match params.into_request(&persisted) {
+        Ok(made) => made,
         // Apollo's clients read a missing persisted query from a 200 answer, as they do any
         // request error in application/json.
         Err(Unusable::NotPersisted(error)) => {
@@ -89,19 +85,20 @@ pub(crate) async fn endpoint(
     let operation = describe(&request, &actions);
     let caller = match super::caller(req, &state).await {
         Ok(caller) => caller,
-        Err(AuthError::Denied(denied)) => {
-            let anonymous = Caller::anonymous(super::address(req));
-            auth::audit(&anonymous, &operation, &format!("refused: {}", denied.message()));
-            return refused(media, denied);
-        }
-        Err(AuthError::Failed(e)) => {
-            let error = crate::graphql::failed_error(e);
-            return answer(media, async_graphql::Response::from_errors(vec![error]), &limit);
+        Err(error) => {
+            if let Error::Denied(denied) = &error {
+                let anonymous = Caller::anonymous(super::address(req));
+                auth::audit(&anonymous, &operation, Outcome::Refused(denied));
+            }
+            return refused(media, error, &limit);
         }
     };
     if let Err(denied) = auth::authorize(&state, &caller, &actions) {
-        auth::audit(&caller, &operation, &format!("refused: {}", denied.message()));
-        return refused(media, denied);
+        auth::audit(&caller, &operation, Outcome::Refused(&denied));
+        return refused(media, denied.into(), &limit);
+    }
+    if let Some((hash, query)) = to_persist {
+        persisted.keep(hash, query);
     }
     let audited = caller.token.is_some() || actions.iter().any(|a| a.changes());
     let request = request.data(caller.clone());
@@ -116,7 +113,13 @@ pub(crate) async fn endpoint(
         )]),
     };
     if audited {
-        auth::audit(&caller, &operation, &outcome(&response));
+        auth::audit(
+            &caller,
+            &operation,
+            Outcome::Ran {
+                error_codes: &error_codes(&response),
+            },
+        );
     }
     answer(media, response, &limit)
 }
@@ -129,12 +132,9 @@ fn describe(request: &async_graphql::Request, actions: &[Action]) -> String {
     format!("GraphQL {kind} {name} [{}]", actions.join(", "))
 }
 
-/// How the audit log says what came of an operation: "ok", or its errors' codes.
-fn outcome(response: &async_graphql::Response) -> String {
-    if response.errors.is_empty() {
-        return "ok".to_string();
-    }
-    let codes: Vec<String> = response
+/// The codes of an operation's errors, for the audit log.
+fn error_codes(response: &async_graphql::Response) -> Vec<String> {
+    response
         .errors
         .iter()
         .map(|e| {
@@ -143,21 +143,22 @@ fn outcome(response: &async_graphql::Response) -> String {
                 |c| c.to_string().trim_matches('"').to_string(),
             )
         })
-        .collect();
-    format!("errors: {}", codes.join(", "))
+        .collect()
 }
 
-/// A request refused before it ran: 401 (with `WWW-Authenticate`) or 403, whatever the
-/// media type, with the error and its code in the GraphQL response shape.
-fn refused(media: &'static str, denied: Denied) -> Response {
-    let status = super::refusal_status(&denied);
-    // No `data` at all: nothing ran.
-    let body = serde_json::json!({ "errors": [crate::graphql::denied_error(denied.clone())] });
-    let mut response = Response::builder()
-        .status(status)
-        .content_type(media)
-        .body(body.to_string());
-    super::challenge(&mut response, &denied);
+/// A request that failed before it ran: refused, 401 (with `WWW-Authenticate`) or 403
+/// whatever the media type, with the error and its code in the GraphQL response shape and
+/// no `data` at all; any other error as GraphQL answers one (503 for an outage).
+fn refused(media: &'static str, error: Error, limit: &ResponseLimit) -> Response {
+    let Error::Denied(denied) = &error else {
+        let error = crate::graphql::request_error(error);
+        return answer(media, async_graphql::Response::from_errors(vec![error]), limit);
+    };
+    let status = super::refusal_status(denied);
+    let mut response = Response::builder().status(status).content_type(media).finish();
+    super::challenge(&mut response, denied);
+    let body = serde_json::json!({ "errors": [crate::graphql::request_error(error)] });
+    response.set_body(body.to_string());
     response
 }
 
@@ -245,7 +246,13 @@ enum Unusable {
 
 impl Params {
     /// The request to run, its query looked up by hash when it was persisted.
-    fn into_request(self, persisted: &PersistedQueries) -> Result<async_graphql::Request, Unusable> {
+    /// The request these parameters make, and the query to persist under its hash once the
+    /// caller is known to be allowed to run it (never before: an anonymous caller refused
+    /// with 401 must not fill the server's memory).
+    fn into_request(
+        self,
+        persisted: &PersistedQueries,
+    ) -> Result<(async_graphql::Request, Option<(String, String)>), Unusable> {
         let hash = self
             .extensions
             .as_ref()
@@ -253,6 +260,7 @@ impl Params {
             .map(persisted_hash)
             .transpose()
             .map_err(Unusable::Malformed)?;
+        let mut to_keep = None;
         let query = match (self.query.filter(|q| !q.is_empty()), hash) {
             (Some(query), Some(hash)) => {
                 if hex::encode(Sha256::digest(query.as_bytes())) != hash {
@@ -262,7 +270,7 @@ impl Params {
                     );
                     return Err(Unusable::Malformed(error));
                 }
-                persisted.keep(hash, query.clone());
+                to_keep = Some((hash, query.clone()));
                 query
             }
             (Some(query), None) => query,
@@ -283,7 +291,7 @@ impl Params {
         if let Some(variables) = self.variables {
             request = request.variables(Variables::from_json(serde_json::Value::Object(variables)));
         }
-        Ok(request)
+        Ok((request, to_keep))
     }
 }
 
@@ -300,10 +308,14 @@ fn persisted_hash(value: &serde_json::Value) -> Result<String, ServerError> {
     }
 }
 
+/// An error of this door's own, about the whole request: no location in the document.
 fn coded(message: &str, code: &'static str) -> ServerError {
-    async_graphql::Error::new(message)
-        .extend_with(|_, e| e.set("code", code))
-        .into_server_error(async_graphql::Pos::default())
+    let mut error = ServerError::new(message, None);
+    error
+        .extensions
+        .get_or_insert_with(Default::default)
+        .set("code", code);
+    error
 }
 
 /// Whether the operation the request selects is a query (what `GET` may run). A document
@@ -423,37 +435,6 @@ fn plain(status: StatusCode, message: &str) -> Response {
         .status(status)
         .content_type("text/plain; charset=utf-8")
         .body(message.to_string())
-}
-
-/// Queries registered by Apollo's automatic persisted queries, by their SHA-256.
-#[derive(Clone, Default)]
-pub(crate) struct PersistedQueries(Arc<Mutex<Persisted>>);
-
-#[derive(Default)]
-struct Persisted {
-    queries: HashMap<String, String>,
-    /// Hashes, oldest first.
-    order: VecDeque<String>,
-}
-
-impl PersistedQueries {
-    fn get(&self, hash: &str) -> Option<String> {
-        self.0.lock().ok()?.queries.get(hash).cloned()
-    }
-
-    fn keep(&self, hash: String, query: String) {
-        let Ok(mut persisted) = self.0.lock() else {
-            return;
-        };
-        if persisted.queries.insert(hash.clone(), query).is_none() {
-            persisted.order.push_back(hash);
-        }
-        while persisted.order.len() > PERSISTED {
-            if let Some(oldest) = persisted.order.pop_front() {
-                persisted.queries.remove(&oldest);
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -22,6 +22,6 @@ pub async fn readyz(state: Data<&AppState>) -> Response {
             StatusCode::SERVICE_UNAVAILABLE,
             serde_json::json!({ "status": "migrations pending", "applied": applied, "expected": expected }),
         ),
-        Readiness::Unreachable => super::unavailable("database unreachable"),
+        Readiness::Unreachable => super::error::unavailable("database unreachable"),
     }
 }

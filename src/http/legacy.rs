@@ -5,9 +5,8 @@ use poem::http::StatusCode;
 use poem::web::{Data, Query};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
-use uuid::Uuid;
 
-use super::{internal, json};
+use super::{error, json};
 use crate::domain::access::Action;
 use crate::domain::{Interpolation, ReportStatus};
 use crate::service::{self, AppState};
@@ -21,7 +20,7 @@ pub async fn trigger_report(req: &Request, state: Data<&AppState>) -> Response {
     };
     match service::trigger_report(&state, &caller, Interpolation::Nearest, None).await {
         Ok(record) => json(StatusCode::OK, serde_json::json!({ "report_id": record.id })),
-        Err(e) => internal(e),
+        Err(failed) => error::response(failed),
     }
 }
 
@@ -44,15 +43,13 @@ pub async fn get_report(req: &Request, Query(query): Query<GetReport>, state: Da
             serde_json::json!({ "error": "report_id is required" }),
         );
     };
-    let Ok(id) = Uuid::parse_str(raw.trim()) else {
-        return json(
-            StatusCode::BAD_REQUEST,
-            serde_json::json!({ "error": format!("{raw:?} is not a report id (a UUID)") }),
-        );
+    let record = match service::parse_report_id(&raw) {
+        Ok(id) => service::find_report(&state, id).await,
+        Err(bad) => Err(bad),
     };
-    let record = match super::find_report(&state, id).await {
+    let record = match record {
         Ok(record) => record,
-        Err(response) => return response,
+        Err(failed) => return error::response(failed),
     };
     match record.status {
         ReportStatus::Pending | ReportStatus::Running => {

@@ -3,30 +3,31 @@
 
 mod compression;
 mod dashboard;
+mod error;
 mod files;
 mod graphiql;
 mod graphql;
 mod health;
 mod legacy;
 mod origin;
+mod persisted;
 mod server;
 mod ws;
 
-pub(crate) use server::{open_files_limit, serve};
+pub use server::ServerLimits;
+pub(crate) use server::{connection_limits, serve};
+pub use ws::WebSocketLimits;
 
 use std::net::IpAddr;
 
+use crate::domain::access::Action;
+use crate::graphql::AppSchema;
+use crate::service::auth::{self, Caller, Denied, Outcome};
+use crate::service::{AppState, Error};
 use compression::Compression;
 use poem::http::{StatusCode, header};
 use poem::middleware::Tracing;
 use poem::{Endpoint, EndpointExt, Request, Response, Route, get, post};
-use uuid::Uuid;
-
-use crate::domain::ReportRecord;
-use crate::domain::access::Action;
-use crate::graphql::AppSchema;
-use crate::service::auth::{self, AuthError, Caller, Denied};
-use crate::service::{self, AppState};
 
 /// Every route, with CORS for `cors_origins` (empty: same origin only), compression and request
 /// tracing.
@@ -34,16 +35,9 @@ pub(crate) fn routes(
     state: AppState,
     schema: AppSchema,
     cors_origins: &[String],
-    websocket: crate::startup::WebSocketSettings,
+    websocket: WebSocketLimits,
     max_response_bytes: usize,
 ) -> impl Endpoint + use<> {
-    let ws_limits = ws::WsLimits {
-        init_timeout: websocket.init_timeout,
-        keepalive: websocket.keepalive,
-        max_subscriptions: websocket.max_subscriptions,
-        max_sockets_per_address: websocket.max_sockets_per_address,
-        ..Default::default()
-    };
     Route::new()
         .at("/", get(dashboard::page))
         .at("/dashboard/:file", get(dashboard::file))
@@ -57,8 +51,8 @@ pub(crate) fn routes(
         .at("/readyz", get(health::readyz))
         .data(state)
         .data(schema)
-        .data(graphql::PersistedQueries::default())
-        .data(ws_limits)
+        .data(persisted::PersistedQueries::default())
+        .data(websocket)
         .data(ws::OpenSockets::default())
         .data(graphql::ResponseLimit(max_response_bytes))
         .with(Compression)
@@ -131,63 +125,13 @@ pub(crate) fn json(status: StatusCode, body: serde_json::Value) -> Response {
         .body(body.to_string())
 }
 
-/// An error of ours: logged with its causes, "internal error" to the client; or, with
-/// `Retry-After`, what a client can act on: too many reports waiting (429), the database
-/// down or saturated (503).
-pub(crate) fn internal(error: anyhow::Error) -> Response {
-    if let Some(full) = error.downcast_ref::<service::QueueFull>() {
-        return retry_later(
-            StatusCode::TOO_MANY_REQUESTS,
-            serde_json::json!({ "error": full.to_string(), "code": "TOO_MANY_REQUESTS" }),
-        );
-    }
-    if let Some(limited) = error.downcast_ref::<service::rate::RateLimited>() {
-        return retry_in(
-            StatusCode::TOO_MANY_REQUESTS,
-            serde_json::json!({ "error": limited.to_string(), "code": "TOO_MANY_REQUESTS" }),
-            limited.seconds(),
-        );
-    }
-    if service::database_unavailable(&error) {
-        tracing::warn!(error = format!("{error:#}"), "database unavailable");
-        return unavailable("the database is unavailable or busy: retry later");
-    }
-    tracing::error!(error = format!("{error:#}"), "internal error");
-    json(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        serde_json::json!({ "error": "internal error" }),
-    )
-}
-
-/// 503 with `Retry-After`, and why.
-pub(crate) fn unavailable(status: &str) -> Response {
-    retry_later(
-        StatusCode::SERVICE_UNAVAILABLE,
-        serde_json::json!({ "status": status, "error": status }),
-    )
-}
-
-/// A JSON answer with `Retry-After`: the client is to come back later.
-fn retry_later(status: StatusCode, body: serde_json::Value) -> Response {
-    retry_in(status, body, crate::graphql::RETRY_AFTER_SECONDS)
-}
-
-/// A JSON answer with `Retry-After: seconds`.
-fn retry_in(status: StatusCode, body: serde_json::Value, seconds: u64) -> Response {
-    let mut response = json(status, body);
-    response
-        .headers_mut()
-        .insert(poem::http::header::RETRY_AFTER, seconds.into());
-    response
-}
-
 /// The client's address, as the connection has it.
 fn address(req: &Request) -> Option<IpAddr> {
     req.remote_addr().as_socket_addr().map(|a| a.ip())
 }
 
 /// The caller of `req`: the token of its `Authorization` header, checked, or anonymous.
-async fn caller(req: &Request, state: &AppState) -> Result<Caller, AuthError> {
+async fn caller(req: &Request, state: &AppState) -> Result<Caller, Error> {
     let credentials = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -201,34 +145,25 @@ async fn allowed(req: &Request, state: &AppState, action: Action) -> Result<Call
     let operation = format!("{} {}", req.method(), req.uri().path());
     let caller = match caller(req, state).await {
         Ok(caller) => caller,
-        Err(AuthError::Denied(denied)) => {
-            auth::audit(
-                &Caller::anonymous(address(req)),
-                &operation,
-                &format!("refused: {}", denied.message()),
-            );
-            return Err(refused(&denied));
+        Err(error) => {
+            if let Error::Denied(denied) = &error {
+                auth::audit(
+                    &Caller::anonymous(address(req)),
+                    &operation,
+                    Outcome::Refused(denied),
+                );
+            }
+            return Err(error::response(error));
         }
-        Err(AuthError::Failed(e)) => return Err(internal(e)),
     };
     if let Err(denied) = auth::authorize(state, &caller, &[action]) {
-        auth::audit(&caller, &operation, &format!("refused: {}", denied.message()));
-        return Err(refused(&denied));
+        auth::audit(&caller, &operation, Outcome::Refused(&denied));
+        return Err(error::response(denied.into()));
     }
     if action.changes() || caller.token.is_some() {
-        auth::audit(&caller, &operation, "allowed");
+        auth::audit(&caller, &operation, Outcome::Allowed);
     }
     Ok(caller)
-}
-
-/// A refused REST call: 401 with the `WWW-Authenticate` challenge, or 403.
-pub(crate) fn refused(denied: &Denied) -> Response {
-    let mut response = json(
-        refusal_status(denied),
-        serde_json::json!({ "error": denied.message(), "code": denied.code() }),
-    );
-    challenge(&mut response, denied);
-    response
 }
 
 /// The status of a refused call: 401 without a usable token, 403 for a role that may not.
@@ -246,17 +181,5 @@ fn challenge(response: &mut Response, denied: &Denied) {
         .and_then(|c| poem::http::HeaderValue::from_str(&c).ok())
     {
         response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
-    }
-}
-
-/// The report `id`, or the response that says why there is none (404, or 500).
-pub(crate) async fn find_report(state: &AppState, id: Uuid) -> Result<ReportRecord, Response> {
-    match service::get_report(state, id).await {
-        Ok(Some(record)) => Ok(record),
-        Ok(None) => Err(json(
-            StatusCode::NOT_FOUND,
-            serde_json::json!({ "error": format!("no report with id {id}") }),
-        )),
-        Err(e) => Err(internal(e)),
     }
 }

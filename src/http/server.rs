@@ -18,7 +18,48 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
-pub use crate::startup::ServerLimits;
+/// What the server allows each connection.
+#[derive(Clone, Copy, Debug)]
+pub struct ServerLimits {
+    /// Connections served at once; one more is answered 503 and closed.
+    pub max_connections: usize,
+    /// How long a client has to send a request's headers, and how long a keep-alive
+    /// connection may wait idle for its next request.
+    pub header_timeout: Duration,
+    /// How long running requests have to finish at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// File descriptors kept for the database pools, the report files and the input files.
+const RESERVED_FILES: usize = 128;
+
+/// `limits`, with no more connections than the process can open files for: past that,
+/// `accept` itself would fail.
+pub(crate) fn connection_limits(mut limits: ServerLimits) -> ServerLimits {
+    if let Some(files) = open_files_limit() {
+        let most = files.saturating_sub(RESERVED_FILES).max(16);
+        if limits.max_connections > most {
+            tracing::warn!(
+                asked = limits.max_connections,
+                open_files_limit = files,
+                max_connections = most,
+                "fewer connections than asked: the process may open only so many files (raise `ulimit -n`)"
+            );
+            limits.max_connections = most;
+        }
+    }
+    limits
+}
 
 /// The answer to a connection over the cap, written before it is closed.
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-type: text/plain\r\n\

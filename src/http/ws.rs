@@ -26,9 +26,10 @@ use poem::web::Data as PoemData;
 use poem::web::websocket::{Message, WebSocket, WebSocketConfig};
 use poem::{IntoResponse, Response, handler};
 
-use crate::graphql::{AppSchema, RETRY_AFTER_SECONDS, SubscriptionSlots};
+use crate::graphql::{AppSchema, SubscriptionSlots};
 use crate::service::AppState;
-use crate::service::auth::{self, AuthError, AuthMode, Caller, Denied};
+use crate::service::auth::{self, AuthMode, Caller, Denied, Outcome};
+use crate::service::{Error, RETRY_AFTER_SECONDS};
 
 /// The open sockets of each client address.
 #[derive(Clone, Default)]
@@ -63,10 +64,10 @@ impl Drop for OpenSocket {
 
 /// How the endpoint treats its sockets.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct WsLimits {
+pub struct WebSocketLimits {
     /// How long a new socket has to send `connection_init`.
     pub init_timeout: Duration,
-    /// How often an open socket is pinged.
+    /// How often an open socket is pinged, so that proxies do not close it as idle.
     pub keepalive: Duration,
     /// The largest message read.
     pub max_message: usize,
@@ -76,15 +77,14 @@ pub(crate) struct WsLimits {
     pub max_sockets_per_address: usize,
 }
 
-impl Default for WsLimits {
+impl Default for WebSocketLimits {
     fn default() -> Self {
-        let settings = crate::startup::WebSocketSettings::default();
-        WsLimits {
-            init_timeout: settings.init_timeout,
-            keepalive: settings.keepalive,
+        WebSocketLimits {
+            init_timeout: Duration::from_secs(10),
+            keepalive: Duration::from_secs(15),
             max_message: 64 << 10,
-            max_subscriptions: settings.max_subscriptions,
-            max_sockets_per_address: settings.max_sockets_per_address,
+            max_subscriptions: 100,
+            max_sockets_per_address: 64,
         }
     }
 }
@@ -95,7 +95,7 @@ pub(crate) fn endpoint(
     websocket: WebSocket,
     protocol: GraphQLProtocol,
     schema: PoemData<&AppSchema>,
-    limits: PoemData<&WsLimits>,
+    limits: PoemData<&WebSocketLimits>,
     sockets: PoemData<&OpenSockets>,
     state: PoemData<&AppState>,
     req: &poem::Request,
@@ -167,7 +167,7 @@ async fn serve(
     socket: poem::web::websocket::WebSocketStream,
     schema: AppSchema,
     protocol: WebSocketProtocols,
-    limits: WsLimits,
+    limits: WebSocketLimits,
     session: Arc<Session>,
 ) {
     let (mut sink, stream) = socket.split();
@@ -257,8 +257,8 @@ async fn serve(
 async fn still_allowed(session: &Session) -> Option<Message> {
     let caller = session.caller()?;
     match auth::recheck(&session.state, &caller).await {
-        Err(AuthError::Denied(denied)) => {
-            auth::audit(&caller, "WebSocket", &format!("closed: {}", denied.message()));
+        Err(Error::Denied(denied)) => {
+            auth::audit(&caller, "WebSocket", Outcome::Closed(&denied));
             Some(close(4403, "Forbidden", &denied))
         }
         _ => None,
@@ -327,24 +327,28 @@ async fn screen(session: &Session, protocol: WebSocketProtocols, message: &[u8])
             );
             match auth::recheck(&session.state, &caller).await {
                 Ok(()) => {}
-                Err(AuthError::Denied(denied)) => {
-                    auth::audit(&caller, &operation, &format!("closed: {}", denied.message()));
+                Err(Error::Denied(denied)) => {
+                    auth::audit(&caller, &operation, Outcome::Closed(&denied));
                     return Some(vec![close(4403, "Forbidden", &denied)]);
                 }
-                Err(AuthError::Failed(e)) => {
-                    return Some(operation_error(protocol, id, crate::graphql::failed_error(e)));
+                Err(error) => {
+                    return Some(operation_error(
+                        protocol,
+                        id,
+                        crate::graphql::request_error(error),
+                    ));
                 }
             }
             if let Err(denied) = auth::authorize(&session.state, &caller, &actions) {
-                auth::audit(&caller, &operation, &format!("refused: {}", denied.message()));
+                auth::audit(&caller, &operation, Outcome::Refused(&denied));
                 return Some(operation_error(
                     protocol,
                     id,
-                    crate::graphql::denied_error(denied),
+                    crate::graphql::request_error(denied.into()),
                 ));
             }
             if caller.token.is_some() || actions.iter().any(|a| a.changes()) {
-                auth::audit(&caller, &operation, "started");
+                auth::audit(&caller, &operation, Outcome::Started);
             }
             None
         }
@@ -360,11 +364,7 @@ async fn accept(session: &Session, payload: &serde_json::Value) -> Result<(), Ve
     let sent = credentials(payload).or_else(|| session.header.clone());
     let anonymous = Caller::anonymous(session.address);
     let refuse = |code: u16, word: &str, denied: Denied| {
-        auth::audit(
-            &anonymous,
-            "WebSocket connection_init",
-            &format!("refused: {}", denied.message()),
-        );
+        auth::audit(&anonymous, "WebSocket connection_init", Outcome::Refused(&denied));
         Err(vec![close(code, word, &denied)])
     };
     match auth::authenticate(state, sent.as_deref(), session.address).await {
@@ -380,21 +380,21 @@ async fn accept(session: &Session, payload: &serde_json::Value) -> Result<(), Ve
                 );
             }
             if caller.token.is_some() {
-                auth::audit(&caller, "WebSocket connection_init", "accepted");
+                auth::audit(&caller, "WebSocket connection_init", Outcome::Accepted);
             }
             *session.caller.lock().unwrap_or_else(|e| e.into_inner()) = Some(caller);
             Ok(())
         }
-        Err(AuthError::Denied(denied)) => refuse(4403, "Forbidden", denied),
-        Err(AuthError::Failed(e)) => {
-            tracing::warn!(
-                error = format!("{e:#}"),
-                "WebSocket refused: cannot check its token"
-            );
-            Err(vec![Message::close_with(
-                1013u16,
-                "Try again later: the database is unavailable",
-            )])
+        Err(Error::Denied(denied)) => refuse(4403, "Forbidden", denied),
+        Err(error) => {
+            // The token could not be checked: the socket is closed as the WebSocket codes
+            // say, "try again later" for an outage (RFC 6455's registry), else our error.
+            error.log();
+            let (code, reason) = match error {
+                Error::Unavailable(_) => (1013u16, "Try again later: the database is unavailable"),
+                _ => (1011u16, "internal error"),
+            };
+            Err(vec![Message::close_with(code, reason)])
         }
     }
 }

@@ -1,4 +1,36 @@
-//! Background jobs run by apalis workers.
+//! Background jobs: the apalis jobs (`report`, the scheduled `reload`) and the maintenance
+//! each process runs beside them, one job per file (`reconcile`, `prune_reports`,
+//! `queue_depth`). Each is a plain async function tests can call; the loops only time them.
 
+pub mod prune_reports;
+pub mod queue_depth;
+pub mod reconcile;
 pub mod reload;
 pub mod report;
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+/// Runs `tick` now and then every `period` (a late tick is not made up for), until
+/// `stopped` says so.
+async fn periodically<F: Future<Output = ()>>(
+    period: Duration,
+    mut stopped: watch::Receiver<bool>,
+    mut tick: impl FnMut() -> F,
+) -> anyhow::Result<()> {
+    let stop = async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    tokio::pin!(stop);
+    let mut every = tokio::time::interval(period);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return Ok(()),
+            _ = every.tick() => {}
+        }
+        tick().await;
+    }
+}

@@ -27,8 +27,6 @@ pub const MAX_ATTEMPTS: usize = 3;
 /// The wait before the second attempt; each later one waits four times longer. A full
 /// disk or a database restart has time to pass before the report is given up.
 const FIRST_RETRY_AFTER: Duration = Duration::from_secs(5);
-/// Reports younger than this are not reconciled: their transaction may still be open.
-const RECONCILE_GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 /// How often a running report writes its progress.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
@@ -69,73 +67,6 @@ pub async fn enqueue(db: &mut sqlx::PgConnection, report_id: Uuid) -> anyhow::Re
         .context("cannot queue the report job")
 }
 
-/// What a reconciliation found and mended.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Reconciled {
-    /// Unfinished reports that had no job, queued again.
-    pub requeued: usize,
-    /// Unfinished reports whose job will never run again, marked FAILED.
-    pub failed: usize,
-}
-
-/// Makes sure every unfinished report older than a minute will finish: one whose job is
-/// missing (queued by an older version, or its job pruned by hand) is queued again; one
-/// whose job apalis has given up on is marked FAILED. Safe to run in many processes at
-/// once: queueing is idempotent and marking FAILED only moves an unfinished report.
-pub async fn reconcile(pool: &Pool) -> anyhow::Result<Reconciled> {
-    let unfinished = reports::unfinished_before(pool, chrono::Utc::now() - RECONCILE_GRACE).await?;
-    if unfinished.is_empty() {
-        return Ok(Reconciled::default());
-    }
-    let ids: Vec<String> = unfinished.iter().map(|r| task_id(r.id).to_string()).collect();
-    let jobs = queue::jobs(pool, &ids).await?;
-    let mut done = Reconciled::default();
-    for (report, id) in unfinished.iter().zip(&ids) {
-        match jobs.iter().find(|job| &job.id == id) {
-            Some(job) if job.is_live() => {}
-            Some(job) => {
-                tracing::warn!(report = %report.id, job = ?job, "report's job ended without finishing it");
-                let error = "the report failed: its job stopped without finishing it";
-                if reports::mark_failed(pool, report.id, error).await?.is_some() {
-                    done.failed += 1;
-                }
-            }
-            None => {
-                let mut conn = pool.acquire().await?;
-                if enqueue(&mut conn, report.id).await? {
-                    tracing::warn!(report = %report.id, "report had no job: queued it again");
-                    done.requeued += 1;
-                }
-            }
-        }
-    }
-    Ok(done)
-}
-
-/// Forgets the reports that finished before `before`: their rows, and their CSV files in
-/// this process's directory (a result a newer report shares is kept with it). Files of
-/// reports another process pruned are found by their age and swept too. Returns how many
-/// reports were deleted.
-pub async fn prune(
-    pool: &Pool,
-    files: &ReportFiles,
-    before: chrono::DateTime<chrono::Utc>,
-) -> anyhow::Result<usize> {
-    let deleted = reports::prune_finished(pool, before).await?;
-    for (id, _) in deleted.iter().filter(|(_, own_result)| *own_result) {
-        files.remove(*id)?;
-    }
-    let (dir, cutoff) = (files.clone(), std::time::SystemTime::from(before));
-    let old = tokio::task::spawn_blocking(move || dir.written_before(cutoff)).await??;
-    if !old.is_empty() {
-        let kept = reports::existing(pool, &old).await?;
-        for id in old.iter().filter(|id| !kept.contains(id)) {
-            files.remove(*id)?;
-        }
-    }
-    Ok(deleted.len())
-}
-
 /// Computes the report `id` (a plain function: tests call it directly). A report that is
 /// already finished is left as it is.
 pub async fn run(ctx: &ReportContext, id: Uuid) -> anyhow::Result<ReportRecord> {
@@ -150,7 +81,7 @@ pub async fn run(ctx: &ReportContext, id: Uuid) -> anyhow::Result<ReportRecord> 
     if record.attempts >= MAX_ATTEMPTS as i32 {
         // Every earlier start ended with its process: this report would take this one too.
         tracing::error!(report = %id, attempts = record.attempts, "report stopped its worker every time; giving up");
-        telemetry::metrics().report_finished("failed", started.elapsed());
+        telemetry::metrics().report_finished(crate::telemetry::ReportOutcome::Failed, started.elapsed());
         let error = format!(
             "the report failed: its worker stopped during each of its {} attempts",
             record.attempts
@@ -197,7 +128,7 @@ pub async fn run(ctx: &ReportContext, id: Uuid) -> anyhow::Result<ReportRecord> 
         cancelled = until_cancelled(pool, id) => {
             progress.abort();
             tracing::info!(report = %id, elapsed_ms = started.elapsed().as_millis() as u64, "report cancelled while running: stopped");
-            telemetry::metrics().report_finished("cancelled", started.elapsed());
+            telemetry::metrics().report_finished(crate::telemetry::ReportOutcome::Cancelled, started.elapsed());
             return cancelled;
         }
     };
@@ -225,7 +156,7 @@ pub async fn run(ctx: &ReportContext, id: Uuid) -> anyhow::Result<ReportRecord> 
         return Ok(now);
     };
     tracing::info!(report = %id, stores = report.rows.len(), elapsed_ms = started.elapsed().as_millis() as u64, "report complete");
-    telemetry::metrics().report_finished("complete", started.elapsed());
+    telemetry::metrics().report_finished(crate::telemetry::ReportOutcome::Complete, started.elapsed());
     Ok(complete)
 }
 
@@ -238,7 +169,7 @@ async fn reuse(
 ) -> anyhow::Result<ReportRecord> {
     let reused = reports::mark_reused(pool, record.id, source).await?;
     tracing::info!(report = %record.id, source = %source.id, "report reuses an equal finished one");
-    telemetry::metrics().report_finished("reused", started.elapsed());
+    telemetry::metrics().report_finished(crate::telemetry::ReportOutcome::Reused, started.elapsed());
     Ok(reused.unwrap_or_else(|| record.clone()))
 }
 
@@ -286,7 +217,7 @@ pub async fn handle(job: ReportJob, ctx: Data<ReportContext>, attempt: Attempt) 
         Ok(_) => Ok(()),
         Err(e) if attempt.current() >= MAX_ATTEMPTS => {
             tracing::error!(report = %id, error = format!("{e:#}"), "report failed");
-            telemetry::metrics().report_finished("failed", Duration::ZERO);
+            telemetry::metrics().report_finished(crate::telemetry::ReportOutcome::Failed, Duration::ZERO);
             reports::mark_failed(&ctx.pool, id, &client_error(&e)).await?;
             Ok(())
         }

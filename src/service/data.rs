@@ -5,21 +5,21 @@ use crate::db::reload::{Guard, Reload};
 use crate::domain::Timestamp;
 use crate::input::{DataFiles, Rejected};
 
-use super::AppState;
 use super::auth::Caller;
+use super::{AppState, Result};
 
 /// Reloads the input files now (what the scheduled reload does at each tick); `force`
 /// accepts hours and time-zone files that would drop many stores' rows.
-pub async fn reload_now(state: &AppState, caller: &Caller, force: bool) -> anyhow::Result<Reload> {
+pub async fn reload_now(state: &AppState, caller: &Caller, force: bool) -> Result<Reload> {
     state.reload_limit.check(caller)?;
     reload(state, force).await
 }
 
 /// Reloads the input files, for the server itself (its first load).
-pub async fn reload(state: &AppState, force: bool) -> anyhow::Result<Reload> {
+pub async fn reload(state: &AppState, force: bool) -> Result<Reload> {
     let files = DataFiles::find_each_off_runtime(&state.data_dir, &state.files).await?;
     let guard = if force { Guard::FORCE } else { state.guard };
-    crate::db::reload::reload_with(&state.work, &files, guard).await
+    Ok(crate::db::reload::reload_with(&state.work, &files, guard).await?)
 }
 
 /// The data version after each reload that changes the data, whichever process makes it,
@@ -29,26 +29,26 @@ pub fn dataset_changes(state: &AppState) -> tokio::sync::broadcast::Receiver<i64
 }
 
 /// Changes exactly when a load changes the data.
-pub async fn data_version(state: &AppState) -> anyhow::Result<i64> {
+pub async fn data_version(state: &AppState) -> Result<i64> {
     Ok(loads::data_version(&state.db).await?)
 }
 
 /// The newest poll: a report's default *now*.
-pub async fn newest_poll(state: &AppState) -> anyhow::Result<Option<Timestamp>> {
+pub async fn newest_poll(state: &AppState) -> Result<Option<Timestamp>> {
     Ok(loads::newest_poll(&state.db).await?)
 }
 
-pub async fn tally(state: &AppState, what: Tally) -> anyhow::Result<i64> {
+pub async fn tally(state: &AppState, what: Tally) -> Result<i64> {
     Ok(loads::tally(&state.db, what).await?)
 }
 
 /// The newest `limit` loads, newest first.
-pub async fn loads(state: &AppState, limit: i64) -> anyhow::Result<Vec<LoadRecord>> {
+pub async fn loads(state: &AppState, limit: i64) -> Result<Vec<LoadRecord>> {
     Ok(loads::recent(&state.db, limit).await?)
 }
 
 /// The rows a load rejected, by line, at most `limit`.
-pub async fn rejected_rows(state: &AppState, load: &LoadRecord, limit: i64) -> anyhow::Result<Vec<Rejected>> {
+pub async fn rejected_rows(state: &AppState, load: &LoadRecord, limit: i64) -> Result<Vec<Rejected>> {
     Ok(loads::rejected_of(&state.db, load.id, &load.file, limit).await?)
 }
 

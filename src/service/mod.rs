@@ -3,6 +3,7 @@
 
 pub(crate) mod auth;
 mod data;
+mod error;
 pub(crate) mod rate;
 mod reports;
 mod stores;
@@ -11,23 +12,30 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 pub use self::data::{
     Readiness, data_version, dataset_changes, loads, newest_poll, readiness, rejected_rows, reload,
     reload_now, tally,
 };
+pub use self::error::{Error, RETRY_AFTER_SECONDS, Result};
 pub use self::reports::{
-    NotCancelled, QueueFull, cancel_report, count_report_rows, follow, followed_report, get_report,
-    latest_report, list_reports, report_changes, report_csv, report_rows, trigger_report,
+    cancel_report, count_report_rows, find_report, follow, followed_report, get_report, latest_report,
+    list_reports, not_found, parse_report_id, report_changes, report_csv, report_rows, trigger_report,
 };
-pub use self::stores::{BadSpan, StoreInfo, store, store_polls, store_timeline, store_uptime};
+pub use self::stores::{StoreInfo, check_store_id, store, store_polls, store_timeline, store_uptime};
 use crate::db::Pool;
 use crate::db::events::ReportEvents;
-pub use crate::db::loads::{LoadRecord, Outcome, Tally};
-pub use crate::db::reports::{ReportFilter, RowFilter, RowOrder, RowPage};
+pub use crate::db::loads::{LoadRecord, Tally};
+pub use crate::db::rows::{RowFilter, RowOrder, RowPage, RowRecord};
+pub use crate::db::tokens::TokenRecord;
+pub use crate::domain::ReportFilter;
 use crate::domain::ReportRecord;
+pub use crate::domain::load::Outcome as LoadOutcome;
+pub use crate::domain::report::Figure;
 use crate::input::FileChoice;
+pub use crate::input::FileKind;
 use crate::output::ReportFiles;
 
 /// Everything a request handler needs.
@@ -50,8 +58,8 @@ pub struct AppState {
     pub(crate) max_queued: usize,
     /// Subscriptions' first reads at once (see `followed_report`).
     pub(crate) subscription_reads: Arc<tokio::sync::Semaphore>,
-    /// Reports that are COMPLETE or FAILED never change again: kept here, they are read
-    /// without a query.
+    /// Reports that are finished (COMPLETE, FAILED, CANCELLED) never change again: kept
+    /// here, they are read without a query.
     pub(crate) finished: FinishedReports,
     /// Whether callers need tokens, and the key of signed report links.
     pub(crate) access: auth::Access,
@@ -61,10 +69,17 @@ pub struct AppState {
     pub(crate) reload_limit: rate::RateLimit,
 }
 
-/// Whether `error` says the database is down or saturated: the client should retry later
-/// (`SERVICE_UNAVAILABLE`, HTTP 503), it is not a bug of ours.
-pub fn database_unavailable(error: &anyhow::Error) -> bool {
-    crate::db::unavailable(error)
+/// An instant a client gave as `what`, if it is one the service takes (years 0000 to 9999,
+/// as RFC 3339 writes them); else why not.
+pub fn instant(what: &str, at: DateTime<Utc>) -> Result<DateTime<Utc>> {
+    if crate::domain::time::supported(at) {
+        Ok(at)
+    } else {
+        Err(Error::BadInput(format!(
+            "{what} {} is out of range: instants are RFC 3339 ones, years 0000 to 9999",
+            at.to_rfc3339()
+        )))
+    }
 }
 
 /// A bounded in-memory copy of finished reports.

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
+use super::Error;
 use super::auth::Caller;
+use super::error::whole_seconds;
 
 /// Whom a limit counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -42,18 +44,24 @@ pub struct RateLimit {
 }
 
 /// A call over its limit.
-#[derive(Debug, thiserror::Error)]
-#[error("{what} is limited to {per_minute} a minute per token (or client address without one): retry in {} s", self.seconds())]
-pub struct RateLimited {
-    pub what: &'static str,
-    pub per_minute: u32,
-    pub retry_after: Duration,
+#[derive(Debug)]
+struct RateLimited {
+    what: &'static str,
+    per_minute: u32,
+    retry_after: Duration,
 }
 
-impl RateLimited {
-    /// The wait in whole seconds, rounded up (at least 1): what `Retry-After` says.
-    pub fn seconds(&self) -> u64 {
-        self.retry_after.as_secs_f64().ceil().max(1.0) as u64
+impl From<RateLimited> for Error {
+    fn from(limited: RateLimited) -> Self {
+        Error::RateLimited {
+            message: format!(
+                "{} is limited to {} a minute per token (or client address without one): retry in {} s",
+                limited.what,
+                limited.per_minute,
+                whole_seconds(limited.retry_after)
+            ),
+            retry_after: limited.retry_after,
+        }
     }
 }
 
@@ -67,8 +75,8 @@ impl RateLimit {
     }
 
     /// Counts a call of `caller`, or refuses it.
-    pub fn check(&self, caller: &Caller) -> Result<(), RateLimited> {
-        self.check_at(Key::of(caller), Instant::now())
+    pub fn check(&self, caller: &Caller) -> Result<(), Error> {
+        Ok(self.check_at(Key::of(caller), Instant::now())?)
     }
 
     fn check_at(&self, key: Key, now: Instant) -> Result<(), RateLimited> {

@@ -7,27 +7,18 @@ use chrono::{DateTime, Utc};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use super::AppState;
 use super::auth::Caller;
+use super::{AppState, Error, Result};
 use crate::db::events::Following;
-use crate::db::reports::{ReportFilter, RowFilter, RowPage, RowRecord};
-use crate::db::{loads, reports};
+use crate::db::rows::{RowFilter, RowPage, RowRecord};
+use crate::db::{loads, reports, rows};
 use crate::domain::report::ReportLine;
-use crate::domain::{Interpolation, ReportRecord, ReportStatus, Timestamp};
+use crate::domain::{Interpolation, ReportFilter, ReportRecord, ReportStatus, Timestamp};
 use crate::jobs::report as report_job;
 
-/// `triggerReport` refused: this many reports wait for a worker already
-/// (`--max-queued-reports`). The client is to retry later.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "{waiting} reports are waiting for a worker already, the most this server queues: retry in a few seconds"
-)]
-pub struct QueueFull {
-    pub waiting: i64,
-}
-
 /// Creates a report and queues its job, unless the caller is over its rate limit
-/// ([`RateLimited`](super::rate::RateLimited)) or too many wait already ([`QueueFull`]). A
+/// ([`Error::RateLimited`]) or too many wait already (`--max-queued-reports`,
+/// [`Error::QueueFull`]). A
 /// report equal to a finished one (same data version, instant and interpolation) is
 /// COMPLETE at once, sharing that one's result.
 pub async fn trigger_report(
@@ -35,7 +26,8 @@ pub async fn trigger_report(
     caller: &Caller,
     interpolation: Interpolation,
     as_of: Option<DateTime<Utc>>,
-) -> anyhow::Result<ReportRecord> {
+) -> Result<ReportRecord> {
+    let as_of = as_of.map(|at| super::instant("asOf", at)).transpose()?;
     state.trigger_limit.check(caller)?;
     let id = Uuid::new_v4();
     // One connection from start to end, and one transaction: the report and its job are
@@ -49,12 +41,13 @@ pub async fn trigger_report(
         let record = reports::insert_reused(&mut *tx, id, as_of, &source).await?;
         tx.commit().await?;
         tracing::info!(report = %id, source = %source.id, "report reuses an equal finished one");
-        crate::telemetry::metrics().report_finished("reused", std::time::Duration::ZERO);
+        crate::telemetry::metrics()
+            .report_finished(crate::telemetry::ReportOutcome::Reused, std::time::Duration::ZERO);
         return Ok(record);
     }
     let waiting = reports::waiting(&mut *tx).await?;
     if waiting >= state.max_queued as i64 {
-        return Err(QueueFull { waiting }.into());
+        return Err(Error::QueueFull { waiting });
     }
     let traceparent = crate::telemetry::current_traceparent();
     let record = reports::insert_pending(&mut *tx, id, interpolation, as_of, traceparent).await?;
@@ -65,7 +58,22 @@ pub async fn trigger_report(
     Ok(record)
 }
 
-pub async fn get_report(state: &AppState, id: Uuid) -> anyhow::Result<Option<ReportRecord>> {
+/// The error of a report id that names no report.
+pub fn not_found(id: Uuid) -> Error {
+    Error::NotFound(format!("no report with id {id}"))
+}
+
+/// A report id as a client wrote it, or why it is none.
+pub fn parse_report_id(id: &str) -> Result<Uuid> {
+    Uuid::parse_str(id.trim()).map_err(|_| Error::BadInput(format!("{id:?} is not a report id (a UUID)")))
+}
+
+/// The report `id`; [`Error::NotFound`] when there is none.
+pub async fn find_report(state: &AppState, id: Uuid) -> Result<ReportRecord> {
+    get_report(state, id).await?.ok_or_else(|| not_found(id))
+}
+
+pub async fn get_report(state: &AppState, id: Uuid) -> Result<Option<ReportRecord>> {
     if let Some(record) = state.finished.get(id) {
         return Ok(Some(record));
     }
@@ -82,7 +90,7 @@ pub async fn list_reports(
     filter: ReportFilter,
     limit: i64,
     after: Option<(DateTime<Utc>, Uuid)>,
-) -> anyhow::Result<Vec<ReportRecord>> {
+) -> Result<Vec<ReportRecord>> {
     Ok(reports::list(&state.db, filter, limit, after).await?)
 }
 
@@ -90,7 +98,7 @@ pub async fn list_reports(
 pub async fn latest_report(
     state: &AppState,
     interpolation: Option<Interpolation>,
-) -> anyhow::Result<Option<ReportRecord>> {
+) -> Result<Option<ReportRecord>> {
     let filter = ReportFilter {
         status: Some(ReportStatus::Complete),
         interpolation,
@@ -105,19 +113,32 @@ pub async fn report_rows(
     record: &ReportRecord,
     filter: &RowFilter,
     page: &RowPage<'_>,
-) -> anyhow::Result<Vec<RowRecord>> {
+) -> Result<Vec<RowRecord>> {
+    check_row_filter(filter)?;
     if record.status != ReportStatus::Complete {
         return Ok(Vec::new());
     }
-    Ok(reports::rows(&state.db, record.result_id(), filter, page).await?)
+    Ok(rows::page(&state.db, record.result_id(), filter, page).await?)
+}
+
+/// The most store ids a row filter may list.
+pub const MAX_FILTER_STORES: usize = 1000;
+
+fn check_row_filter(filter: &RowFilter) -> Result<()> {
+    let Some(ids) = &filter.store_ids else {
+        return Ok(());
+    };
+    if ids.len() > MAX_FILTER_STORES {
+        return Err(Error::BadInput(format!(
+            "filter.storeIds may list at most {MAX_FILTER_STORES} stores"
+        )));
+    }
+    ids.iter().try_for_each(|id| super::stores::check_store_id(id))
 }
 
 /// How many rows of a COMPLETE report pass `filter` (0 before it is complete).
-pub async fn count_report_rows(
-    state: &AppState,
-    record: &ReportRecord,
-    filter: &RowFilter,
-) -> anyhow::Result<i64> {
+pub async fn count_report_rows(state: &AppState, record: &ReportRecord, filter: &RowFilter) -> Result<i64> {
+    check_row_filter(filter)?;
     if record.status != ReportStatus::Complete {
         return Ok(0);
     }
@@ -127,17 +148,21 @@ pub async fn count_report_rows(
     {
         return Ok(i64::from(total));
     }
-    Ok(reports::count_rows(&state.db, record.result_id(), filter).await?)
+    Ok(rows::count(&state.db, record.result_id(), filter).await?)
 }
 
 /// A followed report's current state: the newest this process has seen if another
 /// follower has, else read (retried while the pool is busy), at most a few such reads at once, so that subscriptions
 /// (however many open at once) leave the API's connections to other requests.
-pub async fn followed_report(state: &AppState, id: Uuid) -> anyhow::Result<Option<ReportRecord>> {
+pub async fn followed_report(state: &AppState, id: Uuid) -> Result<Option<ReportRecord>> {
     if let Some(record) = state.events.last(id) {
         return Ok(Some((*record).clone()));
     }
-    let _permit = state.subscription_reads.acquire().await?;
+    let _permit = state
+        .subscription_reads
+        .acquire()
+        .await
+        .map_err(|e| Error::Internal(e.into()))?;
     if let Some(record) = state.events.last(id) {
         return Ok(Some((*record).clone()));
     }
@@ -147,7 +172,7 @@ pub async fn followed_report(state: &AppState, id: Uuid) -> anyhow::Result<Optio
     let record = loop {
         tries += 1;
         match get_report(state, id).await {
-            Err(e) if tries < 3 && super::database_unavailable(&e) => continue,
+            Err(Error::Unavailable(_)) if tries < 3 => continue,
             read => break read?,
         }
     };
@@ -157,29 +182,20 @@ pub async fn followed_report(state: &AppState, id: Uuid) -> anyhow::Result<Optio
     Ok(record)
 }
 
-/// Every change of any report, from whichever process made it, and a guard that keeps
-/// the report `id` re-read in case a change goes unannounced. Take both before reading
-/// the report's first state, so that no change falls between.
-/// Why a report cannot be cancelled.
-#[derive(Debug, thiserror::Error)]
-pub enum NotCancelled {
-    #[error("no report with id {0}")]
-    Unknown(Uuid),
-    #[error("the report is {0} already: only a PENDING or RUNNING report can be cancelled")]
-    Finished(&'static str),
-}
-
 /// Cancels a PENDING or RUNNING report: CANCELLED at once; a worker computing it stops
 /// within a quarter of a second and writes nothing.
-pub async fn cancel_report(state: &AppState, id: Uuid) -> anyhow::Result<ReportRecord> {
+pub async fn cancel_report(state: &AppState, id: Uuid) -> Result<ReportRecord> {
     if let Some(cancelled) = reports::cancel(&state.db, id).await? {
         tracing::info!(report = %id, "report cancelled");
         state.finished.keep(&cancelled);
         return Ok(cancelled);
     }
     match get_report(state, id).await? {
-        None => Err(NotCancelled::Unknown(id).into()),
-        Some(record) => Err(NotCancelled::Finished(record.status.name()).into()),
+        None => Err(not_found(id)),
+        Some(record) => Err(Error::BadInput(format!(
+            "the report is {} already: only a PENDING or RUNNING report can be cancelled",
+            record.status.name()
+        ))),
     }
 }
 
@@ -188,28 +204,37 @@ pub fn report_changes(state: &AppState) -> broadcast::Receiver<Arc<ReportRecord>
     state.events.subscribe()
 }
 
+/// Every change of any report, from whichever process made it, and a guard that keeps
+/// the report `id` re-read in case a change goes unannounced. Take both before reading
+/// the report's first state, so that no change falls between.
 pub fn follow(state: &AppState, id: Uuid) -> (broadcast::Receiver<Arc<ReportRecord>>, Following) {
     (state.events.subscribe(), state.events.follow(id))
 }
 
 /// The CSV of a COMPLETE report: its file, or, on a machine that did not compute it, the
 /// same bytes rebuilt from its stored rows (and kept as a file for next time).
-pub async fn report_csv(state: &AppState, record: &ReportRecord) -> anyhow::Result<String> {
-    anyhow::ensure!(
-        record.status == ReportStatus::Complete,
-        "the report is not complete"
-    );
+pub async fn report_csv(state: &AppState, record: &ReportRecord) -> Result<String> {
+    if record.status != ReportStatus::Complete {
+        return Err(Error::BadInput(format!(
+            "the report is {}: only a COMPLETE report has a CSV",
+            record.status.name()
+        )));
+    }
     let path = state.reports.path(record.result_id());
     match tokio::fs::read_to_string(&path).await {
         Ok(csv) => return Ok(csv),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        Err(e) => {
+            return Err(Error::Internal(
+                anyhow::Error::from(e).context(format!("cannot read {}", path.display())),
+            ));
+        }
     }
     let everything = RowPage {
         limit: i64::MAX,
         ..RowPage::default()
     };
-    let rows = reports::rows(&state.db, record.result_id(), &RowFilter::default(), &everything).await?;
+    let rows = rows::page(&state.db, record.result_id(), &RowFilter::default(), &everything).await?;
     let (csv, cached) = tokio::task::spawn_blocking(move || {
         let lines = rows.iter().map(|row| ReportLine {
             store_id: &row.store_id,

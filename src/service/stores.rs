@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::AppState;
+use super::{AppState, Error, Result, instant};
 use crate::db::stores::{self, PollRecord, StoreRecord};
 use crate::db::{loads, snapshot};
 use crate::domain::report::Rounded;
@@ -21,7 +21,8 @@ pub struct StoreInfo {
 }
 
 /// The store `store_id`, if any input file has named it.
-pub async fn store(state: &AppState, store_id: &str) -> anyhow::Result<Option<StoreInfo>> {
+pub async fn store(state: &AppState, store_id: &str) -> Result<Option<StoreInfo>> {
+    check_store_id(store_id)?;
     let Some(record) = stores::by_store_id(&state.db, store_id).await? else {
         return Ok(None);
     };
@@ -45,7 +46,10 @@ pub async fn store_polls(
     to: Option<DateTime<Utc>>,
     after: Option<DateTime<Utc>>,
     limit: i64,
-) -> anyhow::Result<Vec<PollRecord>> {
+) -> Result<Vec<PollRecord>> {
+    let from = from.map(|at| instant("from", at)).transpose()?;
+    let to = to.map(|at| instant("to", at)).transpose()?;
+    let after = after.map(|at| instant("after", at)).transpose()?;
     Ok(stores::polls_of(&state.db, store.id, from, to, after, limit).await?)
 }
 
@@ -57,7 +61,7 @@ pub async fn store_uptime(
     store: &StoreInfo,
     as_of: Option<DateTime<Utc>>,
     interpolation: Interpolation,
-) -> anyhow::Result<Option<Rounded>> {
+) -> Result<Option<Rounded>> {
     let Some((now, until)) = report_now(state, as_of).await? else {
         return Ok(None);
     };
@@ -77,45 +81,41 @@ pub async fn store_timeline(
     as_of: Option<DateTime<Utc>>,
     span: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
     interpolation: Interpolation,
-) -> anyhow::Result<Vec<Segment>> {
+) -> Result<Vec<Segment>> {
+    let span = (
+        span.0.map(|at| instant("from", at)).transpose()?,
+        span.1.map(|at| instant("to", at)).transpose()?,
+    );
     let Some((now, until)) = report_now(state, as_of).await? else {
         return Ok(Vec::new());
     };
     let to = span.1.unwrap_or(until);
+    // Within the supported range, a week back cannot overflow.
     let from = span.0.unwrap_or(to - chrono::TimeDelta::weeks(1));
     if to <= from || to - from > MAX_TIMELINE {
-        return Err(BadSpan(format!(
+        return Err(Error::BadInput(format!(
             "from must come before to, at most {} days apart",
             MAX_TIMELINE.num_days()
-        ))
-        .into());
+        )));
     }
     let polls = engine_polls(state, store, until).await?;
     let span = Interval::new(Timestamp::from_datetime(from).0, Timestamp::from_datetime(to).0);
     Ok(Engine::new(now, interpolation).timeline(&polls, &store.hours, store.zone, span))
 }
 
-/// A span the caller asked for that cannot be drawn.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct BadSpan(String);
-
 /// A report's *now* for this `as_of` (the newest poll when not given), as the engine and
 /// as an instant; `None` before any poll.
 async fn report_now(
     state: &AppState,
     as_of: Option<DateTime<Utc>>,
-) -> anyhow::Result<Option<(Timestamp, DateTime<Utc>)>> {
+) -> Result<Option<(Timestamp, DateTime<Utc>)>> {
+    let as_of = as_of.map(|at| instant("asOf", at)).transpose()?;
     let now = loads::report_now(&state.db, as_of.map(Timestamp::from_datetime)).await?;
     Ok(now.and_then(|now| Some((now, now.to_datetime()?))))
 }
 
 /// The store's polls up to `until`, as the engine takes them.
-async fn engine_polls(
-    state: &AppState,
-    store: &StoreInfo,
-    until: DateTime<Utc>,
-) -> anyhow::Result<Vec<Poll>> {
+async fn engine_polls(state: &AppState, store: &StoreInfo, until: DateTime<Utc>) -> Result<Vec<Poll>> {
     Ok(stores::polls_until(&state.db, store.record.id, until)
         .await?
         .into_iter()
@@ -124,4 +124,14 @@ async fn engine_polls(
             active: p.active,
         })
         .collect())
+}
+
+/// A store id as a client wrote it: PostgreSQL's text holds no NUL, so no store has one.
+pub fn check_store_id(store_id: &str) -> Result<()> {
+    if store_id.contains('\0') {
+        return Err(Error::BadInput(format!(
+            "{store_id:?} is not a store id: it holds a NUL character"
+        )));
+    }
+    Ok(())
 }

@@ -136,7 +136,7 @@ impl TestApp {
         concurrency: usize,
         http: bool,
         reports_dir: Option<PathBuf>,
-        adjust: impl FnOnce(&mut store_monitor::startup::Settings),
+        adjust: impl FnOnce(&mut store_monitor::settings::Settings),
     ) -> TestApp {
         // RUST_LOG=… shows the app's logs in a failing test's output.
         let _ = tracing_subscriber::fmt()
@@ -144,7 +144,7 @@ impl TestApp {
             .with_test_writer()
             .try_init();
         let reports = tempfile::tempdir().unwrap();
-        let mut settings = store_monitor::startup::Settings {
+        let mut settings = store_monitor::settings::Settings {
             database_url: db.url.clone(),
             bind: http.then(|| "127.0.0.1:0".parse().unwrap()),
             data_dir: data.to_path_buf(),
@@ -158,7 +158,7 @@ impl TestApp {
             cors_origins: vec![],
             initial_load: true,
             // Short, so that the tests of idle sockets see them closed and pinged soon.
-            websocket: store_monitor::startup::WebSocketSettings {
+            websocket: store_monitor::settings::WebSocketLimits {
                 init_timeout: std::time::Duration::from_millis(500),
                 keepalive: std::time::Duration::from_millis(300),
                 ..Default::default()
@@ -327,7 +327,7 @@ impl Subscription {
 pub async fn generated_report(
     db: &TestDb,
     data: &Path,
-    adjust: impl FnOnce(&mut store_monitor::startup::Settings),
+    adjust: impl FnOnce(&mut store_monitor::settings::Settings),
 ) -> (TestApp, String, String) {
     let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
     store_monitor::generate::generate(&store_monitor::generate::Plan {

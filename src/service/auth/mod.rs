@@ -1,5 +1,6 @@
-//! Who is calling, and whether they may: API tokens (kept as a hash), the one check every
-//! route and operation goes through ([`authorize`]), signed report links, and the audit log.
+//! Who is calling, and whether they may: the caller's token (kept as a hash), and the one
+//! check every route and operation goes through ([`authorize`]). Managing tokens is in
+//! `tokens`, signed report links in `links`, the audit log in `audit`.
 //!
 //! A token is `sm_` and 64 hex digits (256 random bits); only its SHA-256 is stored, so a
 //! leaked database leaks no usable token. A process keeps the tokens it has read for
@@ -8,6 +9,10 @@
 //! the token as it hears it, the revoking one before it answers. An expiry is checked on
 //! every use.
 
+mod audit;
+mod links;
+mod tokens;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
@@ -15,15 +20,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use hmac::{KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use super::AppState;
+pub use self::audit::{Outcome, audit};
+pub use self::links::{LinkParams, check_link, report_link};
+pub use self::tokens::{
+    Revocation, create, create_token, find_token, list, list_tokens, revoke, revoke_token, usable_tokens,
+};
+use super::{AppState, Error, Result};
 use crate::db::Pool;
 use crate::db::events::ReportEvents;
-use crate::db::tokens::{self, NewToken, TokenRecord};
+use crate::db::tokens::TokenRecord;
 use crate::domain::access::{Action, Role};
 
 /// Whether callers need a token.
@@ -35,8 +44,6 @@ pub enum AuthMode {
     Off,
 }
 
-/// How long a signed report link (`csvUrl`) works.
-pub const LINK_TTL: Duration = Duration::from_secs(15 * 60);
 /// How long a process trusts what it read of a token, should a revocation's notice be lost
 /// without the listener noticing.
 const KNOWN_FOR: Duration = Duration::from_secs(2);
@@ -59,9 +66,9 @@ type Known = HashMap<[u8; 32], (TokenRecord, Instant)>;
 impl Access {
     /// Reads (or makes, if this is the first process) the key that signs report links, and
     /// forgets each token `events` says was revoked.
-    pub async fn load(pool: &Pool, mode: AuthMode, events: &ReportEvents) -> anyhow::Result<Access> {
-        tokens::offer_signing_key(pool, &random_bytes::<32>()?).await?;
-        let key = tokens::signing_key(pool).await?;
+    pub async fn load(pool: &Pool, mode: AuthMode, events: &ReportEvents) -> Result<Access> {
+        crate::db::tokens::offer_signing_key(pool, &random_bytes::<32>()?).await?;
+        let key = crate::db::tokens::signing_key(pool).await?;
         let access = Access {
             mode,
             key: key.into(),
@@ -182,26 +189,14 @@ impl Denied {
     }
 }
 
-/// Authentication failed: the caller's fault, or the database's.
-#[derive(Debug)]
-pub enum AuthError {
-    Denied(Denied),
-    Failed(anyhow::Error),
-}
-
-impl From<Denied> for AuthError {
-    fn from(denied: Denied) -> Self {
-        AuthError::Denied(denied)
-    }
-}
-
 /// The caller of a request that sent `credentials` (an `Authorization` header's value, or
-/// a WebSocket's `connection_init` one; `None`: nothing sent).
+/// a WebSocket's `connection_init` one; `None`: nothing sent). Fails with
+/// [`Error::Denied`] for a token that is not usable.
 pub async fn authenticate(
     state: &AppState,
     credentials: Option<&str>,
     address: Option<IpAddr>,
-) -> Result<Caller, AuthError> {
+) -> Result<Caller> {
     let Some(credentials) = credentials.map(str::trim).filter(|c| !c.is_empty()) else {
         return Ok(Caller::anonymous(address));
     };
@@ -225,20 +220,19 @@ pub async fn authenticate(
 
 /// Looks the caller's token up again: a WebSocket does before each operation, so that a
 /// token revoked while the socket is open stops working at once.
-pub async fn recheck(state: &AppState, caller: &Caller) -> Result<(), AuthError> {
+pub async fn recheck(state: &AppState, caller: &Caller) -> Result<()> {
     match &caller.token {
         Some(token) => check(state, token.secret_sha256).await.map(drop),
         None => Ok(()),
     }
 }
 
-async fn check(state: &AppState, secret_sha256: [u8; 32]) -> Result<TokenUse, AuthError> {
+async fn check(state: &AppState, secret_sha256: [u8; 32]) -> Result<TokenUse> {
     let record = match state.access.known(&secret_sha256) {
         Some(record) => record,
         None => {
-            let record = tokens::by_secret(&state.db, &secret_sha256)
-                .await
-                .map_err(|e| AuthError::Failed(e.into()))?
+            let record = crate::db::tokens::by_secret(&state.db, &secret_sha256)
+                .await?
                 .ok_or_else(|| invalid("unknown token"))?;
             state.access.remember(secret_sha256, &record);
             record
@@ -280,7 +274,7 @@ fn touch(state: &AppState, id: Uuid) {
     if due {
         let db = state.db.clone();
         tokio::spawn(async move {
-            if let Err(e) = tokens::touch(&db, id).await {
+            if let Err(e) = crate::db::tokens::touch(&db, id).await {
                 tracing::debug!(token = %id, error = %e, "could not record the token's use");
             }
         });
@@ -326,82 +320,6 @@ pub fn authorize(state: &AppState, caller: &Caller, actions: &[Action]) -> Resul
     Ok(())
 }
 
-/// Writes the audit log's line for a call that changes something, or was refused, or came
-/// with a token: who (never the secret), what, and what came of it.
-pub fn audit(caller: &Caller, operation: &str, outcome: &str) {
-    let (id, name, role) = match &caller.token {
-        Some(t) => (Some(t.id), Some(t.name.as_str()), Some(t.role.name())),
-        None => (None, None, None),
-    };
-    tracing::info!(
-        target: "audit",
-        token_id = id.map(tracing::field::display),
-        token_name = name,
-        role,
-        address = caller.address.map(tracing::field::display),
-        operation,
-        outcome,
-        "{caller}: {operation}: {outcome}"
-    );
-}
-
-/// A token that cannot be made as asked (the caller's fault).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct BadTokenRequest(String);
-
-/// A token's secret, shown once.
-pub struct Secret(pub String);
-
-/// Creates a token; its secret is returned here and never again.
-pub async fn create_token(
-    pool: &Pool,
-    name: &str,
-    role: Role,
-    expires_at: Option<DateTime<Utc>>,
-) -> anyhow::Result<(TokenRecord, Secret)> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(BadTokenRequest("a token's name is 1 to 200 characters".into()).into());
-    }
-    if let Some(at) = expires_at.filter(|at| *at <= Utc::now()) {
-        return Err(BadTokenRequest(format!("the expiry {} is in the past", at.to_rfc3339())).into());
-    }
-    let secret = format!("{SECRET_PREFIX}{}", hex::encode(random_bytes::<32>()?));
-    let digest = hash(&secret);
-    let new = NewToken {
-        id: Uuid::new_v4(),
-        name,
-        role,
-        secret_sha256: &digest,
-        expires_at,
-    };
-    let record = tokens::insert(pool, &new).await?;
-    Ok((record, Secret(secret)))
-}
-
-pub async fn list_tokens(pool: &Pool) -> anyhow::Result<Vec<TokenRecord>> {
-    Ok(tokens::all(pool).await?)
-}
-
-/// Revokes a token, in the database and every process; `None`: no such token.
-pub async fn revoke_token(pool: &Pool, id: Uuid) -> anyhow::Result<Option<TokenRecord>> {
-    Ok(tokens::revoke(pool, id).await?)
-}
-
-/// [`revoke_token`] from the API: this process forgets the token before it answers, not
-/// when the notice comes back.
-pub async fn revoke(state: &AppState, id: Uuid) -> anyhow::Result<Option<TokenRecord>> {
-    let revoked = revoke_token(&state.db, id).await?;
-    state.access.forget(Some(id));
-    Ok(revoked)
-}
-
-/// Tokens that work now.
-pub async fn usable_tokens(pool: &Pool) -> anyhow::Result<i64> {
-    Ok(tokens::usable(pool).await?)
-}
-
 fn hash(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
@@ -412,103 +330,11 @@ fn well_formed(secret: &str) -> bool {
         .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
+fn random_bytes<const N: usize>() -> Result<[u8; N]> {
     let mut bytes = [0; N];
-    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;
+    getrandom::fill(&mut bytes)
+        .map_err(|e| Error::Internal(anyhow::anyhow!("no randomness from the OS: {e}")))?;
     Ok(bytes)
-}
-
-/// A report's download link for `caller`, good for [`LINK_TTL`]: the path with an expiry,
-/// the token it was given to (so that revoking the token kills its links) and an HMAC of
-/// the three, as a presigned URL has.
-pub fn report_link(state: &AppState, report: Uuid, caller: &Caller) -> String {
-    let expires = (Utc::now() + LINK_TTL).timestamp();
-    let by = caller
-        .token
-        .as_ref()
-        .map_or_else(|| "-".to_string(), |t| t.id.to_string());
-    let signature = hex::encode(
-        link_mac(&state.access.key, report, expires, &by)
-            .finalize()
-            .into_bytes(),
-    );
-    format!("/reports/{report}.csv?expires={expires}&by={by}&signature={signature}")
-}
-
-/// The query string of a signed link, as sent back.
-#[derive(Debug, Default, serde::Deserialize)]
-pub struct LinkParams {
-    pub expires: Option<String>,
-    pub by: Option<String>,
-    pub signature: Option<String>,
-}
-
-impl LinkParams {
-    /// Whether the request has a signature to check (else its `Authorization` counts).
-    pub fn given(&self) -> bool {
-        self.expires.is_some() || self.by.is_some() || self.signature.is_some()
-    }
-}
-
-/// Checks a signed link to `report`: whole, untampered, unexpired, and its token still
-/// usable. The caller it stands for is returned (for the audit log).
-pub async fn check_link(
-    state: &AppState,
-    report: Uuid,
-    params: &LinkParams,
-    address: Option<IpAddr>,
-) -> Result<Caller, AuthError> {
-    let refused = |reason: &str| {
-        AuthError::Denied(Denied::Unauthenticated {
-            reason: format!("{reason}: ask for the report again for a fresh csvUrl"),
-            token_sent: true,
-        })
-    };
-    let (Some(expires), Some(by), Some(signature)) = (&params.expires, &params.by, &params.signature) else {
-        return Err(refused(
-            "the link is incomplete (expires, by and signature go together)",
-        ));
-    };
-    let expires: i64 = expires
-        .parse()
-        .map_err(|_| refused("the link's expiry is not a time"))?;
-    let signature = hex::decode(signature).map_err(|_| refused("the link's signature is not valid"))?;
-    link_mac(&state.access.key, report, expires, by)
-        .verify_slice(&signature)
-        .map_err(|_| refused("the link's signature is not valid"))?;
-    if expires <= Utc::now().timestamp() {
-        return Err(refused("the link has expired"));
-    }
-    if by == "-" {
-        // Given out without a token: good while the server needs none.
-        let caller = Caller::anonymous(address);
-        authorize(state, &caller, &[Action::Read])?;
-        return Ok(caller);
-    }
-    let id = Uuid::parse_str(by).map_err(|_| refused("the link's signature is not valid"))?;
-    let record = tokens::by_id(&state.db, id)
-        .await
-        .map_err(|e| AuthError::Failed(e.into()))?
-        .ok_or_else(|| refused("the link's token no longer exists"))?;
-    usable(&record, Utc::now())
-        .map_err(|d| refused(&format!("the link's token is not usable ({})", d.message())))?;
-    let caller = Caller {
-        token: Some(TokenUse {
-            id: record.id,
-            name: record.name,
-            role: record.role,
-            secret_sha256: [0; 32],
-        }),
-        address,
-    };
-    authorize(state, &caller, &[Action::Read])?;
-    Ok(caller)
-}
-
-fn link_mac(key: &[u8], report: Uuid, expires: i64, by: &str) -> hmac::Hmac<Sha256> {
-    let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(format!("store-monitor report link\n{report}\n{expires}\n{by}").as_bytes());
-    mac
 }
 
 #[cfg(test)]
@@ -521,25 +347,5 @@ mod tests {
         assert!(!well_formed(&format!("sm_{}", "ab".repeat(31))));
         assert!(!well_formed(&format!("xx_{}", "ab".repeat(32))));
         assert!(!well_formed(&format!("sm_{}", "zz".repeat(32))));
-    }
-
-    #[test]
-    fn a_link_signature_covers_the_report_the_expiry_and_the_token() {
-        let key = [7u8; 32];
-        let report = Uuid::nil();
-        let signature = link_mac(&key, report, 100, "-").finalize().into_bytes();
-        assert!(link_mac(&key, report, 100, "-").verify_slice(&signature).is_ok());
-        assert!(link_mac(&key, report, 101, "-").verify_slice(&signature).is_err());
-        assert!(
-            link_mac(&key, Uuid::max(), 100, "-")
-                .verify_slice(&signature)
-                .is_err()
-        );
-        assert!(link_mac(&key, report, 100, "x").verify_slice(&signature).is_err());
-        assert!(
-            link_mac(&[8u8; 32], report, 100, "-")
-                .verify_slice(&signature)
-                .is_err()
-        );
     }
 }

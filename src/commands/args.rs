@@ -1,0 +1,77 @@
+//! The argument groups several commands share.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::domain::{Interpolation, Timestamp};
+use crate::input::FileChoice;
+
+/// Where the three input files are.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct DataArgs {
+    /// Folder with the input CSVs (found by their headers, .csv or .csv.gz).
+    #[arg(long, default_value = "data", env = "STORE_MONITOR_DATA")]
+    pub data: PathBuf,
+    /// Status file (store_id, status, timestamp_utc); default: found in --data.
+    #[arg(long, value_name = "FILE")]
+    pub status: Option<PathBuf>,
+    /// Business-hours file (store_id, dayOfWeek or day, start_time_local, end_time_local).
+    #[arg(long, value_name = "FILE")]
+    pub hours: Option<PathBuf>,
+    /// Time-zone file (store_id, timezone_str).
+    #[arg(long, value_name = "FILE")]
+    pub timezones: Option<PathBuf>,
+}
+
+impl DataArgs {
+    pub(crate) fn choice(&self) -> FileChoice {
+        FileChoice {
+            status: self.status.clone(),
+            hours: self.hours.clone(),
+            timezones: self.timezones.clone(),
+        }
+    }
+}
+
+/// Where the database is.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct DbArgs {
+    /// PostgreSQL URL; serve, worker and ingest create the database if it does not exist.
+    #[arg(long, env = "DATABASE_URL", default_value = crate::db::DEFAULT_DATABASE_URL, hide_env_values = true)]
+    pub database_url: String,
+}
+
+/// How much a new business-hours or time-zone file may take away.
+#[derive(Debug, Clone, Copy, Args)]
+pub(crate) struct GuardArgs {
+    /// Refuse a business-hours or time-zone file that leaves more than this percentage of
+    /// the stores the stored one covers without rows, or has no rows at all: a half-copied
+    /// file, most likely. The load is recorded FAILED with the figures and the old data kept.
+    #[arg(long, env = "STORE_MONITOR_MAX_SNAPSHOT_LOSS", default_value_t = 20.0, value_name = "PERCENT",
+          value_parser = percent)]
+    pub max_snapshot_loss: f64,
+}
+
+impl GuardArgs {
+    pub(crate) fn guard(&self) -> crate::db::reload::Guard {
+        crate::db::reload::Guard {
+            max_loss: Some(self.max_snapshot_loss / 100.0),
+        }
+    }
+}
+
+fn percent(text: &str) -> Result<f64, String> {
+    match text.trim_end_matches('%').parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(format!("{text:?} is not a percentage from 0 to 100")),
+    }
+}
+
+pub(crate) fn parse_timestamp(s: &str) -> Result<Timestamp, String> {
+    crate::input::fields::timestamp(s.trim().as_bytes())
+}
+
+pub(crate) fn parse_interpolation(s: &str) -> Result<Interpolation, String> {
+    s.parse()
+}

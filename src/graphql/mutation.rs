@@ -1,0 +1,99 @@
+//! The mutation root: what can be done.
+
+use async_graphql::{Context, ID, Object};
+
+use super::caller;
+use super::data::DataLoadNode;
+use super::report::{ReportNode, TriggerReportInput};
+use super::tokens::{CreateTokenInput, CreatedToken, TokenNode};
+use crate::service::auth::{self, Outcome};
+use crate::service::{self, AppState, Error};
+
+pub struct Mutation;
+
+/// What can be done: compute a report, reload the data, manage API tokens.
+#[Object]
+impl Mutation {
+    /// Queues a report and returns it at once (PENDING, or COMPLETE when an equal report
+    /// is already finished). Follow it with the `report` subscription or query.
+    async fn trigger_report(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "What to compute; default: as of the newest poll, NEAREST.")] input: Option<
+            TriggerReportInput,
+        >,
+    ) -> async_graphql::Result<ReportNode> {
+        let state = ctx.data_unchecked::<AppState>();
+        let input = input.unwrap_or_default();
+        let interpolation = input.interpolation.unwrap_or_default().into();
+        let record = service::trigger_report(state, &caller(ctx), interpolation, input.as_of).await?;
+        Ok(ReportNode(record))
+    }
+
+    /// Stops a PENDING or RUNNING report (operators and admins): it is CANCELLED at once,
+    /// and a worker computing it stops within a second and writes no file. A report that
+    /// is finished already is `BAD_USER_INPUT`.
+    async fn cancel_report(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The report's id, as triggerReport returned it.")] id: ID,
+    ) -> async_graphql::Result<ReportNode> {
+        let state = ctx.data_unchecked::<AppState>();
+        let record = service::cancel_report(state, service::parse_report_id(&id)?).await?;
+        Ok(ReportNode(record))
+    }
+
+    /// Reloads the input files now (as the schedule does), and says what it did. A business
+    /// hours or time-zone file that would leave more than a share of the stores it covers
+    /// (the server's `--max-snapshot-loss`, a fifth by default) without rows is refused (its load FAILED, nothing changed), as a half-copied file
+    /// would be, unless `force`.
+    async fn reload_data(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "Accept files that would drop many stores' hours or time zones.",
+            default = false
+        )]
+        force: bool,
+    ) -> async_graphql::Result<DataLoadNode> {
+        let state = ctx.data_unchecked::<AppState>();
+        let reload = service::reload_now(state, &caller(ctx), force).await?;
+        let data_version = service::data_version(state).await?;
+        Ok(DataLoadNode {
+            files: reload.files.into_iter().map(|f| f.record).collect(),
+            data_version,
+        })
+    }
+
+    /// Creates an API token (admins only) and returns it with its secret, which is shown
+    /// this once.
+    async fn create_token(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Its name, role and optional expiry.")] input: CreateTokenInput,
+    ) -> async_graphql::Result<CreatedToken> {
+        let state = ctx.data_unchecked::<AppState>();
+        let (record, secret) = auth::create(state, &input.name, input.role.into(), input.expires_at).await?;
+        auth::audit(&caller(ctx), "createToken", Outcome::Created(&record));
+        Ok(CreatedToken {
+            token: TokenNode(record),
+            secret: secret.0,
+        })
+    }
+
+    /// Revokes an API token (admins only): it is refused from its next use on, on every
+    /// server, and the report links given to it stop working. Revoking a revoked token
+    /// changes nothing.
+    async fn revoke_token(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The token's id.")] id: ID,
+    ) -> async_graphql::Result<TokenNode> {
+        let state = ctx.data_unchecked::<AppState>();
+        let uuid = uuid::Uuid::parse_str(&id)
+            .map_err(|_| Error::BadInput(format!("{:?} is not a token id (a UUID)", id.as_str())))?;
+        let record = auth::revoke(state, uuid).await?;
+        auth::audit(&caller(ctx), "revokeToken", Outcome::Revoked(&record));
+        Ok(TokenNode(record))
+    }
+}
