@@ -1,5 +1,5 @@
 //! `store(id)` (issue 11): a store as the input files describe it, checked against the
-//! files of `../shared/examples/odd-hours` (a zone that is no zone, hours across midnight
+//! files of `tests/fixtures/examples/odd-hours` (a zone that is no zone, hours across midnight
 //! and of a whole day, a store only polled) and each example's polls, paged.
 
 mod common;

@@ -110,7 +110,14 @@ const ARGUMENT_VALUE: &str = "Invalid value for argument";
 /// The longest error message sent: a parse error's excerpt of the query is cut there.
 const MAX_MESSAGE: usize = 300;
 
+/// What async-graphql says of a `DateTime` it cannot read names no format; this names the
+/// one it takes.
+const DATETIME_HINT: &str = " (an RFC 3339 instant with its offset, like \"2023-01-25T18:13:22Z\")";
+
 fn set_code(error: &mut ServerError, code: &'static str) {
+    if error.message.contains("\"DateTime\"") && !error.message.contains("RFC 3339") {
+        error.message.push_str(DATETIME_HINT);
+    }
     let extensions = error.extensions.get_or_insert_with(Default::default);
     if extensions.get("code").is_none() {
         extensions.set("code", code);
