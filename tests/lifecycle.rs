@@ -88,18 +88,28 @@ async fn a_report_that_kills_its_worker_every_time_ends_failed_after_its_attempt
     let mut crashes = 1;
     let final_state = loop {
         let mut next = serve_failing(&db, reports.path(), "report-running");
-        let state = loop {
-            if let Some(status) = next.child.try_wait().unwrap() {
-                assert!(!status.success());
-                crashes += 1;
-                break None;
+        let crashed_or_failed = async {
+            loop {
+                if let Some(status) = next.child.try_wait().unwrap() {
+                    assert!(!status.success());
+                    break None;
+                }
+                let state = report_state(&db).await;
+                if state[0].0 == "FAILED" {
+                    break Some(state);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            let state = report_state(&db).await;
-            if state[0].0 == "FAILED" {
-                break Some(state);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         };
+        let state = common::within(
+            "the process to crash at the failpoint or the report to fail",
+            Duration::from_secs(120),
+            crashed_or_failed,
+        )
+        .await;
+        if state.is_none() {
+            crashes += 1;
+        }
         if let Some(state) = state {
             next.terminate();
             break state;

@@ -39,7 +39,9 @@ async fn out_of_file_descriptors_the_server_pauses_accepting_instead_of_spinning
         held.push(tcp);
     }
     // accept() now fails with EMFILE for the connections still waiting in the backlog.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    server
+        .logged("cannot accept connections", Duration::from_secs(30))
+        .await;
     let (before, started) = (cpu_seconds(server.pid()), std::time::Instant::now());
     tokio::time::sleep(Duration::from_secs(2)).await;
     let share = (cpu_seconds(server.pid()) - before) / started.elapsed().as_secs_f64();

@@ -42,9 +42,15 @@ where
         .backend(storage(db))
         .build(handler)
         .run_until(async move {
-            while queue::depth(&pool, QUEUE).await.unwrap() > 0 {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            // A regression fails here with a message instead of hanging the suite.
+            let drained = async {
+                while queue::depth(&pool, QUEUE).await.unwrap() > 0 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(60), drained)
+                .await
+                .expect("the worker drains the queue within a minute");
             Ok::<(), std::io::Error>(())
         })
         .await

@@ -44,13 +44,21 @@ async fn two_processes_run_each_tick_once() {
     };
     // Stop once three ticks have run to the end: each has its three load records.
     let enough = async {
-        loop {
-            let (ticks, loads) = progress(&db).await;
-            if ticks >= 3 && loads == 3 * ticks {
-                break;
+        let three_ticks = async {
+            loop {
+                let (ticks, loads) = progress(&db).await;
+                if ticks >= 3 && loads == 3 * ticks {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        };
+        common::within(
+            "three reload ticks run to the end",
+            Duration::from_secs(120),
+            three_ticks,
+        )
+        .await;
         stop.send(true).unwrap();
     };
     let (a, b, ()) = tokio::join!(worker("process-a"), worker("process-b"), enough);

@@ -19,15 +19,6 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A port nothing listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `serve` in `dir` (where its `.env` is), on the first example, without `--bind`.
 fn serve_in(dir: &Path, db: &TestDb, env: &[(&str, &str)]) -> ChildServer {
     let mut command = Command::new(BINARY);
@@ -42,23 +33,31 @@ fn serve_in(dir: &Path, db: &TestDb, env: &[(&str, &str)]) -> ChildServer {
     ChildServer::start_command(command)
 }
 
-fn port_of(address: &str) -> u16 {
-    address.rsplit(':').next().unwrap().parse().unwrap()
+/// The host of `http://host:port`.
+fn host_of(address: &str) -> &str {
+    let authority = address.trim_start_matches("http://");
+    authority.rsplit_once(':').unwrap().0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_binds_where_dot_env_says_and_the_environment_wins() {
     let db = TestDb::new().await;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    // Another loopback address than the default's, and port 0: the child binds a free port
+    // itself and says which (no port picked here that another process could take first).
     std::fs::write(
         dir.path().join(".env"),
-        format!("# a developer's set-up\nSTORE_MONITOR_BIND=127.0.0.1:{port}\n"),
+        "# a developer's set-up\nSTORE_MONITOR_BIND=127.0.0.2:0\n",
     )
     .unwrap();
 
     let server = serve_in(dir.path(), &db, &[]);
-    assert_eq!(port_of(&server.address), port, "{:?}", server.log.lock().unwrap());
+    assert_eq!(
+        host_of(&server.address),
+        "127.0.0.2",
+        "{:?}",
+        server.log.lock().unwrap()
+    );
     let log = server.log.lock().unwrap().join("\n");
     assert!(
         log.contains("read .env") && log.contains("set=[\"STORE_MONITOR_BIND\"]"),
@@ -66,9 +65,9 @@ async fn serve_binds_where_dot_env_says_and_the_environment_wins() {
     );
     server.terminate();
 
-    // The same variable in the environment wins: port 0, any port but the file's.
+    // The same variable in the environment wins.
     let server = serve_in(dir.path(), &db, &[("STORE_MONITOR_BIND", "127.0.0.1:0")]);
-    assert_ne!(port_of(&server.address), port);
+    assert_eq!(host_of(&server.address), "127.0.0.1");
     let log = server.log.lock().unwrap().join("\n");
     assert!(
         log.contains("kept_from_environment=[\"STORE_MONITOR_BIND\"]"),

@@ -125,6 +125,21 @@ impl ChildServer {
         }
     }
 
+    /// Waits until a line of the log contains `needle`, for at most `deadline`; fails the
+    /// test saying what it waited for, with the log, if none does.
+    #[allow(dead_code)]
+    pub async fn logged(&self, needle: &str, deadline: Duration) {
+        let started = std::time::Instant::now();
+        while !self.log.lock().unwrap().iter().any(|l| l.contains(needle)) {
+            assert!(
+                started.elapsed() < deadline,
+                "the server did not log {needle:?} within {deadline:?}: {:?}",
+                self.log.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The process's id, for signals.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -13,6 +13,16 @@ use sqlx::{ConnectOptions, PgPool};
 
 /// The server the tests create their databases on: `TEST_DATABASE_URL`, or the local
 /// PostgreSQL these machines run.
+/// `work`, which must end within `limit`: a test that waits for something fails saying
+/// what it waited for, instead of hanging the suite.
+#[allow(dead_code)]
+pub async fn within<F: std::future::Future>(what: &str, limit: std::time::Duration, work: F) -> F::Output {
+    match tokio::time::timeout(limit, work).await {
+        Ok(done) => done,
+        Err(_) => panic!("waited {limit:?} for {what}"),
+    }
+}
+
 pub fn server_url() -> String {
     std::env::var("TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
