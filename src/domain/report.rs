@@ -8,20 +8,15 @@ use super::uptime::Uptime;
 
 pub const HEADER: &str = "store_id,uptime_last_hour,uptime_last_day,uptime_last_week,downtime_last_hour,downtime_last_day,downtime_last_week";
 
-/// One of a report row's six figures.
+/// One of a report row's six figures: time up, then down, within business hours over the
+/// last hour (in minutes), day and week (in hours).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Figure {
-    /// Minutes up within business hours in the last hour.
     UptimeLastHour,
-    /// Hours up in the last day.
     UptimeLastDay,
-    /// Hours up in the last week.
     UptimeLastWeek,
-    /// Minutes down in the last hour.
     DowntimeLastHour,
-    /// Hours down in the last day.
     DowntimeLastDay,
-    /// Hours down in the last week.
     DowntimeLastWeek,
 }
 

@@ -80,7 +80,7 @@ pub(crate) async fn csv_download(request: &HeaderMap, state: &AppState, record: 
     set(
         header::CACHE_CONTROL,
         // A shared cache must not hand a file that needed a token to whoever asks next.
-        if state.access.mode == auth::AuthMode::Required {
+        if auth::tokens_required(state) {
             "private, max-age=31536000, immutable".into()
         } else {
             "public, max-age=31536000, immutable".into()

@@ -28,7 +28,7 @@ use poem::{IntoResponse, Response, handler};
 
 use crate::graphql::{AppSchema, SubscriptionSlots};
 use crate::service::AppState;
-use crate::service::auth::{self, AuthMode, Caller, Denied, Outcome};
+use crate::service::auth::{self, Caller, Denied, Outcome};
 use crate::service::{Error, RETRY_AFTER_SECONDS};
 
 /// The open sockets of each client address.
@@ -369,7 +369,7 @@ async fn accept(session: &Session, payload: &serde_json::Value) -> Result<(), Ve
     };
     match auth::authenticate(state, sent.as_deref(), session.address).await {
         Ok(caller) => {
-            if caller.token.is_none() && state.access.mode == AuthMode::Required {
+            if caller.token.is_none() && auth::tokens_required(state) {
                 return refuse(
                     4401,
                     "Unauthorized",

@@ -288,6 +288,11 @@ fn invalid(reason: &str) -> Denied {
     }
 }
 
+/// Whether this server needs callers to send a token.
+pub fn tokens_required(state: &AppState) -> bool {
+    state.access.mode == AuthMode::Required
+}
+
 /// Whether `caller` may do every one of `actions`: the one check of the whole API.
 pub fn authorize(state: &AppState, caller: &Caller, actions: &[Action]) -> Result<(), Denied> {
     for &action in actions {
