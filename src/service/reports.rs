@@ -91,6 +91,9 @@ pub async fn list_reports(
     limit: i64,
     after: Option<(DateTime<Utc>, Uuid)>,
 ) -> Result<Vec<ReportRecord>> {
+    if let Some((at, _)) = after {
+        super::instant("the cursor's instant", at)?;
+    }
     Ok(reports::list(&state.db, filter, limit, after).await?)
 }
 
