@@ -178,7 +178,7 @@ async fn answers_keep_the_querys_order_and_request_errors_have_no_location() {
     let client = reqwest::Client::new();
     let text = client
         .post(format!("{}/graphql", server.address))
-        .json(&json!({ "query": "{ zebra: dataset { stores dataVersion } apple: dataset { polls } }" }))
+        .json(&json!({ "query": "{ zebra: dataset { stores dataVersion } middle: __typename apple: dataset { polls } }" }))
         .send()
         .await
         .unwrap()
@@ -186,7 +186,7 @@ async fn answers_keep_the_querys_order_and_request_errors_have_no_location() {
         .await
         .unwrap();
     let at = |key: &str| text.find(key).unwrap_or_else(|| panic!("{key} in {text}"));
-    assert!(at("zebra") < at("apple"), "{text}");
+    assert!(at("zebra") < at("middle") && at("middle") < at("apple"), "{text}");
     assert!(at("\"stores\"") < at("dataVersion"), "{text}");
 
     // A document over the limits is refused as a whole: no line 0, column 0.

@@ -122,8 +122,9 @@ pub(crate) struct WorkArgs {
         value_parser = clap::value_parser!(u32).range(1..=36500)
     )]
     pub keep_days: u32,
-    /// Days to keep finished reports (COMPLETE, FAILED or CANCELLED): their status, rows and CSV file
-    /// are deleted after that, except a result a newer report shares. 0: keep them forever.
+    /// Days to keep finished reports (COMPLETE, FAILED or CANCELLED): their status, rows and
+    /// CSV file are deleted after that, except a result a newer report shares. 0: keep them
+    /// forever.
     #[arg(
         long,
         env = "STORE_MONITOR_KEEP_REPORTS_DAYS",
