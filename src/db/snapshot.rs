@@ -1,8 +1,9 @@
 //! The read path of a report: one repeatable-read snapshot whose polls stream, store by
 //! store and in time order, into the engine.
 //!
-//! Polls leave PostgreSQL through binary `COPY` in the primary key's order (an index-only
-//! scan), so only one store's polls are in memory at a time; the hours and zones (a few
+//! Polls leave PostgreSQL through binary `COPY` in the primary key's order (index-only
+//! scans), only those of the report's week and each store's last one before it, so only
+//! one store's polls are in memory at a time; the hours and zones (a few
 //! hundred thousand rows at most) are read whole first. The stores are cut into one range
 //! per core, each read on its own connection that shares the snapshot
 //! (`pg_export_snapshot`), so that PostgreSQL and the engine both use every core.
@@ -19,7 +20,7 @@ use sqlx::{FromRow, PgConnection, PgExecutor, Postgres, Transaction};
 use super::copy::CopyReader;
 use super::{Pool, loads, stores};
 use crate::domain::{
-    Engine, HoursRow, Interpolation, LocalTime, Poll, StoreReport, Timestamp, Weekday, Zone,
+    Engine, HoursRow, Interpolation, LocalTime, Poll, StoreReport, Timestamp, Weekday, Zone, reads_from,
 };
 
 /// A consistent view of the data at one instant, ready to compute a report from.
@@ -171,13 +172,26 @@ async fn read_range(
     let (chunks, received) = tokio::sync::mpsc::channel::<Bytes>(8);
     let engine =
         tokio::task::spawn_blocking(move || compute_range(received, &shared, now, interpolation, &done));
-    set_range(&mut *conn, start, end).await?;
+    set_range(&mut *conn, start, end, now).await?;
+    // Each store's polls of the report's window, after its last poll before the window:
+    // whatever the length of history, a report reads one week and a poll a store. Two
+    // index-only scans per store, in key order, with no sort.
     let mut stream = conn
         .copy_out_raw(
-            "COPY (SELECT store, at, active FROM polls
-                   WHERE store >= current_setting('store_monitor.range_start')::bigint
-                     AND store < current_setting('store_monitor.range_end')::bigint
-                   ORDER BY store, at) TO STDOUT (FORMAT binary)",
+            "COPY (SELECT s.id, p.at, p.active FROM stores s CROSS JOIN LATERAL (
+                       (SELECT at, active FROM polls
+                         WHERE store = s.id
+                           AND at < current_setting('store_monitor.window_start')::timestamptz
+                         ORDER BY at DESC LIMIT 1)
+                       UNION ALL
+                       (SELECT at, active FROM polls
+                         WHERE store = s.id
+                           AND at >= current_setting('store_monitor.window_start')::timestamptz
+                           AND at <= current_setting('store_monitor.now')::timestamptz
+                         ORDER BY at)) p
+                   WHERE s.id >= current_setting('store_monitor.range_start')::bigint
+                     AND s.id < current_setting('store_monitor.range_end')::bigint
+                   ORDER BY s.id) TO STDOUT (FORMAT binary)",
         )
         .await?;
     // PostgreSQL sends a message per row: hand them over a batch at a time, or the two
@@ -198,15 +212,25 @@ async fn read_range(
     engine.await.context("a report's engine stopped")?
 }
 
-/// COPY takes no parameters: the range goes in as settings of the transaction.
-async fn set_range(db: impl PgExecutor<'_>, start: i32, end: Option<i32>) -> sqlx::Result<()> {
+/// COPY takes no parameters: the range of stores and the report's window (from the start
+/// of its week to *now*) go in as settings of the transaction.
+async fn set_range(
+    db: impl PgExecutor<'_>,
+    start: i32,
+    end: Option<i32>,
+    now: Timestamp,
+) -> sqlx::Result<()> {
     let end = end.map_or(i64::from(i32::MAX) + 1, i64::from);
     sqlx::query(
         "SELECT set_config('store_monitor.range_start', $1::text, true),
-                set_config('store_monitor.range_end', $2::text, true)",
+                set_config('store_monitor.range_end', $2::text, true),
+                set_config('store_monitor.window_start', $3::text, true),
+                set_config('store_monitor.now', $4::text, true)",
     )
     .bind(i64::from(start))
     .bind(end)
+    .bind(reads_from(now).to_datetime().map(|at| at.to_rfc3339()))
+    .bind(now.to_datetime().map(|at| at.to_rfc3339()))
     .execute(db)
     .await
     .map(drop)

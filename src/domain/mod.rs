@@ -17,5 +17,5 @@ pub use lifecycle::{ReportFilter, ReportRecord, ReportStatus};
 pub use report::{Report, StoreReport};
 pub use status::{Interpolation, Poll, Segment};
 pub use time::{Interval, TickInterval, Ticks, Timestamp};
-pub use uptime::{Engine, Split, Uptime};
+pub use uptime::{Engine, Split, Uptime, reads_from};
 pub use zone::Zone;

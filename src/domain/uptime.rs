@@ -25,6 +25,14 @@ pub struct Uptime {
 /// The report's windows, longest first: `[now - 168 h, now)`, `[now - 24 h, now)`, `[now - 1 h, now)`.
 const WINDOW_HOURS: [i64; 3] = [168, 24, 1];
 
+/// The start of the longest window a report at `now` reads (the week before it). Of a
+/// store's polls before it, only the last one counts: the status it carries into the
+/// window (forward fill) or holds until halfway to the next poll (nearest); earlier ones
+/// change no figure.
+pub fn reads_from(now: Timestamp) -> Timestamp {
+    Timestamp(window_ending(now, WINDOW_HOURS[0] * MICROS_PER_HOUR).start)
+}
+
 /// Computes [`Uptime`] for one store after another, at one `now` with one interpolation.
 ///
 /// Keeps one [`ZoneClock`] per zone, so that a report over many stores in few zones reads
