@@ -24,6 +24,8 @@ pub struct Settings {
     pub keep_history: chrono::TimeDelta,
     /// How much a new hours or time-zone file may take away (see `db::reload::Guard`).
     pub snapshot_guard: Guard,
+    /// Days of polls kept before the newest (see `domain::history`); 0: all.
+    pub keep_polls_days: u32,
     /// How long finished reports are kept; `None`: forever.
     pub keep_reports: Option<chrono::TimeDelta>,
     /// Reports computed at once by this process; 0: no report worker.

@@ -135,6 +135,13 @@ impl Application {
                 )));
             }
         }
+        if settings.keep_polls_days > 0 {
+            tasks.push(tokio::spawn(jobs::prune_polls::every_minute(
+                pool.clone(),
+                settings.keep_polls_days,
+                stopped.clone(),
+            )));
+        }
         tasks.push(tokio::spawn(jobs::queue_depth::watch(pool, stopped)));
         Ok(Application {
             local,

@@ -1,20 +1,24 @@
-//! A report reads its window (issue 19, part 2): the polls of its week and each store's
-//! last poll before it, whatever the length of history. Its rows equal the whole-history
-//! engine's on the same files, for both interpolations and any `asOf`, stores whose only
-//! polls are weeks old included.
+//! History at scale (issue 19). A report reads its window: the polls of its week and each
+//! store's last poll before it, whatever the length of history; its rows equal the
+//! whole-history engine's on the same files, for both interpolations and any `asOf`, stores
+//! whose only polls are weeks old included. Polls are partitioned by week (a database of
+//! the previous schema keeps every poll when migrated), and `--keep-polls-days` prunes
+//! whole weeks without changing a report, once across processes, whole or not at all.
 
 mod common;
 
 use std::io::Write;
 use std::path::Path;
 
-use common::TestDb;
+use common::{TestApp, TestDb};
+use serde_json::json;
 use store_monitor::db::reload::reload;
 use store_monitor::db::snapshot::Snapshot;
 use store_monitor::domain::time::MICROS_PER_DAY;
 use store_monitor::domain::{Interpolation, StoreReport, Timestamp};
 use store_monitor::generate::{Plan, generate};
 use store_monitor::input::{DataFiles, FileChoice, InputData};
+use store_monitor::jobs::prune_polls;
 
 fn files(dir: &Path) -> DataFiles {
     DataFiles::find(dir, &FileChoice::default()).unwrap()
@@ -36,17 +40,18 @@ fn from_files(dir: &Path, as_of: Option<Timestamp>, interpolation: Interpolation
         .rows
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_report_over_weeks_of_history_equals_the_whole_history_engine() {
-    let dir = tempfile::tempdir().unwrap();
+/// `days` of generated history for 150 stores into `dir`, and stores whose only polls are
+/// weeks before the newest: one that went down and stayed silent, one polled once; and one
+/// polled only in the last hour. Returns the newest poll.
+fn history_files(dir: &Path, days: u32) -> Timestamp {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
     let end = Plan::END;
     generate(&Plan {
-        out: dir.path().to_path_buf(),
+        out: dir.to_path_buf(),
         stores: 150,
-        days: 40,
+        days,
         seed: 19,
-        polls_per_store: 400,
+        polls_per_store: 10 * days,
         end,
         hours: data.join("menu_hours.csv"),
         timezones: data.join("timezones.csv"),
@@ -54,12 +59,10 @@ async fn a_report_over_weeks_of_history_equals_the_whole_history_engine() {
         by_store: false,
     })
     .unwrap();
-    // Stores whose only polls are weeks before the newest: one that went down and stayed
-    // silent, one polled once; and one polled only after most reports' *now*.
     let day = |n: i64| Timestamp(end.0 - n * MICROS_PER_DAY);
     let mut status = std::fs::OpenOptions::new()
         .append(true)
-        .open(dir.path().join("store_status.csv"))
+        .open(dir.join("store_status.csv"))
         .unwrap();
     for (store, status_word, at) in [
         ("silent-since", "active", day(20)),
@@ -69,8 +72,14 @@ async fn a_report_over_weeks_of_history_equals_the_whole_history_engine() {
     ] {
         writeln!(status, "{store},{status_word},{at}").unwrap();
     }
-    drop(status);
+    end
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_over_weeks_of_history_equals_the_whole_history_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let end = history_files(dir.path(), 40);
+    let day = |n: i64| Timestamp(end.0 - n * MICROS_PER_DAY);
     let db = TestDb::new().await;
     reload(&db.pool, &files(dir.path())).await.unwrap();
     // *Now* at the newest poll, inside the history, just after the silent store's last
@@ -99,4 +108,266 @@ async fn a_report_over_weeks_of_history_equals_the_whole_history_engine() {
         row.uptime.last_week.down.0 > 0,
         "a store silent for weeks carries its last status into the week: {row:?}"
     );
+}
+
+/// `SELECT count(*), a checksum of every poll`: equal before and after means no poll was
+/// lost, added or changed.
+async fn fingerprint(db: &TestDb) -> (i64, String) {
+    sqlx::query_as(
+        "SELECT count(*), coalesce(sum(hashtextextended(store || ' ' || (extract(epoch FROM at) * 1000000)::bigint
+                                                        || ' ' || active, 0)::numeric), 0)::text
+         FROM polls",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap()
+}
+
+async fn scalar(db: &TestDb, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(&db.pool).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_database_of_the_previous_schema_keeps_every_poll_when_partitioned() {
+    // The schema before polls were partitioned, full of polls: 300 stores, hourly for 45
+    // days (seven weeks and more), at odd microseconds.
+    let db = TestDb::at_migration(20261129000010).await;
+    for statement in [
+        "INSERT INTO stores (store_id, first_poll)
+         SELECT 'store-' || n, '2023-01-01 00:00:00.000007+00' FROM generate_series(1, 300) n",
+        "INSERT INTO polls (store, at, active)
+         SELECT s.id, '2023-01-01 00:00:00.000007+00'::timestamptz + h * interval '1 hour' + s.id * interval '1 second',
+                (h + s.id) % 5 <> 0
+         FROM stores s, generate_series(0, 45 * 24) h",
+    ] {
+        sqlx::query(statement).execute(&db.pool).await.unwrap();
+    }
+    let before = fingerprint(&db).await;
+    assert_eq!(before.0, 300 * (45 * 24 + 1));
+
+    store_monitor::db::MIGRATOR.run(&db.pool).await.unwrap();
+
+    assert_eq!(fingerprint(&db).await, before, "every poll is kept, unchanged");
+    assert_eq!(
+        scalar(
+            &db,
+            "SELECT count(*) FROM pg_class WHERE relname = 'polls' AND relkind = 'p'"
+        )
+        .await,
+        1,
+        "polls is a partitioned table"
+    );
+    let partitions = scalar(
+        &db,
+        "SELECT count(*) FROM pg_inherits WHERE inhparent = 'polls'::regclass",
+    )
+    .await;
+    let weeks = scalar(
+        &db,
+        "SELECT count(DISTINCT date_trunc('week', at AT TIME ZONE 'UTC')) FROM polls",
+    )
+    .await;
+    assert_eq!(partitions, weeks, "a partition a week");
+    assert!(weeks >= 7, "{weeks}");
+    assert_eq!(
+        scalar(
+            &db,
+            "SELECT count(*) FROM pg_inherits i JOIN pg_index x ON x.indrelid = i.inhrelid AND x.indisprimary
+             WHERE i.inhparent = 'polls'::regclass"
+        )
+        .await,
+        partitions,
+        "each partition has the primary key"
+    );
+    let duplicate = sqlx::query("INSERT INTO polls SELECT store, at, NOT active FROM polls LIMIT 1")
+        .execute(&db.pool)
+        .await
+        .unwrap_err();
+    assert!(
+        duplicate.to_string().contains("polls_pkey") || duplicate.to_string().contains("duplicate key"),
+        "one poll per store and instant: {duplicate}"
+    );
+}
+
+const STORE_QUERY: &str = "query($id: String!, $from: DateTime) {
+    store(id: $id) {
+        uptime { uptimeLastHour uptimeLastDay uptimeLastWeek downtimeLastHour downtimeLastDay downtimeLastWeek }
+        forward: uptime(interpolation: FORWARD_FILL) { uptimeLastWeek downtimeLastWeek }
+        timeline(from: $from) { start end open status }
+    }
+    dataset { polls oldestPoll pollsKeptFrom prunings { week keptFrom polls keepDays } }
+}";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_to_14_days_changes_no_report_nor_uptime_and_says_where_history_begins() {
+    let dir = tempfile::tempdir().unwrap();
+    let end = history_files(dir.path(), 45);
+    let day = |n: i64| Timestamp(end.0 - n * MICROS_PER_DAY);
+    let db = TestDb::new().await;
+    // No background pruning: this test prunes by calling the job.
+    let app = TestApp::spawn(&db, dir.path(), 0).await;
+    let stores = ["silent-since", "polled-once", "late-comer", "1000128758364590000"];
+    let from = day(5).to_datetime().unwrap().to_rfc3339();
+    let mut before = Vec::new();
+    for store in stores {
+        before.push(
+            app.graphql(STORE_QUERY, json!({ "id": store, "from": from }))
+                .await,
+        );
+    }
+    let reports = [Interpolation::Nearest, Interpolation::ForwardFill];
+    let mut rows_before = Vec::new();
+    for interpolation in reports {
+        rows_before.push(from_db(&db, None, interpolation).await);
+    }
+    let (polls_before, _) = fingerprint(&db).await;
+    assert!(
+        before[0]["data"]["dataset"]["pollsKeptFrom"].is_null(),
+        "{}",
+        before[0]
+    );
+
+    let pruned = prune_polls::prune(&db.pool, 14).await.unwrap();
+    // 45 days are seven weeks or more; those ending 14 days before the newest go.
+    assert!(pruned.weeks >= 4, "{pruned:?}");
+    assert!(pruned.polls > 0 && !pruned.busy, "{pruned:?}");
+    let kept = pruned.kept_from.unwrap();
+    assert!(
+        kept <= day(14).to_datetime().unwrap() && kept > day(21).to_datetime().unwrap(),
+        "{kept}"
+    );
+    let (polls_after, _) = fingerprint(&db).await;
+    assert_eq!(
+        polls_before - polls_after,
+        pruned.polls,
+        "the polls said to go went"
+    );
+
+    for (i, interpolation) in reports.into_iter().enumerate() {
+        assert_eq!(
+            from_db(&db, None, interpolation).await,
+            rows_before[i],
+            "{interpolation:?}"
+        );
+    }
+    for (i, store) in stores.into_iter().enumerate() {
+        let after = app
+            .graphql(STORE_QUERY, json!({ "id": store, "from": from }))
+            .await;
+        assert!(after.get("errors").is_none(), "{after}");
+        assert_eq!(after["data"]["store"], before[i]["data"]["store"], "{store}");
+        let dataset = &after["data"]["dataset"];
+        assert_eq!(dataset["polls"], json!(polls_after), "{dataset}");
+        assert_eq!(dataset["pollsKeptFrom"], json!(kept.to_rfc3339()), "{dataset}");
+        let oldest: chrono::DateTime<chrono::Utc> = dataset["oldestPoll"].as_str().unwrap().parse().unwrap();
+        assert_eq!(
+            oldest,
+            day(30).to_datetime().unwrap(),
+            "the store polled once keeps its poll"
+        );
+        let prunings = dataset["prunings"].as_array().unwrap();
+        assert_eq!(prunings.len() as u32, pruned.weeks.min(10), "{dataset}");
+        assert_eq!(prunings[0]["keptFrom"], json!(kept.to_rfc3339()), "newest first");
+        assert_eq!(prunings[0]["keepDays"], json!(14));
+    }
+
+    // What would read the pruned weeks is refused, saying where history begins.
+    let old = app
+        .graphql(
+            "mutation($at: DateTime) { triggerReport(input: { asOf: $at }) { id } }",
+            json!({ "at": day(20).to_datetime().unwrap().to_rfc3339() }),
+        )
+        .await;
+    assert_eq!(old["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "{old}");
+    let message = old["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("were pruned") && message.contains(&kept.to_rfc3339()),
+        "{message}"
+    );
+    let timeline = app
+        .graphql(
+            STORE_QUERY,
+            json!({ "id": "silent-since", "from": day(25).to_datetime().unwrap().to_rfc3339() }),
+        )
+        .await;
+    assert_eq!(
+        timeline["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{timeline}"
+    );
+
+    // Nothing more is old enough: a second pruning does nothing.
+    assert_eq!(prune_polls::prune(&db.pool, 14).await.unwrap().weeks, 0);
+    // Polls loaded later into the pruned past are stored (in the partition of the past).
+    let late = dir.path().join("store_status.csv");
+    let mut status = std::fs::OpenOptions::new().append(true).open(&late).unwrap();
+    writeln!(status, "late-comer,inactive,{}", day(40)).unwrap();
+    drop(status);
+    reload(&db.pool, &files(dir.path())).await.unwrap();
+    assert_eq!(fingerprint(&db).await.0, polls_after + 1);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pruning_cut_short_loses_nothing_and_the_next_finishes_it_one_process_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    history_files(dir.path(), 45);
+    let db = TestDb::new().await;
+    let ingest = |failpoint: Option<&str>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_store-monitor"));
+        command
+            .args(["ingest", "--keep-polls-days", "14", "--data"])
+            .arg(dir.path())
+            .args(["--database-url", &db.url]);
+        if let Some(point) = failpoint {
+            command.env("STORE_MONITOR_FAILPOINT", point);
+        }
+        command.output().unwrap()
+    };
+    // Killed inside a week's pruning: nothing of it happened.
+    let crashed = ingest(Some("prune-polls-before-commit"));
+    assert!(!crashed.status.success());
+    let whole = fingerprint(&db).await;
+    assert_eq!(scalar(&db, "SELECT count(*) FROM poll_prunings").await, 0);
+    let rows = from_db(&db, None, Interpolation::Nearest).await;
+
+    // Killed between two weeks: the first is pruned and recorded, the rest left.
+    let crashed = ingest(Some("prune-polls-after-a-week"));
+    assert!(!crashed.status.success());
+    assert_eq!(scalar(&db, "SELECT count(*) FROM poll_prunings").await, 1);
+    let pruned_one = scalar(&db, "SELECT sum(polls)::bigint FROM poll_prunings").await;
+    assert_eq!(fingerprint(&db).await.0, whole.0 - pruned_one);
+    assert_eq!(from_db(&db, None, Interpolation::Nearest).await, rows);
+
+    // Another process holds the partitions' lock: this one leaves pruning to it.
+    let mut holder = db.pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(store_monitor_poll_partitions_lock())")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let busy = prune_polls::prune(&db.pool, 14).await.unwrap();
+    assert!(busy.busy && busy.weeks == 0, "{busy:?}");
+    holder.rollback().await.unwrap();
+
+    // The next run finishes it; the report is still the same.
+    let finished = ingest(None);
+    assert!(
+        finished.status.success(),
+        "{}",
+        String::from_utf8_lossy(&finished.stderr)
+    );
+    let said = String::from_utf8_lossy(&finished.stderr);
+    assert!(
+        said.contains("pruned") && said.contains("every poll kept from"),
+        "{said}"
+    );
+    let weeks = scalar(&db, "SELECT count(*) FROM poll_prunings").await;
+    assert!(weeks >= 4, "{weeks}");
+    assert_eq!(
+        scalar(&db, "SELECT count(DISTINCT week) FROM poll_prunings").await,
+        weeks,
+        "no week pruned twice"
+    );
+    let pruned = scalar(&db, "SELECT sum(polls)::bigint FROM poll_prunings").await;
+    assert_eq!(fingerprint(&db).await.0, whole.0 - pruned);
+    assert_eq!(from_db(&db, None, Interpolation::Nearest).await, rows);
 }

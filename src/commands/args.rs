@@ -61,6 +61,24 @@ impl GuardArgs {
     }
 }
 
+/// How long polls are kept.
+#[derive(Debug, Clone, Copy, Args)]
+pub(crate) struct RetentionArgs {
+    /// Days of polls to keep before the newest poll; older ones are pruned a week at a time
+    /// (each store's last poll before them stays, so no report of a later week changes).
+    /// At least 7; 0: keep every poll.
+    #[arg(long, env = "STORE_MONITOR_KEEP_POLLS_DAYS", default_value_t = 0, value_name = "DAYS",
+          value_parser = keep_polls_days)]
+    pub keep_polls_days: u32,
+}
+
+fn keep_polls_days(text: &str) -> Result<u32, String> {
+    let days = text
+        .parse::<u32>()
+        .map_err(|_| format!("{text:?} is not a number of days"))?;
+    crate::domain::history::check_keep_days(days)
+}
+
 fn percent(text: &str) -> Result<f64, String> {
     match text.trim_end_matches('%').parse::<f64>() {
         Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),

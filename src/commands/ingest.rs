@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use clap::Args;
 
-use super::args::{DataArgs, DbArgs, GuardArgs};
+use super::args::{DataArgs, DbArgs, GuardArgs, RetentionArgs};
 use crate::db;
 use crate::domain::load::Outcome;
 use crate::input::DataFiles;
@@ -22,6 +22,8 @@ pub(crate) struct IngestArgs {
     force: bool,
     #[command(flatten)]
     guard: GuardArgs,
+    #[command(flatten)]
+    retention: RetentionArgs,
 }
 
 pub(crate) async fn run(args: &IngestArgs) -> anyhow::Result<()> {
@@ -72,6 +74,18 @@ pub(crate) async fn run(args: &IngestArgs) -> anyhow::Result<()> {
                 load.rows_rejected - shown,
                 load.id
             );
+        }
+    }
+    let keep = args.retention.keep_polls_days;
+    if keep > 0 {
+        let pruned = crate::jobs::prune_polls::prune(&pool, keep).await?;
+        match pruned.kept_from {
+            _ if pruned.busy => eprintln!("polls      another process is pruning old polls; left to it"),
+            Some(kept) => eprintln!(
+                "polls      pruned {} week(s), {} polls older than {keep} days; every poll kept from {kept} (and each store's last before)",
+                pruned.weeks, pruned.polls
+            ),
+            None => eprintln!("polls      nothing older than {keep} days to prune"),
         }
     }
     let version = db::loads::data_version(&pool).await?;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::args::{DataArgs, DbArgs, GuardArgs};
+use super::args::{DataArgs, DbArgs, GuardArgs, RetentionArgs};
 use crate::settings::{AuthMode, ServerLimits, Settings, WebSocketLimits};
 use crate::telemetry::LogFormat;
 
@@ -89,6 +89,8 @@ pub(crate) struct WorkArgs {
     pub database: DbArgs,
     #[command(flatten)]
     pub guard: GuardArgs,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
     /// Folder for finished reports' CSV files.
     #[arg(
         long,
@@ -113,7 +115,7 @@ pub(crate) struct WorkArgs {
     pub no_reload: bool,
     /// Days to keep bookkeeping: finished queue jobs, reload ticks, and the records of
     /// reloads that found their file unchanged (pruned after each scheduled reload).
-    /// Polls are kept forever; reports as --keep-reports-days says.
+    /// Polls are kept as --keep-polls-days says, reports as --keep-reports-days.
     #[arg(
         long,
         env = "STORE_MONITOR_KEEP_DAYS",
@@ -209,6 +211,7 @@ impl WorkArgs {
             reload,
             keep_history: chrono::TimeDelta::days(self.keep_days.into()),
             snapshot_guard: self.guard.guard(),
+            keep_polls_days: self.retention.keep_polls_days,
             keep_reports: (self.keep_reports_days > 0)
                 .then(|| chrono::TimeDelta::days(self.keep_reports_days.into())),
             concurrency: if serve.is_some_and(|s| s.no_workers) {

@@ -267,7 +267,8 @@ pub enum Tally {
     Stores,
     /// Stores with at least one poll.
     PolledStores,
-    /// Polls stored: every poll was added by a load, so this adds up the loads.
+    /// Polls stored: every poll was added by a load and removed by a pruning, so this adds
+    /// up the loads and takes away the prunings.
     Polls,
     BusinessHours,
     Timezones,
@@ -278,8 +279,9 @@ pub(crate) async fn tally(db: impl PgExecutor<'_>, what: Tally) -> sqlx::Result<
         Tally::Stores => "SELECT count(*) FROM stores",
         Tally::PolledStores => "SELECT count(*) FROM stores WHERE first_poll IS NOT NULL",
         Tally::Polls => {
-            "SELECT coalesce(sum(rows_inserted), 0)::bigint FROM data_loads
-             WHERE kind = 'status' AND outcome = 'loaded'"
+            "SELECT ((SELECT coalesce(sum(rows_inserted), 0) FROM data_loads
+                      WHERE kind = 'status' AND outcome = 'loaded')
+                   - (SELECT coalesce(sum(polls), 0) FROM poll_prunings))::bigint"
         }
         Tally::BusinessHours => "SELECT count(*) FROM business_hours",
         Tally::Timezones => "SELECT count(*) FROM timezones",

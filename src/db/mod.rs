@@ -8,6 +8,7 @@
 mod codes;
 mod copy;
 pub(crate) mod events;
+pub(crate) mod history;
 pub mod housekeeping;
 pub mod loads;
 mod polls;

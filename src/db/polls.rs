@@ -5,31 +5,43 @@ use std::collections::HashMap;
 use sqlx::{PgConnection, PgExecutor};
 
 use super::copy::CopyWriter;
+use super::history;
+use crate::domain::Timestamp;
+use crate::domain::history::{WEEK_MICROS, weeks_of};
 use crate::input::data::Prepared;
 
 /// Adds `prepared`'s polls (`keys`: each store id's key), keeping any poll already stored
 /// for a store and instant. Returns how many were new.
 ///
-/// Into the table itself when it is empty: the data is de-duplicated already, building the
-/// primary key once afterwards takes a third of the time of keeping it up to date row by
-/// row, and a table truncated in this (sub)transaction can take the rows frozen, all-visible
-/// at once, so that reports read them by an index-only scan with no VACUUM. Otherwise
-/// through a staging table, so that polls already stored win.
+/// The weeks the polls fall in get their partitions first. Into each week's partition
+/// itself when the table is empty (and was never pruned): the data is de-duplicated already,
+/// building the primary key once afterwards takes a third of the time of keeping it up to
+/// date row by row, and a partition truncated in this (sub)transaction can take the rows
+/// frozen, all-visible at once, so that reports read them by an index-only scan with no
+/// VACUUM (PostgreSQL freezes no COPY into a partitioned table: the rows are routed here).
+/// Otherwise through a staging table, so that polls already stored win.
 pub(crate) async fn add(
     conn: &mut PgConnection,
     prepared: &Prepared,
     keys: &HashMap<String, i32>,
 ) -> sqlx::Result<u64> {
-    let inserted = if is_empty(&mut *conn).await? {
+    let weeks = weeks_of(prepared.stores().flat_map(|s| s.polls.iter().map(|p| p.at)));
+    history::add_partitions(&mut *conn, &weeks).await?;
+    let first = is_empty(&mut *conn).await? && history::kept_from(&mut *conn).await?.is_none();
+    let inserted = if first {
         truncate(&mut *conn).await?;
         drop_key(&mut *conn).await?;
-        let copied = copy(
-            conn,
-            "COPY polls (store, at, active) FROM STDIN (FORMAT binary, FREEZE)",
-            prepared,
-            keys,
-        )
-        .await?;
+        let mut copied = 0;
+        for &week in &weeks {
+            let Some(partition) = history::partition_name(week) else {
+                continue;
+            };
+            // The name is made from a date by our own code, never from input.
+            let statement =
+                format!("COPY {partition} (store, at, active) FROM STDIN (FORMAT binary, FREEZE)");
+            let span = (week, Timestamp(week.0 + WEEK_MICROS));
+            copied += copy(conn, &statement, prepared, keys, span).await?;
+        }
         add_key(&mut *conn).await?;
         copied
     } else {
@@ -39,6 +51,7 @@ pub(crate) async fn add(
             "COPY incoming_polls (store, at, active) FROM STDIN (FORMAT binary)",
             prepared,
             keys,
+            (Timestamp(i64::MIN), Timestamp(i64::MAX)),
         )
         .await?;
         analyze_staging(&mut *conn).await?;
@@ -50,17 +63,22 @@ pub(crate) async fn add(
     Ok(inserted)
 }
 
+/// Copies the polls in `[span.0, span.1)`, store after store.
 async fn copy(
     conn: &mut PgConnection,
-    statement: &'static str,
+    statement: &str,
     prepared: &Prepared,
     keys: &HashMap<String, i32>,
+    span: (Timestamp, Timestamp),
 ) -> sqlx::Result<u64> {
     let mut copy = conn.copy_in_raw(statement).await?;
     let mut w = CopyWriter::new();
     for store in prepared.stores() {
         let key = keys[store.id];
-        for poll in store.polls {
+        // Each store's polls are in time order.
+        let start = store.polls.partition_point(|p| p.at < span.0);
+        let end = store.polls.partition_point(|p| p.at < span.1);
+        for poll in &store.polls[start..end] {
             w.row(3);
             w.int4(key);
             w.timestamptz(poll.at);
@@ -129,13 +147,17 @@ async fn insert_new(db: impl PgExecutor<'_>) -> sqlx::Result<u64> {
 }
 
 /// Whether `inserted` new polls make the planner's statistics of `polls` stale: more than
-/// one in twenty rows (or never analyzed). An hour appended to a week of polls is not, and
-/// its ANALYZE would be a third of that reload; autovacuum's own analyze catches up later.
+/// one in twenty rows (or never analyzed), counted over the partitions. An hour appended to
+/// a week of polls is not, and its ANALYZE would be a third of that reload; autovacuum's own
+/// analyze of the partitions catches up later.
 async fn stale_statistics(db: impl PgExecutor<'_>, inserted: u64) -> sqlx::Result<bool> {
-    sqlx::query_scalar("SELECT $1 * 20 > greatest(reltuples, 0) FROM pg_class WHERE oid = 'polls'::regclass")
-        .bind(inserted as f64)
-        .fetch_one(db)
-        .await
+    sqlx::query_scalar(
+        "SELECT $1 * 20 > coalesce(sum(greatest(c.reltuples, 0)), 0)
+         FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'polls'::regclass",
+    )
+    .bind(inserted as f64)
+    .fetch_one(db)
+    .await
 }
 
 async fn analyze(db: impl PgExecutor<'_>) -> sqlx::Result<()> {

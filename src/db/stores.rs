@@ -139,17 +139,26 @@ pub(crate) async fn polls_of(
     .await
 }
 
-/// Every poll of a store up to `until`, oldest first, as the engine reads them.
-pub(crate) async fn polls_until(
+/// A store's polls in `[from, until]` after its last one before `from`, oldest first: what
+/// the engine needs for figures from `from` on, whatever the length of history.
+pub(crate) async fn polls_from(
     db: impl PgExecutor<'_>,
     store: i32,
+    from: DateTime<Utc>,
     until: DateTime<Utc>,
 ) -> sqlx::Result<Vec<PollRecord>> {
-    sqlx::query_as("SELECT at, active FROM polls WHERE store = $1 AND at <= $2 ORDER BY at")
-        .bind(store)
-        .bind(until)
-        .fetch_all(db)
-        .await
+    sqlx::query_as(
+        "SELECT at, active FROM (
+             (SELECT at, active FROM polls WHERE store = $1 AND at < $2 ORDER BY at DESC LIMIT 1)
+             UNION ALL
+             (SELECT at, active FROM polls WHERE store = $1 AND at >= $2 AND at <= $3)) p
+         ORDER BY at",
+    )
+    .bind(store)
+    .bind(from)
+    .bind(until)
+    .fetch_all(db)
+    .await
 }
 
 /// Every polled store's key and id.

@@ -3,6 +3,7 @@
 //! adapters around it do.
 
 pub mod access;
+pub mod history;
 pub mod hours;
 pub mod lifecycle;
 pub mod load;

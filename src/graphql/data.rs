@@ -172,7 +172,8 @@ impl DatasetNode {
         tally(ctx, Tally::PolledStores).await
     }
 
-    /// Polls stored (every poll was added by a load, so this adds up the loads).
+    /// Polls stored (every poll was added by a load and removed by a pruning, so this adds
+    /// up the loads and takes away the prunings).
     async fn polls(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
         tally(ctx, Tally::Polls).await
     }
@@ -194,6 +195,33 @@ impl DatasetNode {
         null_on_error(ctx, newest)?.and_then(crate::domain::Timestamp::to_datetime)
     }
 
+    /// The oldest poll stored. Once old polls were pruned (`pollsKeptFrom`), the oldest of
+    /// the stores' last polls kept from before that.
+    async fn oldest_poll(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<DateTime<Utc>>> {
+        let state = ctx.data_unchecked::<AppState>();
+        Ok(service::oldest_poll(state).await?)
+    }
+
+    /// Where complete history begins: `--keep-polls-days` pruned the polls before this
+    /// instant, keeping each store's last one. Reports, uptimes and timelines that would
+    /// read earlier polls are refused. Null: no poll was ever pruned.
+    async fn polls_kept_from(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<DateTime<Utc>>> {
+        let state = ctx.data_unchecked::<AppState>();
+        Ok(service::polls_kept_from(state).await?)
+    }
+
+    /// The latest prunings of old polls (a week at a time), newest first.
+    async fn prunings(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "How many, at most 1000 (default 10).", default = 10)] first: i32,
+    ) -> async_graphql::Result<Vec<PollPruning>> {
+        let limit = page_size(Some(first))?;
+        let state = ctx.data_unchecked::<AppState>();
+        let prunings = service::prunings(state, limit).await?;
+        Ok(prunings.into_iter().map(PollPruning::from).collect())
+    }
+
     /// Changes exactly when a load changes the data.
     async fn data_version(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
         let state = ctx.data_unchecked::<AppState>();
@@ -210,6 +238,36 @@ impl DatasetNode {
         let state = ctx.data_unchecked::<AppState>();
         let loads = service::loads(state, limit).await?;
         Ok(loads.into_iter().map(FileLoadNode).collect())
+    }
+}
+
+/// A week of old polls pruned by `--keep-polls-days`.
+#[derive(SimpleObject)]
+pub struct PollPruning {
+    /// When it was done.
+    pub finished_at: DateTime<Utc>,
+    /// The week whose partition went: its Monday, 00:00 UTC.
+    pub week: DateTime<Utc>,
+    /// Where complete history began after it.
+    pub kept_from: DateTime<Utc>,
+    /// Polls removed: the week's, but each store's last one before `keptFrom`.
+    pub polls: i64,
+    /// The newest poll then: the retention counts back from it.
+    pub newest_poll: DateTime<Utc>,
+    /// The `--keep-polls-days` it pruned for.
+    pub keep_days: i32,
+}
+
+impl From<service::PruningRecord> for PollPruning {
+    fn from(r: service::PruningRecord) -> Self {
+        PollPruning {
+            finished_at: r.finished_at,
+            week: r.week,
+            kept_from: r.kept_from,
+            polls: r.polls,
+            newest_poll: r.newest_poll,
+            keep_days: r.keep_days,
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! Background jobs: the apalis jobs (`report`, the scheduled `reload`) and the maintenance
 //! each process runs beside them, one job per file (`reconcile`, `prune_reports`,
-//! `queue_depth`). Each is a plain async function tests can call; the loops only time them.
+//! `prune_polls`, `queue_depth`). Each is a plain async function tests can call; the loops only time them.
 
+pub mod prune_polls;
 pub mod prune_reports;
 pub mod queue_depth;
 pub mod reconcile;

@@ -1,12 +1,15 @@
 //! The data reports are computed from: reloading it, and what the database holds.
 
+use chrono::{DateTime, Utc};
+
+use crate::db::history::{self, PruningRecord};
 use crate::db::loads::{self, LoadRecord, Tally};
 use crate::db::reload::{Guard, Reload};
 use crate::domain::Timestamp;
 use crate::input::{DataFiles, Rejected};
 
 use super::auth::Caller;
-use super::{AppState, Result};
+use super::{AppState, Error, Result};
 
 /// Reloads the input files now (what the scheduled reload does at each tick); `force`
 /// accepts hours and time-zone files that would drop many stores' rows.
@@ -36,6 +39,41 @@ pub async fn data_version(state: &AppState) -> Result<i64> {
 /// The newest poll: a report's default *now*.
 pub async fn newest_poll(state: &AppState) -> Result<Option<Timestamp>> {
     Ok(loads::newest_poll(&state.db).await?)
+}
+
+/// Where complete history begins, when `--keep-polls-days` has pruned any.
+pub async fn polls_kept_from(state: &AppState) -> Result<Option<DateTime<Utc>>> {
+    Ok(history::kept_from(&state.db).await?)
+}
+
+/// The oldest poll stored.
+pub async fn oldest_poll(state: &AppState) -> Result<Option<DateTime<Utc>>> {
+    Ok(history::oldest_poll(&state.db).await?)
+}
+
+/// The latest prunings of old polls, newest first.
+pub async fn prunings(state: &AppState, limit: i64) -> Result<Vec<PruningRecord>> {
+    Ok(history::prunings(&state.db, limit).await?)
+}
+
+/// Refuses to compute from history that was pruned: `reads_from` is the earliest instant
+/// the figures depend on (a report's: the start of its week), `what` names them.
+pub(crate) async fn check_kept(
+    db: impl sqlx::PgExecutor<'_>,
+    reads_from: DateTime<Utc>,
+    what: impl FnOnce() -> String,
+) -> Result<()> {
+    match history::kept_from(db).await? {
+        Some(kept) if reads_from < kept => Err(Error::BadInput(format!(
+            "{} reads polls from {}, but the polls before {} were pruned (--keep-polls-days): \
+             the figures of a week ending {} or later are the earliest kept whole",
+            what(),
+            reads_from.to_rfc3339(),
+            kept.to_rfc3339(),
+            (kept + chrono::TimeDelta::weeks(1)).to_rfc3339()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 pub async fn tally(state: &AppState, what: Tally) -> Result<i64> {

@@ -16,8 +16,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 pub use self::data::{
-    Readiness, data_version, dataset_changes, loads, newest_poll, readiness, rejected_rows, reload,
-    reload_now, tally,
+    Readiness, data_version, dataset_changes, loads, newest_poll, oldest_poll, polls_kept_from, prunings,
+    readiness, rejected_rows, reload, reload_now, tally,
 };
 pub use self::error::{Error, RETRY_AFTER_SECONDS, Result};
 pub use self::reports::{
@@ -27,6 +27,7 @@ pub use self::reports::{
 pub use self::stores::{StoreInfo, check_store_id, store, store_polls, store_timeline, store_uptime};
 use crate::db::Pool;
 use crate::db::events::ReportEvents;
+pub use crate::db::history::PruningRecord;
 pub use crate::db::loads::{LoadRecord, Tally};
 pub use crate::db::rows::{RowFilter, RowOrder, RowPage, RowRecord};
 pub use crate::db::tokens::TokenRecord;

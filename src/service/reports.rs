@@ -13,7 +13,7 @@ use crate::db::events::Following;
 use crate::db::rows::{RowFilter, RowPage, RowRecord};
 use crate::db::{loads, reports, rows};
 use crate::domain::report::ReportLine;
-use crate::domain::{Interpolation, ReportFilter, ReportRecord, ReportStatus, Timestamp};
+use crate::domain::{Interpolation, ReportFilter, ReportRecord, ReportStatus, Timestamp, reads_from};
 use crate::jobs::report as report_job;
 
 /// Creates a report and queues its job, unless the caller is over its rate limit
@@ -37,6 +37,15 @@ pub async fn trigger_report(
     let now = loads::report_now(&mut *tx, as_of.map(Timestamp::from_datetime))
         .await?
         .and_then(Timestamp::to_datetime);
+    if let Some(now) = now {
+        let reads_from = reads_from(Timestamp::from_datetime(now))
+            .to_datetime()
+            .unwrap_or(now);
+        super::data::check_kept(&mut *tx, reads_from, || {
+            format!("a report as of {}", now.to_rfc3339())
+        })
+        .await?;
+    }
     if let Some(source) = reports::find_reusable(&mut *tx, version, now, interpolation).await? {
         let record = reports::insert_reused(&mut *tx, id, as_of, &source).await?;
         tx.commit().await?;

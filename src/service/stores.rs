@@ -2,11 +2,12 @@
 
 use chrono::{DateTime, Utc};
 
+use super::data::check_kept;
 use super::{AppState, Error, Result, instant};
 use crate::db::stores::{self, PollRecord, StoreRecord};
 use crate::db::{loads, snapshot};
 use crate::domain::report::Rounded;
-use crate::domain::{Engine, HoursRow, Interpolation, Interval, Poll, Segment, Timestamp, Zone};
+use crate::domain::{Engine, HoursRow, Interpolation, Interval, Poll, Segment, Timestamp, Zone, reads_from};
 
 /// A store as the reports see it.
 #[derive(Clone, Debug)]
@@ -65,7 +66,12 @@ pub async fn store_uptime(
     let Some((now, until)) = report_now(state, as_of).await? else {
         return Ok(None);
     };
-    let polls = engine_polls(state, store, until).await?;
+    let from = reads_from(now).to_datetime().unwrap_or(until);
+    check_kept(&state.db, from, || {
+        format!("the uptime as of {}", until.to_rfc3339())
+    })
+    .await?;
+    let polls = engine_polls(state, store, from, until).await?;
     let uptime = Engine::new(now, interpolation).store(&polls, &store.hours, store.zone);
     Ok(uptime.as_ref().map(Rounded::from))
 }
@@ -98,7 +104,8 @@ pub async fn store_timeline(
             MAX_TIMELINE.num_days()
         )));
     }
-    let polls = engine_polls(state, store, until).await?;
+    check_kept(&state.db, from, || "the timeline".to_string()).await?;
+    let polls = engine_polls(state, store, from, until).await?;
     let span = Interval::new(Timestamp::from_datetime(from).0, Timestamp::from_datetime(to).0);
     Ok(Engine::new(now, interpolation).timeline(&polls, &store.hours, store.zone, span))
 }
@@ -114,9 +121,14 @@ async fn report_now(
     Ok(now.and_then(|now| Some((now, now.to_datetime()?))))
 }
 
-/// The store's polls up to `until`, as the engine takes them.
-async fn engine_polls(state: &AppState, store: &StoreInfo, until: DateTime<Utc>) -> Result<Vec<Poll>> {
-    Ok(stores::polls_until(&state.db, store.record.id, until)
+/// The store's polls the engine needs for figures from `from` to `until`.
+async fn engine_polls(
+    state: &AppState,
+    store: &StoreInfo,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Vec<Poll>> {
+    Ok(stores::polls_from(&state.db, store.record.id, from, until)
         .await?
         .into_iter()
         .map(|p| Poll {

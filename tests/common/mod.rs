@@ -74,6 +74,30 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// A database of its own with the migrations up to `version` only: the schema as an
+    /// older release left it.
+    pub async fn at_migration(version: i64) -> TestDb {
+        let name = format!("store_monitor_test_{}", uuid::Uuid::new_v4().simple());
+        let options: PgConnectOptions = server_url()
+            .parse()
+            .expect("TEST_DATABASE_URL is a PostgreSQL URL");
+        let mut admin = options
+            .connect()
+            .await
+            .expect("cannot reach PostgreSQL for the tests");
+        let create = format!("CREATE DATABASE \"{name}\"");
+        sqlx::query(sqlx::AssertSqlSafe(create))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let url = options.clone().database(&name).to_url_lossy().to_string();
+        let pool = PgPool::connect(&url).await.unwrap();
+        store_monitor::db::MIGRATOR.run_to(version, &pool).await.unwrap();
+        TestDb { pool, url, name }
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         let name = self.name.clone();
@@ -163,6 +187,7 @@ impl TestApp {
             reload: None,
             keep_history: chrono::TimeDelta::days(30),
             keep_reports: None,
+            keep_polls_days: 0,
             snapshot_guard: Default::default(),
             concurrency,
             cors_origins: vec![],
