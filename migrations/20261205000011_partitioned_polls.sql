@@ -43,6 +43,10 @@ CREATE TABLE poll_prunings (
     keep_days   integer     NOT NULL
 );
 
+-- Polls an admin removed through the API (`deletePolls`), recorded as a status load
+-- without a file: `dataset.polls` adds up the loads' rows_inserted less these.
+ALTER TABLE data_loads ADD COLUMN rows_deleted bigint NOT NULL DEFAULT 0;
+
 -- Partition maintenance and pruning take this lock (transaction-scoped): they never
 -- interleave, whichever process runs them.
 CREATE FUNCTION store_monitor_poll_partitions_lock() RETURNS bigint

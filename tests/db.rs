@@ -519,7 +519,7 @@ async fn a_status_file_that_grew_by_appending_is_read_from_where_the_last_load_e
     // A new poll, the stored first poll's instant with the other status (the stored one
     // wins), and a broken row.
     let appended = [
-        status_row(header, store, "active", "2030-01-01 00:00:00 UTC"),
+        status_row(header, store, "active", "2024-01-01 00:00:00 UTC"),
         status_row(header, store, flipped, at),
         status_row(header, store, "active", "yesterday"),
     ];

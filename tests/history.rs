@@ -195,7 +195,7 @@ const STORE_QUERY: &str = "query($id: String!, $from: DateTime) {
         forward: uptime(interpolation: FORWARD_FILL) { uptimeLastWeek downtimeLastWeek }
         timeline(from: $from) { start end open status }
     }
-    dataset { polls oldestPoll pollsKeptFrom prunings { week keptFrom polls keepDays } }
+    dataset { polls oldestPoll pollsKeptFrom prunings { week keptFrom pollsRemoved keepDays } }
 }";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -370,4 +370,190 @@ async fn a_pruning_cut_short_loses_nothing_and_the_next_finishes_it_one_process_
     let pruned = scalar(&db, "SELECT sum(polls)::bigint FROM poll_prunings").await;
     assert_eq!(fingerprint(&db).await.0, whole.0 - pruned);
     assert_eq!(from_db(&db, None, Interpolation::Nearest).await, rows);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polls_from_the_future_or_before_2000_are_rejected_rows_and_an_admin_deletes_polls() {
+    let dir = tempfile::tempdir().unwrap();
+    let end = history_files(dir.path(), 10);
+    let day = |n: i64| Timestamp(end.0 - n * MICROS_PER_DAY);
+    let clock = Timestamp::from_datetime(chrono::Utc::now());
+    let near_future = Timestamp(clock.0 + 30 * 60 * 1_000_000);
+    let mut status = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.path().join("store_status.csv"))
+        .unwrap();
+    // Within --max-clock-skew (1 h) of the clock: taken, and every report's *now* with it.
+    writeln!(status, "near-future,active,{near_future}").unwrap();
+    writeln!(status, "far-future,active,2100-01-01 00:00:00 UTC").unwrap();
+    writeln!(status, "unset-clock,inactive,1970-01-01 00:00:00 UTC").unwrap();
+    drop(status);
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(&db, dir.path(), 0).await;
+    let dataset = "{ dataset { polls newestPoll dataVersion loads(first: 5) { kind file outcome rowsDeleted
+        rejectedRows { line reason } } } }";
+    let before = app.graphql(dataset, json!({})).await;
+    let data = &before["data"]["dataset"];
+    let reasons: Vec<&str> = data["loads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|l| l["rejectedRows"].as_array().unwrap())
+        .map(|r| r["reason"].as_str().unwrap())
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("2100-01-01") && r.contains("after the server's clock")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("before 2000-01-01")),
+        "{reasons:?}"
+    );
+    let newest: chrono::DateTime<chrono::Utc> = data["newestPoll"].as_str().unwrap().parse().unwrap();
+    assert_eq!(Timestamp::from_datetime(newest), near_future);
+
+    // Nothing named: refused, nothing deleted.
+    let nothing = app
+        .graphql("mutation { deletePolls(input: {}) { dataVersion } }", json!({}))
+        .await;
+    assert_eq!(
+        nothing["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{nothing}"
+    );
+
+    let delete = "mutation($stores: [ID!], $from: DateTime) {
+        deletePolls(input: { storeIds: $stores, from: $from }) { dataVersion files { kind file rowsDeleted changed } } }";
+    let deleted = app.graphql(delete, json!({ "stores": ["near-future"] })).await;
+    let load = &deleted["data"]["deletePolls"];
+    assert_eq!(load["files"][0]["rowsDeleted"], 1, "{deleted}");
+    assert_eq!(load["files"][0]["kind"], "STATUS");
+    assert!(
+        load["files"][0]["file"]
+            .as_str()
+            .unwrap()
+            .starts_with("deletePolls by "),
+        "{load}"
+    );
+    assert!(
+        load["dataVersion"].as_i64() > data["dataVersion"].as_i64(),
+        "{load} {data}"
+    );
+    let after = app.graphql(dataset, json!({})).await;
+    let after = &after["data"]["dataset"];
+    let newest: chrono::DateTime<chrono::Utc> = after["newestPoll"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        Timestamp::from_datetime(newest),
+        end,
+        "the newest poll is read anew"
+    );
+    assert_eq!(
+        after["polls"].as_i64().unwrap(),
+        data["polls"].as_i64().unwrap() - 1
+    );
+    let gone = app
+        .graphql(
+            "{ store(id: \"near-future\") { uptime { uptimeLastHour } } }",
+            json!({}),
+        )
+        .await;
+    assert!(
+        gone["data"]["store"]["uptime"].is_null(),
+        "no poll left, no figures: {gone}"
+    );
+
+    // A time range, every store: the last two days go, and the newest poll is before them.
+    let cut = day(2).to_datetime().unwrap();
+    let deleted = app.graphql(delete, json!({ "from": cut.to_rfc3339() })).await;
+    assert!(
+        deleted["data"]["deletePolls"]["files"][0]["rowsDeleted"]
+            .as_i64()
+            .unwrap()
+            > 100,
+        "{deleted}"
+    );
+    let left = app.graphql(dataset, json!({})).await;
+    let newest: chrono::DateTime<chrono::Utc> = left["data"]["dataset"]["newestPoll"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(newest < cut, "{newest}");
+    assert_eq!(
+        left["data"]["dataset"]["polls"].as_i64().unwrap(),
+        fingerprint(&db).await.0,
+        "dataset.polls counts what is stored"
+    );
+    // The reload after it does not bring back what the file holds before its end.
+    reload(&db.pool, &files(dir.path())).await.unwrap();
+    assert_eq!(
+        left["data"]["dataset"]["polls"].as_i64().unwrap(),
+        fingerprint(&db).await.0
+    );
+    app.stop().await;
+}
+
+/// `store-monitor ingest` on `dir` and `db`: whether it succeeded, what it said, and its
+/// peak resident memory in MB.
+fn ingest_peak(dir: &Path, db: &TestDb) -> (bool, String, i64) {
+    // Reaped below by wait4, which std's wait cannot replace: it gives no resource usage.
+    #[allow(clippy::zombie_processes)]
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_store-monitor"))
+        .args(["ingest", "--data"])
+        .arg(dir)
+        .args(["--database-url", &db.url])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let mut stderr = child.stderr.unwrap();
+    let said = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut text).unwrap();
+        text
+    });
+    // wait4 gives this child's own peak, whatever the other tests' children took.
+    let (mut status, mut usage) = (0, unsafe { std::mem::zeroed::<libc::rusage>() });
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid);
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    (ok, said.join().unwrap(), usage.ru_maxrss / 1024)
+}
+
+#[tokio::test]
+async fn a_file_of_nul_bytes_or_with_a_nul_tail_is_refused_in_bounded_memory() {
+    const NULS: usize = 200 << 20;
+    let db = TestDb::new().await;
+    // A valid status file with 200 MB of NUL bytes after its rows.
+    let dir = tempfile::tempdir().unwrap();
+    history_files(dir.path(), 2);
+    let mut status = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.path().join("store_status.csv"))
+        .unwrap();
+    status.write_all(&vec![0u8; NULS]).unwrap();
+    drop(status);
+    let (ok, said, peak_mb) = ingest_peak(dir.path(), &db);
+    assert!(!ok && said.contains("longer than 1 MiB"), "{said}");
+    assert!(peak_mb < 150, "{peak_mb} MB to refuse a 200 MB line");
+    let recorded = store_monitor::db::loads::recent(&db.pool, 5).await.unwrap();
+    let status = recorded
+        .iter()
+        .find(|l| l.kind == store_monitor::input::FileKind::Status)
+        .unwrap();
+    assert!(
+        status
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("longer than 1 MiB")),
+        "{status:?}"
+    );
+    assert_eq!(fingerprint(&db).await.0, 0, "nothing of it was loaded");
+
+    // A status file of NUL bytes alone: found by its name, refused with the same reason.
+    std::fs::write(dir.path().join("store_status.csv"), vec![0u8; NULS]).unwrap();
+    let (ok, said, peak_mb) = ingest_peak(dir.path(), &db);
+    assert!(!ok && said.contains("longer than 1 MiB"), "{said}");
+    assert!(peak_mb < 150, "{peak_mb} MB to refuse a file of NULs");
 }

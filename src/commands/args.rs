@@ -42,7 +42,8 @@ pub(crate) struct DbArgs {
     pub database_url: String,
 }
 
-/// How much a new business-hours or time-zone file may take away.
+/// What a load accepts: how much a new business-hours or time-zone file may take away, and
+/// how far in the future a poll may be.
 #[derive(Debug, Clone, Copy, Args)]
 pub(crate) struct GuardArgs {
     /// Refuse a business-hours or time-zone file that leaves more than this percentage of
@@ -51,13 +52,39 @@ pub(crate) struct GuardArgs {
     #[arg(long, env = "STORE_MONITOR_MAX_SNAPSHOT_LOSS", default_value_t = 20.0, value_name = "PERCENT",
           value_parser = percent)]
     pub max_snapshot_loss: f64,
+    /// Reject polls dated more than this after the server's clock ("1h", "30m", "90s"): one
+    /// poll from the future would be every report's now. Polls before 2000 are rejected too.
+    #[arg(long, env = "STORE_MONITOR_MAX_CLOCK_SKEW", default_value = "1h", value_name = "DURATION",
+          value_parser = duration)]
+    pub max_clock_skew: std::time::Duration,
 }
 
 impl GuardArgs {
     pub(crate) fn guard(&self) -> crate::db::reload::Guard {
         crate::db::reload::Guard {
             max_loss: Some(self.max_snapshot_loss / 100.0),
+            max_clock_skew: self.max_clock_skew,
         }
+    }
+}
+
+/// A duration: a number and a unit, `s`, `m`, `h` or `d` (`90s`, `30m`, `1h`, `2d`).
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let seconds = match unit.trim() {
+        "s" => 1,
+        "m" | "min" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => 0,
+    };
+    match number.parse::<u64>() {
+        Ok(n) if seconds > 0 && n <= 365 * 86_400 => Ok(std::time::Duration::from_secs(n * seconds)),
+        _ => Err(format!(
+            "{text:?} is not a duration: a number and a unit, s, m, h or d (\"90s\", \"30m\", \"1h\")"
+        )),
     }
 }
 

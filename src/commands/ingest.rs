@@ -29,7 +29,7 @@ pub(crate) struct IngestArgs {
 pub(crate) async fn run(args: &IngestArgs) -> anyhow::Result<()> {
     let (data, database) = (&args.data, &args.database);
     let guard = if args.force {
-        db::reload::Guard::FORCE
+        args.guard.guard().forced()
     } else {
         args.guard.guard()
     };

@@ -29,6 +29,8 @@ pub struct LoadRecord {
     pub rows_read: i64,
     pub rows_inserted: i64,
     pub rows_rejected: i64,
+    /// Polls an admin removed (`deletePolls`); 0 for a file's load.
+    pub rows_deleted: i64,
     pub newest_poll: Option<DateTime<Utc>>,
     pub changed: bool,
     #[sqlx(try_from = "Code<Outcome>")]
@@ -52,6 +54,7 @@ impl LoadRecord {
             rows_read: 0,
             rows_inserted: 0,
             rows_rejected: 0,
+            rows_deleted: 0,
             newest_poll: None,
             changed: false,
             outcome: Outcome::Failed,
@@ -107,8 +110,9 @@ pub(crate) async fn last_good_file(
 pub(crate) async fn insert(db: impl PgExecutor<'_>, r: &LoadRecord) -> sqlx::Result<i64> {
     sqlx::query_scalar(
         "INSERT INTO data_loads (kind, file, checksum, size_bytes, rows_read, rows_inserted,
-             rows_rejected, newest_poll, changed, outcome, error, started_at, finished_at, read_from)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+             rows_rejected, newest_poll, changed, outcome, error, started_at, finished_at, read_from,
+             rows_deleted)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
          RETURNING id",
     )
     .bind(Code(r.kind))
@@ -125,6 +129,7 @@ pub(crate) async fn insert(db: impl PgExecutor<'_>, r: &LoadRecord) -> sqlx::Res
     .bind(r.started_at)
     .bind(r.finished_at)
     .bind(r.read_from)
+    .bind(r.rows_deleted)
     .fetch_one(db)
     .await
 }
@@ -183,6 +188,22 @@ pub(crate) async fn any_loaded(db: impl PgExecutor<'_>) -> sqlx::Result<bool> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM data_loads WHERE outcome = 'loaded')")
         .fetch_one(db)
         .await
+}
+
+/// Makes no load's newest poll later than `newest`, the newest poll still stored after polls
+/// were removed (`None`: none is left).
+pub(crate) async fn cap_newest_poll(
+    db: impl PgExecutor<'_>,
+    newest: Option<DateTime<Utc>>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE data_loads SET newest_poll = $1
+         WHERE newest_poll > $1 OR ($1::timestamptz IS NULL AND newest_poll IS NOT NULL)",
+    )
+    .bind(newest)
+    .execute(db)
+    .await
+    .map(drop)
 }
 
 /// The newest poll in the database.
@@ -267,8 +288,8 @@ pub enum Tally {
     Stores,
     /// Stores with at least one poll.
     PolledStores,
-    /// Polls stored: every poll was added by a load and removed by a pruning, so this adds
-    /// up the loads and takes away the prunings.
+    /// Polls stored: every poll was added by a load and removed by a load (`deletePolls`)
+    /// or a pruning, so this adds up the loads and takes away the prunings.
     Polls,
     BusinessHours,
     Timezones,
@@ -279,7 +300,7 @@ pub(crate) async fn tally(db: impl PgExecutor<'_>, what: Tally) -> sqlx::Result<
         Tally::Stores => "SELECT count(*) FROM stores",
         Tally::PolledStores => "SELECT count(*) FROM stores WHERE first_poll IS NOT NULL",
         Tally::Polls => {
-            "SELECT ((SELECT coalesce(sum(rows_inserted), 0) FROM data_loads
+            "SELECT ((SELECT coalesce(sum(rows_inserted - rows_deleted), 0) FROM data_loads
                       WHERE kind = 'status' AND outcome = 'loaded')
                    - (SELECT coalesce(sum(polls), 0) FROM poll_prunings))::bigint"
         }

@@ -163,3 +163,57 @@ async fn stale_statistics(db: impl PgExecutor<'_>, inserted: u64) -> sqlx::Resul
 async fn analyze(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
     sqlx::query("ANALYZE polls").execute(db).await.map(drop)
 }
+
+/// Polls an admin removes: those of `stores` (`None`: every store) in `[from, to)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PollSelection {
+    pub stores: Option<Vec<String>>,
+    pub from: chrono::DateTime<chrono::Utc>,
+    pub to: chrono::DateTime<chrono::Utc>,
+}
+
+/// Deletes the selected polls (the bounds are values, never NULL, so that only the
+/// partitions of `[from, to)` are visited); returns how many.
+pub(crate) async fn delete(db: impl PgExecutor<'_>, selection: &PollSelection) -> sqlx::Result<u64> {
+    sqlx::query(
+        "DELETE FROM polls p USING stores s
+         WHERE s.id = p.store AND ($1::text[] IS NULL OR s.store_id = ANY($1))
+           AND p.at >= $2 AND p.at < $3",
+    )
+    .bind(&selection.stores)
+    .bind(selection.from)
+    .bind(selection.to)
+    .execute(db)
+    .await
+    .map(|r| r.rows_affected())
+}
+
+/// Sets anew the first poll of the selected stores whose first poll was in the removed
+/// range: their earliest one left (NULL: none, and no report has a row for them).
+pub(crate) async fn refresh_first_polls(
+    db: impl PgExecutor<'_>,
+    selection: &PollSelection,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE stores s SET first_poll = (SELECT min(at) FROM polls p WHERE p.store = s.id)
+         WHERE ($1::text[] IS NULL OR s.store_id = ANY($1)) AND s.first_poll >= $2 AND s.first_poll < $3",
+    )
+    .bind(&selection.stores)
+    .bind(selection.from)
+    .bind(selection.to)
+    .execute(db)
+    .await
+    .map(drop)
+}
+
+/// The newest poll stored, read from the polls themselves: one index probe per store.
+pub(crate) async fn newest_stored(
+    db: impl PgExecutor<'_>,
+) -> sqlx::Result<Option<chrono::DateTime<chrono::Utc>>> {
+    sqlx::query_scalar(
+        "SELECT max(p.at) FROM stores s CROSS JOIN LATERAL (
+             SELECT at FROM polls WHERE store = s.id ORDER BY at DESC LIMIT 1) p",
+    )
+    .fetch_one(db)
+    .await
+}

@@ -23,7 +23,7 @@ use super::{Pool, polls, stores};
 use crate::domain::Timestamp;
 use crate::domain::load::Outcome;
 use crate::input::checksum::{Prefix, checksum};
-use crate::input::data::Prepared;
+use crate::input::data::{PollTimes, Prepared};
 use crate::input::{DataFiles, FileKind, FoundFiles, InputData, InputError, Rejected};
 
 /// How many rejected rows of a load are kept in its summary (all are stored).
@@ -50,24 +50,40 @@ impl Reload {
     }
 }
 
-/// How much a reload may take away.
+/// What a reload accepts: how much it may take away, and how far in the future a poll may be.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Guard {
     /// The share of the stores with business hours (or a time zone) that a new file may
     /// leave without any; a file that would drop more is refused, as a half-copied file
     /// would. `None`: any (what `--force` asks for).
     pub max_loss: Option<f64>,
+    /// How far after the server's clock a poll may be; later ones are rejected rows.
+    pub max_clock_skew: std::time::Duration,
 }
 
 impl Default for Guard {
     fn default() -> Self {
-        Guard { max_loss: Some(0.2) }
+        Guard {
+            max_loss: Some(0.2),
+            max_clock_skew: std::time::Duration::from_secs(3600),
+        }
     }
 }
 
 impl Guard {
-    /// Anything goes: the operator says the new files are right.
-    pub const FORCE: Guard = Guard { max_loss: None };
+    /// Any loss goes: the operator says the new files are right.
+    pub const FORCE: Guard = Guard {
+        max_loss: None,
+        max_clock_skew: std::time::Duration::from_secs(3600),
+    };
+
+    /// This guard, but accepting any loss (`--force`).
+    pub fn forced(self) -> Guard {
+        Guard {
+            max_loss: None,
+            ..self
+        }
+    }
 }
 
 /// Loads the files into the database (see the module docs), refusing snapshots that
@@ -157,7 +173,7 @@ async fn load_file(
     let mut record = LoadRecord::failed(kind, path, String::new());
     record.error = None;
     let last = loads::last_good_file(&mut *conn, kind).await?;
-    let parsed = read(&mut record, kind, path.to_path_buf(), last).await?;
+    let parsed = read(&mut record, kind, path.to_path_buf(), last, guard).await?;
     let mut rejected = Vec::new();
     match parsed {
         Err(error) => record.error = Some(error),
@@ -229,6 +245,7 @@ async fn read(
     kind: FileKind,
     path: PathBuf,
     last: Option<loads::GoodFile>,
+    guard: Guard,
 ) -> anyhow::Result<Result<Option<Parsed>, String>> {
     // Only polls accumulate; hours and zones are snapshots, always read whole.
     let prefix = last
@@ -259,15 +276,22 @@ async fn read(
     if let Some(p) = &appended {
         record.read_from = p.len as i64;
     }
-    let parsed = tokio::task::spawn_blocking(move || parse(kind, &path, appended)).await?;
+    let times = PollTimes::now(guard.max_clock_skew);
+    let parsed = tokio::task::spawn_blocking(move || parse(kind, &path, appended, times)).await?;
     Ok(parsed.map(Some).map_err(|e| {
         tracing::warn!(file = record.file, error = %e, "cannot read an input file");
         e.reason()
     }))
 }
 
-fn parse(kind: FileKind, path: &Path, appended: Option<Prefix>) -> Result<Parsed, InputError> {
+fn parse(
+    kind: FileKind,
+    path: &Path,
+    appended: Option<Prefix>,
+    times: PollTimes,
+) -> Result<Parsed, InputError> {
     let mut data = InputData::default();
+    data.poll_times = times;
     match kind {
         FileKind::Status => match appended {
             Some(p) => data.load_status_tail(path, p.len, p.lines)?,

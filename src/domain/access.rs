@@ -11,7 +11,7 @@ pub enum Role {
     Viewer,
     /// Also triggers (and cancels) reports.
     Operator,
-    /// Also reloads the data and manages tokens.
+    /// Also reloads the data, removes polls and manages tokens.
     Admin,
 }
 
@@ -64,6 +64,8 @@ pub enum Action {
     CancelReport,
     /// Reload the input files.
     ReloadData,
+    /// Remove polls.
+    DeletePolls,
     /// List, create and revoke API tokens.
     ManageTokens,
 }
@@ -75,7 +77,7 @@ impl Action {
             Action::Introspect => None,
             Action::Read => Some(Role::Viewer),
             Action::TriggerReport | Action::CancelReport => Some(Role::Operator),
-            Action::ReloadData | Action::ManageTokens => Some(Role::Admin),
+            Action::ReloadData | Action::DeletePolls | Action::ManageTokens => Some(Role::Admin),
         }
     }
 
@@ -87,6 +89,7 @@ impl Action {
             Action::TriggerReport => "trigger report",
             Action::CancelReport => "cancel report",
             Action::ReloadData => "reload data",
+            Action::DeletePolls => "delete polls",
             Action::ManageTokens => "manage tokens",
         }
     }
@@ -105,16 +108,30 @@ mod tests {
     fn each_role_may_what_the_ones_below_it_may() {
         use Action::*;
         let allowed = |role: Role| {
-            [Read, TriggerReport, CancelReport, ReloadData, ManageTokens]
-                .into_iter()
-                .filter(|a| role.may(*a))
-                .collect::<Vec<_>>()
+            [
+                Read,
+                TriggerReport,
+                CancelReport,
+                ReloadData,
+                DeletePolls,
+                ManageTokens,
+            ]
+            .into_iter()
+            .filter(|a| role.may(*a))
+            .collect::<Vec<_>>()
         };
         assert_eq!(allowed(Role::Viewer), [Read]);
         assert_eq!(allowed(Role::Operator), [Read, TriggerReport, CancelReport]);
         assert_eq!(
             allowed(Role::Admin),
-            [Read, TriggerReport, CancelReport, ReloadData, ManageTokens]
+            [
+                Read,
+                TriggerReport,
+                CancelReport,
+                ReloadData,
+                DeletePolls,
+                ManageTokens
+            ]
         );
         assert!(Role::ALL.iter().all(|r| r.may(Introspect)));
     }

@@ -43,6 +43,15 @@ pub fn supported(at: chrono::DateTime<chrono::Utc>) -> bool {
     (0..=9999).contains(&at.year())
 }
 
+/// A length of time in words: whole hours as `2 h`, whole minutes as `30 min`, else seconds.
+pub fn span_words(micros: i64) -> String {
+    match micros {
+        m if m % MICROS_PER_HOUR == 0 => format!("{} h", m / MICROS_PER_HOUR),
+        m if m % MICROS_PER_MINUTE == 0 => format!("{} min", m / MICROS_PER_MINUTE),
+        m => format!("{} s", m as f64 / MICROS_PER_SECOND as f64),
+    }
+}
+
 /// Written as the inputs write it: `2023-01-25 18:13:22.47922 UTC`, trailing zeros of the
 /// fraction dropped and no fraction at all on a whole second.
 impl fmt::Display for Timestamp {

@@ -55,6 +55,7 @@ pub(crate) fn action_of(ty: OperationType, field: &str) -> Option<Action> {
         (Mutation, "triggerReport") => Action::TriggerReport,
         (Mutation, "cancelReport") => Action::CancelReport,
         (Mutation, "reloadData") => Action::ReloadData,
+        (Mutation, "deletePolls") => Action::DeletePolls,
         (Mutation, "createToken" | "revokeToken") => Action::ManageTokens,
         (Subscription, "report" | "reports" | "dataset") => Action::Read,
         _ => return None,

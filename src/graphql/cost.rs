@@ -35,12 +35,13 @@ pub const MAX_INTROSPECTION_COST: u64 = 600_000;
 pub const WHOLE_REPORT_COST: u64 = 20_000;
 
 /// The list fields that take `first`, and their page when it is not given.
-pub(crate) const PAGED_FIELDS: [(&str, u64); 5] = [
+pub(crate) const PAGED_FIELDS: [(&str, u64); 6] = [
     ("reports", 100),
     ("polls", 100),
     ("rows", 100),
     ("loads", 10),
     ("rejectedRows", 20),
+    ("prunings", 10),
 ];
 
 /// Fields that return a whole report, whatever is asked below them.

@@ -77,6 +77,11 @@ impl FileLoadNode {
         self.0.rows_inserted
     }
 
+    /// Polls removed by `deletePolls` (its loads have no file).
+    async fn rows_deleted(&self) -> i64 {
+        self.0.rows_deleted
+    }
+
     /// Rows that could not be read.
     async fn rows_rejected(&self) -> i64 {
         self.0.rows_rejected
@@ -251,7 +256,7 @@ pub struct PollPruning {
     /// Where complete history began after it.
     pub kept_from: DateTime<Utc>,
     /// Polls removed: the week's, but each store's last one before `keptFrom`.
-    pub polls: i64,
+    pub polls_removed: i64,
     /// The newest poll then: the retention counts back from it.
     pub newest_poll: DateTime<Utc>,
     /// The `--keep-polls-days` it pruned for.
@@ -264,7 +269,7 @@ impl From<service::PruningRecord> for PollPruning {
             finished_at: r.finished_at,
             week: r.week,
             kept_from: r.kept_from,
-            polls: r.polls,
+            polls_removed: r.polls,
             newest_poll: r.newest_poll,
             keep_days: r.keep_days,
         }

@@ -1,6 +1,6 @@
 //! The mutation root: what can be done.
 
-use async_graphql::{Context, ID, Object};
+use async_graphql::{Context, ID, InputObject, Object};
 
 use super::caller;
 use super::data::DataLoadNode;
@@ -11,7 +11,18 @@ use crate::service::{self, AppState, Error};
 
 pub struct Mutation;
 
-/// What can be done: compute a report, reload the data, manage API tokens.
+/// The polls `deletePolls` removes: at least one field must be given.
+#[derive(InputObject)]
+pub struct DeletePollsInput {
+    /// Only these stores' polls; default: every store's.
+    pub store_ids: Option<Vec<ID>>,
+    /// Only polls at or after this instant.
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only polls before this instant.
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// What can be done: compute a report, reload the data or remove polls, manage API tokens.
 #[Object]
 impl Mutation {
     /// Queues a report and returns it at once (PENDING, or COMPLETE when an equal report
@@ -61,6 +72,36 @@ impl Mutation {
         let data_version = service::data_version(state).await?;
         Ok(DataLoadNode {
             files: reload.files.into_iter().map(|f| f.record).collect(),
+            data_version,
+        })
+    }
+
+    /// Deletes polls (admins only): those of `storeIds` (every store when not given) from
+    /// `from` (inclusive) to `to` (exclusive), at least one of the three given; a poll
+    /// dated in the future by a clock gone wrong, say. Recorded as a status load (its
+    /// `rowsDeleted`), which changes the data version; the newest poll, a report's default
+    /// *now*, is read anew. A poll still in the status file comes back if the file is read
+    /// whole again (polls more than `--max-clock-skew` ahead of the clock never do).
+    async fn delete_polls(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Which polls.")] input: DeletePollsInput,
+    ) -> async_graphql::Result<DataLoadNode> {
+        let state = ctx.data_unchecked::<AppState>();
+        let caller = caller(ctx);
+        let record = service::delete_polls(
+            state,
+            &caller,
+            input
+                .store_ids
+                .map(|ids| ids.into_iter().map(|id| id.0).collect()),
+            input.from,
+            input.to,
+        )
+        .await?;
+        let data_version = service::data_version(state).await?;
+        Ok(DataLoadNode {
+            files: vec![record],
             data_version,
         })
     }

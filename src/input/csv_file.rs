@@ -36,16 +36,67 @@ pub fn is_gzip(head: &[u8]) -> bool {
     head.starts_with(&[0x1f, 0x8b])
 }
 
-/// Opens `path`, unzipping it when it starts with the gzip magic bytes.
+/// The longest line an input file may have. Rows are tens of bytes; a line this long is
+/// not a CSV of ours (a file of NULs, a binary), and reading it as one record would hold
+/// all of it in memory.
+pub const MAX_LINE_BYTES: u64 = 1 << 20;
+
+/// Why a file was given up on: a line longer than [`MAX_LINE_BYTES`].
+#[derive(Debug, thiserror::Error)]
+#[error("{}", Self::REASON)]
+pub struct LineTooLong;
+
+impl LineTooLong {
+    /// The reason, in words a client may see.
+    pub const REASON: &'static str = "a line is longer than 1 MiB: not a CSV file of polls, hours or time zones (a file of NUL bytes or a binary?)";
+}
+
+/// Fails a read, instead of growing a record without end, once more than
+/// [`MAX_LINE_BYTES`] pass without a newline: whatever a file holds, reading it takes
+/// bounded memory.
+struct LineLimit<R> {
+    inner: R,
+    since_newline: u64,
+}
+
+impl<R> LineLimit<R> {
+    fn new(inner: R) -> Self {
+        LineLimit {
+            inner,
+            since_newline: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for LineLimit<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        // Searching from the end finds a row's newline within a few dozen bytes.
+        match buf[..n].iter().rposition(|&b| b == b'\n') {
+            Some(at) => self.since_newline = (n - at - 1) as u64,
+            None => self.since_newline += n as u64,
+        }
+        if self.since_newline > MAX_LINE_BYTES {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, LineTooLong));
+        }
+        Ok(n)
+    }
+}
+
+/// Opens `path`, unzipping it when it starts with the gzip magic bytes; a line longer than
+/// [`MAX_LINE_BYTES`] (unzipped) is an error.
 pub fn open(path: &Path) -> Result<Box<dyn BufRead + Send>, InputError> {
     let file = File::open(path).map_err(|source| InputError::io(path, source))?;
     let mut reader = BufReader::with_capacity(1 << 16, file);
     let head = reader.fill_buf().map_err(|source| InputError::io(path, source))?;
     if is_gzip(head) {
         let gz = flate2::bufread::MultiGzDecoder::new(reader);
-        Ok(Box::new(BufReader::with_capacity(1 << 16, gz)))
+        Ok(Box::new(BufReader::with_capacity(1 << 16, LineLimit::new(gz))))
     } else {
-        Ok(Box::new(reader))
+        Ok(Box::new(BufReader::with_capacity(
+            1 << 16,
+            LineLimit::new(reader),
+        )))
     }
 }
 
@@ -231,7 +282,7 @@ pub fn read_part(
         Part { start, end } => {
             let mut file = File::open(path).map_err(io)?;
             file.seek(SeekFrom::Start(start)).map_err(io)?;
-            Box::new(file.take(end.map_or(u64::MAX, |end| end - start)))
+            Box::new(LineLimit::new(file.take(end.map_or(u64::MAX, |end| end - start))))
         }
     };
     let mut input = Watch {
@@ -308,5 +359,25 @@ pub fn resolve(dir: &Path, path: &Path) -> PathBuf {
         path.to_path_buf()
     } else {
         dir.join(path)
+    }
+}
+
+#[cfg(test)]
+mod line_limit_tests {
+    use super::*;
+
+    #[test]
+    fn a_line_longer_than_the_limit_is_an_error_however_it_arrives() {
+        let long = vec![0u8; MAX_LINE_BYTES as usize + 2];
+        let mut read = LineLimit::new(&long[..]);
+        let error = std::io::copy(&mut read, &mut std::io::sink()).unwrap_err();
+        assert!(error.get_ref().is_some_and(|e| e.is::<LineTooLong>()), "{error}");
+        // Many short lines, however long the whole, are fine.
+        let rows = b"1,active,2023-01-25 18:13:22 UTC\n".repeat(100_000);
+        let mut read = LineLimit::new(&rows[..]);
+        assert_eq!(
+            std::io::copy(&mut read, &mut std::io::sink()).unwrap(),
+            rows.len() as u64
+        );
     }
 }

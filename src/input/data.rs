@@ -12,9 +12,52 @@ use super::store_ids::StoreIds;
 use crate::domain::status::normalize_in_place;
 use crate::domain::{Engine, HoursRow, Interpolation, Poll, Report, StoreReport, Timestamp, Zone};
 
+/// Which instants a poll may have. Before 2000 is a clock that was never set; after the
+/// server's clock (by more than the skew allowed) a poll from the future, which would be
+/// every report's *now* until removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PollTimes {
+    /// The server's clock; `None`: no upper bound (a report from files alone).
+    pub clock: Option<Timestamp>,
+    /// How far past `clock` a poll may be (`--max-clock-skew`), in microseconds.
+    pub max_skew_micros: i64,
+}
+
+impl PollTimes {
+    /// 2000-01-01 00:00 UTC: the oldest poll taken.
+    pub const EARLIEST: Timestamp = Timestamp(946_684_800_000_000);
+
+    /// The clock read now, with `max_skew` allowed.
+    pub fn now(max_skew: std::time::Duration) -> PollTimes {
+        PollTimes {
+            clock: Some(Timestamp::from_datetime(chrono::Utc::now())),
+            max_skew_micros: i64::try_from(max_skew.as_micros()).unwrap_or(i64::MAX),
+        }
+    }
+
+    fn check(&self, at: Timestamp) -> Result<(), String> {
+        if at < Self::EARLIEST {
+            return Err(format!(
+                "timestamp_utc {at} is before {}: no poll is that old (a clock that was never set?)",
+                Self::EARLIEST
+            ));
+        }
+        match self.clock {
+            Some(clock) if at.0 > clock.0.saturating_add(self.max_skew_micros) => Err(format!(
+                "timestamp_utc {at} is more than {} after the server's clock ({clock}): a poll from the \
+                 future would be every report's now (--max-clock-skew)",
+                crate::domain::time::span_words(self.max_skew_micros)
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// The three input files, parsed.
 #[derive(Clone, Debug, Default)]
 pub struct InputData {
+    /// Which instants a poll may have.
+    pub poll_times: PollTimes,
     stores: StoreIds,
     /// In file order.
     polls: Vec<RawPoll>,
@@ -60,10 +103,10 @@ impl InputData {
     /// its own part of the file.
     pub fn load_status(&mut self, path: &Path) -> Result<(), InputError> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
-        let mut parts = read_status_parts(path, &csv_file::split(path, threads)?)?;
+        let mut parts = read_status_parts(path, &csv_file::split(path, threads)?, self.poll_times)?;
         if parts.len() > 1 && parts.iter().any(|p| p.counts.quotes) {
             // A quoted field may hold a newline, and a cut may have fallen inside one.
-            parts = read_status_parts(path, &[Part::WHOLE])?;
+            parts = read_status_parts(path, &[Part::WHOLE], self.poll_times)?;
         }
         self.add_status_parts(parts, 0);
         Ok(())
@@ -73,7 +116,7 @@ impl InputData {
     /// outside any quoted field (the end of an earlier, complete version of the file).
     /// `lines_before` newlines precede it, so rejected rows keep their lines in the file.
     pub fn load_status_tail(&mut self, path: &Path, start: u64, lines_before: u64) -> Result<(), InputError> {
-        let parts = read_status_parts(path, &[Part::from(start)])?;
+        let parts = read_status_parts(path, &[Part::from(start)], self.poll_times)?;
         self.add_status_parts(parts, lines_before);
         Ok(())
     }
@@ -256,11 +299,11 @@ impl Prepared {
     }
 }
 
-fn read_status_parts(path: &Path, parts: &[Part]) -> Result<Vec<StatusPart>, InputError> {
+fn read_status_parts(path: &Path, parts: &[Part], times: PollTimes) -> Result<Vec<StatusPart>, InputError> {
     std::thread::scope(|scope| {
         let readers: Vec<_> = parts
             .iter()
-            .map(|&part| scope.spawn(move || read_status_part(path, part)))
+            .map(|&part| scope.spawn(move || read_status_part(path, part, times)))
             .collect();
         readers
             .into_iter()
@@ -269,12 +312,13 @@ fn read_status_parts(path: &Path, parts: &[Part]) -> Result<Vec<StatusPart>, Inp
     })
 }
 
-fn read_status_part(path: &Path, part: Part) -> Result<StatusPart, InputError> {
+fn read_status_part(path: &Path, part: Part, times: PollTimes) -> Result<StatusPart, InputError> {
     let (mut stores, mut polls, mut rejected) = (StoreIds::default(), Vec::new(), Vec::new());
     let counts = read_part(path, part, FileKind::Status.columns(), &mut rejected, |f| {
         let id = fields::store_id(f[0])?;
         let active = fields::status(f[1])?;
         let at = fields::timestamp(f[2])?;
+        times.check(at)?;
         polls.push(RawPoll {
             at,
             store: stores.intern(id),

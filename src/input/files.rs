@@ -263,9 +263,17 @@ fn candidates(dir: &Path) -> Result<Vec<(PathBuf, Vec<FileKind>)>, InputError> {
         if !(name.ends_with(".csv") || name.ends_with(".csv.gz")) || !path.is_file() {
             continue;
         }
-        // A file we cannot even read the header of is nobody's input; say so only if it is
-        // the one needed (it then shows up as not found).
+        // A file we cannot even read the header of is nobody's input, unless it has an
+        // input's own name: then it is taken for that input, whose load says why it cannot
+        // be read (rather than "no such file").
         let Ok(header) = csv_file::header(&path) else {
+            let named = FileKind::ALL
+                .into_iter()
+                .filter(|k| name == k.default_name() || name == format!("{}.gz", k.default_name()))
+                .collect::<Vec<_>>();
+            if !named.is_empty() {
+                found.push((path, named));
+            }
             continue;
         };
         let kinds = FileKind::ALL.into_iter().filter(|k| k.matches(&header)).collect();

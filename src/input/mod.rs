@@ -89,6 +89,9 @@ impl InputError {
 
 /// An I/O failure in words a client may see.
 pub fn io_reason(error: &std::io::Error) -> &'static str {
+    if error.get_ref().is_some_and(|e| e.is::<csv_file::LineTooLong>()) {
+        return csv_file::LineTooLong::REASON;
+    }
     match error.kind() {
         std::io::ErrorKind::NotFound => "it does not exist",
         std::io::ErrorKind::PermissionDenied => "permission denied",

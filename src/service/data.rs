@@ -4,7 +4,9 @@ use chrono::{DateTime, Utc};
 
 use crate::db::history::{self, PruningRecord};
 use crate::db::loads::{self, LoadRecord, Tally};
-use crate::db::reload::{Guard, Reload};
+use crate::db::polls::PollSelection;
+use crate::db::reload::Reload;
+use crate::db::removal;
 use crate::domain::Timestamp;
 use crate::input::{DataFiles, Rejected};
 
@@ -21,7 +23,7 @@ pub async fn reload_now(state: &AppState, caller: &Caller, force: bool) -> Resul
 /// Reloads the input files, for the server itself (its first load).
 pub async fn reload(state: &AppState, force: bool) -> Result<Reload> {
     let files = DataFiles::find_each_off_runtime(&state.data_dir, &state.files).await?;
-    let guard = if force { Guard::FORCE } else { state.guard };
+    let guard = if force { state.guard.forced() } else { state.guard };
     Ok(crate::db::reload::reload_with(&state.work, &files, guard).await?)
 }
 
@@ -39,6 +41,59 @@ pub async fn data_version(state: &AppState) -> Result<i64> {
 /// The newest poll: a report's default *now*.
 pub async fn newest_poll(state: &AppState) -> Result<Option<Timestamp>> {
     Ok(loads::newest_poll(&state.db).await?)
+}
+
+/// Removes polls (admins): those of `store_ids` (all stores when `None`) in `[from, to)`,
+/// at least one of the three given. Recorded as a load, as `deletePolls by <caller>`.
+pub async fn delete_polls(
+    state: &AppState,
+    caller: &Caller,
+    store_ids: Option<Vec<String>>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+) -> Result<LoadRecord> {
+    if store_ids.is_none() && from.is_none() && to.is_none() {
+        return Err(Error::BadInput(
+            "name the stores or the time range (or both) whose polls to delete".to_string(),
+        ));
+    }
+    if let Some(ids) = &store_ids {
+        if ids.is_empty() {
+            return Err(Error::BadInput(
+                "storeIds is empty: no poll would be deleted".to_string(),
+            ));
+        }
+        for id in ids {
+            super::check_store_id(id)?;
+        }
+    }
+    let from = from.map(|at| super::instant("from", at)).transpose()?;
+    let to = to.map(|at| super::instant("to", at)).transpose()?;
+    // The bounds of the instants the API takes: "from the start" and "to the end".
+    let selection = PollSelection {
+        stores: store_ids,
+        from: from.unwrap_or_else(|| year_start(0)),
+        to: to.unwrap_or_else(|| year_start(10_000)),
+    };
+    if selection.to <= selection.from {
+        return Err(Error::BadInput("from must come before to".to_string()));
+    }
+    let record = removal::remove(&state.work, &selection, &format!("deletePolls by {caller}")).await?;
+    tracing::info!(
+        caller = %caller,
+        polls = record.rows_deleted,
+        stores = ?selection.stores,
+        from = %selection.from,
+        to = %selection.to,
+        "polls deleted"
+    );
+    Ok(record)
+}
+
+fn year_start(year: i32) -> DateTime<Utc> {
+    chrono::NaiveDate::from_ymd_opt(year, 1, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map_or(DateTime::<Utc>::UNIX_EPOCH, |t| t.and_utc())
 }
 
 /// Where complete history begins, when `--keep-polls-days` has pruned any.
