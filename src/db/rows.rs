@@ -81,8 +81,9 @@ pub struct RowPage<'a> {
 }
 
 /// The statement reading a page of rows in `$order`, after the row whose `$key` is
-/// `($15, $16)` in the direction `$cmp`: each order is its own static text, so that each is
-/// served by its column's index.
+/// `($15, $16)` in the direction `$cmp`: each order is its own static text. A figure's order
+/// reads the report's rows by the primary key and keeps the page's top N (no index per
+/// figure: migration 12 says why).
 macro_rules! ordered_rows {
     ($order:expr, $key:expr, $cmp:literal) => {
         concat!(
