@@ -557,3 +557,53 @@ async fn a_file_of_nul_bytes_or_with_a_nul_tail_is_refused_in_bounded_memory() {
     assert!(!ok && said.contains("longer than 1 MiB"), "{said}");
     assert!(peak_mb < 150, "{peak_mb} MB to refuse a file of NULs");
 }
+
+/// Polls of a few stores over five weeks, at any instant (Mondays' midnights, the week
+/// partitions' bounds, included), and a *now*: the database's report, read from the week
+/// partitions by its window, equals the whole-history engine's on the same file.
+fn sparse_history() -> impl proptest::strategy::Strategy<Value = (Vec<(u8, i64, bool)>, i64)> {
+    use proptest::prelude::*;
+    let span = 35 * MICROS_PER_DAY;
+    // Snapped to whole hours now and then, so that polls fall exactly on week bounds too.
+    let instant =
+        (0..span, any::<bool>()).prop_map(|(at, snap)| if snap { at - at % 3_600_000_000 } else { at });
+    (
+        proptest::collection::vec((0u8..6, instant, any::<bool>()), 1..80),
+        0..span + MICROS_PER_DAY,
+    )
+}
+
+#[test]
+fn the_partitioned_read_equals_the_whole_history_engine_for_any_polls_and_now() {
+    use proptest::test_runner::{Config, TestRunner};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // 2023-01-02 was a Monday: the five weeks start on a partition bound.
+    let start = Timestamp::from_datetime("2023-01-02T00:00:00Z".parse().unwrap());
+    let mut runner = TestRunner::new(Config::with_cases(16));
+    runner
+        .run(&sparse_history(), |(polls, now)| {
+            let dir = tempfile::tempdir().unwrap();
+            let mut file = String::from("store_id,status,timestamp_utc\n");
+            for (store, at, active) in &polls {
+                let status = if *active { "active" } else { "inactive" };
+                file.push_str(&format!("store-{store},{status},{}\n", Timestamp(start.0 + at)));
+            }
+            std::fs::write(dir.path().join("store_status.csv"), file).unwrap();
+            let as_of = Some(Timestamp(start.0 + now));
+            runtime.block_on(async {
+                let db = TestDb::new().await;
+                reload(&db.pool, &files(dir.path())).await.unwrap();
+                for interpolation in [Interpolation::Nearest, Interpolation::ForwardFill] {
+                    let expected = from_files(dir.path(), as_of, interpolation);
+                    let got = from_db(&db, as_of, interpolation).await;
+                    proptest::prop_assert_eq!(got, expected, "{:?} {:?}", as_of, interpolation);
+                }
+                Ok(())
+            })
+        })
+        .unwrap();
+}
