@@ -12,6 +12,14 @@
 --
 -- Every poll of the unpartitioned table is moved over; the primary key stays one poll per
 -- store and instant (it must include the partition key, and does).
+--
+-- `edge` marks the polls a report needs: a store's status only changes at the first or last
+-- poll of a run of equal statuses, so the polls inside a run change no figure, under either
+-- interpolation (the nearest poll to any instant inside a run is in the run; forward fill
+-- holds the run's first status). Reports read `polls_edges`, a partial index of those:
+-- a tenth of the polls where stores are mostly up. A poll marked an edge that is not one
+-- costs a little reading and nothing else; an edge left unmarked would be wrong, so every
+-- load marks the polls it adds and their neighbours anew.
 
 ALTER TABLE polls RENAME TO polls_unpartitioned;
 ALTER TABLE polls_unpartitioned RENAME CONSTRAINT polls_pkey TO polls_unpartitioned_pkey;
@@ -19,7 +27,9 @@ ALTER TABLE polls_unpartitioned RENAME CONSTRAINT polls_pkey TO polls_unpartitio
 CREATE TABLE polls (
     store  integer     NOT NULL,
     at     timestamptz NOT NULL,
-    active boolean     NOT NULL
+    active boolean     NOT NULL,
+    -- The first or last poll of a run of equal statuses (or marked so to be safe).
+    edge   boolean     NOT NULL DEFAULT true
 ) PARTITION BY RANGE (at);
 
 -- Where complete history begins. One row, made by the first pruning.
@@ -105,8 +115,8 @@ BEGIN
     SELECT count(*) INTO before_total FROM polls WHERE at < week_end;
     CREATE TABLE public.polls_before_next (LIKE polls);
     -- One index probe per store: the partitions are read newest first, lazily.
-    INSERT INTO public.polls_before_next (store, at, active)
-    SELECT s.id, p.at, p.active FROM stores s CROSS JOIN LATERAL (
+    INSERT INTO public.polls_before_next (store, at, active, edge)
+    SELECT s.id, p.at, p.active, true FROM stores s CROSS JOIN LATERAL (
         SELECT at, active FROM polls WHERE store = s.id AND at < week_end ORDER BY at DESC LIMIT 1) p;
     GET DIAGNOSTICS after_total = ROW_COUNT;
     ALTER TABLE public.polls_before_next ADD CONSTRAINT polls_before_next_pkey PRIMARY KEY (store, at) INCLUDE (active);
@@ -127,11 +137,16 @@ END $$;
 SELECT store_monitor_add_poll_partitions(
     ARRAY(SELECT DISTINCT date_trunc('week', at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' FROM polls_unpartitioned));
 
--- Moved without the key, which is then built once per partition: far faster than keeping
--- it up to date row by row.
-INSERT INTO polls (store, at, active) SELECT store, at, active FROM polls_unpartitioned;
+-- Moved without the keys, which are then built once per partition: far faster than keeping
+-- them up to date row by row.
+INSERT INTO polls (store, at, active, edge)
+SELECT store, at, active,
+       active IS DISTINCT FROM lag(active) OVER w OR active IS DISTINCT FROM lead(active) OVER w
+FROM polls_unpartitioned
+WINDOW w AS (PARTITION BY store ORDER BY at);
 DROP TABLE polls_unpartitioned;
 
 ALTER TABLE polls ADD CONSTRAINT polls_pkey PRIMARY KEY (store, at) INCLUDE (active);
+CREATE INDEX polls_edges ON polls (store, at) INCLUDE (active) WHERE edge;
 COMMENT ON CONSTRAINT polls_pkey ON polls IS
     'One poll per store and instant (the first loaded wins), and the report''s read path: an index-only scan per partition, all-visible after a first load (COPY FREEZE into each partition); later additions are left to autovacuum.';

@@ -387,6 +387,15 @@ async fn polls_from_the_future_or_before_2000_are_rejected_rows_and_an_admin_del
     writeln!(status, "near-future,active,{near_future}").unwrap();
     writeln!(status, "far-future,active,2100-01-01 00:00:00 UTC").unwrap();
     writeln!(status, "unset-clock,inactive,1970-01-01 00:00:00 UTC").unwrap();
+    // A run of three up polls, then down: deleting the third makes the second a run's end.
+    let hour = 3_600_000_000;
+    let gap_at = Timestamp(day(5).0 + 2 * hour);
+    for (n, word) in ["active", "active", "active", "inactive", "inactive"]
+        .iter()
+        .enumerate()
+    {
+        writeln!(status, "gap,{word},{}", Timestamp(day(5).0 + n as i64 * hour)).unwrap();
+    }
     drop(status);
     let db = TestDb::new().await;
     let app = TestApp::spawn(&db, dir.path(), 0).await;
@@ -463,6 +472,18 @@ async fn polls_from_the_future_or_before_2000_are_rejected_rows_and_an_admin_del
         "no poll left, no figures: {gone}"
     );
 
+    let one = app
+        .graphql(
+            "mutation($from: DateTime, $to: DateTime) {
+                deletePolls(input: { storeIds: [\"gap\"], from: $from, to: $to }) { files { rowsDeleted } } }",
+            json!({
+                "from": gap_at.to_datetime().unwrap().to_rfc3339(),
+                "to": Timestamp(gap_at.0 + 1).to_datetime().unwrap().to_rfc3339(),
+            }),
+        )
+        .await;
+    assert_eq!(one["data"]["deletePolls"]["files"][0]["rowsDeleted"], 1, "{one}");
+
     // A time range, every store: the last two days go, and the newest poll is before them.
     let cut = day(2).to_datetime().unwrap();
     let deleted = app.graphql(delete, json!({ "from": cut.to_rfc3339() })).await;
@@ -491,6 +512,35 @@ async fn polls_from_the_future_or_before_2000_are_rejected_rows_and_an_admin_del
         left["data"]["dataset"]["polls"].as_i64().unwrap(),
         fingerprint(&db).await.0
     );
+    // The report is the engine's on the file without the deleted polls: the runs' edges
+    // around the gaps were marked anew.
+    let kept_dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(dir.path().join("store_status.csv")).unwrap();
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|line| {
+            let at = line.rsplit(',').next().unwrap();
+            let at = store_monitor::input::fields::timestamp(at.as_bytes());
+            !line.starts_with("near-future,")
+                && !(line.starts_with("gap,") && at == Ok(gap_at))
+                && at.is_ok_and(|at| at < day(2))
+        })
+        .collect();
+    let kept = format!("store_id,status,timestamp_utc\n{}\n", kept.join("\n"));
+    std::fs::write(kept_dir.path().join("store_status.csv"), kept).unwrap();
+    for other in ["menu_hours.csv", "timezones.csv"] {
+        std::fs::copy(dir.path().join(other), kept_dir.path().join(other)).unwrap();
+    }
+    for interpolation in [Interpolation::Nearest, Interpolation::ForwardFill] {
+        for as_of in [None, Some(day(3)), Some(Timestamp(day(5).0 + 5 * hour))] {
+            let expected = from_files(kept_dir.path(), as_of, interpolation);
+            let got = from_db(&db, as_of, interpolation).await;
+            assert_eq!(got.len(), expected.len(), "{as_of:?} {interpolation:?}");
+            for (got, expected) in got.iter().zip(&expected) {
+                assert_eq!(got, expected, "{as_of:?} {interpolation:?}");
+            }
+        }
+    }
     app.stop().await;
 }
 
@@ -559,22 +609,23 @@ async fn a_file_of_nul_bytes_or_with_a_nul_tail_is_refused_in_bounded_memory() {
 }
 
 /// Polls of a few stores over five weeks, at any instant (Mondays' midnights, the week
-/// partitions' bounds, included), and a *now*: the database's report, read from the week
-/// partitions by its window, equals the whole-history engine's on the same file.
-fn sparse_history() -> impl proptest::strategy::Strategy<Value = (Vec<(u8, i64, bool)>, i64)> {
+/// partitions' bounds, included), each in one of three loads, and a *now*: after each load,
+/// the database's report (read from the week partitions, the edges of runs only, marked
+/// anew as later loads fill in between) equals the whole-history engine's on the same file.
+fn sparse_history() -> impl proptest::strategy::Strategy<Value = (Vec<(u8, i64, bool, u8)>, i64)> {
     use proptest::prelude::*;
     let span = 35 * MICROS_PER_DAY;
     // Snapped to whole hours now and then, so that polls fall exactly on week bounds too.
     let instant =
         (0..span, any::<bool>()).prop_map(|(at, snap)| if snap { at - at % 3_600_000_000 } else { at });
     (
-        proptest::collection::vec((0u8..6, instant, any::<bool>()), 1..80),
+        proptest::collection::vec((0u8..4, instant, any::<bool>(), 0u8..3), 1..80),
         0..span + MICROS_PER_DAY,
     )
 }
 
 #[test]
-fn the_partitioned_read_equals_the_whole_history_engine_for_any_polls_and_now() {
+fn the_partitioned_read_equals_the_whole_history_engine_for_any_polls_loads_and_now() {
     use proptest::test_runner::{Config, TestRunner};
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -587,20 +638,31 @@ fn the_partitioned_read_equals_the_whole_history_engine_for_any_polls_and_now() 
     runner
         .run(&sparse_history(), |(polls, now)| {
             let dir = tempfile::tempdir().unwrap();
-            let mut file = String::from("store_id,status,timestamp_utc\n");
-            for (store, at, active) in &polls {
-                let status = if *active { "active" } else { "inactive" };
-                file.push_str(&format!("store-{store},{status},{}\n", Timestamp(start.0 + at)));
-            }
-            std::fs::write(dir.path().join("store_status.csv"), file).unwrap();
             let as_of = Some(Timestamp(start.0 + now));
             runtime.block_on(async {
                 let db = TestDb::new().await;
-                reload(&db.pool, &files(dir.path())).await.unwrap();
-                for interpolation in [Interpolation::Nearest, Interpolation::ForwardFill] {
-                    let expected = from_files(dir.path(), as_of, interpolation);
-                    let got = from_db(&db, as_of, interpolation).await;
-                    proptest::prop_assert_eq!(got, expected, "{:?} {:?}", as_of, interpolation);
+                // Each load's file is the last one with that load's polls appended (read
+                // from where the last ended), so a later load fills in between stored polls.
+                let mut file = String::from("store_id,status,timestamp_utc\n");
+                for load in 0..3 {
+                    for (store, at, active, _) in polls.iter().filter(|p| p.3 == load) {
+                        let status = if *active { "active" } else { "inactive" };
+                        file.push_str(&format!("store-{store},{status},{}\n", Timestamp(start.0 + at)));
+                    }
+                    std::fs::write(dir.path().join("store_status.csv"), &file).unwrap();
+                    reload(&db.pool, &files(dir.path())).await.unwrap();
+                    for interpolation in [Interpolation::Nearest, Interpolation::ForwardFill] {
+                        let expected = from_files(dir.path(), as_of, interpolation);
+                        let got = from_db(&db, as_of, interpolation).await;
+                        proptest::prop_assert_eq!(
+                            got,
+                            expected,
+                            "load {} {:?} {:?}",
+                            load,
+                            as_of,
+                            interpolation
+                        );
+                    }
                 }
                 Ok(())
             })

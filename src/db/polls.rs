@@ -8,6 +8,7 @@ use super::copy::CopyWriter;
 use super::history;
 use crate::domain::Timestamp;
 use crate::domain::history::{WEEK_MICROS, weeks_of};
+use crate::domain::status::is_run_edge;
 use crate::input::data::Prepared;
 
 /// Adds `prepared`'s polls (`keys`: each store id's key), keeping any poll already stored
@@ -31,6 +32,7 @@ pub(crate) async fn add(
     let inserted = if first {
         truncate(&mut *conn).await?;
         drop_key(&mut *conn).await?;
+        drop_edges_index(&mut *conn).await?;
         let mut copied = 0;
         for &week in &weeks {
             let Some(partition) = history::partition_name(week) else {
@@ -38,24 +40,31 @@ pub(crate) async fn add(
             };
             // The name is made from a date by our own code, never from input.
             let statement =
-                format!("COPY {partition} (store, at, active) FROM STDIN (FORMAT binary, FREEZE)");
+                format!("COPY {partition} (store, at, active, edge) FROM STDIN (FORMAT binary, FREEZE)");
             let span = (week, Timestamp(week.0 + WEEK_MICROS));
             copied += copy(conn, &statement, prepared, keys, span).await?;
         }
         add_key(&mut *conn).await?;
+        add_edges_index(&mut *conn).await?;
         copied
     } else {
         create_staging(&mut *conn).await?;
         copy(
             conn,
-            "COPY incoming_polls (store, at, active) FROM STDIN (FORMAT binary)",
+            "COPY incoming_polls (store, at, active, edge) FROM STDIN (FORMAT binary)",
             prepared,
             keys,
             (Timestamp(i64::MIN), Timestamp(i64::MAX)),
         )
         .await?;
         analyze_staging(&mut *conn).await?;
-        insert_new(&mut *conn).await?
+        create_added(&mut *conn).await?;
+        let inserted = insert_new(&mut *conn).await?;
+        if inserted > 0 {
+            spans_of_added(&mut *conn).await?;
+            mark_edges(&mut *conn).await?;
+        }
+        inserted
     };
     if inserted > 0 && stale_statistics(&mut *conn, inserted).await? {
         analyze(&mut *conn).await?;
@@ -63,7 +72,8 @@ pub(crate) async fn add(
     Ok(inserted)
 }
 
-/// Copies the polls in `[span.0, span.1)`, store after store.
+/// Copies the polls in `[span.0, span.1)`, store after store, each marked whether it is the
+/// first or last of a run among the store's polls in the file.
 async fn copy(
     conn: &mut PgConnection,
     statement: &str,
@@ -78,11 +88,12 @@ async fn copy(
         // Each store's polls are in time order.
         let start = store.polls.partition_point(|p| p.at < span.0);
         let end = store.polls.partition_point(|p| p.at < span.1);
-        for poll in &store.polls[start..end] {
-            w.row(3);
+        for (i, poll) in store.polls.iter().enumerate().take(end).skip(start) {
+            w.row(4);
             w.int4(key);
             w.timestamptz(poll.at);
             w.bool(poll.active);
+            w.bool(is_run_edge(store.polls, i));
         }
         if w.len() > 1 << 20 {
             copy.send(w.take()).await?;
@@ -100,6 +111,18 @@ async fn is_empty(db: impl PgExecutor<'_>) -> sqlx::Result<bool> {
 
 async fn truncate(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
     sqlx::query("TRUNCATE polls").execute(db).await.map(drop)
+}
+
+async fn drop_edges_index(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
+    sqlx::query("DROP INDEX polls_edges").execute(db).await.map(drop)
+}
+
+/// The reports' read path: the polls that end runs (see `migrations/…_partitioned_polls.sql`).
+async fn add_edges_index(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
+    sqlx::query("CREATE INDEX polls_edges ON polls (store, at) INCLUDE (active) WHERE edge")
+        .execute(db)
+        .await
+        .map(drop)
 }
 
 async fn drop_key(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
@@ -120,7 +143,7 @@ async fn add_key(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
 /// per reload, so it never exists already.
 async fn create_staging(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
     sqlx::query(
-        "CREATE TEMP TABLE incoming_polls (store integer, at timestamptz, active boolean) ON COMMIT DROP",
+        "CREATE TEMP TABLE incoming_polls (store integer, at timestamptz, active boolean, edge boolean) ON COMMIT DROP",
     )
     .execute(db)
     .await
@@ -132,18 +155,100 @@ async fn analyze_staging(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
     sqlx::query("ANALYZE incoming_polls").execute(db).await.map(drop)
 }
 
+/// The polls a load added, for marking the edges of runs around them.
+async fn create_added(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
+    sqlx::query("CREATE TEMP TABLE added_polls (store integer, at timestamptz) ON COMMIT DROP")
+        .execute(db)
+        .await
+        .map(drop)
+}
+
 /// An anti-join (a merge of two sorted inputs) finds the new polls far faster than a
-/// conflict check per row; ON CONFLICT stays as the guarantee.
+/// conflict check per row; ON CONFLICT stays as the guarantee. Each is marked an edge until
+/// [`mark_edges`] knows better, and noted in `added_polls`.
 async fn insert_new(db: impl PgExecutor<'_>) -> sqlx::Result<u64> {
     sqlx::query(
-        "INSERT INTO polls (store, at, active)
-         SELECT i.store, i.at, i.active FROM incoming_polls i
-         WHERE NOT EXISTS (SELECT 1 FROM polls p WHERE p.store = i.store AND p.at = i.at)
-         ON CONFLICT DO NOTHING",
+        "WITH added AS (
+             INSERT INTO polls (store, at, active, edge)
+             SELECT i.store, i.at, i.active, true FROM incoming_polls i
+             WHERE NOT EXISTS (SELECT 1 FROM polls p WHERE p.store = i.store AND p.at = i.at)
+             ON CONFLICT DO NOTHING
+             RETURNING store, at)
+         INSERT INTO added_polls SELECT store, at FROM added",
     )
     .execute(db)
     .await
     .map(|r| r.rows_affected())
+}
+
+/// For each store a load added polls to, the span whose polls may have become, or stopped
+/// being, the first or last of a run: from the poll before its first added one to the poll
+/// after its last, read with one more poll on each side.
+async fn spans_of_added(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
+    sqlx::query(
+        "CREATE TEMP TABLE touched_spans ON COMMIT DROP AS
+         SELECT t.store,
+                coalesce(b2.at, '-infinity') AS frame_lo, coalesce(b1.at, t.lo) AS update_lo,
+                coalesce(a1.at, t.hi) AS update_hi, coalesce(a2.at, 'infinity') AS frame_hi
+         FROM (SELECT store, min(at) AS lo, max(at) AS hi FROM added_polls GROUP BY store) t
+         LEFT JOIN LATERAL (SELECT at FROM polls WHERE store = t.store AND at < t.lo
+                            ORDER BY at DESC LIMIT 1) b1 ON true
+         LEFT JOIN LATERAL (SELECT at FROM polls WHERE store = t.store AND at < t.lo
+                            ORDER BY at DESC OFFSET 1 LIMIT 1) b2 ON true
+         LEFT JOIN LATERAL (SELECT at FROM polls WHERE store = t.store AND at > t.hi
+                            ORDER BY at LIMIT 1) a1 ON true
+         LEFT JOIN LATERAL (SELECT at FROM polls WHERE store = t.store AND at > t.hi
+                            ORDER BY at OFFSET 1 LIMIT 1) a2 ON true",
+    )
+    .execute(db)
+    .await
+    .map(drop)
+}
+
+/// The same spans around polls an admin removed: from the poll before the removed range to
+/// the one after it, for each store that lost polls (`removed_stores`).
+async fn spans_of_removed(db: impl PgExecutor<'_>, selection: &PollSelection) -> sqlx::Result<()> {
+    sqlx::query(
+        "CREATE TEMP TABLE touched_spans ON COMMIT DROP AS
+         SELECT t.store,
+                coalesce(b2.at, '-infinity') AS frame_lo, coalesce(b1.at, $1) AS update_lo,
+                coalesce(a1.at, $2) AS update_hi, coalesce(a2.at, 'infinity') AS frame_hi
+         FROM removed_stores t
+         LEFT JOIN LATERAL (SELECT at FROM polls WHERE store = t.store AND at < $1
+                            ORDER BY at DESC LIMIT 1) b1 ON true
+         LEFT JOIN LATERAL (SELECT at FROM polls WHERE store = t.store AND at < $1
+                            ORDER BY at DESC OFFSET 1 LIMIT 1) b2 ON true
+         LEFT JOIN LATERAL (SELECT at FROM polls WHERE store = t.store AND at >= $2
+                            ORDER BY at LIMIT 1) a1 ON true
+         LEFT JOIN LATERAL (SELECT at FROM polls WHERE store = t.store AND at >= $2
+                            ORDER BY at OFFSET 1 LIMIT 1) a2 ON true",
+    )
+    .bind(selection.from)
+    .bind(selection.to)
+    .execute(db)
+    .await
+    .map(drop)
+}
+
+/// Marks anew whether each poll of the touched spans is the first or last of a run, its
+/// neighbours read from the span's frame; only the marks that change are written.
+async fn mark_edges(conn: &mut PgConnection) -> sqlx::Result<()> {
+    // Its size makes the planner probe each store's span by the key, not scan every poll.
+    sqlx::query("ANALYZE touched_spans").execute(&mut *conn).await?;
+    sqlx::query(
+        "UPDATE polls p SET edge = x.edge
+         FROM (SELECT q.store, q.at, q.edge AS was, t.update_lo, t.update_hi,
+                      q.active IS DISTINCT FROM lag(q.active) OVER w
+                      OR q.active IS DISTINCT FROM lead(q.active) OVER w AS edge
+               FROM touched_spans t
+               JOIN polls q ON q.store = t.store AND q.at >= t.frame_lo AND q.at <= t.frame_hi
+               WINDOW w AS (PARTITION BY q.store ORDER BY q.at)) x
+         WHERE x.at >= x.update_lo AND x.at <= x.update_hi AND x.edge IS DISTINCT FROM x.was
+           AND p.store = x.store AND p.at = x.at",
+    )
+    .execute(&mut *conn)
+    .await
+    .map(drop)
 }
 
 /// Whether `inserted` new polls make the planner's statistics of `polls` stale: more than
@@ -173,19 +278,41 @@ pub struct PollSelection {
 }
 
 /// Deletes the selected polls (the bounds are values, never NULL, so that only the
-/// partitions of `[from, to)` are visited); returns how many.
-pub(crate) async fn delete(db: impl PgExecutor<'_>, selection: &PollSelection) -> sqlx::Result<u64> {
-    sqlx::query(
-        "DELETE FROM polls p USING stores s
-         WHERE s.id = p.store AND ($1::text[] IS NULL OR s.store_id = ANY($1))
-           AND p.at >= $2 AND p.at < $3",
+/// partitions of `[from, to)` are visited), marks the runs' edges around the gaps anew, and
+/// returns how many went.
+pub(crate) async fn delete(conn: &mut PgConnection, selection: &PollSelection) -> sqlx::Result<u64> {
+    create_removed_stores(&mut *conn).await?;
+    let deleted = delete_selected(&mut *conn, selection).await?;
+    if deleted > 0 {
+        spans_of_removed(&mut *conn, selection).await?;
+        mark_edges(conn).await?;
+    }
+    Ok(deleted)
+}
+
+async fn create_removed_stores(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
+    sqlx::query("CREATE TEMP TABLE removed_stores (store integer PRIMARY KEY) ON COMMIT DROP")
+        .execute(db)
+        .await
+        .map(drop)
+}
+
+async fn delete_selected(db: impl PgExecutor<'_>, selection: &PollSelection) -> sqlx::Result<u64> {
+    let removed: i64 = sqlx::query_scalar(
+        "WITH removed AS (
+             DELETE FROM polls p USING stores s
+             WHERE s.id = p.store AND ($1::text[] IS NULL OR s.store_id = ANY($1))
+               AND p.at >= $2 AND p.at < $3
+             RETURNING p.store),
+         stores_hit AS (INSERT INTO removed_stores SELECT DISTINCT store FROM removed)
+         SELECT count(*) FROM removed",
     )
     .bind(&selection.stores)
     .bind(selection.from)
     .bind(selection.to)
-    .execute(db)
-    .await
-    .map(|r| r.rows_affected())
+    .fetch_one(db)
+    .await?;
+    Ok(removed as u64)
 }
 
 /// Sets anew the first poll of the selected stores whose first poll was in the removed

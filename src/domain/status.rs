@@ -66,6 +66,18 @@ pub fn normalize_in_place(polls: &mut [Poll]) -> usize {
     kept
 }
 
+/// Whether `polls[i]` (a store's polls in time order) is the first or last of a run of equal
+/// statuses. Only those change a figure: the nearest poll to an instant inside a run is in
+/// the run, and forward fill holds the run's first status; so the engine gives the same
+/// figures and timeline from the edges alone as from every poll.
+pub fn is_run_edge(polls: &[Poll], i: usize) -> bool {
+    let differs = |j: Option<usize>| {
+        j.and_then(|j| polls.get(j))
+            .is_none_or(|p| p.active != polls[i].active)
+    };
+    differs(i.checked_sub(1)) || differs(Some(i + 1))
+}
+
 /// A piece of a store's timeline: open or not, active or not, throughout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Segment {
@@ -177,5 +189,25 @@ impl<'a> StepFunction<'a> {
             }
         }
         (Ticks(active), Ticks(total))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_ends_of_runs_are_edges() {
+        let polls: Vec<Poll> = [true, true, true, false, true, true]
+            .into_iter()
+            .enumerate()
+            .map(|(i, active)| Poll {
+                at: Timestamp(i as i64),
+                active,
+            })
+            .collect();
+        let edges: Vec<bool> = (0..polls.len()).map(|i| is_run_edge(&polls, i)).collect();
+        assert_eq!(edges, [true, false, true, true, true, true]);
+        assert!(is_run_edge(&polls[..1], 0), "a lone poll is both ends of its run");
     }
 }
