@@ -17,7 +17,7 @@ pub async fn remove(pool: &Pool, selection: &PollSelection, source: &str) -> sql
     let started = Utc::now();
     let mut tx = pool.begin().await?;
     loads::lock(&mut *tx).await?;
-    let deleted = polls::delete(&mut *tx, selection).await?;
+    let deleted = polls::delete(&mut tx, selection).await?;
     let mut newest = None;
     if deleted > 0 {
         polls::refresh_first_polls(&mut *tx, selection).await?;
