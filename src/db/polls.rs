@@ -181,47 +181,24 @@ async fn insert_new(db: impl PgExecutor<'_>) -> sqlx::Result<u64> {
     .map(|r| r.rows_affected())
 }
 
-/// For each store a load added polls to, the span whose polls may have become, or stopped
-/// being, the first or last of a run: from the poll before its first added one to the poll
-/// after its last, read with one more poll on each side.
+/// For each store a load added polls to, the span of the added ones (`changed_spans`).
 async fn spans_of_added(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
     sqlx::query(
-        "CREATE TEMP TABLE touched_spans ON COMMIT DROP AS
-         SELECT t.store,
-                coalesce(b2.at, '-infinity') AS frame_lo, coalesce(b1.at, t.lo) AS update_lo,
-                coalesce(a1.at, t.hi) AS update_hi, coalesce(a2.at, 'infinity') AS frame_hi
-         FROM (SELECT store, min(at) AS lo, max(at) AS hi FROM added_polls GROUP BY store) t
-         LEFT JOIN LATERAL (SELECT at FROM polls WHERE store = t.store AND at < t.lo
-                            ORDER BY at DESC LIMIT 1) b1 ON true
-         LEFT JOIN LATERAL (SELECT at FROM polls WHERE store = t.store AND at < t.lo
-                            ORDER BY at DESC OFFSET 1 LIMIT 1) b2 ON true
-         LEFT JOIN LATERAL (SELECT at FROM polls WHERE store = t.store AND at > t.hi
-                            ORDER BY at LIMIT 1) a1 ON true
-         LEFT JOIN LATERAL (SELECT at FROM polls WHERE store = t.store AND at > t.hi
-                            ORDER BY at OFFSET 1 LIMIT 1) a2 ON true",
+        "CREATE TEMP TABLE changed_spans ON COMMIT DROP AS
+         SELECT store, min(at) AS lo, max(at) AS hi FROM added_polls GROUP BY store",
     )
     .execute(db)
     .await
     .map(drop)
 }
 
-/// The same spans around polls an admin removed: from the poll before the removed range to
-/// the one after it, for each store that lost polls (`removed_stores`).
+/// For each store that lost polls (`removed_stores`), the removed range as a closed span
+/// (`changed_spans`): instants are whole microseconds.
 async fn spans_of_removed(db: impl PgExecutor<'_>, selection: &PollSelection) -> sqlx::Result<()> {
     sqlx::query(
-        "CREATE TEMP TABLE touched_spans ON COMMIT DROP AS
-         SELECT t.store,
-                coalesce(b2.at, '-infinity') AS frame_lo, coalesce(b1.at, $1) AS update_lo,
-                coalesce(a1.at, $2) AS update_hi, coalesce(a2.at, 'infinity') AS frame_hi
-         FROM removed_stores t
-         LEFT JOIN LATERAL (SELECT at FROM polls WHERE store = t.store AND at < $1
-                            ORDER BY at DESC LIMIT 1) b1 ON true
-         LEFT JOIN LATERAL (SELECT at FROM polls WHERE store = t.store AND at < $1
-                            ORDER BY at DESC OFFSET 1 LIMIT 1) b2 ON true
-         LEFT JOIN LATERAL (SELECT at FROM polls WHERE store = t.store AND at >= $2
-                            ORDER BY at LIMIT 1) a1 ON true
-         LEFT JOIN LATERAL (SELECT at FROM polls WHERE store = t.store AND at >= $2
-                            ORDER BY at OFFSET 1 LIMIT 1) a2 ON true",
+        "CREATE TEMP TABLE changed_spans ON COMMIT DROP AS
+         SELECT store, $1::timestamptz AS lo, $2::timestamptz - interval '1 microsecond' AS hi
+         FROM removed_stores",
     )
     .bind(selection.from)
     .bind(selection.to)
@@ -230,9 +207,34 @@ async fn spans_of_removed(db: impl PgExecutor<'_>, selection: &PollSelection) ->
     .map(drop)
 }
 
-/// Marks anew whether each poll of the touched spans is the first or last of a run, its
-/// neighbours read from the span's frame; only the marks that change are written.
+/// Around each changed span, the polls that may have become, or stopped being, the first
+/// or last of a run: from the poll before the span to the poll after it, read with one more
+/// poll on each side.
+async fn touched_spans(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
+    sqlx::query(
+        "CREATE TEMP TABLE touched_spans ON COMMIT DROP AS
+         SELECT t.store,
+                coalesce(b2.at, '-infinity') AS frame_lo, coalesce(b1.at, t.lo) AS update_lo,
+                coalesce(a1.at, t.hi) AS update_hi, coalesce(a2.at, 'infinity') AS frame_hi
+         FROM changed_spans t
+         LEFT JOIN LATERAL (SELECT at FROM polls WHERE store = t.store AND at < t.lo
+                            ORDER BY at DESC LIMIT 1) b1 ON true
+         LEFT JOIN LATERAL (SELECT at FROM polls WHERE store = t.store AND at < t.lo
+                            ORDER BY at DESC OFFSET 1 LIMIT 1) b2 ON true
+         LEFT JOIN LATERAL (SELECT at FROM polls WHERE store = t.store AND at > t.hi
+                            ORDER BY at LIMIT 1) a1 ON true
+         LEFT JOIN LATERAL (SELECT at FROM polls WHERE store = t.store AND at > t.hi
+                            ORDER BY at OFFSET 1 LIMIT 1) a2 ON true",
+    )
+    .execute(db)
+    .await
+    .map(drop)
+}
+
+/// Marks anew whether each poll around the changed spans is the first or last of a run,
+/// its neighbours read from the span's frame; only the marks that change are written.
 async fn mark_edges(conn: &mut PgConnection) -> sqlx::Result<()> {
+    touched_spans(&mut *conn).await?;
     // Its size makes the planner probe each store's span by the key, not scan every poll.
     sqlx::query("ANALYZE touched_spans").execute(&mut *conn).await?;
     sqlx::query(

@@ -63,22 +63,22 @@ pub struct Guard {
 
 impl Default for Guard {
     fn default() -> Self {
-        Guard {
-            max_loss: Some(0.2),
-            max_clock_skew: std::time::Duration::from_secs(3600),
-        }
+        Guard::DEFAULT
     }
 }
 
 impl Guard {
-    /// Any loss goes: the operator says the new files are right.
-    pub const FORCE: Guard = Guard {
-        max_loss: None,
+    /// A fifth of the stores may lose their rows; polls up to an hour ahead of the clock.
+    pub const DEFAULT: Guard = Guard {
+        max_loss: Some(0.2),
         max_clock_skew: std::time::Duration::from_secs(3600),
     };
 
+    /// Any loss goes: the operator says the new files are right.
+    pub const FORCE: Guard = Guard::DEFAULT.forced();
+
     /// This guard, but accepting any loss (`--force`).
-    pub fn forced(self) -> Guard {
+    pub const fn forced(self) -> Guard {
         Guard {
             max_loss: None,
             ..self
