@@ -3,13 +3,13 @@
 //! renders, its Docs pane shows the schema, and a query run from the editor shows its
 //! result (`tests/js/graphiql.mjs`); on a server that needs a token, the page says so until
 //! one is pasted into its token field, and then sends it. The screenshot lands in
-//! `target/graphiql.png`; `docs/graphiql.png` is one of them.
+//! `target/tmp/graphiql.png` (`CARGO_TARGET_TMPDIR`); `docs/graphiql.png` is one of them.
 //!
 //! The dashboard at `/` the same way (`tests/js/dashboard.mjs`): it runs a report to
 //! COMPLETE with its progress bar, lists the expected CSV's worst store first, and draws
 //! that store's week; it cancels a running report; and on a server that needs a token it
 //! says so, then sends the pasted one with its requests and its WebSocket. Its screenshots
-//! land in `target/dashboard*.png` (`docs/` has ones of the bundled data).
+//! land in `target/tmp/dashboard*.png` (`docs/` has ones of the bundled data).
 
 mod common;
 
@@ -41,7 +41,7 @@ async fn the_dashboard_runs_a_report_lists_the_worst_store_first_and_draws_its_w
     let db = TestDb::new().await;
     let data = odd_hours();
     let server = TestApp::spawn(&db, &data, 1).await;
-    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR"));
     let log = common::js::run(
         "dashboard.mjs",
         vec![
@@ -101,7 +101,7 @@ async fn graphiql_renders_offline_shows_the_schema_and_runs_a_query() {
     let chromium = chromium();
     let db = TestDb::new().await;
     let server = TestApp::spawn(&db, &example_dirs()[0], 0).await;
-    let screenshot = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/graphiql.png");
+    let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("graphiql.png");
     let log = common::js::run(
         "graphiql.mjs",
         vec![server.address.clone(), screenshot.display().to_string()],
@@ -121,7 +121,7 @@ async fn graphiql_takes_a_pasted_token_on_a_server_that_needs_one() {
         s.auth = Some(store_monitor::settings::AuthMode::Required);
     })
     .await;
-    let screenshot = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/graphiql-token.png");
+    let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("graphiql-token.png");
     let log = common::js::run(
         "graphiql.mjs",
         vec![server.address.clone(), screenshot.display().to_string(), token],

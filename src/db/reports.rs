@@ -193,19 +193,33 @@ pub(crate) async fn set_progress(
     .await
 }
 
-/// Stores a running report's rows and marks it COMPLETE, together: a reader sees either
-/// no rows and a report still RUNNING, or both. `None` if someone else finished it.
-pub(crate) async fn complete(
-    pool: &Pool,
-    id: Uuid,
-    rows: &[StoreReport],
-) -> sqlx::Result<Option<ReportRecord>> {
+/// A running report's rows, stored in a transaction not yet committed: [`complete`] marks
+/// the report COMPLETE in it, so that a reader sees either no rows and a report still
+/// RUNNING, or both. Dropped, it takes the rows back.
+pub(crate) struct StoredRows(sqlx::Transaction<'static, sqlx::Postgres>);
+
+/// Stores a running report's rows (replacing any an earlier attempt left), uncommitted.
+pub(crate) async fn store_rows(pool: &Pool, id: Uuid, rows: &[StoreReport]) -> sqlx::Result<StoredRows> {
     let mut tx = pool.begin().await?;
     super::rows::delete(&mut *tx, id).await?;
     super::rows::copy(&mut tx, id, rows).await?;
-    let complete = mark_complete(&mut *tx, id, rows.len() as i32).await?;
+    Ok(StoredRows(tx))
+}
+
+/// Marks the report whose rows are `stored` COMPLETE and commits both. `None` if someone
+/// else finished it meanwhile (then its rows are taken back).
+pub(crate) async fn complete(
+    stored: StoredRows,
+    id: Uuid,
+    stores: i32,
+) -> sqlx::Result<Option<ReportRecord>> {
+    let StoredRows(mut tx) = stored;
+    let Some(complete) = mark_complete(&mut *tx, id, stores).await? else {
+        tx.rollback().await?;
+        return Ok(None);
+    };
     tx.commit().await?;
-    Ok(complete)
+    Ok(Some(complete))
 }
 
 async fn mark_complete(db: impl PgExecutor<'_>, id: Uuid, stores: i32) -> sqlx::Result<Option<ReportRecord>> {

@@ -137,15 +137,18 @@ pub async fn run(ctx: &ReportContext, id: Uuid) -> anyhow::Result<ReportRecord> 
         now: report_now,
         rows: rows?,
     };
+    // The CSV is written on a blocking thread while the rows go to the database: the
+    // report is COMPLETE only once both are whole, or its rows are taken back.
+    let report = Arc::new(report);
     let path = ctx.files.path(running.result_id());
-    let report = tokio::task::spawn_blocking(move || {
-        crate::output::write_atomically(&path, |w| crate::output::write_report(&report, w)).map(|()| report)
-    })
-    .await??;
-
-    // The CSV is whole on disk already; the rows and the COMPLETE status land together,
-    // unless the report was cancelled meanwhile: then its file goes too.
-    let Some(complete) = reports::complete(pool, id, &report.rows).await? else {
+    let writing = tokio::task::spawn_blocking({
+        let report = report.clone();
+        move || crate::output::write_atomically(&path, |w| crate::output::write_report(&report, w))
+    });
+    let stored = reports::store_rows(pool, id, &report.rows).await;
+    writing.await??;
+    // Unless the report was cancelled meanwhile: then its file goes too.
+    let Some(complete) = reports::complete(stored?, id, report.rows.len() as i32).await? else {
         let now = reports::get(pool, id).await?.context("the report vanished")?;
         anyhow::ensure!(
             now.status == ReportStatus::Cancelled,
