@@ -12,6 +12,7 @@ pub(crate) mod history;
 pub mod housekeeping;
 pub mod loads;
 pub(crate) mod polls;
+pub(crate) mod push;
 pub mod queue;
 pub mod reload;
 pub(crate) mod removal;

@@ -317,17 +317,23 @@ async fn apply_status(
     conn: &mut PgConnection,
     prepared: &Prepared,
 ) -> anyhow::Result<Result<Applied, String>> {
-    let keys = stores::upsert(
-        &mut *conn,
-        prepared.stores().map(|s| (s.id, s.polls.first().map(|p| p.at))),
-    )
-    .await?;
-    let inserted = polls::add(conn, prepared, &keys).await?;
+    let inserted = store_polls(conn, prepared).await?;
     Ok(Ok(Applied {
         inserted,
         changed: inserted > 0,
         newest_poll: prepared.newest_poll(),
     }))
+}
+
+/// Adds `prepared`'s stores and polls (a file's or a pushed batch's); returns how many
+/// polls were new.
+pub(super) async fn store_polls(conn: &mut PgConnection, prepared: &Prepared) -> sqlx::Result<u64> {
+    let keys = stores::upsert(
+        &mut *conn,
+        prepared.stores().map(|s| (s.id, s.polls.first().map(|p| p.at))),
+    )
+    .await?;
+    polls::add(conn, prepared, &keys).await
 }
 
 /// Replaces the business hours when the file's rows differ from the stored ones.

@@ -9,7 +9,7 @@ use std::str::FromStr;
 pub enum Role {
     /// Reads: queries, subscriptions, report downloads.
     Viewer,
-    /// Also triggers (and cancels) reports.
+    /// Also triggers (and cancels) reports, and pushes polls.
     Operator,
     /// Also reloads the data, removes polls and manages tokens.
     Admin,
@@ -62,6 +62,8 @@ pub enum Action {
     TriggerReport,
     /// Stop a queued or running report.
     CancelReport,
+    /// Push polls (`POST /polls`, `recordPolls`).
+    PushPolls,
     /// Reload the input files.
     ReloadData,
     /// Remove polls.
@@ -76,7 +78,7 @@ impl Action {
         match self {
             Action::Introspect => None,
             Action::Read => Some(Role::Viewer),
-            Action::TriggerReport | Action::CancelReport => Some(Role::Operator),
+            Action::TriggerReport | Action::CancelReport | Action::PushPolls => Some(Role::Operator),
             Action::ReloadData | Action::DeletePolls | Action::ManageTokens => Some(Role::Admin),
         }
     }
@@ -88,6 +90,7 @@ impl Action {
             Action::Read => "read",
             Action::TriggerReport => "trigger report",
             Action::CancelReport => "cancel report",
+            Action::PushPolls => "push polls",
             Action::ReloadData => "reload data",
             Action::DeletePolls => "delete polls",
             Action::ManageTokens => "manage tokens",
@@ -107,32 +110,20 @@ mod tests {
     #[test]
     fn each_role_may_what_the_ones_below_it_may() {
         use Action::*;
-        let allowed = |role: Role| {
-            [
-                Read,
-                TriggerReport,
-                CancelReport,
-                ReloadData,
-                DeletePolls,
-                ManageTokens,
-            ]
-            .into_iter()
-            .filter(|a| role.may(*a))
-            .collect::<Vec<_>>()
-        };
-        assert_eq!(allowed(Role::Viewer), [Read]);
-        assert_eq!(allowed(Role::Operator), [Read, TriggerReport, CancelReport]);
-        assert_eq!(
-            allowed(Role::Admin),
-            [
-                Read,
-                TriggerReport,
-                CancelReport,
-                ReloadData,
-                DeletePolls,
-                ManageTokens
-            ]
-        );
+        // Every action a token is needed for, in the order of the roles that may.
+        let actions = [
+            Read,
+            TriggerReport,
+            CancelReport,
+            PushPolls,
+            ReloadData,
+            DeletePolls,
+            ManageTokens,
+        ];
+        let allowed = |role: Role| actions.into_iter().filter(|a| role.may(*a)).collect::<Vec<_>>();
+        assert_eq!(allowed(Role::Viewer), actions[..1]);
+        assert_eq!(allowed(Role::Operator), actions[..4]);
+        assert_eq!(allowed(Role::Admin), actions);
         assert!(Role::ALL.iter().all(|r| r.may(Introspect)));
     }
 

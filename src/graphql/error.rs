@@ -48,6 +48,7 @@ pub(crate) fn error_code(error: &service::Error) -> &'static str {
     match error {
         service::Error::BadInput(_) => "BAD_USER_INPUT",
         service::Error::NotFound(_) => "NOT_FOUND",
+        service::Error::TooLarge(_) => "PAYLOAD_TOO_LARGE",
         service::Error::Denied(Denied::Unauthenticated { .. }) => "UNAUTHENTICATED",
         service::Error::Denied(Denied::Forbidden(_)) => "FORBIDDEN",
         service::Error::RateLimited { .. } | service::Error::QueueFull { .. } => "TOO_MANY_REQUESTS",
@@ -203,6 +204,7 @@ mod tests {
         let cases = [
             (service::Error::BadInput("bad".into()), "BAD_USER_INPUT", None),
             (service::Error::NotFound("none".into()), "NOT_FOUND", None),
+            (service::Error::TooLarge("big".into()), "PAYLOAD_TOO_LARGE", None),
             (
                 service::Error::Denied(Denied::Unauthenticated {
                     reason: "who".into(),

@@ -14,6 +14,7 @@ pub(crate) fn response(error: Error) -> Response {
     let status = match &error {
         Error::BadInput(_) => StatusCode::BAD_REQUEST,
         Error::NotFound(_) => StatusCode::NOT_FOUND,
+        Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Error::Denied(denied) => super::refusal_status(denied),
         Error::RateLimited { .. } | Error::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
         Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -56,6 +57,7 @@ mod tests {
         vec![
             (Error::BadInput("bad".into()), 400, "BAD_USER_INPUT", None),
             (Error::NotFound("none".into()), 404, "NOT_FOUND", None),
+            (Error::TooLarge("big".into()), 413, "PAYLOAD_TOO_LARGE", None),
             (
                 Error::Denied(Denied::Unauthenticated {
                     reason: "who".into(),

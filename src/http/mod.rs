@@ -11,6 +11,7 @@ mod health;
 mod legacy;
 mod origin;
 mod persisted;
+mod polls;
 mod server;
 mod ws;
 
@@ -45,6 +46,7 @@ pub(crate) fn routes(
         .at("/graphql/ws", get(ws::endpoint))
         .at("/graphiql/:file", get(graphiql::file))
         .at("/reports/:file", get(files::report_file))
+        .at("/polls", post(polls::push))
         .at("/trigger_report", post(legacy::trigger_report))
         .at("/get_report", get(legacy::get_report))
         .at("/healthz", get(health::healthz))

@@ -268,12 +268,8 @@ pub fn read_part(
     part: Part,
     wanted: &[Column],
     rejected: &mut Vec<Rejected>,
-    mut row: impl FnMut(&[&[u8]]) -> Result<(), String>,
+    row: impl FnMut(&[&[u8]]) -> Result<(), String>,
 ) -> Result<PartCounts, InputError> {
-    assert!(
-        wanted.len() <= MAX_COLUMNS,
-        "read_rows takes at most {MAX_COLUMNS} columns"
-    );
     let io = |e| InputError::io(path, e);
     let header = header(path)?;
     let columns = locate(path, &header, wanted)?;
@@ -290,15 +286,53 @@ pub fn read_part(
         quotes: false,
     };
     let mut reader = csv_reader(&mut input, part.start == 0);
-    let file = display_name(path);
+    let counts = read_records(&mut reader, &display_name(path), &columns, wanted, rejected, row)
+        .map_err(|source| InputError::csv(path, source))?;
+    // The reader counts every `\n` it passed (from line 1), quoted or not.
+    let lines = reader.position().line() - 1;
+    drop(reader);
+    Ok(PartCounts {
+        counts,
+        lines,
+        quotes: input.quotes,
+    })
+}
+
+/// Reads CSV rows held in memory (a pushed batch, `name` in its rejected rows) as
+/// [`read_rows`] reads a file: by the header's column names, bad rows rejected.
+pub fn read_bytes(
+    bytes: &[u8],
+    name: &str,
+    wanted: &[Column],
+    rejected: &mut Vec<Rejected>,
+    row: impl FnMut(&[&[u8]]) -> Result<(), String>,
+) -> Result<FileCounts, InputError> {
+    let path = Path::new(name);
+    let mut reader = csv_reader(LineLimit::new(bytes), true);
+    let header = reader
+        .byte_headers()
+        .map_err(|source| InputError::csv(path, source))?;
+    let columns = locate(path, &clean_header(header), wanted)?;
+    read_records(&mut reader, name, &columns, wanted, rejected, row)
+        .map_err(|source| InputError::csv(path, source))
+}
+
+/// The rows of `reader`, the fields at `columns` handed to `row` (see [`read_rows`]).
+fn read_records<R: Read>(
+    reader: &mut csv::Reader<R>,
+    name: &str,
+    columns: &[usize],
+    wanted: &[Column],
+    rejected: &mut Vec<Rejected>,
+    mut row: impl FnMut(&[&[u8]]) -> Result<(), String>,
+) -> Result<FileCounts, csv::Error> {
+    assert!(
+        wanted.len() <= MAX_COLUMNS,
+        "read_rows takes at most {MAX_COLUMNS} columns"
+    );
     let mut record = csv::ByteRecord::new();
     let mut counts = FileCounts::default();
-    loop {
-        match reader.read_byte_record(&mut record) {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(source) => return Err(InputError::csv(path, source)),
-        }
+    while reader.read_byte_record(&mut record)? {
         if record.len() == 1 && record[0].trim_ascii().is_empty() {
             // A blank line (`\r` alone, in a CRLF file): not a row.
             continue;
@@ -322,21 +356,14 @@ pub fn read_part(
         if let Err(reason) = outcome {
             counts.rejected += 1;
             rejected.push(Rejected {
-                file: file.clone(),
+                file: name.to_string(),
                 line: record.position().map_or(0, |p| p.line()),
                 reason,
                 raw: raw_text(&record),
             });
         }
     }
-    // The reader counts every `\n` it passed (from line 1), quoted or not.
-    let lines = reader.position().line() - 1;
-    drop(reader);
-    Ok(PartCounts {
-        counts,
-        lines,
-        quotes: input.quotes,
-    })
+    Ok(counts)
 }
 
 fn raw_text(record: &csv::ByteRecord) -> String {

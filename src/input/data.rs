@@ -147,6 +147,37 @@ impl InputData {
         }
     }
 
+    /// Adds the rows of a pushed CSV batch (the status file's header and columns); `name`
+    /// names it in rejected rows.
+    pub fn load_status_bytes(&mut self, bytes: &[u8], name: &str) -> Result<(), InputError> {
+        let (stores, polls, times) = (&mut self.stores, &mut self.polls, self.poll_times);
+        let counts =
+            csv_file::read_bytes(bytes, name, FileKind::Status.columns(), &mut self.rejected, |f| {
+                add_poll(stores, polls, times, [f[0], f[1], f[2]])
+            })?;
+        self.counts.status.rows += counts.rows;
+        self.counts.status.rejected += counts.rejected;
+        Ok(())
+    }
+
+    /// Adds one pushed poll given field by field (a line of NDJSON, a GraphQL input):
+    /// `fields` are its store id, status and timestamp, or why it has none. Checked as a
+    /// row of the status file is; a bad one is rejected as line `line` of `name`, shown as
+    /// `raw`.
+    pub fn push_row(&mut self, name: &str, line: u64, raw: &str, fields: Result<[&[u8]; 3], String>) {
+        self.counts.status.rows += 1;
+        let added = fields.and_then(|f| add_poll(&mut self.stores, &mut self.polls, self.poll_times, f));
+        if let Err(reason) = added {
+            self.counts.status.rejected += 1;
+            self.rejected.push(Rejected {
+                file: name.to_string(),
+                line,
+                reason,
+                raw: raw.to_string(),
+            });
+        }
+    }
+
     /// Adds the rows of a business-hours file.
     pub fn load_hours(&mut self, path: &Path) -> Result<(), InputError> {
         let (stores, hours) = (&mut self.stores, &mut self.hours);
@@ -315,16 +346,7 @@ fn read_status_parts(path: &Path, parts: &[Part], times: PollTimes) -> Result<Ve
 fn read_status_part(path: &Path, part: Part, times: PollTimes) -> Result<StatusPart, InputError> {
     let (mut stores, mut polls, mut rejected) = (StoreIds::default(), Vec::new(), Vec::new());
     let counts = read_part(path, part, FileKind::Status.columns(), &mut rejected, |f| {
-        let id = fields::store_id(f[0])?;
-        let active = fields::status(f[1])?;
-        let at = fields::timestamp(f[2])?;
-        times.check(at)?;
-        polls.push(RawPoll {
-            at,
-            store: stores.intern(id),
-            active,
-        });
-        Ok(())
+        add_poll(&mut stores, &mut polls, times, [f[0], f[1], f[2]])
     })?;
     Ok(StatusPart {
         stores,
@@ -332,6 +354,27 @@ fn read_status_part(path: &Path, part: Part, times: PollTimes) -> Result<StatusP
         rejected,
         counts,
     })
+}
+
+/// Checks a poll's store id, status and timestamp (`row`, as a status file has them) and
+/// adds it, or says why not.
+fn add_poll(
+    stores: &mut StoreIds,
+    polls: &mut Vec<RawPoll>,
+    times: PollTimes,
+    row: [&[u8]; 3],
+) -> Result<(), String> {
+    let [id, status, at] = row;
+    let id = fields::store_id(id)?;
+    let active = fields::status(status)?;
+    let at = fields::timestamp(at)?;
+    times.check(at)?;
+    polls.push(RawPoll {
+        at,
+        store: stores.intern(id),
+        active,
+    });
+    Ok(())
 }
 
 /// Items grouped: group `g`'s items are `items[starts[g]..starts[g + 1]]`.

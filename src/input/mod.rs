@@ -6,6 +6,7 @@ pub mod csv_file;
 pub mod data;
 pub mod fields;
 pub mod files;
+pub mod push;
 mod store_ids;
 
 use std::path::{Path, PathBuf};

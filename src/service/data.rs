@@ -163,3 +163,63 @@ pub async fn readiness(state: &AppState) -> Readiness {
         }
     }
 }
+
+/// What pushing a batch of polls did.
+#[derive(Clone, Debug)]
+pub struct PushOutcome {
+    /// The batch's load in `dataset.loads`.
+    pub record: LoadRecord,
+    /// Every rejected row, with its line in the batch and the reason.
+    pub rejected: Vec<Rejected>,
+    /// The data version after it.
+    pub data_version: i64,
+    /// The newest poll stored after it.
+    pub newest_poll: Option<Timestamp>,
+}
+
+impl PushOutcome {
+    /// New polls stored.
+    pub fn accepted(&self) -> i64 {
+        self.record.rows_inserted
+    }
+
+    /// Good rows whose poll was stored already (or given twice in the batch).
+    pub fn duplicates(&self) -> i64 {
+        self.record.rows_read - self.record.rows_rejected - self.record.rows_inserted
+    }
+}
+
+/// Stores a pushed batch of polls (operators): read as the status file is, stored whole in
+/// one transaction, recorded as a load `push by <caller>`.
+pub async fn push_polls(
+    state: &AppState,
+    caller: &Caller,
+    body: bytes::Bytes,
+    format: crate::input::push::BatchFormat,
+    encoding: crate::input::push::Encoding,
+) -> Result<PushOutcome> {
+    use crate::input::push::{BatchError, read_batch};
+    let times = crate::input::data::PollTimes::now(state.guard.max_clock_skew);
+    let read = tokio::task::spawn_blocking(move || read_batch(&body, format, encoding, times)).await?;
+    let mut data = read.map_err(|e| match e {
+        BatchError::TooLarge(message) => Error::TooLarge(message),
+        BatchError::Unreadable(message) => Error::BadInput(message),
+    })?;
+    let pushed = crate::db::push::push(&state.work, &mut data, &format!("push by {caller}")).await?;
+    let outcome = PushOutcome {
+        record: pushed.record,
+        rejected: std::mem::take(&mut data.rejected),
+        data_version: pushed.data_version,
+        newest_poll: pushed.newest_poll,
+    };
+    tracing::info!(
+        caller = %caller,
+        load = outcome.record.id,
+        rows = outcome.record.rows_read,
+        accepted = outcome.accepted(),
+        duplicates = outcome.duplicates(),
+        rejected = outcome.record.rows_rejected,
+        "polls pushed"
+    );
+    Ok(outcome)
+}

@@ -23,6 +23,9 @@ pub enum Error {
     BadInput(String),
     /// No such report, token or store (HTTP 404, `NOT_FOUND`).
     NotFound(String),
+    /// More than one request may carry: a batch over its cap, named in the message (HTTP
+    /// 413, `PAYLOAD_TOO_LARGE`).
+    TooLarge(String),
     /// No usable token, or one whose role may not (HTTP 401 or 403).
     Denied(Denied),
     /// The caller is over its rate limit: retry in `retry_after` (HTTP 429).
@@ -43,7 +46,7 @@ impl Error {
     /// The message a client is shown: never an internal cause, never a server path.
     pub fn message(&self) -> String {
         match self {
-            Error::BadInput(message) | Error::NotFound(message) => message.clone(),
+            Error::BadInput(message) | Error::NotFound(message) | Error::TooLarge(message) => message.clone(),
             Error::RateLimited { message, .. } => message.clone(),
             Error::Denied(denied) => denied.message().to_string(),
             Error::QueueFull { waiting } => format!(
@@ -60,7 +63,11 @@ impl Error {
         match self {
             Error::RateLimited { retry_after, .. } => Some(whole_seconds(*retry_after)),
             Error::QueueFull { .. } | Error::Unavailable(_) => Some(RETRY_AFTER_SECONDS),
-            Error::BadInput(_) | Error::NotFound(_) | Error::Denied(_) | Error::Internal(_) => None,
+            Error::BadInput(_)
+            | Error::NotFound(_)
+            | Error::TooLarge(_)
+            | Error::Denied(_)
+            | Error::Internal(_) => None,
         }
     }
 
@@ -74,6 +81,7 @@ impl Error {
             }
             Error::BadInput(_)
             | Error::NotFound(_)
+            | Error::TooLarge(_)
             | Error::Denied(_)
             | Error::RateLimited { .. }
             | Error::QueueFull { .. } => {}

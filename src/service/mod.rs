@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 pub use self::data::{
     Readiness, data_version, dataset_changes, delete_polls, loads, newest_poll, oldest_poll, polls_kept_from,
-    prunings, readiness, rejected_rows, reload, reload_now, tally,
+    prunings, push_polls, readiness, rejected_rows, reload, reload_now, tally,
 };
 pub use self::error::{Error, RETRY_AFTER_SECONDS, Result};
 pub use self::reports::{

@@ -1,0 +1,75 @@
+//! `POST /polls`: a batch of polls pushed as they happen, as `text/csv` (the status file's
+//! columns, header first) or `application/x-ndjson`, plain or gzipped.
+
+use poem::http::{StatusCode, header};
+use poem::web::Data;
+use poem::{Body, Request, Response, handler};
+
+use super::{error, json};
+use crate::domain::access::Action;
+use crate::input::push::{BatchFormat, Encoding, MAX_BODY_BYTES, MAX_POLLS};
+use crate::service::{self, AppState};
+
+/// Stores the batch and answers what came of it: `accepted` (new polls), `duplicates`,
+/// `rejected` (each with its line and reason), the new `dataVersion` and `newestPoll`.
+#[handler]
+pub async fn push(req: &Request, body: Body, state: Data<&AppState>) -> Response {
+    let caller = match super::allowed(req, &state, Action::PushPolls).await {
+        Ok(caller) => caller,
+        Err(refused) => return refused,
+    };
+    let text = |name| {
+        req.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap_or("(not text)"))
+    };
+    let content_type = text(header::CONTENT_TYPE).unwrap_or_default();
+    let Some(format) = BatchFormat::of_media_type(content_type) else {
+        return refusal(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "send the polls as text/csv (the status file's columns, header first) or application/x-ndjson, not {content_type:?}"
+            ),
+        );
+    };
+    let Some(encoding) = Encoding::of_header(text(header::CONTENT_ENCODING)) else {
+        return refusal(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the body's Content-Encoding is not read here: send it gzipped or plain".to_string(),
+        );
+    };
+    let Ok(bytes) = body.into_bytes_limit(MAX_BODY_BYTES).await else {
+        return refusal(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the body is over {MAX_BODY_BYTES} bytes; one batch may have at most {MAX_POLLS} polls: split it"
+            ),
+        );
+    };
+    match service::push_polls(&state, &caller, bytes, format, encoding).await {
+        Ok(pushed) => json(
+            StatusCode::OK,
+            serde_json::json!({
+                "load": pushed.record.id,
+                "rows": pushed.record.rows_read,
+                "accepted": pushed.accepted(),
+                "duplicates": pushed.duplicates(),
+                "rejected": pushed.rejected.iter().map(|r| serde_json::json!({
+                    "line": r.line, "reason": r.reason, "raw": r.raw,
+                })).collect::<Vec<_>>(),
+                "dataVersion": pushed.data_version,
+                "newestPoll": pushed.newest_poll.and_then(crate::domain::Timestamp::to_datetime),
+            }),
+        ),
+        Err(failed) => error::response(failed),
+    }
+}
+
+/// A refusal before the service is asked, in the shape of [`error::response`]'s.
+fn refusal(status: StatusCode, message: String) -> Response {
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
+        _ => "UNSUPPORTED_MEDIA_TYPE",
+    };
+    json(status, serde_json::json!({ "error": message, "code": code }))
+}

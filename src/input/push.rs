@@ -1,0 +1,269 @@
+//! Polls pushed to the server (`POST /polls`, `recordPolls`): a batch read from a request
+//! body as the status file is read, each bad row rejected with its line and reason while the
+//! good ones go on. No I/O: the body is in memory, within [`MAX_BODY_BYTES`].
+
+use std::io::Read;
+
+use serde::Deserialize;
+
+use super::InputData;
+use super::data::PollTimes;
+
+/// The most polls one batch may hold; a bigger one is refused whole (413), so that a batch
+/// is one transaction of bounded size. The GraphQL mutation takes fewer.
+pub const MAX_POLLS: u64 = 100_000;
+
+/// The most bytes a batch's body may have, before and after decompression: 100,000 polls
+/// of NDJSON with long ids fit.
+pub const MAX_BODY_BYTES: usize = 16 << 20;
+
+/// How a pushed batch is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchFormat {
+    /// `text/csv`: the status file's columns, header required.
+    Csv,
+    /// `application/x-ndjson`: a JSON object of `store_id`, `status`, `timestamp_utc` a line.
+    Ndjson,
+}
+
+impl BatchFormat {
+    /// The format of a media type (its parameters ignored), if it is one of ours.
+    pub fn of_media_type(content_type: &str) -> Option<BatchFormat> {
+        let media = content_type.split(';').next().unwrap_or_default().trim();
+        if media.eq_ignore_ascii_case("text/csv") {
+            Some(BatchFormat::Csv)
+        } else if ["application/x-ndjson", "application/ndjson", "application/jsonl"]
+            .iter()
+            .any(|m| media.eq_ignore_ascii_case(m))
+        {
+            Some(BatchFormat::Ndjson)
+        } else {
+            None
+        }
+    }
+}
+
+/// How a batch's body is compressed (`Content-Encoding`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    Identity,
+    Gzip,
+}
+
+impl Encoding {
+    /// The encoding a `Content-Encoding` value names, if we read it.
+    pub fn of_header(value: Option<&str>) -> Option<Encoding> {
+        match value.map(str::trim) {
+            None | Some("") => Some(Encoding::Identity),
+            Some(v) if v.eq_ignore_ascii_case("identity") => Some(Encoding::Identity),
+            Some(v) if v.eq_ignore_ascii_case("gzip") || v.eq_ignore_ascii_case("x-gzip") => {
+                Some(Encoding::Gzip)
+            }
+            Some(_) => None,
+        }
+    }
+}
+
+/// Why a batch was refused whole.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// More polls (or bytes) than one batch may have.
+    #[error("{0}")]
+    TooLarge(String),
+    /// Not a batch at all: no header, a broken gzip stream, not text.
+    #[error("{0}")]
+    Unreadable(String),
+}
+
+/// How a batch is named in its rejected rows.
+pub const NAME: &str = "push";
+
+/// Reads a batch: its polls, rows counted and rejected rows with their lines, in `data`.
+pub fn read_batch(
+    body: &[u8],
+    format: BatchFormat,
+    encoding: Encoding,
+    times: PollTimes,
+) -> Result<InputData, BatchError> {
+    let inflated;
+    let body = match encoding {
+        Encoding::Identity => body,
+        Encoding::Gzip => {
+            inflated = gunzip(body)?;
+            &inflated[..]
+        }
+    };
+    let mut data = InputData::default();
+    data.poll_times = times;
+    match format {
+        BatchFormat::Csv => data.load_status_bytes(body, NAME).map_err(|e| {
+            BatchError::Unreadable(format!("the body is not a CSV batch of polls: {}", e.reason()))
+        })?,
+        BatchFormat::Ndjson => read_ndjson(body, &mut data)?,
+    }
+    let rows = data.counts.status.rows;
+    if rows > MAX_POLLS {
+        return Err(BatchError::TooLarge(format!(
+            "the batch has {rows} polls; one batch may have at most {MAX_POLLS}: split it"
+        )));
+    }
+    Ok(data)
+}
+
+fn gunzip(body: &[u8]) -> Result<Vec<u8>, BatchError> {
+    let mut out = Vec::new();
+    let read = flate2::read::MultiGzDecoder::new(body)
+        .take(MAX_BODY_BYTES as u64 + 1)
+        .read_to_end(&mut out);
+    match read {
+        Err(_) => Err(BatchError::Unreadable(
+            "the body is not a valid gzip stream (Content-Encoding: gzip)".to_string(),
+        )),
+        Ok(n) if n > MAX_BODY_BYTES => Err(BatchError::TooLarge(format!(
+            "the body is over {MAX_BODY_BYTES} bytes once unzipped; one batch may have at most {MAX_POLLS} polls: split it"
+        ))),
+        Ok(_) => Ok(out),
+    }
+}
+
+/// A line of NDJSON: the status file's columns as keys. The id may come as a number, as a
+/// client that parsed a CSV may send it; the others must be strings.
+#[derive(Deserialize)]
+struct NdjsonPoll {
+    store_id: serde_json::Value,
+    status: String,
+    timestamp_utc: String,
+}
+
+/// The longest rejected line kept as it was sent.
+const MAX_RAW: usize = 500;
+
+fn read_ndjson(body: &[u8], data: &mut InputData) -> Result<(), BatchError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|e| BatchError::Unreadable(format!("the body is not UTF-8 text: {e}")))?;
+    for (i, line) in text.split('\n').enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let raw = match line.char_indices().nth(MAX_RAW) {
+            Some((cut, _)) => &line[..cut],
+            None => line,
+        };
+        let fields = serde_json::from_str::<NdjsonPoll>(line)
+            .map_err(|e| format!("not a JSON object of store_id, status and timestamp_utc: {e}"))
+            .and_then(|poll| {
+                let id = match poll.store_id {
+                    serde_json::Value::String(id) => id,
+                    serde_json::Value::Number(n) => n.to_string(),
+                    other => return Err(format!("store_id must be a string, not {other}")),
+                };
+                Ok((id, poll.status, poll.timestamp_utc))
+            });
+        match &fields {
+            Ok((id, status, at)) => data.push_row(
+                NAME,
+                i as u64 + 1,
+                raw,
+                Ok([id.as_bytes(), status.as_bytes(), at.as_bytes()]),
+            ),
+            Err(reason) => data.push_row(NAME, i as u64 + 1, raw, Err(reason.clone())),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(body: &str, format: BatchFormat) -> InputData {
+        read_batch(body.as_bytes(), format, Encoding::Identity, PollTimes::default()).unwrap()
+    }
+
+    #[test]
+    fn csv_and_ndjson_read_alike_with_bad_rows_at_their_lines() {
+        let csv = "timestamp_utc,store_id,status\n\
+                   2023-01-25 18:00:00 UTC,1,active\n\
+                   2023-01-25 19:00:00 UTC,1,sleeping\n\
+                   2023-01-25T20:00:00Z,2,inactive\n";
+        let ndjson = "{\"store_id\":\"1\",\"status\":\"active\",\"timestamp_utc\":\"2023-01-25 18:00:00 UTC\"}\n\
+                      {\"store_id\":\"1\",\"status\":\"sleeping\",\"timestamp_utc\":\"2023-01-25 19:00:00 UTC\"}\n\
+                      \n\
+                      {\"store_id\":2,\"status\":\"inactive\",\"timestamp_utc\":\"2023-01-25T20:00:00Z\"}\n\
+                      [1,2,3]\n";
+        let (a, b) = (read(csv, BatchFormat::Csv), read(ndjson, BatchFormat::Ndjson));
+        assert_eq!(a.poll_count(), 2);
+        assert_eq!(b.poll_count(), 2);
+        assert_eq!((a.counts.status.rows, a.counts.status.rejected), (3, 1));
+        assert_eq!((b.counts.status.rows, b.counts.status.rejected), (4, 2));
+        assert_eq!(a.rejected[0].line, 3);
+        assert!(
+            a.rejected[0].reason.contains("sleeping"),
+            "{}",
+            a.rejected[0].reason
+        );
+        let lines: Vec<u64> = b.rejected.iter().map(|r| r.line).collect();
+        assert_eq!(lines, [2, 5]);
+        assert!(
+            b.rejected[1].reason.contains("JSON object"),
+            "{}",
+            b.rejected[1].reason
+        );
+    }
+
+    #[test]
+    fn a_csv_without_the_columns_or_a_broken_gzip_is_refused_whole() {
+        let refused = read_batch(
+            b"a,b\n1,2\n",
+            BatchFormat::Csv,
+            Encoding::Identity,
+            PollTimes::default(),
+        );
+        assert!(
+            matches!(&refused, Err(BatchError::Unreadable(m)) if m.contains("store_id")),
+            "{refused:?}"
+        );
+        let refused = read_batch(
+            b"\x1f\x8bnot gzip",
+            BatchFormat::Csv,
+            Encoding::Gzip,
+            PollTimes::default(),
+        );
+        assert!(matches!(refused, Err(BatchError::Unreadable(_))));
+    }
+
+    #[test]
+    fn a_batch_over_the_cap_is_too_large_and_says_the_cap() {
+        let mut body = String::from("store_id,status,timestamp_utc\n");
+        for i in 0..=MAX_POLLS {
+            body.push_str(&format!("{i},active,2023-01-25 18:00:00 UTC\n"));
+        }
+        let refused = read_batch(
+            body.as_bytes(),
+            BatchFormat::Csv,
+            Encoding::Identity,
+            PollTimes::default(),
+        );
+        assert!(
+            matches!(&refused, Err(BatchError::TooLarge(m)) if m.contains("100000")),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn media_types_and_encodings() {
+        assert_eq!(
+            BatchFormat::of_media_type("text/csv; charset=utf-8"),
+            Some(BatchFormat::Csv)
+        );
+        assert_eq!(
+            BatchFormat::of_media_type("application/x-ndjson"),
+            Some(BatchFormat::Ndjson)
+        );
+        assert_eq!(BatchFormat::of_media_type("application/json"), None);
+        assert_eq!(Encoding::of_header(None), Some(Encoding::Identity));
+        assert_eq!(Encoding::of_header(Some("GZIP")), Some(Encoding::Gzip));
+        assert_eq!(Encoding::of_header(Some("br")), None);
+    }
+}

@@ -1,0 +1,216 @@
+//! Live polls (issue 20): `POST /polls` against the real server. Half a data set loaded
+//! from its file and half pushed (CSV and NDJSON, some batches twice, some with bad rows)
+//! gives the reports of the whole file; each batch answers what it accepted, what it had
+//! already and what it rejected, with lines; the doors refuse what they should.
+
+mod common;
+
+use std::path::Path;
+
+use common::{TestApp, TestDb, create_token};
+use store_monitor::db::snapshot::Snapshot;
+use store_monitor::domain::{Interpolation, StoreReport};
+use store_monitor::generate::{Plan, generate};
+use store_monitor::input::{DataFiles, FileChoice, InputData};
+
+const HEADER: &str = "store_id,status,timestamp_utc";
+
+async fn from_db(db: &TestDb, interpolation: Interpolation) -> Vec<StoreReport> {
+    let snapshot = Snapshot::open(&db.pool, None).await.unwrap();
+    snapshot.report(interpolation, Default::default()).await.unwrap()
+}
+
+fn from_files(dir: &Path, interpolation: Interpolation) -> Vec<StoreReport> {
+    let files = DataFiles::find(dir, &FileChoice::default()).unwrap();
+    InputData::load(&files)
+        .unwrap()
+        .prepare()
+        .report(None, interpolation)
+        .rows
+}
+
+/// 120 stores' polls over 8 days, generated into `whole`; the status file's rows, in the
+/// order of the columns `store_id, status, timestamp_utc`.
+fn whole_data_set(whole: &Path) -> Vec<[String; 3]> {
+    let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+    generate(&Plan {
+        stores: 120,
+        hours: bundled.join("menu_hours.csv"),
+        timezones: bundled.join("timezones.csv"),
+        ..Plan::full_size(whole)
+    })
+    .unwrap();
+    let mut reader = csv::Reader::from_path(whole.join("store_status.csv")).unwrap();
+    let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_string).collect();
+    let column = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let (id, status, at) = (column("store_id"), column("status"), column("timestamp_utc"));
+    reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            [r[id].to_string(), r[status].to_string(), r[at].to_string()]
+        })
+        .collect()
+}
+
+fn csv_body(rows: &[[String; 3]]) -> String {
+    let mut body = format!("{HEADER}\n");
+    for [id, status, at] in rows {
+        body.push_str(&format!("{id},{status},{at}\n"));
+    }
+    body
+}
+
+fn ndjson_body(rows: &[[String; 3]]) -> String {
+    rows.iter()
+        .map(|[id, status, at]| {
+            serde_json::json!({ "store_id": id, "status": status, "timestamp_utc": at }).to_string() + "\n"
+        })
+        .collect()
+}
+
+async fn push(app: &TestApp, token: Option<&str>, content_type: &str, body: String) -> reqwest::Response {
+    let mut request = reqwest::Client::new()
+        .post(format!("{}/polls", app.address))
+        .header("content-type", content_type)
+        .body(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap()
+}
+
+async fn pushed(app: &TestApp, token: &str, content_type: &str, body: String) -> serde_json::Value {
+    let response = push(app, Some(token), content_type, body).await;
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn half_loaded_from_the_file_half_pushed_gives_the_reports_of_the_whole_file() {
+    let (whole, half) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let rows = whole_data_set(whole.path());
+    for file in ["menu_hours.csv", "timezones.csv"] {
+        std::fs::copy(whole.path().join(file), half.path().join(file)).unwrap();
+    }
+    let (filed, to_push): (Vec<_>, Vec<_>) = rows.iter().cloned().enumerate().partition(|(i, _)| i % 2 == 0);
+    let filed: Vec<[String; 3]> = filed.into_iter().map(|(_, r)| r).collect();
+    let to_push: Vec<[String; 3]> = to_push.into_iter().map(|(_, r)| r).collect();
+    std::fs::write(half.path().join("store_status.csv"), csv_body(&filed)).unwrap();
+
+    let db = TestDb::new().await;
+    let operator = create_token(&db, "operator", "poller");
+    let app = TestApp::spawn_adjusted(&db, half.path(), 0, true, None, |s| {
+        s.auth = Some(store_monitor::settings::AuthMode::Required);
+    })
+    .await;
+
+    let batches: Vec<&[[String; 3]]> = to_push.chunks(to_push.len() / 5 + 1).collect();
+    let mut accepted = 0;
+    for (i, batch) in batches.iter().enumerate() {
+        let answer = if i % 2 == 0 {
+            pushed(&app, &operator, "text/csv", csv_body(batch)).await
+        } else {
+            pushed(&app, &operator, "application/x-ndjson", ndjson_body(batch)).await
+        };
+        assert_eq!(answer["accepted"], batch.len(), "{answer}");
+        assert_eq!(answer["duplicates"], 0, "{answer}");
+        accepted += batch.len();
+        if i == 1 {
+            // The same batch again, as the other format: all duplicates, nothing changes.
+            let again = pushed(&app, &operator, "text/csv", csv_body(batch)).await;
+            assert_eq!(again["accepted"], 0, "{again}");
+            assert_eq!(again["duplicates"], batch.len(), "{again}");
+            assert_eq!(
+                again["dataVersion"], answer["dataVersion"],
+                "a batch of duplicates changes no data"
+            );
+        }
+    }
+    assert_eq!(accepted, to_push.len());
+
+    // Bad rows are rejected with their lines; the good ones of the batch still go in.
+    let mut bad = csv_body(&filed[..2]);
+    bad.push_str("42,sleeping,2023-01-25 10:00:00 UTC\n");
+    bad.push_str("42,active,yesterday\n");
+    bad.push_str("43,active,2999-01-01 00:00:00 UTC\n");
+    let answer = pushed(&app, &operator, "text/csv; charset=utf-8", bad).await;
+    assert_eq!(answer["rows"], 5, "{answer}");
+    assert_eq!(
+        answer["duplicates"], 2,
+        "rows of the file are stored already: {answer}"
+    );
+    assert_eq!(answer["accepted"], 0, "{answer}");
+    let lines: Vec<u64> = answer["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, [4, 5, 6], "{answer}");
+    assert!(
+        answer["rejected"][2]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("clock"),
+        "{answer}"
+    );
+    assert_eq!(
+        answer["newestPoll"].as_str().unwrap()[..10],
+        rows.iter().map(|r| r[2].clone()).max().unwrap()[..10],
+        "a rejected poll from the future is not the newest"
+    );
+
+    for interpolation in [Interpolation::Nearest, Interpolation::ForwardFill] {
+        assert_eq!(
+            from_db(&db, interpolation).await,
+            from_files(whole.path(), interpolation),
+            "{interpolation:?}"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_door_refuses_strangers_viewers_other_media_and_oversized_batches() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+    let db = TestDb::new().await;
+    let viewer = create_token(&db, "viewer", "reader");
+    let operator = create_token(&db, "operator", "poller");
+    let app = TestApp::spawn_adjusted(&db, &data, 0, true, None, |s| {
+        s.auth = Some(store_monitor::settings::AuthMode::Required);
+    })
+    .await;
+    let one = format!("{HEADER}\n1,active,2023-01-25 10:00:00 UTC\n");
+    assert_eq!(push(&app, None, "text/csv", one.clone()).await.status(), 401);
+    assert_eq!(
+        push(&app, Some(&viewer), "text/csv", one.clone()).await.status(),
+        403
+    );
+    let json = push(&app, Some(&operator), "application/json", one.clone()).await;
+    assert_eq!(json.status(), 415);
+    assert!(json.text().await.unwrap().contains("text/csv"));
+    let headless = push(
+        &app,
+        Some(&operator),
+        "text/csv",
+        "1,active,2023-01-25 10:00:00 UTC\n".into(),
+    )
+    .await;
+    assert_eq!(
+        headless.status(),
+        400,
+        "a CSV without the header is refused whole"
+    );
+
+    let mut big = format!("{HEADER}\n");
+    for i in 0..=100_000 {
+        big.push_str(&format!("{i},active,2023-01-25 10:00:00 UTC\n"));
+    }
+    let refused = push(&app, Some(&operator), "text/csv", big).await;
+    assert_eq!(refused.status(), 413);
+    let told: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(told["code"], "PAYLOAD_TOO_LARGE");
+    assert!(told["error"].as_str().unwrap().contains("100000"), "{told}");
+    app.stop().await;
+}
