@@ -142,6 +142,10 @@ impl Application {
                 stopped.clone(),
             )));
         }
+        tasks.push(tokio::spawn(jobs::tidy_edges::every_minute(
+            pool.clone(),
+            stopped.clone(),
+        )));
         tasks.push(tokio::spawn(jobs::queue_depth::watch(pool, stopped)));
         Ok(Application {
             local,

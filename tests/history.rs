@@ -607,6 +607,20 @@ async fn a_file_of_nul_bytes_or_with_a_nul_tail_is_refused_in_bounded_memory() {
     assert!(peak_mb < 150, "{peak_mb} MB to refuse a file of NULs");
 }
 
+/// Polls whose edge mark is wrong, by a window over every poll: edges left unmarked (never
+/// allowed), and polls inside a run marked (allowed until `tidy_edges` runs).
+async fn wrong_edge_marks(db: &TestDb) -> (i64, i64) {
+    sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE exact AND NOT edge), count(*) FILTER (WHERE edge AND NOT exact)
+         FROM (SELECT edge, active IS DISTINCT FROM lag(active) OVER w
+                            OR active IS DISTINCT FROM lead(active) OVER w AS exact
+               FROM polls WINDOW w AS (PARTITION BY store ORDER BY at)) x",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap()
+}
+
 /// Polls of a few stores over five weeks, at any instant (Mondays' midnights, the week
 /// partitions' bounds, included), each in one of three loads, and a *now*: after each load,
 /// the database's report (read from the week partitions, the edges of runs only, marked
@@ -662,6 +676,14 @@ fn the_partitioned_read_equals_the_whole_history_engine_for_any_polls_loads_and_
                             interpolation
                         );
                     }
+                    proptest::prop_assert_eq!(wrong_edge_marks(&db).await.0, 0, "an edge left unmarked");
+                }
+                // Tidied, the marks are exact, and the reports the same.
+                store_monitor::jobs::tidy_edges::tidy(&db.pool).await.unwrap();
+                proptest::prop_assert_eq!(wrong_edge_marks(&db).await, (0, 0));
+                for interpolation in [Interpolation::Nearest, Interpolation::ForwardFill] {
+                    let expected = from_files(dir.path(), as_of, interpolation);
+                    proptest::prop_assert_eq!(from_db(&db, as_of, interpolation).await, expected);
                 }
                 Ok(())
             })

@@ -62,7 +62,7 @@ pub(crate) async fn add(
         let inserted = insert_new(&mut *conn).await?;
         if inserted > 0 {
             spans_of_added(&mut *conn).await?;
-            mark_edges(&mut *conn).await?;
+            mark_around_changes(&mut *conn).await?;
         }
         inserted
     };
@@ -207,6 +207,76 @@ async fn spans_of_removed(db: impl PgExecutor<'_>, selection: &PollSelection) ->
     .map(drop)
 }
 
+/// Marks as edges the stored polls inside each changed span (`changed_spans`) and the two
+/// around it, and notes the spans for [`tidy_edges`]: whatever the change did to the runs
+/// there, every first and last poll of a run stays marked. For an hour appended, the poll
+/// before each new one was the last of its run, marked already: nothing is written.
+async fn mark_around_changes(conn: &mut PgConnection) -> sqlx::Result<()> {
+    probe_by_key(&mut *conn).await?;
+    mark_neighbours(&mut *conn).await?;
+    planner_defaults(&mut *conn).await?;
+    note_edge_work(&mut *conn).await
+}
+
+async fn mark_neighbours(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE polls p SET edge = true
+         FROM (SELECT t.store, coalesce(b.at, t.lo) AS lo, coalesce(a.at, t.hi) AS hi
+               FROM changed_spans t
+               LEFT JOIN LATERAL (SELECT at FROM polls WHERE store = t.store AND at < t.lo
+                                  ORDER BY at DESC LIMIT 1) b ON true
+               LEFT JOIN LATERAL (SELECT at FROM polls WHERE store = t.store AND at > t.hi
+                                  ORDER BY at LIMIT 1) a ON true) s
+         WHERE p.store = s.store AND p.at >= s.lo AND p.at <= s.hi AND NOT p.edge",
+    )
+    .execute(db)
+    .await
+    .map(drop)
+}
+
+async fn note_edge_work(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO edge_work (store, lo, hi) SELECT store, lo, hi FROM changed_spans")
+        .execute(db)
+        .await
+        .map(drop)
+}
+
+/// Makes the edge marks exact in the spans loads noted for up to `stores` stores (the
+/// lowest keys first), dropping those notes. Returns how many stores' spans it tidied.
+pub(crate) async fn tidy_edges(conn: &mut PgConnection, stores: i64) -> sqlx::Result<u64> {
+    create_changed_spans(&mut *conn).await?;
+    let taken = take_edge_work(&mut *conn, stores).await?;
+    if taken > 0 {
+        mark_edges(conn).await?;
+    }
+    Ok(taken)
+}
+
+async fn create_changed_spans(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
+    sqlx::query(
+        "CREATE TEMP TABLE changed_spans (store integer, lo timestamptz, hi timestamptz) ON COMMIT DROP",
+    )
+    .execute(db)
+    .await
+    .map(drop)
+}
+
+/// Moves the notes of up to `stores` stores into `changed_spans`, a span per store from
+/// the first instant noted to the last.
+async fn take_edge_work(db: impl PgExecutor<'_>, stores: i64) -> sqlx::Result<u64> {
+    sqlx::query(
+        "WITH taken AS (
+             DELETE FROM edge_work
+             WHERE store IN (SELECT DISTINCT store FROM edge_work ORDER BY store LIMIT $1)
+             RETURNING store, lo, hi)
+         INSERT INTO changed_spans SELECT store, min(lo), max(hi) FROM taken GROUP BY store",
+    )
+    .bind(stores)
+    .execute(db)
+    .await
+    .map(|r| r.rows_affected())
+}
+
 /// Around each changed span, the polls that may have become, or stopped being, the first
 /// or last of a run: from the poll before the span to the poll after it, read with one more
 /// poll on each side (two probes of the key per span).
@@ -306,7 +376,7 @@ pub(crate) async fn delete(conn: &mut PgConnection, selection: &PollSelection) -
     let deleted = delete_selected(&mut *conn, selection).await?;
     if deleted > 0 {
         spans_of_removed(&mut *conn, selection).await?;
-        mark_edges(conn).await?;
+        mark_around_changes(conn).await?;
     }
     Ok(deleted)
 }

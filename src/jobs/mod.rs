@@ -1,6 +1,7 @@
 //! Background jobs: the apalis jobs (`report`, the scheduled `reload`) and the maintenance
 //! each process runs beside them, one job per file (`reconcile`, `prune_reports`,
-//! `prune_polls`, `queue_depth`). Each is a plain async function tests can call; the loops only time them.
+//! `prune_polls`, `tidy_edges`, `queue_depth`). Each is a plain async function tests can call; the
+//! loops only time them.
 
 pub mod prune_polls;
 pub mod prune_reports;
@@ -8,6 +9,7 @@ pub mod queue_depth;
 pub mod reconcile;
 pub mod reload;
 pub mod report;
+pub mod tidy_edges;
 
 use std::future::Future;
 use std::time::Duration;

@@ -1,0 +1,51 @@
+//! Maintenance, every minute in each process that serves or works: loads mark the edges of
+//! runs generously (`migrations/…_edges_marked_generously.sql`); this makes the marks they
+//! noted exact again, a few thousand stores a transaction under the load lock, so that
+//! reports read only the polls that change a figure. Reports are right either way: it only
+//! keeps them from reading more than they need. One process at a time (the lock); one that
+//! finds a load running leaves the work to the next tick.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::db::{Pool, loads, polls};
+
+/// How often it runs.
+const EVERY: Duration = Duration::from_secs(60);
+
+/// Stores a transaction: an hour of polls of 5,000 stores takes a tenth of a second, as long
+/// as a load waits for it.
+const STORES_PER_TRANSACTION: i64 = 5_000;
+
+/// Tidies every span noted; returns how many stores' spans (0 when a load held the lock).
+pub async fn tidy(pool: &Pool) -> anyhow::Result<u64> {
+    let mut stores = 0;
+    loop {
+        let mut tx = pool.begin().await?;
+        if !loads::try_lock(&mut *tx).await? {
+            return Ok(stores);
+        }
+        let tidied = polls::tidy_edges(&mut tx, STORES_PER_TRANSACTION).await?;
+        tx.commit().await?;
+        stores += tidied;
+        if tidied < STORES_PER_TRANSACTION as u64 {
+            return Ok(stores);
+        }
+    }
+}
+
+/// Runs [`tidy`] every minute until `stopped`.
+pub(crate) async fn every_minute(pool: Pool, stopped: watch::Receiver<bool>) -> anyhow::Result<()> {
+    super::periodically(EVERY, stopped, || async {
+        match tidy(&pool).await {
+            Ok(0) => {}
+            Ok(stores) => tracing::debug!(stores, "edges of runs tidied"),
+            Err(e) => tracing::warn!(
+                error = format!("{e:#}"),
+                "cannot tidy the edges of runs; the next tick tries again"
+            ),
+        }
+    })
+    .await
+}
