@@ -214,3 +214,59 @@ async fn the_door_refuses_strangers_viewers_other_media_and_oversized_batches() 
     assert!(told["error"].as_str().unwrap().contains("100000"), "{told}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn concurrent_batches_of_the_same_stores_each_poll_stored_once() {
+    let (whole, empty) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let rows = whole_data_set(whole.path());
+    for file in ["menu_hours.csv", "timezones.csv"] {
+        std::fs::copy(whole.path().join(file), empty.path().join(file)).unwrap();
+    }
+    std::fs::write(empty.path().join("store_status.csv"), format!("{HEADER}\n")).unwrap();
+    let db = TestDb::new().await;
+    let operator = create_token(&db, "operator", "poller");
+    let app = TestApp::spawn_adjusted(&db, empty.path(), 0, true, None, |s| {
+        s.auth = Some(store_monitor::settings::AuthMode::Required);
+    })
+    .await;
+
+    // Four clients, each pushing every batch (in its own order): each poll is sent four
+    // times, at once, and must be stored once.
+    let batches: Vec<String> = rows.chunks(rows.len() / 8 + 1).map(csv_body).collect();
+    let clients = (0..4).map(|client| {
+        let (batches, app, operator) = (&batches, &app, &operator);
+        async move {
+            let mut accepted = 0;
+            for i in 0..batches.len() {
+                let batch = &batches[(i + 2 * client) % batches.len()];
+                loop {
+                    let response = push(app, Some(operator), "text/csv", batch.clone()).await;
+                    if response.status() == 503 {
+                        // Lost to a concurrent batch of the same polls: retry, as told.
+                        assert!(response.headers().contains_key("retry-after"));
+                        continue;
+                    }
+                    assert_eq!(response.status(), 200);
+                    let answer: serde_json::Value = response.json().await.unwrap();
+                    accepted += answer["accepted"].as_u64().unwrap();
+                    break;
+                }
+            }
+            accepted
+        }
+    });
+    let accepted: u64 = futures::future::join_all(clients).await.into_iter().sum();
+    assert_eq!(
+        accepted,
+        rows.len() as u64,
+        "each poll accepted once, by one of the clients"
+    );
+    for interpolation in [Interpolation::Nearest, Interpolation::ForwardFill] {
+        assert_eq!(
+            from_db(&db, interpolation).await,
+            from_files(whole.path(), interpolation),
+            "{interpolation:?}"
+        );
+    }
+    app.stop().await;
+}

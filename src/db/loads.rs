@@ -83,6 +83,16 @@ pub(crate) async fn lock(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
     Ok(())
 }
 
+/// The lock of [`lock`], shared: pushed batches, which only add polls, run side by side and
+/// wait only for the loads that take it whole.
+pub(crate) async fn lock_shared(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+        .bind(LOAD_LOCK)
+        .execute(db)
+        .await
+        .map(drop)
+}
+
 /// Takes the lock of [`lock`] if no load holds it; `false` if one does.
 pub(crate) async fn try_lock(db: impl PgExecutor<'_>) -> sqlx::Result<bool> {
     sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")

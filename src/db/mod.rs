@@ -155,10 +155,13 @@ pub fn unavailable(error: &anyhow::Error) -> bool {
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_) => true,
             // Class 08: connection exceptions; 57P01-3: the server is shutting down or
-            // starting; 53300: too many connections.
-            sqlx::Error::Database(e) => e
-                .code()
-                .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03" | "53300")),
+            // starting; 53300: too many connections; 40001 and 40P01: a transaction that
+            // lost to a concurrent one (two pushed batches of the same polls), which a
+            // retry gets through.
+            sqlx::Error::Database(e) => e.code().is_some_and(|c| {
+                c.starts_with("08")
+                    || matches!(&*c, "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01")
+            }),
             _ => false,
         }
     })

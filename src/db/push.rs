@@ -1,12 +1,13 @@
 //! Polls pushed to the server (`POST /polls`, `recordPolls`): a batch is stored whole or not
-//! at all, in one transaction under the load lock (no reload or other batch interleaves),
+//! at all, in one transaction under the load lock, shared (batches run side by side; a
+//! reload, a removal or the tidying of edges waits for them, and they for it),
 //! and recorded as a status load without a file, so that the data version, `dataset.loads`
 //! and the `dataset` subscription tell everyone, as a reload would.
 
 use chrono::Utc;
 
 use super::loads::{self, LoadRecord};
-use super::{Pool, reload};
+use super::{Pool, polls, reload};
 use crate::domain::Timestamp;
 use crate::domain::load::Outcome;
 use crate::input::{FileKind, InputData};
@@ -28,8 +29,8 @@ pub async fn push(pool: &Pool, data: &mut InputData, source: &str) -> sqlx::Resu
     let started = Utc::now();
     let prepared = data.prepare();
     let mut tx = pool.begin().await?;
-    loads::lock(&mut *tx).await?;
-    let inserted = reload::store_polls(&mut tx, &prepared).await?;
+    loads::lock_shared(&mut *tx).await?;
+    let inserted = reload::store_polls(&mut tx, &prepared, polls::Adding::Beside).await?;
     let mut record = LoadRecord::failed(FileKind::Status, std::path::Path::new(source), String::new());
     record.error = None;
     record.outcome = Outcome::Loaded;

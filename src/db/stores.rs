@@ -43,6 +43,7 @@ pub(crate) async fn upsert<'a>(
     copy.send(w.finish()).await?;
     copy.finish().await?;
     insert_staged(&mut *conn).await?;
+    move_first_polls_back(&mut *conn).await?;
     staged_keys(&mut *conn).await
 }
 
@@ -62,12 +63,26 @@ async fn create_staging(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
     .map(drop)
 }
 
+/// New stores only: a conflict's `DO UPDATE` would lock every stored row it meets, even
+/// one it leaves alone, and concurrent pushes of the same stores would queue behind each
+/// other until commit.
 async fn insert_staged(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO stores (store_id, first_poll)
          SELECT store_id, first_poll FROM incoming_stores ORDER BY store_id COLLATE \"C\"
-         ON CONFLICT (store_id) DO UPDATE SET first_poll = EXCLUDED.first_poll
-         WHERE stores.first_poll IS NULL OR EXCLUDED.first_poll < stores.first_poll",
+         ON CONFLICT (store_id) DO NOTHING",
+    )
+    .execute(db)
+    .await
+    .map(drop)
+}
+
+/// Records an earlier first poll where the staged one is (locking only those rows).
+async fn move_first_polls_back(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE stores s SET first_poll = i.first_poll FROM incoming_stores i
+         WHERE s.store_id = i.store_id AND i.first_poll IS NOT NULL
+           AND (s.first_poll IS NULL OR i.first_poll < s.first_poll)",
     )
     .execute(db)
     .await
