@@ -168,7 +168,25 @@ async fn half_loaded_from_the_file_half_pushed_gives_the_reports_of_the_whole_fi
             "{interpolation:?}"
         );
     }
+    assert_eq!(
+        unmarked_edges(&db).await,
+        0,
+        "every first and last poll of a run is marked"
+    );
     app.stop().await;
+}
+
+/// Polls that begin or end a run of equal statuses but are not marked as edges.
+async fn unmarked_edges(db: &TestDb) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT edge, active IS DISTINCT FROM lag(active) OVER w
+                                      OR active IS DISTINCT FROM lead(active) OVER w AS exact
+                               FROM polls WINDOW w AS (PARTITION BY store ORDER BY at)) x
+         WHERE exact AND NOT edge",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap()
 }
 
 #[tokio::test]

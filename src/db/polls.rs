@@ -11,16 +11,6 @@ use crate::domain::history::{WEEK_MICROS, weeks_of};
 use crate::domain::status::is_run_edge;
 use crate::input::data::Prepared;
 
-/// Who else may be adding polls meanwhile.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Adding {
-    /// No one: the load holds the load lock whole, and may fill an empty table itself.
-    Alone,
-    /// Other pushed batches, side by side: never the empty table's fast path, which empties
-    /// the table first.
-    Beside,
-}
-
 /// Adds `prepared`'s polls (`keys`: each store id's key), keeping any poll already stored
 /// for a store and instant. Returns how many were new.
 ///
@@ -35,13 +25,10 @@ pub(crate) async fn add(
     conn: &mut PgConnection,
     prepared: &Prepared,
     keys: &HashMap<String, i32>,
-    adding: Adding,
 ) -> sqlx::Result<u64> {
     let weeks = weeks_of(prepared.stores().flat_map(|s| s.polls.iter().map(|p| p.at)));
     history::add_partitions(&mut *conn, &weeks).await?;
-    let first = adding == Adding::Alone
-        && is_empty(&mut *conn).await?
-        && history::kept_from(&mut *conn).await?.is_none();
+    let first = is_empty(&mut *conn).await? && history::kept_from(&mut *conn).await?.is_none();
     let inserted = if first {
         truncate(&mut *conn).await?;
         drop_key(&mut *conn).await?;

@@ -1,14 +1,24 @@
 //! Polls pushed to the server (`POST /polls`, `recordPolls`): a batch is stored whole or not
 //! at all, in one transaction under the load lock, shared (batches run side by side; a
-//! reload, a removal or the tidying of edges waits for them, and they for it),
-//! and recorded as a status load without a file, so that the data version, `dataset.loads`
-//! and the `dataset` subscription tell everyone, as a reload would.
+//! reload, a removal or the tidying of edges waits for them, and they for it), and recorded
+//! as a status load without a file, so that the data version, `dataset.loads` and the
+//! `dataset` subscription tell everyone, as a reload would.
+//!
+//! A batch is small next to a file, and the server's answer waits for it: it goes in a few
+//! statements, its values bound as arrays, no staging tables. A poll stored already is left
+//! as it is (`ON CONFLICT DO NOTHING`); edges are marked as a load marks them
+//! (`polls::mark_around_changes`), around each store's span in the batch.
 
-use chrono::Utc;
+use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgExecutor};
+
+use super::Pool;
+use super::history;
 use super::loads::{self, LoadRecord};
-use super::{Pool, polls, reload};
 use crate::domain::Timestamp;
+use crate::domain::history::weeks_of;
 use crate::domain::load::Outcome;
 use crate::input::{FileKind, InputData};
 
@@ -28,9 +38,35 @@ pub struct Pushed {
 pub async fn push(pool: &Pool, data: &mut InputData, source: &str) -> sqlx::Result<Pushed> {
     let started = Utc::now();
     let prepared = data.prepare();
+    let stores: Vec<_> = prepared.stores().filter(|s| !s.polls.is_empty()).collect();
     let mut tx = pool.begin().await?;
     loads::lock_shared(&mut *tx).await?;
-    let inserted = reload::store_polls(&mut tx, &prepared, polls::Adding::Beside).await?;
+    probe_by_key(&mut *tx).await?;
+    let mut inserted = 0;
+    if !stores.is_empty() {
+        let weeks = weeks_of(stores.iter().flat_map(|s| s.polls.iter().map(|p| p.at)));
+        history::add_partitions(&mut *tx, &weeks).await?;
+        let ids: Vec<&str> = stores.iter().map(|s| s.id).collect();
+        let firsts: Vec<DateTime<Utc>> = stores.iter().map(|s| instant(s.polls[0].at)).collect();
+        let keys = store_keys(&mut tx, &ids, &firsts).await?;
+        let (mut store, mut at, mut active) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut span_store, mut lo, mut hi) = (Vec::new(), Vec::new(), Vec::new());
+        for s in &stores {
+            let key = keys[s.id];
+            for p in s.polls {
+                store.push(key);
+                at.push(instant(p.at));
+                active.push(p.active);
+            }
+            span_store.push(key);
+            lo.push(instant(s.polls[0].at));
+            hi.push(instant(s.polls[s.polls.len() - 1].at));
+        }
+        inserted = insert_polls(&mut *tx, &store, &at, &active).await?;
+        if inserted > 0 {
+            mark_around(&mut *tx, &span_store, &lo, &hi).await?;
+        }
+    }
     let mut record = LoadRecord::failed(FileKind::Status, std::path::Path::new(source), String::new());
     record.error = None;
     record.outcome = Outcome::Loaded;
@@ -55,4 +91,100 @@ pub async fn push(pool: &Pool, data: &mut InputData, source: &str) -> sqlx::Resu
         data_version,
         newest_poll,
     })
+}
+
+/// A poll's instant as bound; polls are read within years 2000 to 9999, always in range.
+fn instant(at: Timestamp) -> DateTime<Utc> {
+    at.to_datetime().unwrap_or_default()
+}
+
+/// Reads go by the key: a batch touches few polls of many (see `polls::probe_by_key`).
+async fn probe_by_key(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
+    sqlx::query(
+        "SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true),
+                set_config('jit', 'off', true)",
+    )
+    .execute(db)
+    .await
+    .map(drop)
+}
+
+/// The key of each store, adding the new ones (with their first poll) and moving stored
+/// first polls back where the batch has earlier ones; stored rows are locked only then.
+async fn store_keys(
+    conn: &mut PgConnection,
+    ids: &[&str],
+    firsts: &[DateTime<Utc>],
+) -> sqlx::Result<HashMap<String, i32>> {
+    let keys: Vec<(i32, String)> = sqlx::query_as(
+        "WITH incoming AS (SELECT * FROM unnest($1::text[], $2::timestamptz[]) AS i (store_id, first_poll)),
+              added AS (INSERT INTO stores (store_id, first_poll)
+                        SELECT store_id, first_poll FROM incoming ORDER BY store_id COLLATE \"C\"
+                        ON CONFLICT (store_id) DO NOTHING RETURNING id, store_id)
+         SELECT id, store_id FROM added
+         UNION ALL SELECT s.id, s.store_id FROM stores s JOIN incoming i USING (store_id)",
+    )
+    .bind(ids)
+    .bind(firsts)
+    .fetch_all(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE stores s SET first_poll = i.first_poll
+         FROM unnest($1::text[], $2::timestamptz[]) AS i (store_id, first_poll)
+         WHERE s.store_id = i.store_id AND (s.first_poll IS NULL OR i.first_poll < s.first_poll)",
+    )
+    .bind(ids)
+    .bind(firsts)
+    .execute(&mut *conn)
+    .await?;
+    Ok(keys.into_iter().map(|(id, store_id)| (store_id, id)).collect())
+}
+
+/// Inserts the polls not stored yet, each marked an edge until tidied; returns how many.
+async fn insert_polls(
+    db: impl PgExecutor<'_>,
+    store: &[i32],
+    at: &[DateTime<Utc>],
+    active: &[bool],
+) -> sqlx::Result<u64> {
+    sqlx::query(
+        "INSERT INTO polls (store, at, active, edge)
+         SELECT store, at, active, true FROM unnest($1::integer[], $2::timestamptz[], $3::boolean[]) AS p (store, at, active)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(store)
+    .bind(at)
+    .bind(active)
+    .execute(db)
+    .await
+    .map(|r| r.rows_affected())
+}
+
+/// Notes each store's span for `tidy_edges` and marks the stored polls in it and the two
+/// around it as edges (as `polls::mark_around_changes` does for a load).
+async fn mark_around(
+    db: impl PgExecutor<'_>,
+    store: &[i32],
+    lo: &[DateTime<Utc>],
+    hi: &[DateTime<Utc>],
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "WITH noted AS (INSERT INTO edge_work (store, lo, hi)
+                        SELECT * FROM unnest($1::integer[], $2::timestamptz[], $3::timestamptz[])
+                        RETURNING store, lo, hi)
+         UPDATE polls p SET edge = true
+         FROM (SELECT t.store, coalesce(b.at, t.lo) AS lo, coalesce(a.at, t.hi) AS hi
+               FROM noted t
+               LEFT JOIN LATERAL (SELECT at FROM polls WHERE store = t.store AND at < t.lo
+                                  ORDER BY at DESC LIMIT 1) b ON true
+               LEFT JOIN LATERAL (SELECT at FROM polls WHERE store = t.store AND at > t.hi
+                                  ORDER BY at LIMIT 1) a ON true) s
+         WHERE p.store = s.store AND p.at >= s.lo AND p.at <= s.hi AND NOT p.edge",
+    )
+    .bind(store)
+    .bind(lo)
+    .bind(hi)
+    .execute(db)
+    .await
+    .map(drop)
 }

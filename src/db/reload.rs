@@ -317,7 +317,7 @@ async fn apply_status(
     conn: &mut PgConnection,
     prepared: &Prepared,
 ) -> anyhow::Result<Result<Applied, String>> {
-    let inserted = store_polls(conn, prepared, polls::Adding::Alone).await?;
+    let inserted = store_polls(conn, prepared).await?;
     Ok(Ok(Applied {
         inserted,
         changed: inserted > 0,
@@ -325,19 +325,14 @@ async fn apply_status(
     }))
 }
 
-/// Adds `prepared`'s stores and polls (a file's or a pushed batch's); returns how many
-/// polls were new.
-pub(super) async fn store_polls(
-    conn: &mut PgConnection,
-    prepared: &Prepared,
-    adding: polls::Adding,
-) -> sqlx::Result<u64> {
+/// Adds `prepared`'s stores and polls; returns how many polls were new.
+async fn store_polls(conn: &mut PgConnection, prepared: &Prepared) -> sqlx::Result<u64> {
     let keys = stores::upsert(
         &mut *conn,
         prepared.stores().map(|s| (s.id, s.polls.first().map(|p| p.at))),
     )
     .await?;
-    polls::add(conn, prepared, &keys, adding).await
+    polls::add(conn, prepared, &keys).await
 }
 
 /// Replaces the business hours when the file's rows differ from the stored ones.
