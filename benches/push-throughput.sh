@@ -26,7 +26,7 @@ push() {
         -H 'content-type: text/csv' --data-binary "@$1" "$server/polls"
 }
 
-# One-poll pushes, one after another, until the batches are in.
+# One-poll pushes, ten a second (a probe, not a fifth client), until the batches are in.
 single="$work/single.csv"
 (
     i=0
@@ -34,6 +34,7 @@ single="$work/single.csv"
         printf '%s\nbench-single,active,2023-01-20 %02d:%02d:00 UTC\n' "$header" $((i / 60 % 24)) $((i % 60)) > "$single"
         push "$single"
         i=$((i + 1))
+        sleep 0.1
     done
 ) > "$work/single.log" &
 singles=$!

@@ -50,3 +50,7 @@ BEGIN
     END LOOP;
     RETURN made;
 END $$;
+
+-- A load a pushed batch: the newest poll (every push answers it, every report's default
+-- *now*) is read from the newest loads, not from all of them.
+CREATE INDEX data_loads_newest_poll ON data_loads (newest_poll) WHERE outcome = 'loaded';

@@ -110,24 +110,90 @@ async fn probe_by_key(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
 }
 
 /// The key of each store, adding the new ones (with their first poll) and moving stored
-/// first polls back where the batch has earlier ones; stored rows are locked only then.
+/// first polls back where the batch has earlier ones. Stores are stored already but for a
+/// new one now and then: one read, and writes only where something changes.
 async fn store_keys(
     conn: &mut PgConnection,
     ids: &[&str],
     firsts: &[DateTime<Utc>],
 ) -> sqlx::Result<HashMap<String, i32>> {
-    let keys: Vec<(i32, String)> = sqlx::query_as(
-        "WITH incoming AS (SELECT * FROM unnest($1::text[], $2::timestamptz[]) AS i (store_id, first_poll)),
-              added AS (INSERT INTO stores (store_id, first_poll)
-                        SELECT store_id, first_poll FROM incoming ORDER BY store_id COLLATE \"C\"
-                        ON CONFLICT (store_id) DO NOTHING RETURNING id, store_id)
-         SELECT id, store_id FROM added
-         UNION ALL SELECT s.id, s.store_id FROM stores s JOIN incoming i USING (store_id)",
+    let mut keys = HashMap::with_capacity(ids.len());
+    let mut stored_first = HashMap::with_capacity(ids.len());
+    for row in stored_stores(&mut *conn, ids).await? {
+        stored_first.insert(row.store_id.clone(), row.first_poll);
+        keys.insert(row.store_id, row.id);
+    }
+    let (mut new, mut earlier) = (Vec::new(), Vec::new());
+    for (&id, &first) in ids.iter().zip(firsts) {
+        match stored_first.get(id) {
+            None => new.push((id, first)),
+            Some(stored) if stored.is_none_or(|s| first < s) => earlier.push((id, first)),
+            Some(_) => {}
+        }
+    }
+    if !new.is_empty() {
+        keys.extend(insert_stores(&mut *conn, &new).await?);
+        // A store another batch added meanwhile: read once that batch committed.
+        let raced: Vec<(&str, DateTime<Utc>)> = new
+            .into_iter()
+            .filter(|(id, _)| !keys.contains_key(*id))
+            .collect();
+        if !raced.is_empty() {
+            let ids: Vec<&str> = raced.iter().map(|r| r.0).collect();
+            keys.extend(
+                stored_stores(&mut *conn, &ids)
+                    .await?
+                    .into_iter()
+                    .map(|r| (r.store_id, r.id)),
+            );
+            earlier.extend(raced);
+        }
+    }
+    if !earlier.is_empty() {
+        move_first_polls_back(&mut *conn, &earlier).await?;
+    }
+    Ok(keys)
+}
+
+#[derive(sqlx::FromRow)]
+struct StoreRow {
+    id: i32,
+    store_id: String,
+    first_poll: Option<DateTime<Utc>>,
+}
+
+async fn stored_stores(db: impl PgExecutor<'_>, ids: &[&str]) -> sqlx::Result<Vec<StoreRow>> {
+    sqlx::query_as("SELECT id, store_id, first_poll FROM stores WHERE store_id = ANY($1)")
+        .bind(ids)
+        .fetch_all(db)
+        .await
+}
+
+/// Adds the stores `new` (id, first poll); returns the keys of those it added (not of one
+/// another batch added first).
+async fn insert_stores(
+    db: impl PgExecutor<'_>,
+    new: &[(&str, DateTime<Utc>)],
+) -> sqlx::Result<Vec<(String, i32)>> {
+    let (ids, firsts): (Vec<&str>, Vec<DateTime<Utc>>) = new.iter().copied().unzip();
+    sqlx::query_as(
+        "INSERT INTO stores (store_id, first_poll)
+         SELECT * FROM unnest($1::text[], $2::timestamptz[]) AS i (store_id, first_poll)
+         ORDER BY store_id COLLATE \"C\"
+         ON CONFLICT (store_id) DO NOTHING RETURNING store_id, id",
     )
     .bind(ids)
     .bind(firsts)
-    .fetch_all(&mut *conn)
-    .await?;
+    .fetch_all(db)
+    .await
+}
+
+/// Records the stores' first polls (id, first poll) where they are earlier than the stored.
+async fn move_first_polls_back(
+    db: impl PgExecutor<'_>,
+    earlier: &[(&str, DateTime<Utc>)],
+) -> sqlx::Result<()> {
+    let (ids, firsts): (Vec<&str>, Vec<DateTime<Utc>>) = earlier.iter().copied().unzip();
     sqlx::query(
         "UPDATE stores s SET first_poll = i.first_poll
          FROM unnest($1::text[], $2::timestamptz[]) AS i (store_id, first_poll)
@@ -135,9 +201,9 @@ async fn store_keys(
     )
     .bind(ids)
     .bind(firsts)
-    .execute(&mut *conn)
-    .await?;
-    Ok(keys.into_iter().map(|(id, store_id)| (store_id, id)).collect())
+    .execute(db)
+    .await
+    .map(drop)
 }
 
 /// Inserts the polls not stored yet, each marked an edge until tidied; returns how many.
