@@ -288,3 +288,73 @@ async fn concurrent_batches_of_the_same_stores_each_poll_stored_once() {
     }
     app.stop().await;
 }
+
+async fn graphql_as(
+    app: &TestApp,
+    token: &str,
+    query: &str,
+    variables: serde_json::Value,
+) -> serde_json::Value {
+    reqwest::Client::new()
+        .post(format!("{}/graphql", app.address))
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "query": query, "variables": variables }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn record_polls_stores_a_small_batch_and_answers_as_the_rest_door_does() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+    let db = TestDb::new().await;
+    let viewer = create_token(&db, "viewer", "reader");
+    let operator = create_token(&db, "operator", "poller");
+    let app = TestApp::spawn_adjusted(&db, &data, 0, true, None, |s| {
+        s.auth = Some(store_monitor::settings::AuthMode::Required);
+    })
+    .await;
+    let record = "mutation($p: [PollInput!]!) { recordPolls(polls: $p) {
+        rows accepted duplicates rejected { line reason } dataVersion newestPoll load { file rowsInserted } } }";
+    let polls = serde_json::json!([
+        { "storeId": "pushed-1", "status": "ACTIVE", "timestampUtc": "2023-01-25T18:20:00Z" },
+        { "storeId": "pushed-1", "status": "INACTIVE", "timestampUtc": "2023-01-25T18:30:00.5Z" },
+        { "storeId": "pushed-2", "status": "ACTIVE", "timestampUtc": "2999-01-01T00:00:00Z" },
+    ]);
+    let refused = graphql_as(&app, &viewer, record, serde_json::json!({ "p": polls })).await;
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{refused}"
+    );
+
+    let answer = graphql_as(&app, &operator, record, serde_json::json!({ "p": polls })).await;
+    let recorded = &answer["data"]["recordPolls"];
+    assert_eq!(recorded["rows"], 3, "{answer}");
+    assert_eq!(recorded["accepted"], 2, "{answer}");
+    assert_eq!(recorded["rejected"][0]["line"], 3, "{answer}");
+    assert_eq!(
+        recorded["newestPoll"], "2023-01-25T18:30:00.500+00:00",
+        "{answer}"
+    );
+    let file = recorded["load"]["file"].as_str().unwrap();
+    assert!(file.starts_with("push by token \"poller\""), "{answer}");
+    let again = graphql_as(&app, &operator, record, serde_json::json!({ "p": polls })).await;
+    assert_eq!(again["data"]["recordPolls"]["duplicates"], 2, "{again}");
+    assert_eq!(
+        again["data"]["recordPolls"]["dataVersion"], recorded["dataVersion"],
+        "{again}"
+    );
+
+    let polls =
+        serde_json::json!({ "storeId": "x", "status": "ACTIVE", "timestampUtc": "2023-01-25T18:20:00Z" });
+    let too_many: Vec<_> = (0..10_001).map(|_| polls.clone()).collect();
+    let refused = graphql_as(&app, &operator, record, serde_json::json!({ "p": too_many })).await;
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "PAYLOAD_TOO_LARGE",
+        "{refused}"
+    );
+    app.stop().await;
+}

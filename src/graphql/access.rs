@@ -56,6 +56,7 @@ pub(crate) fn action_of(ty: OperationType, field: &str) -> Option<Action> {
         (Mutation, "cancelReport") => Action::CancelReport,
         (Mutation, "reloadData") => Action::ReloadData,
         (Mutation, "deletePolls") => Action::DeletePolls,
+        (Mutation, "recordPolls") => Action::PushPolls,
         (Mutation, "createToken" | "revokeToken") => Action::ManageTokens,
         (Subscription, "report" | "reports" | "dataset") => Action::Read,
         _ => return None,

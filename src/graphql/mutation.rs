@@ -3,8 +3,9 @@
 use async_graphql::{Context, ID, InputObject, Object};
 
 use super::caller;
-use super::data::DataLoadNode;
+use super::data::{DataLoadNode, FileLoadNode, RejectedRow};
 use super::report::{ReportNode, TriggerReportInput};
+use super::store::StoreStatus;
 use super::tokens::{CreateTokenInput, CreatedToken, TokenNode};
 use crate::service::auth::{self, Outcome};
 use crate::service::{self, AppState, Error};
@@ -20,6 +21,59 @@ pub struct DeletePollsInput {
     pub from: Option<chrono::DateTime<chrono::Utc>>,
     /// Only polls before this instant.
     pub to: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A poll for `recordPolls`: a row of the status file.
+#[derive(InputObject)]
+pub struct PollInput {
+    /// The store polled.
+    pub store_id: ID,
+    /// What the poll found.
+    pub status: StoreStatus,
+    /// When it was polled.
+    pub timestamp_utc: chrono::DateTime<chrono::Utc>,
+}
+
+/// What storing pushed polls did (`POST /polls` answers the same, as JSON).
+#[derive(async_graphql::SimpleObject)]
+pub struct RecordedPolls {
+    /// The batch's load in `dataset.loads` (its file says `push by <token>`).
+    pub load: FileLoadNode,
+    /// Polls given.
+    pub rows: i64,
+    /// New polls stored.
+    pub accepted: i64,
+    /// Polls stored already, or given twice: left as they were.
+    pub duplicates: i64,
+    /// Polls refused, each with its place in the list (from 1) and why; the others were
+    /// stored.
+    pub rejected: Vec<RejectedRow>,
+    /// The data version after the batch (unchanged when nothing was new).
+    pub data_version: i64,
+    /// The newest poll stored: a report's default *now*.
+    pub newest_poll: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl From<service::PushOutcome> for RecordedPolls {
+    fn from(pushed: service::PushOutcome) -> Self {
+        RecordedPolls {
+            rows: pushed.record.rows_read,
+            accepted: pushed.accepted(),
+            duplicates: pushed.duplicates(),
+            rejected: pushed
+                .rejected
+                .into_iter()
+                .map(|r| RejectedRow {
+                    line: r.line as i64,
+                    reason: r.reason,
+                    raw: r.raw,
+                })
+                .collect(),
+            data_version: pushed.data_version,
+            newest_poll: pushed.newest_poll.and_then(crate::domain::Timestamp::to_datetime),
+            load: FileLoadNode(pushed.record),
+        }
+    }
 }
 
 /// What can be done: compute a report, reload the data or remove polls, manage API tokens.
@@ -104,6 +158,23 @@ impl Mutation {
             files: vec![record],
             data_version,
         })
+    }
+
+    /// Stores polls as they happen (operators and admins), at most 10,000 at once (bigger
+    /// batches go to `POST /polls`): one transaction, all or nothing; a poll stored
+    /// already stays as it was and counts as a duplicate, so a batch can be sent again
+    /// safely. Recorded as a load, which changes the data version when anything is new.
+    async fn record_polls(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The polls, in any order.")] polls: Vec<PollInput>,
+    ) -> async_graphql::Result<RecordedPolls> {
+        let state = ctx.data_unchecked::<AppState>();
+        let polls = polls
+            .into_iter()
+            .map(|p| (p.store_id.0, p.status == StoreStatus::Active, p.timestamp_utc))
+            .collect();
+        Ok(service::record_polls(state, &caller(ctx), polls).await?.into())
     }
 
     /// Creates an API token (admins only) and returns it with its secret, which is shown

@@ -13,6 +13,9 @@ use super::data::PollTimes;
 /// is one transaction of bounded size. The GraphQL mutation takes fewer.
 pub const MAX_POLLS: u64 = 100_000;
 
+/// The most polls `recordPolls` takes at once: GraphQL is for small batches.
+pub const MAX_LISTED_POLLS: usize = 10_000;
+
 /// The most bytes a batch's body may have, before and after decompression: 100,000 polls
 /// of NDJSON with long ids fit.
 pub const MAX_BODY_BYTES: usize = 16 << 20;
@@ -108,6 +111,24 @@ pub fn read_batch(
         )));
     }
     Ok(data)
+}
+
+/// Reads polls given one by one (`recordPolls`): store id, whether active, instant as text.
+/// A rejected one's line is its place in the list, from 1.
+pub fn read_list<'a>(polls: impl Iterator<Item = (&'a str, bool, String)>, times: PollTimes) -> InputData {
+    let mut data = InputData::default();
+    data.poll_times = times;
+    for (i, (id, active, at)) in polls.enumerate() {
+        let status = if active { "active" } else { "inactive" };
+        let raw = format!("{id},{status},{at}");
+        data.push_row(
+            NAME,
+            i as u64 + 1,
+            &raw,
+            Ok([id.as_bytes(), status.as_bytes(), at.as_bytes()]),
+        );
+    }
+    data
 }
 
 fn gunzip(body: &[u8]) -> Result<Vec<u8>, BatchError> {

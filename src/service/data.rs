@@ -201,10 +201,44 @@ pub async fn push_polls(
     use crate::input::push::{BatchError, read_batch};
     let times = crate::input::data::PollTimes::now(state.guard.max_clock_skew);
     let read = tokio::task::spawn_blocking(move || read_batch(&body, format, encoding, times)).await?;
-    let mut data = read.map_err(|e| match e {
+    let data = read.map_err(|e| match e {
         BatchError::TooLarge(message) => Error::TooLarge(message),
         BatchError::Unreadable(message) => Error::BadInput(message),
     })?;
+    store_batch(state, caller, data).await
+}
+
+/// Stores polls given one by one (`recordPolls`, operators): store id, whether active, when.
+pub async fn record_polls(
+    state: &AppState,
+    caller: &Caller,
+    polls: Vec<(String, bool, DateTime<Utc>)>,
+) -> Result<PushOutcome> {
+    use crate::input::push::{MAX_LISTED_POLLS, read_list};
+    if polls.len() > MAX_LISTED_POLLS {
+        return Err(Error::TooLarge(format!(
+            "{} polls; recordPolls takes at most {MAX_LISTED_POLLS} at once: send more as batches to POST /polls",
+            polls.len()
+        )));
+    }
+    let times = crate::input::data::PollTimes::now(state.guard.max_clock_skew);
+    let listed = polls.iter().map(|(id, active, at)| {
+        (
+            id.as_str(),
+            *active,
+            at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        )
+    });
+    let data = read_list(listed, times);
+    store_batch(state, caller, data).await
+}
+
+/// Stores a batch read from a push, recorded as the load `push by <caller>`.
+async fn store_batch(
+    state: &AppState,
+    caller: &Caller,
+    mut data: crate::input::InputData,
+) -> Result<PushOutcome> {
     let pushed = crate::db::push::push(&state.work, &mut data, &format!("push by {caller}")).await?;
     let outcome = PushOutcome {
         record: pushed.record,
