@@ -135,7 +135,7 @@ async fn half_loaded_from_the_file_half_pushed_gives_the_reports_of_the_whole_fi
     bad.push_str("42,active,yesterday\n");
     bad.push_str("43,active,2999-01-01 00:00:00 UTC\n");
     let answer = pushed(&app, &operator, "text/csv; charset=utf-8", bad).await;
-    assert_eq!(answer["rows"], 5, "{answer}");
+    assert_eq!(answer["received"], 5, "{answer}");
     assert_eq!(
         answer["duplicates"], 2,
         "rows of the file are stored already: {answer}"
@@ -318,7 +318,7 @@ async fn record_polls_stores_a_small_batch_and_answers_as_the_rest_door_does() {
     })
     .await;
     let record = "mutation($p: [PollInput!]!) { recordPolls(polls: $p) {
-        rows accepted duplicates rejected { line reason } dataVersion newestPoll load { file rowsInserted } } }";
+        received accepted duplicates rejected { line reason } dataVersion newestPoll load { file rowsInserted } } }";
     let polls = serde_json::json!([
         { "storeId": "pushed-1", "status": "ACTIVE", "timestampUtc": "2023-01-25T18:20:00Z" },
         { "storeId": "pushed-1", "status": "INACTIVE", "timestampUtc": "2023-01-25T18:30:00.5Z" },
@@ -332,7 +332,7 @@ async fn record_polls_stores_a_small_batch_and_answers_as_the_rest_door_does() {
 
     let answer = graphql_as(&app, &operator, record, serde_json::json!({ "p": polls })).await;
     let recorded = &answer["data"]["recordPolls"];
-    assert_eq!(recorded["rows"], 3, "{answer}");
+    assert_eq!(recorded["received"], 3, "{answer}");
     assert_eq!(recorded["accepted"], 2, "{answer}");
     assert_eq!(recorded["rejected"][0]["line"], 3, "{answer}");
     assert_eq!(

@@ -39,8 +39,8 @@ pub struct PollInput {
 pub struct RecordedPolls {
     /// The batch's load in `dataset.loads` (its file says `push by <token>`).
     pub load: FileLoadNode,
-    /// Polls given.
-    pub rows: i64,
+    /// Polls received (rows of the batch).
+    pub received: i64,
     /// New polls stored.
     pub accepted: i64,
     /// Polls stored already, or given twice: left as they were.
@@ -57,7 +57,7 @@ pub struct RecordedPolls {
 impl From<service::PushOutcome> for RecordedPolls {
     fn from(pushed: service::PushOutcome) -> Self {
         RecordedPolls {
-            rows: pushed.record.rows_read,
+            received: pushed.record.rows_read,
             accepted: pushed.accepted(),
             duplicates: pushed.duplicates(),
             rejected: pushed

@@ -10,7 +10,7 @@ use crate::domain::access::Action;
 use crate::input::push::{BatchFormat, Encoding, MAX_BODY_BYTES, MAX_POLLS};
 use crate::service::{self, AppState};
 
-/// Stores the batch and answers what came of it: `accepted` (new polls), `duplicates`,
+/// Stores the batch and answers what came of it: `received` (rows), `accepted` (new polls), `duplicates`,
 /// `rejected` (each with its line and reason), the new `dataVersion` and `newestPoll`.
 #[handler]
 pub async fn push(req: &Request, body: Body, state: Data<&AppState>) -> Response {
@@ -51,7 +51,7 @@ pub async fn push(req: &Request, body: Body, state: Data<&AppState>) -> Response
             StatusCode::OK,
             serde_json::json!({
                 "load": pushed.record.id,
-                "rows": pushed.record.rows_read,
+                "received": pushed.record.rows_read,
                 "accepted": pushed.accepted(),
                 "duplicates": pushed.duplicates(),
                 "rejected": pushed.rejected.iter().map(|r| serde_json::json!({
