@@ -54,3 +54,19 @@ END $$;
 -- A load a pushed batch: the newest poll (every push answers it, every report's default
 -- *now*) is read from the newest loads, not from all of them.
 CREATE INDEX data_loads_newest_poll ON data_loads (newest_poll) WHERE outcome = 'loaded';
+
+-- `Idempotency-Key` of pushed batches (the IETF draft): a key a caller sends with a batch,
+-- kept a day with what the batch did, so that a retry whose answer was lost gets the same
+-- answer, and the key sent with another batch is refused. Claimed in the batch's
+-- transaction: a retry racing the first waits for it, then reads its answer.
+CREATE TABLE idempotency_keys (
+    principal    text        NOT NULL,
+    key          text        NOT NULL,
+    fingerprint  text        NOT NULL,
+    load         bigint,
+    data_version bigint,
+    newest_poll  timestamptz,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (principal, key)
+);
+CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);

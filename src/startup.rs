@@ -146,6 +146,10 @@ impl Application {
             pool.clone(),
             stopped.clone(),
         )));
+        tasks.push(tokio::spawn(jobs::forget_idempotency_keys::every_minute(
+            pool.clone(),
+            stopped.clone(),
+        )));
         tasks.push(tokio::spawn(jobs::queue_depth::watch(pool, stopped)));
         Ok(Application {
             local,

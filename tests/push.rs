@@ -358,3 +358,98 @@ async fn record_polls_stores_a_small_batch_and_answers_as_the_rest_door_does() {
     );
     app.stop().await;
 }
+
+async fn push_with_key(app: &TestApp, token: &str, key: &str, body: String) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}/polls", app.address))
+        .bearer_auth(token)
+        .header("content-type", "text/csv")
+        .header("idempotency-key", format!("\"{key}\""))
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_idempotency_key_gets_the_first_answer_back_and_refuses_another_batch() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+    let db = TestDb::new().await;
+    let operator = create_token(&db, "operator", "poller");
+    let other = create_token(&db, "operator", "another poller");
+    let app = TestApp::spawn_adjusted(&db, &data, 0, true, None, |s| {
+        s.auth = Some(store_monitor::settings::AuthMode::Required);
+    })
+    .await;
+    let batch =
+        format!("{HEADER}\nkeyed,active,2023-01-25 18:20:00 UTC\nkeyed,sleeping,2023-01-25 18:30:00 UTC\n");
+    let first = push_with_key(&app, &operator, "batch-1", batch.clone()).await;
+    assert_eq!(first.status(), 200);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: serde_json::Value = first.json().await.unwrap();
+    assert_eq!(first["accepted"], 1, "{first}");
+
+    // Its answer lost, the client sends it again: the same answer, not "1 duplicate".
+    let again = push_with_key(&app, &operator, "batch-1", batch.clone()).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: serde_json::Value = again.json().await.unwrap();
+    assert_eq!(again, first, "the first answer, rejected rows included");
+
+    // The same key with another body is refused; another caller's keys are its own.
+    let other_batch = format!("{HEADER}\nkeyed,active,2023-01-25 18:40:00 UTC\n");
+    let reused = push_with_key(&app, &operator, "batch-1", other_batch.clone()).await;
+    assert_eq!(reused.status(), 422);
+    let told: serde_json::Value = reused.json().await.unwrap();
+    assert_eq!(told["code"], "IDEMPOTENCY_KEY_REUSED", "{told}");
+    assert_eq!(
+        push_with_key(&app, &other, "batch-1", other_batch).await.status(),
+        200
+    );
+
+    // Retries racing each other: one stores, the others read its answer.
+    let racing = format!("{HEADER}\nkeyed,inactive,2023-01-25 18:50:00 UTC\n");
+    let answers =
+        futures::future::join_all((0..4).map(|_| push_with_key(&app, &operator, "batch-2", racing.clone())))
+            .await;
+    let mut accepted = 0;
+    for answer in answers {
+        assert_eq!(answer.status(), 200);
+        let answer: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(
+            answer["duplicates"], 0,
+            "no retry is counted as duplicates: {answer}"
+        );
+        accepted += answer["accepted"].as_u64().unwrap();
+    }
+    assert_eq!(accepted, 4, "each answer is the first's: 1 accepted");
+
+    let bad = reqwest::Client::new()
+        .post(format!("{}/polls", app.address))
+        .bearer_auth(&operator)
+        .header("content-type", "text/csv")
+        .header("idempotency-key", "\"\"")
+        .body(batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+
+    // A day later the key is forgotten, and may come with a new batch.
+    sqlx::query("UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE key = 'batch-1'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let forgotten = store_monitor::jobs::forget_idempotency_keys::forget(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(forgotten, 2, "batch-1 of both callers");
+    let new_batch = format!("{HEADER}\nkeyed,active,2023-01-25 19:00:00 UTC\n");
+    assert_eq!(
+        push_with_key(&app, &operator, "batch-1", new_batch)
+            .await
+            .status(),
+        200
+    );
+    app.stop().await;
+}

@@ -252,6 +252,14 @@ pub async fn recent(db: impl PgExecutor<'_>, limit: i64) -> sqlx::Result<Vec<Loa
         .await
 }
 
+/// The load `id`.
+pub(crate) async fn by_id(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<Option<LoadRecord>> {
+    sqlx::query_as("SELECT * FROM data_loads WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
 #[derive(FromRow)]
 struct RejectedRow {
     line: i64,

@@ -10,6 +10,7 @@ mod copy;
 pub(crate) mod events;
 pub(crate) mod history;
 pub mod housekeeping;
+pub(crate) mod idempotency;
 pub mod loads;
 pub(crate) mod polls;
 pub(crate) mod push;

@@ -16,6 +16,7 @@ use sqlx::{PgConnection, PgExecutor};
 
 use super::Pool;
 use super::history;
+use super::idempotency::{self, IdempotencyKey};
 use super::loads::{self, LoadRecord};
 use crate::domain::Timestamp;
 use crate::domain::history::weeks_of;
@@ -33,13 +34,35 @@ pub struct Pushed {
     pub newest_poll: Option<Timestamp>,
 }
 
+/// What came of a push.
+#[derive(Clone, Debug)]
+pub enum PushAnswer {
+    /// The batch was stored.
+    Stored(Pushed),
+    /// Its idempotency key came with this very batch before: what that one did.
+    Replayed(Pushed),
+    /// Its idempotency key came with another batch.
+    KeyReused,
+}
+
 /// Stores `data`'s polls (a poll already stored for a store and instant stays) and its
-/// rejected rows; `source` says who pushed, as the load's `file`.
-pub async fn push(pool: &Pool, data: &mut InputData, source: &str) -> sqlx::Result<Pushed> {
+/// rejected rows; `source` says who pushed, as the load's `file`. With `key`, a batch sent
+/// with it before is not stored again: its answer is read back.
+pub async fn push(
+    pool: &Pool,
+    data: &mut InputData,
+    source: &str,
+    key: Option<&IdempotencyKey>,
+) -> sqlx::Result<PushAnswer> {
     let started = Utc::now();
+    let mut tx = pool.begin().await?;
+    if let Some(key) = key
+        && !idempotency::claim(&mut *tx, key).await?
+    {
+        return replay(&mut tx, key).await;
+    }
     let prepared = data.prepare();
     let stores: Vec<_> = prepared.stores().filter(|s| !s.polls.is_empty()).collect();
-    let mut tx = pool.begin().await?;
     loads::lock_shared(&mut *tx).await?;
     probe_by_key(&mut *tx).await?;
     let mut inserted = 0;
@@ -84,13 +107,38 @@ pub async fn push(pool: &Pool, data: &mut InputData, source: &str) -> sqlx::Resu
     }
     let data_version = loads::data_version(&mut *tx).await?;
     let newest_poll = loads::newest_poll(&mut *tx).await?;
+    if let Some(key) = key {
+        let newest = newest_poll.and_then(Timestamp::to_datetime);
+        idempotency::remember(&mut *tx, key, record.id, data_version, newest).await?;
+    }
     crate::failpoint::hit("push-before-commit");
     tx.commit().await?;
-    Ok(Pushed {
+    Ok(PushAnswer::Stored(Pushed {
         record,
         data_version,
         newest_poll,
-    })
+    }))
+}
+
+/// The answer of the batch first sent with `key`, if this one is the same.
+async fn replay(conn: &mut PgConnection, key: &IdempotencyKey) -> sqlx::Result<PushAnswer> {
+    let Some(first) = idempotency::remembered(&mut *conn, key).await? else {
+        return Err(sqlx::Error::RowNotFound);
+    };
+    if first.fingerprint != key.fingerprint {
+        return Ok(PushAnswer::KeyReused);
+    }
+    let (Some(load), Some(data_version)) = (first.load, first.data_version) else {
+        return Err(sqlx::Error::RowNotFound);
+    };
+    let Some(record) = loads::by_id(&mut *conn, load).await? else {
+        return Err(sqlx::Error::RowNotFound);
+    };
+    Ok(PushAnswer::Replayed(Pushed {
+        record,
+        data_version,
+        newest_poll: first.newest_poll.map(Timestamp::from_datetime),
+    }))
 }
 
 /// A poll's instant as bound; polls are read within years 2000 to 9999, always in range.

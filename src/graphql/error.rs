@@ -49,6 +49,7 @@ pub(crate) fn error_code(error: &service::Error) -> &'static str {
         service::Error::BadInput(_) => "BAD_USER_INPUT",
         service::Error::NotFound(_) => "NOT_FOUND",
         service::Error::TooLarge(_) => "PAYLOAD_TOO_LARGE",
+        service::Error::KeyReused(_) => "IDEMPOTENCY_KEY_REUSED",
         service::Error::Denied(Denied::Unauthenticated { .. }) => "UNAUTHENTICATED",
         service::Error::Denied(Denied::Forbidden(_)) => "FORBIDDEN",
         service::Error::RateLimited { .. } | service::Error::QueueFull { .. } => "TOO_MANY_REQUESTS",
@@ -205,6 +206,11 @@ mod tests {
             (service::Error::BadInput("bad".into()), "BAD_USER_INPUT", None),
             (service::Error::NotFound("none".into()), "NOT_FOUND", None),
             (service::Error::TooLarge("big".into()), "PAYLOAD_TOO_LARGE", None),
+            (
+                service::Error::KeyReused("again".into()),
+                "IDEMPOTENCY_KEY_REUSED",
+                None,
+            ),
             (
                 service::Error::Denied(Denied::Unauthenticated {
                     reason: "who".into(),

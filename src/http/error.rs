@@ -15,6 +15,7 @@ pub(crate) fn response(error: Error) -> Response {
         Error::BadInput(_) => StatusCode::BAD_REQUEST,
         Error::NotFound(_) => StatusCode::NOT_FOUND,
         Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::KeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
         Error::Denied(denied) => super::refusal_status(denied),
         Error::RateLimited { .. } | Error::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
         Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -58,6 +59,12 @@ mod tests {
             (Error::BadInput("bad".into()), 400, "BAD_USER_INPUT", None),
             (Error::NotFound("none".into()), 404, "NOT_FOUND", None),
             (Error::TooLarge("big".into()), 413, "PAYLOAD_TOO_LARGE", None),
+            (
+                Error::KeyReused("again".into()),
+                422,
+                "IDEMPOTENCY_KEY_REUSED",
+                None,
+            ),
             (
                 Error::Denied(Denied::Unauthenticated {
                     reason: "who".into(),

@@ -38,6 +38,10 @@ pub async fn push(req: &Request, body: Body, state: Data<&AppState>) -> Response
             "the body's Content-Encoding is not read here: send it gzipped or plain".to_string(),
         );
     };
+    let key = match idempotency_key(text(header::HeaderName::from_static(IDEMPOTENCY_KEY))) {
+        Ok(key) => key,
+        Err(refused) => return error::response(service::Error::BadInput(refused)),
+    };
     let Ok(bytes) = body.into_bytes_limit(MAX_BODY_BYTES).await else {
         return refusal(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -46,23 +50,59 @@ pub async fn push(req: &Request, body: Body, state: Data<&AppState>) -> Response
             ),
         );
     };
-    match service::push_polls(&state, &caller, bytes, format, encoding).await {
-        Ok(pushed) => json(
-            StatusCode::OK,
-            serde_json::json!({
-                "load": pushed.record.id,
-                "received": pushed.record.rows_read,
-                "accepted": pushed.accepted(),
-                "duplicates": pushed.duplicates(),
-                "rejected": pushed.rejected.iter().map(|r| serde_json::json!({
-                    "line": r.line, "reason": r.reason, "raw": r.raw,
-                })).collect::<Vec<_>>(),
-                "dataVersion": pushed.data_version,
-                "newestPoll": pushed.newest_poll.and_then(crate::domain::Timestamp::to_datetime),
-            }),
+    match service::push_polls(&state, &caller, bytes, format, encoding, key).await {
+        Ok(pushed) => replayed(
+            pushed.replayed,
+            json(
+                StatusCode::OK,
+                serde_json::json!({
+                    "load": pushed.record.id,
+                    "received": pushed.record.rows_read,
+                    "accepted": pushed.accepted(),
+                    "duplicates": pushed.duplicates(),
+                    "rejected": pushed.rejected.iter().map(|r| serde_json::json!({
+                        "line": r.line, "reason": r.reason, "raw": r.raw,
+                    })).collect::<Vec<_>>(),
+                    "dataVersion": pushed.data_version,
+                    "newestPoll": pushed.newest_poll.and_then(crate::domain::Timestamp::to_datetime),
+                }),
+            ),
         ),
         Err(failed) => error::response(failed),
     }
+}
+
+/// The header of the IETF Idempotency-Key draft.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// The key of an `Idempotency-Key` header: a structured-field string (`"…"`; a bare token
+/// is taken too), 1 to 255 printable ASCII characters.
+fn idempotency_key(header: Option<&str>) -> Result<Option<String>, String> {
+    let Some(value) = header else {
+        return Ok(None);
+    };
+    let value = value.trim();
+    let key = value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value);
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+        return Err(
+            "Idempotency-Key must be a quoted string of 1 to 255 printable ASCII characters".to_string(),
+        );
+    }
+    Ok(Some(key.to_string()))
+}
+
+/// Says so on an answer read back for a batch sent again with its idempotency key.
+fn replayed(replayed: bool, mut response: Response) -> Response {
+    if replayed {
+        response.headers_mut().insert(
+            "idempotent-replayed",
+            poem::http::HeaderValue::from_static("true"),
+        );
+    }
+    response
 }
 
 /// A refusal before the service is asked, in the shape of [`error::response`]'s.

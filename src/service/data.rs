@@ -3,11 +3,14 @@
 use chrono::{DateTime, Utc};
 
 use crate::db::history::{self, PruningRecord};
+use crate::db::idempotency::IdempotencyKey;
 use crate::db::loads::{self, LoadRecord, Tally};
 use crate::db::polls::PollSelection;
+use crate::db::push::{self, PushAnswer};
 use crate::db::reload::Reload;
 use crate::db::removal;
 use crate::domain::Timestamp;
+use crate::input::push::NAME;
 use crate::input::{DataFiles, Rejected};
 
 use super::auth::Caller;
@@ -175,6 +178,8 @@ pub struct PushOutcome {
     pub data_version: i64,
     /// The newest poll stored after it.
     pub newest_poll: Option<Timestamp>,
+    /// The answer of the same batch sent before with the same idempotency key.
+    pub replayed: bool,
 }
 
 impl PushOutcome {
@@ -190,22 +195,39 @@ impl PushOutcome {
 }
 
 /// Stores a pushed batch of polls (operators): read as the status file is, stored whole in
-/// one transaction, recorded as a load `push by <caller>`.
+/// one transaction, recorded as a load `push by <caller>`. With an `Idempotency-Key`, the
+/// same batch sent again within a day gets the first one's answer; another batch with that
+/// key is refused.
 pub async fn push_polls(
     state: &AppState,
     caller: &Caller,
     body: bytes::Bytes,
     format: crate::input::push::BatchFormat,
     encoding: crate::input::push::Encoding,
+    idempotency_key: Option<String>,
 ) -> Result<PushOutcome> {
     use crate::input::push::{BatchError, read_batch};
+    use sha2::Digest;
+    let key = idempotency_key.map(|key| IdempotencyKey {
+        principal: caller
+            .token
+            .as_ref()
+            .map_or("anonymous".to_string(), |t| t.id.to_string()),
+        key,
+        fingerprint: hex::encode(
+            sha2::Sha256::new()
+                .chain_update([format as u8, encoding as u8])
+                .chain_update(&body)
+                .finalize(),
+        ),
+    });
     let times = crate::input::data::PollTimes::now(state.guard.max_clock_skew);
     let read = tokio::task::spawn_blocking(move || read_batch(&body, format, encoding, times)).await?;
     let data = read.map_err(|e| match e {
         BatchError::TooLarge(message) => Error::TooLarge(message),
         BatchError::Unreadable(message) => Error::BadInput(message),
     })?;
-    store_batch(state, caller, data).await
+    store_batch(state, caller, data, key.as_ref()).await
 }
 
 /// Stores polls given one by one (`recordPolls`, operators): store id, whether active, when.
@@ -230,7 +252,7 @@ pub async fn record_polls(
         )
     });
     let data = read_list(listed, times);
-    store_batch(state, caller, data).await
+    store_batch(state, caller, data, None).await
 }
 
 /// Stores a batch read from a push, recorded as the load `push by <caller>`.
@@ -238,13 +260,31 @@ async fn store_batch(
     state: &AppState,
     caller: &Caller,
     mut data: crate::input::InputData,
+    key: Option<&IdempotencyKey>,
 ) -> Result<PushOutcome> {
-    let pushed = crate::db::push::push(&state.work, &mut data, &format!("push by {caller}")).await?;
-    let outcome = PushOutcome {
-        record: pushed.record,
-        rejected: std::mem::take(&mut data.rejected),
-        data_version: pushed.data_version,
-        newest_poll: pushed.newest_poll,
+    let answer = push::push(&state.work, &mut data, &format!("push by {caller}"), key).await?;
+    let outcome = match answer {
+        PushAnswer::Stored(pushed) => PushOutcome {
+            record: pushed.record,
+            rejected: std::mem::take(&mut data.rejected),
+            data_version: pushed.data_version,
+            newest_poll: pushed.newest_poll,
+            replayed: false,
+        },
+        PushAnswer::Replayed(pushed) => PushOutcome {
+            rejected: loads::rejected_of(&state.db, pushed.record.id, NAME, pushed.record.rows_rejected)
+                .await?,
+            record: pushed.record,
+            data_version: pushed.data_version,
+            newest_poll: pushed.newest_poll,
+            replayed: true,
+        },
+        PushAnswer::KeyReused => {
+            return Err(Error::KeyReused(
+                "this Idempotency-Key came with another batch before: send a new key with a new batch"
+                    .to_string(),
+            ));
+        }
     };
     tracing::info!(
         caller = %caller,
@@ -253,6 +293,7 @@ async fn store_batch(
         accepted = outcome.accepted(),
         duplicates = outcome.duplicates(),
         rejected = outcome.record.rows_rejected,
+        replayed = outcome.replayed,
         "polls pushed"
     );
     Ok(outcome)

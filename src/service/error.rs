@@ -26,6 +26,9 @@ pub enum Error {
     /// More than one request may carry: a batch over its cap, named in the message (HTTP
     /// 413, `PAYLOAD_TOO_LARGE`).
     TooLarge(String),
+    /// An `Idempotency-Key` sent before with another request (HTTP 422,
+    /// `IDEMPOTENCY_KEY_REUSED`).
+    KeyReused(String),
     /// No usable token, or one whose role may not (HTTP 401 or 403).
     Denied(Denied),
     /// The caller is over its rate limit: retry in `retry_after` (HTTP 429).
@@ -46,7 +49,10 @@ impl Error {
     /// The message a client is shown: never an internal cause, never a server path.
     pub fn message(&self) -> String {
         match self {
-            Error::BadInput(message) | Error::NotFound(message) | Error::TooLarge(message) => message.clone(),
+            Error::BadInput(message)
+            | Error::NotFound(message)
+            | Error::TooLarge(message)
+            | Error::KeyReused(message) => message.clone(),
             Error::RateLimited { message, .. } => message.clone(),
             Error::Denied(denied) => denied.message().to_string(),
             Error::QueueFull { waiting } => format!(
@@ -66,6 +72,7 @@ impl Error {
             Error::BadInput(_)
             | Error::NotFound(_)
             | Error::TooLarge(_)
+            | Error::KeyReused(_)
             | Error::Denied(_)
             | Error::Internal(_) => None,
         }
@@ -82,6 +89,7 @@ impl Error {
             Error::BadInput(_)
             | Error::NotFound(_)
             | Error::TooLarge(_)
+            | Error::KeyReused(_)
             | Error::Denied(_)
             | Error::RateLimited { .. }
             | Error::QueueFull { .. } => {}
