@@ -26,6 +26,13 @@ use crate::{db, graphql, http, jobs, service};
 /// with the database down, sqlx retries connecting until then.
 const API_ACQUIRE_TIMEOUT: Duration = Duration::from_millis(750);
 
+/// Connections of the workers, the reload, maintenance and pushed batches.
+const WORK_CONNECTIONS: u32 = 12;
+
+/// Pushed batches stored at once; more are told to retry (429): the workers and the
+/// maintenance keep the other half of their connections.
+const MAX_PUSHES: usize = WORK_CONNECTIONS as usize / 2;
+
 /// A running store-monitor process.
 pub struct Application {
     local: Option<std::net::SocketAddr>,
@@ -40,7 +47,7 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         // Workers, the reload and maintenance share the first pool; the API has its own,
         // which fails fast (see `db::api_pool`).
-        let pool = db::connect(&settings.database_url, 12).await?;
+        let pool = db::connect(&settings.database_url, WORK_CONNECTIONS).await?;
         let api = db::api_pool(&pool, 16, API_ACQUIRE_TIMEOUT);
         db::queue::setup(&pool)
             .await
@@ -71,6 +78,7 @@ impl Application {
             events,
             max_queued: settings.max_queued_reports,
             subscription_reads: Arc::new(tokio::sync::Semaphore::new(4)),
+            pushes: Arc::new(tokio::sync::Semaphore::new(MAX_PUSHES)),
             finished: Default::default(),
             access,
             trigger_limit: RateLimit::new("triggerReport", settings.trigger_rate),

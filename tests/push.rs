@@ -453,3 +453,130 @@ async fn an_idempotency_key_gets_the_first_answer_back_and_refuses_another_batch
     );
     app.stop().await;
 }
+
+/// Polls stored and loads recorded.
+async fn stored(db: &TestDb) -> (i64, i64) {
+    sqlx::query_as("SELECT (SELECT count(*) FROM polls), (SELECT count(*) FROM data_loads)")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_batch_cut_short_by_a_dropped_connection_or_a_killed_server_leaves_nothing() {
+    use common::child::{ChildServer, serve_args};
+    use tokio::io::AsyncWriteExt;
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+    let reports = tempfile::tempdir().unwrap();
+    let db = TestDb::new().await;
+    let mut batch = format!("{HEADER}\n");
+    for i in 0..20_000 {
+        let (h, m, s) = (i / 3600, i / 60 % 60, i % 60);
+        batch.push_str(&format!(
+            "cut-{},active,2023-01-25 {h:02}:{m:02}:{s:02} UTC\n",
+            i % 500
+        ));
+    }
+    let mut args = serve_args(&db.url, &data, reports.path());
+    args.extend(["--auth".into(), "off".into()]);
+
+    // The client drops the connection halfway through the body.
+    let server = ChildServer::start(env!("CARGO_BIN_EXE_store-monitor"), args.clone());
+    let before = stored(&db).await;
+    let address = server.address.trim_start_matches("http://").to_string();
+    let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "POST /polls HTTP/1.1\r\nhost: {address}\r\ncontent-type: text/csv\r\ncontent-length: {}\r\n\r\n",
+        batch.len()
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket
+        .write_all(&batch.as_bytes()[..batch.len() / 2])
+        .await
+        .unwrap();
+    drop(socket);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(stored(&db).await, before, "nothing of half a batch");
+    let whole = reqwest::Client::new()
+        .post(format!("{}/polls", server.address))
+        .header("content-type", "text/csv")
+        .body(batch.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(whole.status(), 200, "the server goes on");
+    let after_one = stored(&db).await;
+    assert_eq!(after_one.0, before.0 + 20_000);
+    server.terminate();
+
+    // The server's process dies (SIGABRT, as a kill -9 would) just before the batch commits.
+    let mut doomed = ChildServer::start_with_env(
+        env!("CARGO_BIN_EXE_store-monitor"),
+        args,
+        [("STORE_MONITOR_FAILPOINT", "push-before-commit")],
+    );
+    let other: String = batch.replace("cut-", "killed-");
+    let cut = reqwest::Client::new()
+        .post(format!("{}/polls", doomed.address))
+        .header("content-type", "text/csv")
+        .body(other)
+        .send()
+        .await;
+    assert!(cut.is_err(), "no answer from a dead server: {cut:?}");
+    let status = doomed.child.wait().unwrap();
+    assert!(!status.success());
+    assert_eq!(
+        stored(&db).await,
+        after_one,
+        "nothing of the batch it was storing"
+    );
+}
+
+#[tokio::test]
+async fn pushes_over_capacity_are_told_to_retry_at_once_and_the_api_goes_on() {
+    use common::child::{ChildServer, serve_args};
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+    let reports = tempfile::tempdir().unwrap();
+    let db = TestDb::new().await;
+    let mut args = serve_args(&db.url, &data, reports.path());
+    args.extend(["--auth".into(), "off".into()]);
+    // Every batch stalls once it holds its place: six fill the server.
+    let mut server = ChildServer::start_with_env(
+        env!("CARGO_BIN_EXE_store-monitor"),
+        args,
+        [("STORE_MONITOR_FAILPOINT", "push-stall")],
+    );
+    let client = reqwest::Client::new();
+    let one = |i: usize| {
+        client
+            .post(format!("{}/polls", server.address))
+            .header("content-type", "text/csv")
+            .body(format!("{HEADER}\nfull-{i},active,2023-01-25 10:00:00 UTC\n"))
+            .send()
+    };
+    let stalled: Vec<_> = (0..6).map(|i| tokio::spawn(one(i))).collect();
+    server
+        .logged("failpoint reached: stalling", std::time::Duration::from_secs(10))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let refused = one(6).await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "answered at once"
+    );
+    let status = client
+        .get(format!("{}/readyz", server.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status.status(), 200, "the API's own connections are untouched");
+    for s in stalled {
+        s.abort();
+    }
+    // Its stalled batches would hold a graceful stop for its whole grace period.
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+}

@@ -262,6 +262,14 @@ async fn store_batch(
     mut data: crate::input::InputData,
     key: Option<&IdempotencyKey>,
 ) -> Result<PushOutcome> {
+    let Ok(_storing) = state.pushes.try_acquire() else {
+        return Err(Error::RateLimited {
+            message: "the server is storing as many pushed batches as it stores at once: retry in a second"
+                .to_string(),
+            retry_after: std::time::Duration::from_secs(1),
+        });
+    };
+    crate::failpoint::stall("push-stall").await;
     let answer = push::push(&state.work, &mut data, &format!("push by {caller}"), key).await?;
     let outcome = match answer {
         PushAnswer::Stored(pushed) => PushOutcome {

@@ -59,6 +59,8 @@ pub struct AppState {
     pub(crate) max_queued: usize,
     /// Subscriptions' first reads at once (see `followed_report`).
     pub(crate) subscription_reads: Arc<tokio::sync::Semaphore>,
+    /// Pushed batches stored at once: they take the workers' connections, half at most.
+    pub(crate) pushes: Arc<tokio::sync::Semaphore>,
     /// Reports that are finished (COMPLETE, FAILED, CANCELLED) never change again: kept
     /// here, they are read without a query.
     pub(crate) finished: FinishedReports,
