@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use crate::commands;
 use crate::commands::generate::GenerateArgs;
 use crate::commands::ingest::IngestArgs;
+use crate::commands::push::PushArgs;
 use crate::commands::report::ReportArgs;
 use crate::commands::reset_db::ResetDbArgs;
 use crate::commands::serve::{ServeArgs, WorkArgs};
@@ -35,6 +36,14 @@ enum Command {
     /// hours and time zones replace the stored ones. A file unchanged since its last load
     /// is skipped. Rejected rows are printed (the first few) and stored (all).
     Ingest(IngestArgs),
+    /// Send status files to a server's POST /polls, in batches, several at once.
+    ///
+    /// For a polling system that keeps its results as CSV files (or to move polls between
+    /// servers). Each batch carries an Idempotency-Key made from its bytes: pushing the same
+    /// files again stores nothing twice. Busy answers (429, 503) and lost connections are
+    /// retried; a batch the server refuses stops the push with the reason. Prints the
+    /// totals, and a progress line on a terminal.
+    Push(PushArgs),
     /// Write a realistic, deterministic store_status.csv for the bundled stores.
     ///
     /// Business hours and time zones are the real ones of the 2023 data set (--hours,
@@ -90,6 +99,7 @@ pub async fn run(cli: Cli, env_file: Option<crate::envfile::EnvFile>) -> anyhow:
         }
         Command::Report(args) => commands::report::run(&args).await,
         Command::Ingest(args) => commands::ingest::run(&args).await,
+        Command::Push(args) => commands::push::run(&args).await,
         Command::Generate(args) => commands::generate::run(&args.plan()),
         Command::Token(args) => commands::token::run(&args).await,
         Command::ResetDb(args) => commands::reset_db::run(&args).await,

@@ -580,3 +580,53 @@ async fn pushes_over_capacity_are_told_to_retry_at_once_and_the_api_goes_on() {
     server.child.kill().unwrap();
     server.child.wait().unwrap();
 }
+
+async fn push_command(app: &TestApp, token: &str, file: &Path) -> String {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_store-monitor"))
+        .args(["push", "--url", &app.address, "--batch", "1000", "--clients", "3"])
+        .arg(file)
+        .env("STORE_MONITOR_TOKEN", token)
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{said}");
+    said
+}
+
+#[tokio::test]
+async fn the_push_command_sends_a_file_in_batches_and_again_stores_nothing_twice() {
+    let (whole, empty) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let rows = whole_data_set(whole.path());
+    for file in ["menu_hours.csv", "timezones.csv"] {
+        std::fs::copy(whole.path().join(file), empty.path().join(file)).unwrap();
+    }
+    std::fs::write(empty.path().join("store_status.csv"), format!("{HEADER}\n")).unwrap();
+    let db = TestDb::new().await;
+    let operator = create_token(&db, "operator", "poller");
+    let app = TestApp::spawn_adjusted(&db, empty.path(), 0, true, None, |s| {
+        s.auth = Some(store_monitor::settings::AuthMode::Required);
+    })
+    .await;
+    let status = whole.path().join("store_status.csv");
+    let said = push_command(&app, &operator, &status).await;
+    let unique = stored(&db).await.0;
+    assert!(
+        said.contains(&format!("{} polls sent", rows.len())) && said.contains(&format!("{unique} new")),
+        "{said}"
+    );
+    let again = push_command(&app, &operator, &status).await;
+    assert!(
+        again.contains("0 new") || again.contains("were sent before"),
+        "{again}"
+    );
+    assert_eq!(stored(&db).await.0, unique, "nothing stored twice");
+    for interpolation in [Interpolation::Nearest, Interpolation::ForwardFill] {
+        assert_eq!(
+            from_db(&db, interpolation).await,
+            from_files(whole.path(), interpolation),
+            "{interpolation:?}"
+        );
+    }
+    app.stop().await;
+}

@@ -5,6 +5,7 @@
 pub(crate) mod args;
 pub(crate) mod generate;
 pub(crate) mod ingest;
+pub(crate) mod push;
 pub(crate) mod report;
 pub(crate) mod reset_db;
 pub(crate) mod serve;
