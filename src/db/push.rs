@@ -275,7 +275,8 @@ async fn insert_polls(
 }
 
 /// Notes each store's span for `tidy_edges` and marks the stored polls in it and the two
-/// around it as edges (as `polls::mark_around_changes` does for a load).
+/// around it as edges (as `polls::mark_around_changes` does for a load; materialized so
+/// that the bounds reach the key, not only a filter).
 async fn mark_around(
     db: impl PgExecutor<'_>,
     store: &[i32],
@@ -285,14 +286,15 @@ async fn mark_around(
     sqlx::query(
         "WITH noted AS (INSERT INTO edge_work (store, lo, hi)
                         SELECT * FROM unnest($1::integer[], $2::timestamptz[], $3::timestamptz[])
-                        RETURNING store, lo, hi)
-         UPDATE polls p SET edge = true
-         FROM (SELECT t.store, coalesce(b.at, t.lo) AS lo, coalesce(a.at, t.hi) AS hi
-               FROM noted t
-               LEFT JOIN LATERAL (SELECT at FROM polls WHERE store = t.store AND at < t.lo
-                                  ORDER BY at DESC LIMIT 1) b ON true
-               LEFT JOIN LATERAL (SELECT at FROM polls WHERE store = t.store AND at > t.hi
-                                  ORDER BY at LIMIT 1) a ON true) s
+                        RETURNING store, lo, hi),
+              s AS MATERIALIZED (
+                  SELECT t.store, coalesce(b.at, t.lo) AS lo, coalesce(a.at, t.hi) AS hi
+                  FROM noted t
+                  LEFT JOIN LATERAL (SELECT at FROM polls WHERE store = t.store AND at < t.lo
+                                     ORDER BY at DESC LIMIT 1) b ON true
+                  LEFT JOIN LATERAL (SELECT at FROM polls WHERE store = t.store AND at > t.hi
+                                     ORDER BY at LIMIT 1) a ON true)
+         UPDATE polls p SET edge = true FROM s
          WHERE p.store = s.store AND p.at >= s.lo AND p.at <= s.hi AND NOT p.edge",
     )
     .bind(store)
