@@ -93,14 +93,6 @@ pub(crate) async fn lock_shared(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
         .map(drop)
 }
 
-/// Takes the lock of [`lock`] if no load holds it; `false` if one does.
-pub(crate) async fn try_lock(db: impl PgExecutor<'_>) -> sqlx::Result<bool> {
-    sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-        .bind(LOAD_LOCK)
-        .fetch_one(db)
-        .await
-}
-
 /// The file of the last load of a kind that left the data as that file says.
 #[derive(Clone, Debug, PartialEq, Eq, FromRow)]
 pub(crate) struct GoodFile {

@@ -1,5 +1,5 @@
 //! `POST /polls`: a batch of polls pushed as they happen, as `text/csv` (the status file's
-//! columns, header first) or `application/x-ndjson`, plain or gzipped.
+//! columns, header first) or `application/x-ndjson`, plain, gzip or zstd.
 
 use poem::http::{StatusCode, header};
 use poem::web::Data;
@@ -10,8 +10,9 @@ use crate::domain::access::Action;
 use crate::input::push::{BatchFormat, Encoding, MAX_BODY_BYTES, MAX_POLLS};
 use crate::service::{self, AppState};
 
-/// Stores the batch and answers what came of it: `received` (rows), `accepted` (new polls), `duplicates`,
-/// `rejected` (each with its line and reason), the new `dataVersion` and `newestPoll`.
+/// Stores the batch and answers what came of it: `received` (rows), `accepted` (new
+/// polls), `duplicates`, `rejected` (each with its line and reason), the new `dataVersion`
+/// and `newestPoll`.
 #[handler]
 pub async fn push(req: &Request, body: Body, state: Data<&AppState>) -> Response {
     let caller = match super::allowed(req, &state, Action::PushPolls).await {
@@ -35,7 +36,7 @@ pub async fn push(req: &Request, body: Body, state: Data<&AppState>) -> Response
     let Some(encoding) = Encoding::of_header(text(header::CONTENT_ENCODING)) else {
         return refusal(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "the body's Content-Encoding is not read here: send it gzipped or plain".to_string(),
+            "the body's Content-Encoding is not read here: send it plain, gzip or zstd".to_string(),
         );
     };
     let key = match idempotency_key(text(header::HeaderName::from_static(IDEMPOTENCY_KEY))) {

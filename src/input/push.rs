@@ -1,5 +1,5 @@
 //! Polls pushed to the server (`POST /polls`, `recordPolls`): a batch read from a request
-//! body as the status file is read, each bad row rejected with its line and reason while the
+//! body (plain, gzip or zstd) as the status file is read, each bad row rejected with its line and reason while the
 //! good ones go on. No I/O: the body is in memory, within [`MAX_BODY_BYTES`].
 
 use std::io::Read;
@@ -51,6 +51,7 @@ impl BatchFormat {
 pub enum Encoding {
     Identity,
     Gzip,
+    Zstd,
 }
 
 impl Encoding {
@@ -62,6 +63,7 @@ impl Encoding {
             Some(v) if v.eq_ignore_ascii_case("gzip") || v.eq_ignore_ascii_case("x-gzip") => {
                 Some(Encoding::Gzip)
             }
+            Some(v) if v.eq_ignore_ascii_case("zstd") => Some(Encoding::Zstd),
             Some(_) => None,
         }
     }
@@ -92,7 +94,13 @@ pub fn read_batch(
     let body = match encoding {
         Encoding::Identity => body,
         Encoding::Gzip => {
-            inflated = gunzip(body)?;
+            inflated = inflate(flate2::read::MultiGzDecoder::new(body), "gzip")?;
+            &inflated[..]
+        }
+        Encoding::Zstd => {
+            let decoder =
+                zstd::stream::read::Decoder::new(body).map_err(|_| BatchError::Unreadable(broken("zstd")))?;
+            inflated = inflate(decoder, "zstd")?;
             &inflated[..]
         }
     };
@@ -131,17 +139,18 @@ pub fn read_list<'a>(polls: impl Iterator<Item = (&'a str, bool, String)>, times
     data
 }
 
-fn gunzip(body: &[u8]) -> Result<Vec<u8>, BatchError> {
+fn broken(encoding: &str) -> String {
+    format!("the body is not a valid {encoding} stream (Content-Encoding: {encoding})")
+}
+
+/// The body decompressed, within [`MAX_BODY_BYTES`] (a small body may unpack to gigabytes).
+fn inflate(decoder: impl Read, encoding: &str) -> Result<Vec<u8>, BatchError> {
     let mut out = Vec::new();
-    let read = flate2::read::MultiGzDecoder::new(body)
-        .take(MAX_BODY_BYTES as u64 + 1)
-        .read_to_end(&mut out);
+    let read = decoder.take(MAX_BODY_BYTES as u64 + 1).read_to_end(&mut out);
     match read {
-        Err(_) => Err(BatchError::Unreadable(
-            "the body is not a valid gzip stream (Content-Encoding: gzip)".to_string(),
-        )),
+        Err(_) => Err(BatchError::Unreadable(broken(encoding))),
         Ok(n) if n > MAX_BODY_BYTES => Err(BatchError::TooLarge(format!(
-            "the body is over {MAX_BODY_BYTES} bytes once unzipped; one batch may have at most {MAX_POLLS} polls: split it"
+            "the body is over {MAX_BODY_BYTES} bytes once unpacked; one batch may have at most {MAX_POLLS} polls: split it"
         ))),
         Ok(_) => Ok(out),
     }
@@ -252,6 +261,29 @@ mod tests {
             PollTimes::default(),
         );
         assert!(matches!(refused, Err(BatchError::Unreadable(_))));
+        let refused = read_batch(
+            b"not zstd",
+            BatchFormat::Csv,
+            Encoding::Zstd,
+            PollTimes::default(),
+        );
+        assert!(matches!(refused, Err(BatchError::Unreadable(_))));
+    }
+
+    #[test]
+    fn zstd_and_gzip_bodies_read_as_plain_ones_and_a_bomb_is_too_large() {
+        let csv = "store_id,status,timestamp_utc\n1,active,2023-01-25 18:00:00 UTC\n";
+        let zstd = zstd::encode_all(csv.as_bytes(), 3).unwrap();
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gzip, csv.as_bytes()).unwrap();
+        for (body, encoding) in [(zstd, Encoding::Zstd), (gzip.finish().unwrap(), Encoding::Gzip)] {
+            let data = read_batch(&body, BatchFormat::Csv, encoding, PollTimes::default()).unwrap();
+            assert_eq!(data.poll_count(), 1, "{encoding:?}");
+        }
+        let bomb = zstd::encode_all(&vec![b'\n'; MAX_BODY_BYTES + 10][..], 3).unwrap();
+        assert!(bomb.len() < 10_000);
+        let refused = read_batch(&bomb, BatchFormat::Csv, Encoding::Zstd, PollTimes::default());
+        assert!(matches!(refused, Err(BatchError::TooLarge(_))), "{refused:?}");
     }
 
     #[test]
@@ -285,6 +317,7 @@ mod tests {
         assert_eq!(BatchFormat::of_media_type("application/json"), None);
         assert_eq!(Encoding::of_header(None), Some(Encoding::Identity));
         assert_eq!(Encoding::of_header(Some("GZIP")), Some(Encoding::Gzip));
+        assert_eq!(Encoding::of_header(Some("zstd")), Some(Encoding::Zstd));
         assert_eq!(Encoding::of_header(Some("br")), None);
     }
 }

@@ -2,14 +2,17 @@
 //! runs generously (`migrations/…_edges_marked_generously.sql`); this makes the marks they
 //! noted exact again, a few thousand stores a transaction under the load lock, so that
 //! reports read only the polls that change a figure. Reports are right either way: it only
-//! keeps them from reading more than they need. One process at a time (the lock); one that
-//! finds a load running leaves the work to the next tick.
+//! keeps them from reading more than they need. One process at a time (the lock). It waits
+//! for the load lock up to a few seconds: pushed batches hold it shared and come back to
+//! back, and a waiting tidy makes new ones queue behind it (PostgreSQL grants no lock past
+//! a waiter), so it gets its turn; a reload that holds it longer leaves the work to the
+//! next tick.
 
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::db::{Pool, loads, polls};
+use crate::db::{Pool, history, loads, polls};
 
 /// How often it runs.
 const EVERY: Duration = Duration::from_secs(60);
@@ -18,14 +21,27 @@ const EVERY: Duration = Duration::from_secs(60);
 /// as a load waits for it.
 const STORES_PER_TRANSACTION: i64 = 5_000;
 
-/// Tidies every span noted; returns how many stores' spans (0 when a load held the lock).
+/// How long it waits for the load lock before leaving the work to the next tick.
+const LOCK_WAIT_MS: i64 = 5_000;
+
+/// PostgreSQL's `lock_not_available`: the wait ran out.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+
+/// Tidies every span noted; returns how many stores' spans (fewer when a load held the
+/// lock too long).
 pub async fn tidy(pool: &Pool) -> anyhow::Result<u64> {
     let mut stores = 0;
     loop {
         let mut tx = pool.begin().await?;
-        if !loads::try_lock(&mut *tx).await? {
-            return Ok(stores);
+        history::lock_timeout(&mut *tx, LOCK_WAIT_MS).await?;
+        match loads::lock(&mut *tx).await {
+            Ok(()) => {}
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(LOCK_NOT_AVAILABLE) => {
+                return Ok(stores);
+            }
+            Err(e) => return Err(e.into()),
         }
+        history::lock_timeout(&mut *tx, 0).await?;
         let tidied = polls::tidy_edges(&mut tx, STORES_PER_TRANSACTION).await?;
         tx.commit().await?;
         stores += tidied;
