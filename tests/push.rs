@@ -644,3 +644,90 @@ async fn the_push_command_sends_a_file_in_batches_and_again_stores_nothing_twice
     }
     app.stop().await;
 }
+
+/// Triggers a report as of `as_of` and waits until it is COMPLETE; its id.
+async fn complete_report(app: &TestApp, as_of: &str) -> uuid::Uuid {
+    let trigger = "mutation($a: DateTime) { triggerReport(input: { asOf: $a }) { id } }";
+    let answer = app.graphql(trigger, serde_json::json!({ "a": as_of })).await;
+    let id = answer["data"]["triggerReport"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for _ in 0..600 {
+        let status = app
+            .graphql(
+                "query($id: ID!) { report(id: $id) { status } }",
+                serde_json::json!({ "id": id }),
+            )
+            .await;
+        if status["data"]["report"]["status"] == "COMPLETE" {
+            return id.parse().unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("report {id} did not complete");
+}
+
+/// The data version a report was computed on, and the report whose result it has.
+async fn computed_from(db: &TestDb, id: uuid::Uuid) -> (i64, uuid::Uuid) {
+    sqlx::query_as("SELECT data_version, result_of FROM reports WHERE id = $1")
+        .bind(id)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_pushed_batch_is_announced_and_no_report_is_reused_across_it() {
+    use common::socket::Socket;
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(&db, &data, 1).await;
+    let as_of = "2023-01-25T18:13:22Z";
+    let before = complete_report(&app, as_of).await;
+    let again = complete_report(&app, as_of).await;
+    assert_eq!(
+        computed_from(&db, again).await.1,
+        before,
+        "equal data: the result is reused"
+    );
+
+    let mut socket = Socket::open(&app.address, serde_json::json!({})).await;
+    socket.expect_ack().await;
+    socket
+        .subscribe(
+            "1",
+            "subscription { dataset { dataVersion } }",
+            serde_json::json!({}),
+        )
+        .await;
+    socket
+        .subscribe("ready", "{ __typename }", serde_json::json!({}))
+        .await;
+    while socket.next().await.unwrap()["id"] != "ready" {}
+    assert_eq!(socket.next().await.unwrap()["type"], "complete");
+
+    let batch = format!("{HEADER}\n1481966498820158979,inactive,2023-01-25 18:00:00 UTC\n");
+    let answer = pushed_anonymously(&app, batch).await;
+    assert_eq!(answer["accepted"], 1, "{answer}");
+    let heard = socket.next().await.unwrap();
+    assert_eq!(
+        heard["payload"]["data"]["dataset"]["dataVersion"], answer["dataVersion"],
+        "{heard}"
+    );
+
+    let after = complete_report(&app, as_of).await;
+    let (version, result) = computed_from(&db, after).await;
+    assert_eq!(
+        result, after,
+        "computed anew, not the result from before the push"
+    );
+    assert_eq!(serde_json::json!(version), answer["dataVersion"]);
+    app.stop().await;
+}
+
+async fn pushed_anonymously(app: &TestApp, body: String) -> serde_json::Value {
+    let response = push(app, None, "text/csv", body).await;
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
