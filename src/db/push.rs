@@ -7,17 +7,16 @@
 //! A batch is small next to a file, and the server's answer waits for it: it goes in a few
 //! statements, its values bound as arrays, no staging tables. A poll stored already is left
 //! as it is (`ON CONFLICT DO NOTHING`); edges are marked as a load marks them
-//! (`polls::mark_around_changes`), around each store's span in the batch.
+//! (`polls::mark_around_pushed`), around each store's span in the batch.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor};
 
-use super::Pool;
-use super::history;
 use super::idempotency::{self, IdempotencyKey};
 use super::loads::{self, LoadRecord};
+use super::{Pool, history, polls};
 use crate::domain::Timestamp;
 use crate::domain::history::weeks_of;
 use crate::domain::load::Outcome;
@@ -64,7 +63,8 @@ pub async fn push(
     let prepared = data.prepare();
     let stores: Vec<_> = prepared.stores().filter(|s| !s.polls.is_empty()).collect();
     loads::lock_shared(&mut *tx).await?;
-    probe_by_key(&mut *tx).await?;
+    // A batch touches few polls of many: every read goes by the key.
+    polls::probe_by_key(&mut *tx).await?;
     let mut inserted = 0;
     if !stores.is_empty() {
         let weeks = weeks_of(stores.iter().flat_map(|s| s.polls.iter().map(|p| p.at)));
@@ -87,7 +87,7 @@ pub async fn push(
         }
         inserted = insert_polls(&mut *tx, &store, &at, &active).await?;
         if inserted > 0 {
-            mark_around(&mut *tx, &span_store, &lo, &hi).await?;
+            polls::mark_around_pushed(&mut *tx, &span_store, &lo, &hi).await?;
         }
     }
     let mut record = LoadRecord::failed(FileKind::Status, std::path::Path::new(source), String::new());
@@ -144,17 +144,6 @@ async fn replay(conn: &mut PgConnection, key: &IdempotencyKey) -> sqlx::Result<P
 /// A poll's instant as bound; polls are read within years 2000 to 9999, always in range.
 fn instant(at: Timestamp) -> DateTime<Utc> {
     at.to_datetime().unwrap_or_default()
-}
-
-/// Reads go by the key: a batch touches few polls of many (see `polls::probe_by_key`).
-async fn probe_by_key(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
-    sqlx::query(
-        "SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true),
-                set_config('jit', 'off', true)",
-    )
-    .execute(db)
-    .await
-    .map(drop)
 }
 
 /// The key of each store, adding the new ones (with their first poll) and moving stored
@@ -272,35 +261,4 @@ async fn insert_polls(
     .execute(db)
     .await
     .map(|r| r.rows_affected())
-}
-
-/// Notes each store's span for `tidy_edges` and marks the stored polls in it and the two
-/// around it as edges (as `polls::mark_around_changes` does for a load; materialized so
-/// that the bounds reach the key, not only a filter).
-async fn mark_around(
-    db: impl PgExecutor<'_>,
-    store: &[i32],
-    lo: &[DateTime<Utc>],
-    hi: &[DateTime<Utc>],
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "WITH noted AS (INSERT INTO edge_work (store, lo, hi)
-                        SELECT * FROM unnest($1::integer[], $2::timestamptz[], $3::timestamptz[])
-                        RETURNING store, lo, hi),
-              s AS MATERIALIZED (
-                  SELECT t.store, coalesce(b.at, t.lo) AS lo, coalesce(a.at, t.hi) AS hi
-                  FROM noted t
-                  LEFT JOIN LATERAL (SELECT at FROM polls WHERE store = t.store AND at < t.lo
-                                     ORDER BY at DESC LIMIT 1) b ON true
-                  LEFT JOIN LATERAL (SELECT at FROM polls WHERE store = t.store AND at > t.hi
-                                     ORDER BY at LIMIT 1) a ON true)
-         UPDATE polls p SET edge = true FROM s
-         WHERE p.store = s.store AND p.at >= s.lo AND p.at <= s.hi AND NOT p.edge",
-    )
-    .bind(store)
-    .bind(lo)
-    .bind(hi)
-    .execute(db)
-    .await
-    .map(drop)
 }
