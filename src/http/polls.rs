@@ -26,16 +26,12 @@ pub async fn push(req: &Request, body: Body, state: Data<&AppState>) -> Response
     };
     let content_type = text(header::CONTENT_TYPE).unwrap_or_default();
     let Some(format) = BatchFormat::of_media_type(content_type) else {
-        return refusal(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!(
-                "send the polls as text/csv (the status file's columns, header first) or application/x-ndjson, not {content_type:?}"
-            ),
-        );
+        return unsupported(format!(
+            "send the polls as text/csv (the status file's columns, header first) or application/x-ndjson, not {content_type:?}"
+        ));
     };
     let Some(encoding) = Encoding::of_header(text(header::CONTENT_ENCODING)) else {
-        return refusal(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        return unsupported(
             "the body's Content-Encoding is not read here: send it plain, gzip or zstd".to_string(),
         );
     };
@@ -44,12 +40,9 @@ pub async fn push(req: &Request, body: Body, state: Data<&AppState>) -> Response
         Err(refused) => return error::response(service::Error::BadInput(refused)),
     };
     let Ok(bytes) = body.into_bytes_limit(MAX_BODY_BYTES).await else {
-        return refusal(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "the body is over {MAX_BODY_BYTES} bytes; one batch may have at most {MAX_POLLS} polls: split it"
-            ),
-        );
+        return error::response(service::Error::TooLarge(format!(
+            "the body is over {MAX_BODY_BYTES} bytes; one batch may have at most {MAX_POLLS} polls: split it"
+        )));
     };
     match service::push_polls(&state, &caller, bytes, format, encoding, key).await {
         Ok(pushed) => replayed(
@@ -106,11 +99,12 @@ fn replayed(replayed: bool, mut response: Response) -> Response {
     response
 }
 
-/// A refusal before the service is asked, in the shape of [`error::response`]'s.
-fn refusal(status: StatusCode, message: String) -> Response {
-    let code = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
-        _ => "UNSUPPORTED_MEDIA_TYPE",
-    };
-    json(status, serde_json::json!({ "error": message, "code": code }))
+/// 415: a media type or encoding no batch comes in. The service's errors have no variant
+/// for it (no other door takes bodies it cannot read), so it is answered here, in the shape
+/// of [`error::response`]'s answers.
+fn unsupported(message: String) -> Response {
+    json(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        serde_json::json!({ "error": message, "code": "UNSUPPORTED_MEDIA_TYPE" }),
+    )
 }
