@@ -69,6 +69,14 @@ fn ndjson_body(rows: &[[String; 3]]) -> String {
         .collect()
 }
 
+/// The server on `data`, no report workers, every call needing a token.
+async fn serving_with_tokens(db: &TestDb, data: &Path) -> TestApp {
+    TestApp::spawn_adjusted(db, data, 0, true, None, |s| {
+        s.auth = Some(store_monitor::settings::AuthMode::Required);
+    })
+    .await
+}
+
 async fn push(app: &TestApp, token: Option<&str>, content_type: &str, body: String) -> reqwest::Response {
     let mut request = reqwest::Client::new()
         .post(format!("{}/polls", app.address))
@@ -100,10 +108,7 @@ async fn half_loaded_from_the_file_half_pushed_gives_the_reports_of_the_whole_fi
 
     let db = TestDb::new().await;
     let operator = create_token(&db, "operator", "poller");
-    let app = TestApp::spawn_adjusted(&db, half.path(), 0, true, None, |s| {
-        s.auth = Some(store_monitor::settings::AuthMode::Required);
-    })
-    .await;
+    let app = serving_with_tokens(&db, half.path()).await;
 
     let batches: Vec<&[[String; 3]]> = to_push.chunks(to_push.len() / 5 + 1).collect();
     let mut accepted = 0;
@@ -209,10 +214,7 @@ async fn the_door_refuses_strangers_viewers_other_media_and_oversized_batches() 
     let db = TestDb::new().await;
     let viewer = create_token(&db, "viewer", "reader");
     let operator = create_token(&db, "operator", "poller");
-    let app = TestApp::spawn_adjusted(&db, &data, 0, true, None, |s| {
-        s.auth = Some(store_monitor::settings::AuthMode::Required);
-    })
-    .await;
+    let app = serving_with_tokens(&db, &data).await;
     let one = format!("{HEADER}\n1,active,2023-01-25 10:00:00 UTC\n");
     assert_eq!(push(&app, None, "text/csv", one.clone()).await.status(), 401);
     assert_eq!(
@@ -257,10 +259,7 @@ async fn concurrent_batches_of_the_same_stores_each_poll_stored_once() {
     std::fs::write(empty.path().join("store_status.csv"), format!("{HEADER}\n")).unwrap();
     let db = TestDb::new().await;
     let operator = create_token(&db, "operator", "poller");
-    let app = TestApp::spawn_adjusted(&db, empty.path(), 0, true, None, |s| {
-        s.auth = Some(store_monitor::settings::AuthMode::Required);
-    })
-    .await;
+    let app = serving_with_tokens(&db, empty.path()).await;
 
     // Four clients, each pushing every batch (in its own order): each poll is sent four
     // times, at once, and must be stored once.
@@ -327,10 +326,7 @@ async fn record_polls_stores_a_small_batch_and_answers_as_the_rest_door_does() {
     let db = TestDb::new().await;
     let viewer = create_token(&db, "viewer", "reader");
     let operator = create_token(&db, "operator", "poller");
-    let app = TestApp::spawn_adjusted(&db, &data, 0, true, None, |s| {
-        s.auth = Some(store_monitor::settings::AuthMode::Required);
-    })
-    .await;
+    let app = serving_with_tokens(&db, &data).await;
     let record = "mutation($p: [PollInput!]!) { recordPolls(polls: $p) {
         received accepted duplicates rejected { line reason } dataVersion newestPoll load { file rowsInserted } } }";
     let polls = serde_json::json!([
@@ -391,10 +387,7 @@ async fn an_idempotency_key_gets_the_first_answer_back_and_refuses_another_batch
     let db = TestDb::new().await;
     let operator = create_token(&db, "operator", "poller");
     let other = create_token(&db, "operator", "another poller");
-    let app = TestApp::spawn_adjusted(&db, &data, 0, true, None, |s| {
-        s.auth = Some(store_monitor::settings::AuthMode::Required);
-    })
-    .await;
+    let app = serving_with_tokens(&db, &data).await;
     let batch =
         format!("{HEADER}\nkeyed,active,2023-01-25 18:20:00 UTC\nkeyed,sleeping,2023-01-25 18:30:00 UTC\n");
     let first = push_with_key(&app, &operator, "batch-1", batch.clone()).await;
@@ -618,10 +611,7 @@ async fn the_push_command_sends_a_file_in_batches_and_again_stores_nothing_twice
     std::fs::write(empty.path().join("store_status.csv"), format!("{HEADER}\n")).unwrap();
     let db = TestDb::new().await;
     let operator = create_token(&db, "operator", "poller");
-    let app = TestApp::spawn_adjusted(&db, empty.path(), 0, true, None, |s| {
-        s.auth = Some(store_monitor::settings::AuthMode::Required);
-    })
-    .await;
+    let app = serving_with_tokens(&db, empty.path()).await;
     let status = whole.path().join("store_status.csv");
     let said = push_command(&app, &operator, &status).await;
     let unique = stored(&db).await.0;
