@@ -246,6 +246,13 @@ async fn the_door_refuses_strangers_viewers_other_media_and_oversized_batches() 
     let told: serde_json::Value = refused.json().await.unwrap();
     assert_eq!(told["code"], "PAYLOAD_TOO_LARGE");
     assert!(told["error"].as_str().unwrap().contains("100000"), "{told}");
+
+    // A body past 16 MiB is refused before it is read whole; the server answers on.
+    let huge = push(&app, Some(&operator), "text/csv", "x".repeat((16 << 20) + 1)).await;
+    assert_eq!(huge.status(), 413);
+    let told: serde_json::Value = huge.json().await.unwrap();
+    assert_eq!(told["code"], "PAYLOAD_TOO_LARGE", "{told}");
+    assert_eq!(push(&app, Some(&operator), "text/csv", one).await.status(), 200);
     app.stop().await;
 }
 

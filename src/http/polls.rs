@@ -108,3 +108,23 @@ fn unsupported(message: String) -> Response {
         serde_json::json!({ "error": message, "code": "UNSUPPORTED_MEDIA_TYPE" }),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idempotency_key_is_a_quoted_string_of_1_to_255_printable_characters() {
+        assert_eq!(idempotency_key(None), Ok(None));
+        assert_eq!(idempotency_key(Some("\"a b\"")), Ok(Some("a b".to_string())));
+        assert_eq!(idempotency_key(Some("bare")), Ok(Some("bare".to_string())));
+        let longest = "k".repeat(255);
+        assert_eq!(
+            idempotency_key(Some(&format!("\"{longest}\""))),
+            Ok(Some(longest.clone()))
+        );
+        assert!(idempotency_key(Some(&format!("\"{longest}k\""))).is_err());
+        assert!(idempotency_key(Some("\"\"")).is_err());
+        assert!(idempotency_key(Some("\"tab\there\"")).is_err());
+    }
+}

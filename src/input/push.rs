@@ -289,9 +289,21 @@ mod tests {
     #[test]
     fn a_batch_over_the_cap_is_too_large_and_says_the_cap() {
         let mut body = String::from("store_id,status,timestamp_utc\n");
-        for i in 0..=MAX_POLLS {
+        for i in 0..MAX_POLLS {
             body.push_str(&format!("{i},active,2023-01-25 18:00:00 UTC\n"));
         }
+        let full = read_batch(
+            body.as_bytes(),
+            BatchFormat::Csv,
+            Encoding::Identity,
+            PollTimes::default(),
+        );
+        assert_eq!(
+            full.unwrap().poll_count() as u64,
+            MAX_POLLS,
+            "the cap itself is a batch"
+        );
+        body.push_str("x,active,2023-01-25 18:00:00 UTC\n");
         let refused = read_batch(
             body.as_bytes(),
             BatchFormat::Csv,
