@@ -109,6 +109,14 @@ async fn half_loaded_from_the_file_half_pushed_gives_the_reports_of_the_whole_fi
     let db = TestDb::new().await;
     let operator = create_token(&db, "operator", "poller");
     let app = serving_with_tokens(&db, half.path()).await;
+    // The load lock held shared, as a push holds it, keeps `tidy_edges` away (it gives up
+    // after 5 s): the first reports below read the pushed polls unmarked, by their spans.
+    let mut tidy_away = db.pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+        .bind(0x0057_01e0_10ad_i64) // db::loads::LOAD_LOCK
+        .execute(&mut *tidy_away)
+        .await
+        .unwrap();
 
     let batches: Vec<&[[String; 3]]> = to_push.chunks(to_push.len() / 5 + 1).collect();
     let mut accepted = 0;
@@ -180,27 +188,45 @@ async fn half_loaded_from_the_file_half_pushed_gives_the_reports_of_the_whole_fi
         "a rejected poll from the future is not the newest"
     );
 
+    let (unmarked, pending) = unmarked_edges(&db).await;
+    assert!(unmarked > 0, "pushed polls go in unmarked");
+    assert_eq!(
+        pending, unmarked,
+        "every unmarked edge is in a noted span or beside one"
+    );
     for interpolation in [Interpolation::Nearest, Interpolation::ForwardFill] {
         assert_eq!(
             from_db(&db, interpolation).await,
             from_files(whole.path(), interpolation),
-            "{interpolation:?}"
+            "{interpolation:?}, spans not tidied"
         );
     }
-    assert_eq!(
-        unmarked_edges(&db).await,
-        0,
-        "every first and last poll of a run is marked"
-    );
+
+    tidy_away.rollback().await.unwrap();
+    store_monitor::jobs::tidy_edges::tidy(&db.pool).await.unwrap();
+    assert_eq!(unmarked_edges(&db).await, (0, 0), "tidied, every edge is marked");
+    for interpolation in [Interpolation::Nearest, Interpolation::ForwardFill] {
+        assert_eq!(
+            from_db(&db, interpolation).await,
+            from_files(whole.path(), interpolation),
+            "{interpolation:?}, tidied"
+        );
+    }
     app.stop().await;
 }
 
-/// Polls that begin or end a run of equal statuses but are not marked as edges.
-async fn unmarked_edges(db: &TestDb) -> i64 {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT edge, active IS DISTINCT FROM lag(active) OVER w
-                                      OR active IS DISTINCT FROM lead(active) OVER w AS exact
-                               FROM polls WINDOW w AS (PARTITION BY store ORDER BY at)) x
+/// Polls that begin or end a run of equal statuses but are not marked as edges, and how
+/// many of those are in a span a push noted or the poll on either side of one.
+async fn unmarked_edges(db: &TestDb) -> (i64, i64) {
+    sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE EXISTS (
+                    SELECT 1 FROM edge_work w WHERE w.store = x.store
+                       AND (x.at BETWEEN w.lo AND w.hi OR (x.at < w.lo AND x.next >= w.lo)
+                            OR (x.at > w.hi AND x.previous <= w.hi))))
+         FROM (SELECT store, at, edge, lag(at) OVER w AS previous, lead(at) OVER w AS next,
+                      active IS DISTINCT FROM lag(active) OVER w
+                      OR active IS DISTINCT FROM lead(active) OVER w AS exact
+               FROM polls WINDOW w AS (PARTITION BY store ORDER BY at)) x
          WHERE exact AND NOT edge",
     )
     .fetch_one(&db.pool)

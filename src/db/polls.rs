@@ -208,54 +208,47 @@ async fn spans_of_removed(db: impl PgExecutor<'_>, selection: &PollSelection) ->
     .map(drop)
 }
 
-/// The statement that notes spans of changed polls in `edge_work` and marks as edges the
-/// stored polls inside each and the two around it: whatever the change did to the runs
-/// there, every first and last poll of a run stays marked. `$spans` is the query of the
-/// spans (store, lo, hi). They are materialized first: bounds computed in the same query
-/// as the update were only a filter, and every poll of each store was read (7.5 s for an
-/// hour appended at 140,000 stores, 1.0 s so).
-macro_rules! mark_around_spans {
-    ($spans:literal) => {
-        concat!(
-            "WITH noted AS (INSERT INTO edge_work (store, lo, hi) ",
-            $spans,
-            " RETURNING store, lo, hi),
-                  s AS MATERIALIZED (
-                      SELECT t.store, coalesce(b.at, t.lo) AS lo, coalesce(a.at, t.hi) AS hi
-                      FROM noted t
-                      LEFT JOIN LATERAL (SELECT at FROM polls WHERE store = t.store AND at < t.lo
-                                         ORDER BY at DESC LIMIT 1) b ON true
-                      LEFT JOIN LATERAL (SELECT at FROM polls WHERE store = t.store AND at > t.hi
-                                         ORDER BY at LIMIT 1) a ON true)
-             UPDATE polls p SET edge = true FROM s
-             WHERE p.store = s.store AND p.at >= s.lo AND p.at <= s.hi AND NOT p.edge"
-        )
-    };
-}
-
 /// Marks around each changed span of a load (`changed_spans`) and notes it for
-/// [`tidy_edges`] (see `mark_around_spans!`). For an hour appended, the poll before each
+/// [`tidy_edges`]: the stored polls inside each span and the two around it are marked, so
+/// that whatever the change did to the runs there, every first and last poll of a run
+/// stays marked. The spans' bounds are materialized first: computed in the same query as
+/// the update, they were only a filter, and every poll of each store was read (7.5 s for an
+/// hour appended at 140,000 stores, 1.0 s so). For an hour appended, the poll before each
 /// new one was the last of its run, marked already: nothing is written.
 async fn mark_around_changes(conn: &mut PgConnection) -> sqlx::Result<()> {
     probe_by_key(&mut *conn).await?;
-    sqlx::query(mark_around_spans!("SELECT store, lo, hi FROM changed_spans"))
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "WITH noted AS (INSERT INTO edge_work (store, lo, hi) SELECT store, lo, hi FROM changed_spans
+                        RETURNING store, lo, hi),
+              s AS MATERIALIZED (
+                  SELECT t.store, coalesce(b.at, t.lo) AS lo, coalesce(a.at, t.hi) AS hi
+                  FROM noted t
+                  LEFT JOIN LATERAL (SELECT at FROM polls WHERE store = t.store AND at < t.lo
+                                     ORDER BY at DESC LIMIT 1) b ON true
+                  LEFT JOIN LATERAL (SELECT at FROM polls WHERE store = t.store AND at > t.hi
+                                     ORDER BY at LIMIT 1) a ON true)
+         UPDATE polls p SET edge = true FROM s
+         WHERE p.store = s.store AND p.at >= s.lo AND p.at <= s.hi AND NOT p.edge",
+    )
+    .execute(&mut *conn)
+    .await?;
     planner_defaults(&mut *conn).await
 }
 
-/// Marks around each store's span of a pushed batch (`store[i]` from `lo[i]` to `hi[i]`)
-/// and notes it for [`tidy_edges`], as a load's are; the caller reads by the key
-/// ([`probe_by_key`]).
-pub(crate) async fn mark_around_pushed(
+/// Notes each store's span of a pushed batch (`store[i]` from `lo[i]` to `hi[i]`) for
+/// [`tidy_edges`]; its polls went in unmarked. Until then reports read every poll of the
+/// span and the one on each side (`snapshot::pending_polls`): those are all the polls
+/// whose marks the batch may have made wrong.
+pub(crate) async fn note_pushed_spans(
     db: impl PgExecutor<'_>,
     store: &[i32],
     lo: &[DateTime<Utc>],
     hi: &[DateTime<Utc>],
 ) -> sqlx::Result<()> {
-    sqlx::query(mark_around_spans!(
-        "SELECT * FROM unnest($1::integer[], $2::timestamptz[], $3::timestamptz[])"
-    ))
+    sqlx::query(
+        "INSERT INTO edge_work (store, lo, hi)
+         SELECT * FROM unnest($1::integer[], $2::timestamptz[], $3::timestamptz[])",
+    )
     .bind(store)
     .bind(lo)
     .bind(hi)
@@ -342,11 +335,11 @@ async fn mark_edges(conn: &mut PgConnection) -> sqlx::Result<()> {
 }
 
 /// Makes the planner read the polls around the spans by the key, for the rest of the
-/// transaction (a load undoes it with [`planner_defaults`]; a push does nothing else).
+/// transaction (undone with [`planner_defaults`]).
 /// Costing reads as if from disk, it would rather scan every poll (twice) once many stores
 /// are touched: an hour appended at 140,000 stores took 12.6 s that way, 3.3 s probing
 /// each span.
-pub(crate) async fn probe_by_key(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
+async fn probe_by_key(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
     sqlx::query(
         "SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true),
                 set_config('work_mem', '64MB', true), set_config('jit', 'off', true)",

@@ -3,7 +3,8 @@
 //!
 //! Polls leave PostgreSQL through binary `COPY` in key order (index-only scans), only those
 //! that begin or end a run of equal statuses, of the report's week and each store's last one
-//! before it, so only one store's polls are in memory at a time; the hours and zones (a few
+//! before it (and, read beside them, every poll of the spans pushed since `tidy_edges` last
+//! marked them), so only one store's polls are in memory at a time; the hours and zones (a few
 //! hundred thousand rows at most) are read whole first. The stores are cut into one range
 //! per core, each read on its own connection that shares the snapshot
 //! (`pg_export_snapshot`), so that PostgreSQL and the engine both use every core.
@@ -175,9 +176,10 @@ async fn read_range(
     // no figure, and are most of the polls. Each store's last such poll before the window:
     // one index probe per store, the partitions read newest first.
     let before = polls_before_window(&mut *conn).await?;
+    let extras = Extras::new(before, pending_polls(&mut *conn).await?, now);
     let (chunks, received) = tokio::sync::mpsc::channel::<Bytes>(8);
     let engine = tokio::task::spawn_blocking(move || {
-        compute_range(received, before, &shared, now, interpolation, &done)
+        compute_range(received, extras, &shared, now, interpolation, &done)
     });
     // The window's edges of the range: one scan of the partial index `polls_edges` per
     // partition, merged in key order. PostgreSQL's work per poll sent is what a report
@@ -251,6 +253,115 @@ async fn polls_before_window(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<(i32, 
         .collect())
 }
 
+/// The unmarked polls that may begin or end a run: those of the spans pushed batches noted
+/// and `tidy_edges` has not reached yet (`polls::note_pushed_spans`), with the poll on each
+/// side, from the last one before the window to *now*, in key order. A few thousand rows a
+/// minute of pushes; none once tidied.
+async fn pending_polls(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<(i32, Poll)>> {
+    let rows: Vec<LastPoll> = sqlx::query_as(
+        "SELECT w.store, q.at, q.active
+         FROM (SELECT store, min(lo) AS lo, max(hi) AS hi FROM edge_work
+               WHERE store >= current_setting('store_monitor.range_start')::bigint
+                 AND store < current_setting('store_monitor.range_end')::bigint
+               GROUP BY store) w
+         CROSS JOIN LATERAL (SELECT
+             -- greatest() skips nulls: from the later of the poll before the span and the
+             -- last one before the window.
+             coalesce(greatest(
+                 (SELECT at FROM polls WHERE store = w.store AND at < w.lo ORDER BY at DESC LIMIT 1),
+                 (SELECT at FROM polls WHERE store = w.store
+                    AND at < current_setting('store_monitor.window_start')::timestamptz
+                  ORDER BY at DESC LIMIT 1)), w.lo) AS lo,
+             coalesce((SELECT at FROM polls WHERE store = w.store AND at > w.hi ORDER BY at LIMIT 1),
+                      w.hi) AS hi) f
+         -- Lateral, so that each span is read by the key, never every poll hashed.
+         CROSS JOIN LATERAL (SELECT at, active FROM polls
+                             WHERE store = w.store AND at >= f.lo AND at <= f.hi AND NOT edge
+                               AND at <= current_setting('store_monitor.now')::timestamptz) q
+         ORDER BY w.store, q.at",
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let poll = Poll {
+                at: Timestamp::from_datetime(r.at),
+                active: r.active,
+            };
+            (r.store, poll)
+        })
+        .collect())
+}
+
+/// What a range's stream of edges does not carry, store by store in key order: each store's
+/// last poll before the window, and the unmarked polls of spans not tidied yet.
+struct Extras {
+    before: std::iter::Peekable<std::vec::IntoIter<(i32, Poll)>>,
+    pending: std::iter::Peekable<std::vec::IntoIter<(i32, Vec<Poll>)>>,
+}
+
+impl Extras {
+    /// `before`: the last marked poll before the window of each store; `pending`: what
+    /// [`pending_polls`] read; both in key order.
+    fn new(before: Vec<(i32, Poll)>, pending: Vec<(i32, Poll)>, now: Timestamp) -> Extras {
+        let window_start = reads_from(now);
+        let mut last_before: HashMap<i32, Poll> = HashMap::new();
+        let mut in_window: Vec<(i32, Vec<Poll>)> = Vec::new();
+        for (store, poll) in pending {
+            if poll.at < window_start {
+                // In key order: the last one wins.
+                last_before.insert(store, poll);
+            } else {
+                match in_window.last_mut() {
+                    Some((s, polls)) if *s == store => polls.push(poll),
+                    _ => in_window.push((store, vec![poll])),
+                }
+            }
+        }
+        let mut before: Vec<(i32, Poll)> = before
+            .into_iter()
+            .map(|(store, marked)| match last_before.remove(&store) {
+                Some(unmarked) if unmarked.at > marked.at => (store, unmarked),
+                _ => (store, marked),
+            })
+            .collect();
+        if !last_before.is_empty() {
+            before.extend(last_before);
+            before.sort_unstable_by_key(|(store, _)| *store);
+        }
+        Extras {
+            before: before.into_iter().peekable(),
+            pending: in_window.into_iter().peekable(),
+        }
+    }
+
+    /// The next store with extras whose key is below `limit` (`None`: any), and its extras.
+    fn next_below(&mut self, limit: Option<i32>) -> Option<(i32, Vec<Poll>)> {
+        let below = |store: i32| limit.is_none_or(|limit| store < limit);
+        let before = self.before.peek().map(|(s, _)| *s).filter(|s| below(*s));
+        let pending = self.pending.peek().map(|(s, _)| *s).filter(|s| below(*s));
+        let store = match (before, pending) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(s), None) | (None, Some(s)) => s,
+            (None, None) => return None,
+        };
+        let mut polls = Vec::new();
+        self.take(store, &mut polls);
+        Some((store, polls))
+    }
+
+    /// Adds `store`'s extras to `polls`, oldest first.
+    fn take(&mut self, store: i32, polls: &mut Vec<Poll>) {
+        if let Some((_, last)) = self.before.next_if(|(s, _)| *s == store) {
+            polls.push(last);
+        }
+        if let Some((_, pending)) = self.pending.next_if(|(s, _)| *s == store) {
+            polls.extend(pending);
+        }
+    }
+}
+
 /// COPY takes no parameters: the range of stores and the report's window (from the start
 /// of its week to *now*) go in as settings of the transaction.
 async fn set_range(
@@ -276,10 +387,10 @@ async fn set_range(
 }
 
 /// Decodes the window's polls of a range of stores, in key order, and computes each store's
-/// row from its last poll before the window (`before`, in store order) and those.
+/// row from those and its `extras`.
 fn compute_range(
     mut chunks: tokio::sync::mpsc::Receiver<Bytes>,
-    before: Vec<(i32, Poll)>,
+    mut extras: Extras,
     shared: &Shared,
     now: Timestamp,
     interpolation: Interpolation,
@@ -290,6 +401,10 @@ fn compute_range(
     let mut current: Option<i32> = None;
     let mut polls: Vec<Poll> = Vec::new();
     let mut flush = |store: i32, polls: &mut Vec<Poll>, rows: &mut Vec<StoreReport>| {
+        // Unmarked polls of a span not tidied yet fall among the marked ones.
+        if !polls.is_sorted_by_key(|p| p.at) {
+            polls.sort_unstable_by_key(|p| p.at);
+        }
         let hours = shared.hours.get(&store).map_or(&[][..], Vec::as_slice);
         let zone = shared.zones.get(&store).copied().unwrap_or_default();
         // Polls after `now` are ignored by the engine itself.
@@ -302,8 +417,6 @@ fn compute_range(
         }
         polls.clear();
     };
-    // The stores of `before` not yet reached by the window's polls.
-    let mut waiting = before.into_iter().peekable();
     let mut reader = CopyReader::new();
     while let Some(chunk) = chunks.blocking_recv() {
         reader.feed(&chunk, &[4, 8, 1], |row| {
@@ -312,14 +425,11 @@ fn compute_range(
                 if let Some(previous) = current {
                     flush(previous, &mut polls, &mut rows);
                 }
-                // Stores silent throughout the window come before this one.
-                while let Some((quiet, last)) = waiting.next_if(|(s, _)| *s < store) {
-                    polls.push(last);
-                    flush(quiet, &mut polls, &mut rows);
+                // Stores without marked polls in the window come before this one.
+                while let Some((quiet, mut theirs)) = extras.next_below(Some(store)) {
+                    flush(quiet, &mut theirs, &mut rows);
                 }
-                if let Some((_, last)) = waiting.next_if(|(s, _)| *s == store) {
-                    polls.push(last);
-                }
+                extras.take(store, &mut polls);
                 current = Some(store);
             }
             polls.push(Poll {
@@ -332,9 +442,8 @@ fn compute_range(
     if let Some(last) = current {
         flush(last, &mut polls, &mut rows);
     }
-    for (quiet, last) in waiting {
-        polls.push(last);
-        flush(quiet, &mut polls, &mut rows);
+    while let Some((quiet, mut theirs)) = extras.next_below(None) {
+        flush(quiet, &mut theirs, &mut rows);
     }
     Ok(rows)
 }

@@ -1,8 +1,9 @@
 //! Maintenance, every minute in each process that serves or works: loads mark the edges of
-//! runs generously (`migrations/…_edges_marked_generously.sql`); this makes the marks they
-//! noted exact again, a few thousand stores a transaction under the load lock, so that
-//! reports read only the polls that change a figure. Reports are right either way: it only
-//! keeps them from reading more than they need. One process at a time (the lock). It waits
+//! runs generously (`migrations/…_edges_marked_generously.sql`) and pushes not at all
+//! (`…_pushed_polls_unmarked.sql`); this makes the marks of the spans they noted exact, a
+//! few thousand stores a transaction under the load lock, so that reports read only the
+//! polls that change a figure. Reports are right either way (they read every poll of a span
+//! not tidied): it only keeps them from reading more than they need. One process at a time (the lock). It waits
 //! for the load lock up to a few seconds: pushed batches hold it shared and come back to
 //! back, and a waiting tidy makes new ones queue behind it (PostgreSQL grants no lock past
 //! a waiter), so it gets its turn; a reload that holds it longer leaves the work to the

@@ -1,0 +1,5 @@
+-- Pushed polls go in with no edge mark at all: marking the polls around a batch was a third
+-- of its cost. Their spans are noted here, and until tidy_edges reaches them reports read
+-- every poll of each span and the one on each side (src/db/snapshot.rs, pending_polls).
+COMMENT ON TABLE edge_work IS
+    'Spans of polls whose edge marks are not exact yet: loads mark more than needed, pushes nothing; reports read every poll of a span and its neighbours until the next tidy_edges makes the marks exact.';
