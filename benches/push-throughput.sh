@@ -5,14 +5,21 @@
 #   benches/push-throughput.sh http://127.0.0.1:8000 TOKEN target/bench-data/store_status.csv \
 #       postgres://postgres@127.0.0.1:5432/store_monitor [CLIENTS=4] [BATCH=50000]
 # The server should start with no polls (a status file of its header alone), so that every
-# pushed poll is new.
+# pushed poll is new. The polls go in time order, as a polling system sends them as they
+# happen (the timestamps' text sorts as they do); ORDER=file keeps the file's order (a
+# backfill of a shuffled file).
 set -euo pipefail
 server=$1 token=$2 file=$3 database=$4 clients=${5:-4} batch=${6:-50000}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 header=$(head -n 1 "$file")
-tail -n +2 "$file" | split -l "$batch" -d -a 4 - "$work/batch-"
+column=$(echo "$header" | tr ',' '\n' | grep -n '^timestamp_utc$' | cut -d: -f1)
+if [ "${ORDER:-time}" = file ]; then
+    tail -n +2 "$file"
+else
+    tail -n +2 "$file" | LC_ALL=C sort -t, -k"$column,$column"
+fi | split -l "$batch" -d -a 4 - "$work/batch-"
 for part in "$work"/batch-*; do
     { echo "$header"; cat "$part"; } > "$part.csv"
     rm "$part"

@@ -79,6 +79,9 @@ impl Application {
             max_queued: settings.max_queued_reports,
             subscription_reads: Arc::new(tokio::sync::Semaphore::new(4)),
             pushes: Arc::new(tokio::sync::Semaphore::new(MAX_PUSHES)),
+            large_pushes: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            )),
             finished: Default::default(),
             access,
             trigger_limit: RateLimit::new("triggerReport", settings.trigger_rate),

@@ -621,6 +621,69 @@ async fn pushes_over_capacity_are_told_to_retry_at_once_and_the_api_goes_on() {
     server.child.wait().unwrap();
 }
 
+#[tokio::test]
+async fn large_batches_take_a_core_each_and_one_poll_pushes_still_go_in() {
+    use common::child::{ChildServer, serve_args};
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+    let reports = tempfile::tempdir().unwrap();
+    let db = TestDb::new().await;
+    let mut args = serve_args(&db.url, &data, reports.path());
+    args.extend(["--auth".into(), "off".into()]);
+    // Every large batch stalls once it holds a core.
+    let mut server = ChildServer::start_with_env(
+        env!("CARGO_BIN_EXE_store-monitor"),
+        args,
+        [("STORE_MONITOR_FAILPOINT", "large-push-stall")],
+    );
+    let client = reqwest::Client::new();
+    let send = |body: String| {
+        client
+            .post(format!("{}/polls", server.address))
+            .header("content-type", "text/csv")
+            .body(body)
+            .send()
+    };
+    let large = |i: usize| {
+        let mut body = format!("{HEADER}\n");
+        for minute in 0..1000 {
+            body.push_str(&format!(
+                "large-{i},active,2023-01-25 10:{:02}:{:02} UTC\n",
+                minute / 60,
+                minute % 60
+            ));
+        }
+        send(body)
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let stalled: Vec<_> = (0..cores).map(|i| tokio::spawn(large(i))).collect();
+    server
+        .logged("failpoint reached: stalling", std::time::Duration::from_secs(10))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let one = send(format!("{HEADER}\nsmall,active,2023-01-25 10:00:00 UTC\n"))
+        .await
+        .unwrap();
+    assert_eq!(one.status(), 200, "a one-poll push does not wait for a core");
+    let started = std::time::Instant::now();
+    let refused = large(cores).await.unwrap();
+    assert_eq!(
+        refused.status(),
+        429,
+        "a large batch waits a few seconds for a core, then comes back"
+    );
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(4),
+        "it waited first"
+    );
+    for s in stalled {
+        s.abort();
+    }
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+}
+
 async fn push_command(app: &TestApp, token: &str, file: &Path) -> String {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_store-monitor"))
         .args(["push", "--url", &app.address, "--batch", "1000", "--clients", "3"])

@@ -255,6 +255,12 @@ pub async fn record_polls(
     store_batch(state, caller, data, None).await
 }
 
+/// Batches of this many polls or more are large: they take a core each while stored.
+const LARGE_BATCH: u64 = 1_000;
+
+/// How long a large batch waits for a core before it is told to come back.
+const LARGE_BATCH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Stores a batch read from a push, recorded as the load `push by <caller>`.
 async fn store_batch(
     state: &AppState,
@@ -270,6 +276,23 @@ async fn store_batch(
         });
     };
     crate::failpoint::stall("push-stall").await;
+    let _large = if data.counts.status.rows >= LARGE_BATCH {
+        match tokio::time::timeout(LARGE_BATCH_WAIT, state.large_pushes.acquire()).await {
+            Ok(Ok(permit)) => Some(permit),
+            _ => {
+                return Err(Error::RateLimited {
+                    message: "the server is storing as many large batches as it has cores: retry in a second"
+                        .to_string(),
+                    retry_after: std::time::Duration::from_secs(1),
+                });
+            }
+        }
+    } else {
+        None
+    };
+    if _large.is_some() {
+        crate::failpoint::stall("large-push-stall").await;
+    }
     let answer = push::push(&state.work, &mut data, &format!("push by {caller}"), key).await?;
     let outcome = match answer {
         PushAnswer::Stored(pushed) => PushOutcome {

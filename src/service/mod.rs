@@ -61,6 +61,9 @@ pub struct AppState {
     pub(crate) subscription_reads: Arc<tokio::sync::Semaphore>,
     /// Pushed batches stored at once: they take the workers' connections, half at most.
     pub(crate) pushes: Arc<tokio::sync::Semaphore>,
+    /// Large pushed batches stored at once: one a core, so that small ones and the API
+    /// still find a core free.
+    pub(crate) large_pushes: Arc<tokio::sync::Semaphore>,
     /// Reports that are finished (COMPLETE, FAILED, CANCELLED) never change again: kept
     /// here, they are read without a query.
     pub(crate) finished: FinishedReports,
