@@ -5,6 +5,7 @@
 pub mod access;
 pub mod history;
 pub mod hours;
+pub mod incident;
 pub mod lifecycle;
 pub mod load;
 pub mod report;

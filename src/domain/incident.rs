@@ -1,0 +1,264 @@
+//! Incidents: when a store is down within its business hours, by its polls alone.
+//!
+//! A store is down once its last `down_after` polls taken within its business hours are all
+//! inactive; the incident opens at the first of them. It resolves once `up_after`
+//! consecutive polls within business hours are active, at the first of those. Polls outside
+//! business hours neither open an incident nor count toward one (nor toward resolving it).
+//! The incidents are a function of the store's polls in time order, never of the order the
+//! polls arrived in: a late poll is evaluated where it belongs.
+
+use super::hours::{HoursRow, open_intervals};
+use super::status::Poll;
+use super::time::{Interval, Timestamp};
+use super::zone::{Zone, ZoneClock};
+
+/// How many polls open and resolve an incident.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rules {
+    /// Consecutive inactive polls within business hours that open an incident (at least 1).
+    pub down_after: u32,
+    /// Consecutive active polls within business hours that resolve it (at least 1).
+    pub up_after: u32,
+}
+
+impl Default for Rules {
+    /// Gatus's failure threshold and Uptime Kuma's retries: two polls down; one up.
+    fn default() -> Self {
+        Rules {
+            down_after: 2,
+            up_after: 1,
+        }
+    }
+}
+
+/// A period a store was down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Incident {
+    /// The first inactive poll of the run that opened it.
+    pub opened_at: Timestamp,
+    /// The first active poll of the run that resolved it; `None`: still open.
+    pub resolved_at: Option<Timestamp>,
+    /// The inactive polls within business hours from its opening to its resolution.
+    pub inactive_polls: u32,
+}
+
+/// The polls of `polls` (in time order) taken while a store with these weekly hours, in
+/// `zone`, is open; no rows at all means open around the clock, as reports read them.
+pub fn within_hours(polls: &[Poll], rows: &[HoursRow], zone: Zone) -> Vec<Poll> {
+    let (Some(first), Some(last)) = (polls.first(), polls.last()) else {
+        return Vec::new();
+    };
+    if rows.is_empty() {
+        return polls.to_vec();
+    }
+    let window = Interval::new(first.at.micros(), last.at.micros() + 1);
+    let clock = ZoneClock::new(zone, first.at, Timestamp(last.at.micros() + 1));
+    let mut open = Vec::new();
+    open_intervals(rows, &clock, window, &mut open);
+    polls
+        .iter()
+        .copied()
+        .filter(|p| {
+            let at = p.at.micros();
+            // `open` is sorted and merged: the last interval starting at or before `at`.
+            let i = open.partition_point(|o| o.start <= at);
+            i > 0 && at < open[i - 1].end
+        })
+        .collect()
+}
+
+/// The incidents of a store whose polls within business hours are `polls`, in time order.
+pub fn incidents(polls: &[Poll], rules: Rules) -> Vec<Incident> {
+    let (down_after, up_after) = (rules.down_after.max(1), rules.up_after.max(1));
+    let mut found = Vec::new();
+    let mut open: Option<Incident> = None;
+    // The current run of equal statuses: its first poll and length.
+    let mut run: Option<(Timestamp, bool, u32)> = None;
+    for poll in polls {
+        let (start, length) = match run {
+            Some((start, active, length)) if active == poll.active => (start, length + 1),
+            _ => (poll.at, 1),
+        };
+        run = Some((start, poll.active, length));
+        match open.as_mut() {
+            None if !poll.active && length >= down_after => {
+                open = Some(Incident {
+                    opened_at: start,
+                    resolved_at: None,
+                    inactive_polls: length,
+                });
+            }
+            None => {}
+            Some(incident) if !poll.active => incident.inactive_polls += 1,
+            Some(incident) if length >= up_after => {
+                incident.resolved_at = Some(start);
+                found.push(*incident);
+                open = None;
+            }
+            Some(_) => {}
+        }
+    }
+    found.extend(open);
+    found
+}
+
+/// Where a store's incidents can be evaluated afresh once its polls change after `polls`
+/// (its polls within business hours before the change, in time order), given its incidents
+/// evaluated so far: the index of the last active poll that no incident spans. From there on
+/// [`incidents`] of the polls gives what it gives of them all, and the incidents before it
+/// stay. `None`: no such poll among these; read further back, or from the first poll.
+pub fn fresh_start(polls: &[Poll], known: &[Incident]) -> Option<usize> {
+    polls.iter().rposition(|p| {
+        p.active
+            && !known
+                .iter()
+                .any(|i| i.opened_at <= p.at && i.resolved_at.is_none_or(|r| p.at < r))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: i64 = 3_600_000_000;
+
+    fn polls(statuses: &str) -> Vec<Poll> {
+        statuses
+            .chars()
+            .enumerate()
+            .map(|(i, c)| Poll {
+                at: Timestamp(i as i64 * HOUR),
+                active: c == 'u',
+            })
+            .collect()
+    }
+
+    fn at(hour: i64) -> Timestamp {
+        Timestamp(hour * HOUR)
+    }
+
+    #[test]
+    fn two_inactive_polls_open_at_the_first_and_an_active_one_resolves() {
+        let found = incidents(&polls("uuddduu"), Rules::default());
+        assert_eq!(
+            found,
+            [Incident {
+                opened_at: at(2),
+                resolved_at: Some(at(5)),
+                inactive_polls: 3
+            }]
+        );
+    }
+
+    #[test]
+    fn one_inactive_poll_alone_opens_nothing() {
+        assert!(incidents(&polls("ududuudu"), Rules::default()).is_empty());
+    }
+
+    #[test]
+    fn an_incident_still_down_stays_open() {
+        let found = incidents(&polls("udd"), Rules::default());
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].resolved_at, None);
+        assert_eq!(found[0].inactive_polls, 2);
+    }
+
+    #[test]
+    fn up_after_counts_consecutive_active_polls_and_resolves_at_the_first() {
+        let rules = Rules {
+            down_after: 1,
+            up_after: 2,
+        };
+        let found = incidents(&polls("dudduud"), rules);
+        assert_eq!(
+            found,
+            [
+                Incident {
+                    opened_at: at(0),
+                    resolved_at: Some(at(4)),
+                    inactive_polls: 3
+                },
+                Incident {
+                    opened_at: at(6),
+                    resolved_at: None,
+                    inactive_polls: 1
+                }
+            ]
+        );
+    }
+
+    proptest::proptest! {
+        /// Evaluated from a fresh start, the incidents are those of every poll: what lets a
+        /// push evaluate a store from a few polls back instead of its whole history.
+        #[test]
+        fn evaluating_from_a_fresh_start_gives_the_incidents_of_every_poll(
+            statuses in proptest::collection::vec(proptest::bool::ANY, 0..60),
+            cut in 0usize..60,
+            down_after in 1u32..4,
+            up_after in 1u32..4,
+        ) {
+            let rules = Rules { down_after, up_after };
+            let all: Vec<Poll> = statuses
+                .iter()
+                .enumerate()
+                .map(|(i, &active)| Poll { at: at(i as i64), active })
+                .collect();
+            let whole = incidents(&all, rules);
+            let cut = cut.min(all.len());
+            let known = incidents(&all[..cut], rules);
+            let start = fresh_start(&all[..cut], &known).unwrap_or(0);
+            let mut pieced: Vec<Incident> = known
+                .iter()
+                .copied()
+                .filter(|i| i.resolved_at.is_some_and(|r| r <= all[start].at))
+                .collect();
+            pieced.extend(incidents(&all[start..], rules));
+            if start == 0 {
+                pieced = incidents(&all, rules);
+            }
+            proptest::prop_assert_eq!(pieced, whole);
+        }
+    }
+
+    #[test]
+    fn polls_outside_business_hours_are_not_counted() {
+        // Open Monday 09:00–17:00 UTC; 1970-01-05 was a Monday (epoch day 4).
+        let rows = [HoursRow {
+            day: super::super::hours::Weekday::new(0).unwrap(),
+            start: super::super::hours::LocalTime::from_micros(9 * HOUR).unwrap(),
+            end: super::super::hours::LocalTime::from_micros(17 * HOUR).unwrap(),
+        }];
+        let monday = 4 * 24;
+        let list = [
+            Poll {
+                at: at(monday + 8),
+                active: false,
+            },
+            Poll {
+                at: at(monday + 9),
+                active: false,
+            },
+            Poll {
+                at: at(monday + 16),
+                active: true,
+            },
+            Poll {
+                at: at(monday + 17),
+                active: false,
+            },
+            Poll {
+                at: at(monday + 18),
+                active: false,
+            },
+        ];
+        let zone: Zone = "UTC".parse().unwrap();
+        let inside = within_hours(&list, &rows, zone);
+        assert_eq!(inside, [list[1], list[2]]);
+        assert!(incidents(&inside, Rules::default()).is_empty());
+        assert_eq!(
+            within_hours(&list, &[], zone),
+            list,
+            "no rows: open around the clock"
+        );
+    }
+}
