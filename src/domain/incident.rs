@@ -67,38 +67,87 @@ pub fn within_hours(polls: &[Poll], rows: &[HoursRow], zone: Zone) -> Vec<Poll> 
         .collect()
 }
 
-/// The incidents of a store whose polls within business hours are `polls`, in time order.
-pub fn incidents(polls: &[Poll], rules: Rules) -> Vec<Incident> {
-    let (down_after, up_after) = (rules.down_after.max(1), rules.up_after.max(1));
-    let mut found = Vec::new();
-    let mut open: Option<Incident> = None;
-    // The current run of equal statuses: its first poll and length.
-    let mut run: Option<(Timestamp, bool, u32)> = None;
-    for poll in polls {
-        let (start, length) = match run {
-            Some((start, active, length)) if active == poll.active => (start, length + 1),
-            _ => (poll.at, 1),
+/// A run of equal statuses among a store's polls within business hours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Run {
+    /// Its first poll.
+    pub start: Timestamp,
+    pub active: bool,
+    /// How many polls it has had so far.
+    pub length: u32,
+}
+
+/// Where a store stands after its polls within business hours so far: all the next poll
+/// needs, so that polls arriving in time order continue from it without reading any older.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Health {
+    /// The run the last poll belongs to.
+    pub run: Option<Run>,
+    /// The incident open, if the store is down.
+    pub open: Option<Incident>,
+}
+
+/// What a poll changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// The store went down: this incident opened (its first inactive polls counted).
+    Opened(Incident),
+    /// The open incident resolved (`resolved_at` set).
+    Resolved(Incident),
+}
+
+impl Health {
+    /// Takes the next poll within business hours, later than every one before.
+    pub fn step(&mut self, poll: Poll, rules: Rules) -> Option<Change> {
+        let (down_after, up_after) = (rules.down_after.max(1), rules.up_after.max(1));
+        let run = match self.run {
+            Some(run) if run.active == poll.active => Run {
+                length: run.length + 1,
+                ..run
+            },
+            _ => Run {
+                start: poll.at,
+                active: poll.active,
+                length: 1,
+            },
         };
-        run = Some((start, poll.active, length));
-        match open.as_mut() {
-            None if !poll.active && length >= down_after => {
-                open = Some(Incident {
-                    opened_at: start,
+        self.run = Some(run);
+        match self.open.as_mut() {
+            None if !poll.active && run.length >= down_after => {
+                let opened = Incident {
+                    opened_at: run.start,
                     resolved_at: None,
-                    inactive_polls: length,
-                });
+                    inactive_polls: run.length,
+                };
+                self.open = Some(opened);
+                Some(Change::Opened(opened))
             }
-            None => {}
-            Some(incident) if !poll.active => incident.inactive_polls += 1,
-            Some(incident) if length >= up_after => {
-                incident.resolved_at = Some(start);
-                found.push(*incident);
-                open = None;
+            None => None,
+            Some(incident) if !poll.active => {
+                incident.inactive_polls += 1;
+                None
             }
-            Some(_) => {}
+            Some(incident) if run.length >= up_after => {
+                incident.resolved_at = Some(run.start);
+                let resolved = *incident;
+                self.open = None;
+                Some(Change::Resolved(resolved))
+            }
+            Some(_) => None,
         }
     }
-    found.extend(open);
+}
+
+/// The incidents of a store whose polls within business hours are `polls`, in time order.
+pub fn incidents(polls: &[Poll], rules: Rules) -> Vec<Incident> {
+    let mut health = Health::default();
+    let mut found = Vec::new();
+    for &poll in polls {
+        if let Some(Change::Resolved(incident)) = health.step(poll, rules) {
+            found.push(incident);
+        }
+    }
+    found.extend(health.open);
     found
 }
 
@@ -216,7 +265,22 @@ mod tests {
             if start == 0 {
                 pieced = incidents(&all, rules);
             }
-            proptest::prop_assert_eq!(pieced, whole);
+            proptest::prop_assert_eq!(&pieced, &whole);
+
+            // Stepped poll by poll, each incident is told once opened and once resolved.
+            let mut health = Health::default();
+            let (mut opened, mut resolved) = (Vec::new(), Vec::new());
+            for &poll in &all {
+                match health.step(poll, rules) {
+                    Some(Change::Opened(i)) => opened.push(i.opened_at),
+                    Some(Change::Resolved(i)) => resolved.push(i),
+                    None => {}
+                }
+            }
+            let opened_whole: Vec<Timestamp> = whole.iter().map(|i| i.opened_at).collect();
+            proptest::prop_assert_eq!(opened, opened_whole);
+            let resolved_whole: Vec<Incident> = whole.iter().copied().filter(|i| i.resolved_at.is_some()).collect();
+            proptest::prop_assert_eq!(resolved, resolved_whole);
         }
     }
 
