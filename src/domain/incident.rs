@@ -284,6 +284,48 @@ mod tests {
         }
     }
 
+    fn utc(s: &str) -> Timestamp {
+        Timestamp(
+            chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M")
+                .unwrap()
+                .and_utc()
+                .timestamp_micros(),
+        )
+    }
+
+    #[test]
+    fn business_hours_follow_the_stores_clock_across_a_dst_change() {
+        // Open 09:00-17:00 every day in Chicago, which moved from UTC-6 to UTC-5 on Sunday
+        // 2023-03-12.
+        let rows: Vec<HoursRow> = (0..7)
+            .map(|day| HoursRow {
+                day: super::super::hours::Weekday::new(day).unwrap(),
+                start: super::super::hours::LocalTime::from_micros(9 * HOUR).unwrap(),
+                end: super::super::hours::LocalTime::from_micros(17 * HOUR).unwrap(),
+            })
+            .collect();
+        let poll = |at: &str, active: bool| Poll { at: utc(at), active };
+        let list = [
+            poll("2023-03-11 14:30", false), // 08:30 CST: closed
+            poll("2023-03-11 15:30", false), // 09:30 CST: open
+            poll("2023-03-13 13:30", false), // 08:30 CDT: closed (07:30 on the old offset)
+            poll("2023-03-13 14:30", false), // 09:30 CDT: open (08:30 on the old offset)
+            poll("2023-03-13 21:30", true),  // 16:30 CDT: open
+            poll("2023-03-13 22:30", false), // 17:30 CDT: closed (16:30 on the old offset)
+        ];
+        let zone: Zone = "America/Chicago".parse().unwrap();
+        let inside = within_hours(&list, &rows, zone);
+        assert_eq!(inside, [list[1], list[3], list[4]]);
+        assert_eq!(
+            incidents(&inside, Rules::default()),
+            [Incident {
+                opened_at: list[1].at,
+                resolved_at: Some(list[4].at),
+                inactive_polls: 2
+            }]
+        );
+    }
+
     #[test]
     fn polls_outside_business_hours_are_not_counted() {
         // Open Monday 09:00–17:00 UTC; 1970-01-05 was a Monday (epoch day 4).
