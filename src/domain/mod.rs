@@ -1,8 +1,9 @@
-//! The pure core of store-monitor: business hours, time zones, interpolation, uptime, and
-//! a report's result and life. Nothing here reads a file, a clock or a database; the
+//! The pure core of store-monitor: business hours, time zones, interpolation, uptime, a
+//! report's result and life, incidents, and which addresses the server may call. Nothing here reads a file, a clock or a database; the
 //! adapters around it do.
 
 pub mod access;
+pub mod destination;
 pub mod history;
 pub mod hours;
 pub mod incident;
