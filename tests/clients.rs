@@ -1,7 +1,8 @@
 //! The server as the client libraries front ends use meet it (`tests/js/`): graphql-http's
 //! audit of the GraphQL-over-HTTP spec, graphql-js's introspection, graphql-ws and
 //! subscriptions-transport-ws following a report (with a token in `connectionParams` on a
-//! server that needs one), and Apollo Client's persisted queries.
+//! server that needs one), Apollo Client's persisted queries, and the Standard Webhooks
+//! library receivers verify deliveries with.
 
 mod common;
 
@@ -63,4 +64,53 @@ async fn apollo_clients_persisted_queries_link_registers_then_sends_hashes() {
     // the server knows it already: the hash alone, twice.
     assert!(log.contains("apollo.mjs: POST POST+query POST GET GET"), "{log}");
     server.stop().await;
+}
+
+#[tokio::test]
+async fn the_standard_webhooks_library_verifies_our_signatures_and_refuses_tampering() {
+    use store_monitor::domain::webhook::{Secret, signature_header};
+    let (old, new) = (
+        Secret::from_bytes((0..32).collect()).unwrap(),
+        Secret::from_bytes((100..148).collect()).unwrap(),
+    );
+    // The library refuses timestamps more than five minutes from its clock.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let body = r#"{"type":"incident.opened","timestamp":"2023-01-25T18:13:22Z","data":{"store":"é"}}"#;
+    let case = |secret: &Secret, signature: String, body: &str| {
+        serde_json::json!({ "secret": secret.reveal(), "id": "msg_2Lz", "timestamp": now,
+                            "signature": signature, "body": body })
+    };
+    let both = signature_header(&[&new, &old], "msg_2Lz", now, body.as_bytes());
+    let cases = serde_json::json!([
+        case(
+            &new,
+            signature_header(&[&new], "msg_2Lz", now, body.as_bytes()),
+            body
+        ),
+        // A rotated secret's overlap: either secret verifies the two signatures.
+        case(&new, both.clone(), body),
+        case(&old, both.clone(), body),
+        // A body changed on the way, or signed by a secret the receiver does not hold.
+        case(&new, both, &body.replace("opened", "resolved")),
+        case(
+            &old,
+            signature_header(&[&new], "msg_2Lz", now, body.as_bytes()),
+            body
+        ),
+    ]);
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), cases.to_string()).unwrap();
+    let log = common::js::run(
+        "standardwebhooks.mjs",
+        vec![file.path().to_string_lossy().into_owned()],
+        vec![],
+    )
+    .await;
+    let outcomes: Vec<String> = serde_json::from_str(log.trim()).unwrap();
+    assert_eq!(outcomes[..3], ["verified", "verified", "verified"], "{log}");
+    assert!(outcomes[3].starts_with("refused"), "{log}");
+    assert!(outcomes[4].starts_with("refused"), "{log}");
 }

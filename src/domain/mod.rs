@@ -13,6 +13,7 @@ pub mod report;
 pub mod status;
 pub mod time;
 pub mod uptime;
+pub mod webhook;
 pub mod zone;
 
 pub use hours::{HoursRow, LocalTime, Weekday};
