@@ -335,24 +335,6 @@ async fn concurrent_batches_of_the_same_stores_each_poll_stored_once() {
     app.stop().await;
 }
 
-async fn graphql_as(
-    app: &TestApp,
-    token: &str,
-    query: &str,
-    variables: serde_json::Value,
-) -> serde_json::Value {
-    reqwest::Client::new()
-        .post(format!("{}/graphql", app.address))
-        .bearer_auth(token)
-        .json(&serde_json::json!({ "query": query, "variables": variables }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn record_polls_stores_a_small_batch_and_answers_as_the_rest_door_does() {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
@@ -367,13 +349,17 @@ async fn record_polls_stores_a_small_batch_and_answers_as_the_rest_door_does() {
         { "storeId": "pushed-1", "status": "INACTIVE", "timestampUtc": "2023-01-25T18:30:00.5Z" },
         { "storeId": "pushed-2", "status": "ACTIVE", "timestampUtc": "2999-01-01T00:00:00Z" },
     ]);
-    let refused = graphql_as(&app, &viewer, record, serde_json::json!({ "p": polls })).await;
+    let refused = app
+        .graphql_as(&viewer, record, serde_json::json!({ "p": polls }))
+        .await;
     assert_eq!(
         refused["errors"][0]["extensions"]["code"], "FORBIDDEN",
         "{refused}"
     );
 
-    let answer = graphql_as(&app, &operator, record, serde_json::json!({ "p": polls })).await;
+    let answer = app
+        .graphql_as(&operator, record, serde_json::json!({ "p": polls }))
+        .await;
     let recorded = &answer["data"]["recordPolls"];
     assert_eq!(recorded["received"], 3, "{answer}");
     assert_eq!(recorded["accepted"], 2, "{answer}");
@@ -384,7 +370,9 @@ async fn record_polls_stores_a_small_batch_and_answers_as_the_rest_door_does() {
     );
     let file = recorded["load"]["file"].as_str().unwrap();
     assert!(file.starts_with("push by token \"poller\""), "{answer}");
-    let again = graphql_as(&app, &operator, record, serde_json::json!({ "p": polls })).await;
+    let again = app
+        .graphql_as(&operator, record, serde_json::json!({ "p": polls }))
+        .await;
     assert_eq!(again["data"]["recordPolls"]["duplicates"], 2, "{again}");
     assert_eq!(
         again["data"]["recordPolls"]["dataVersion"], recorded["dataVersion"],
@@ -394,7 +382,9 @@ async fn record_polls_stores_a_small_batch_and_answers_as_the_rest_door_does() {
     let polls =
         serde_json::json!({ "storeId": "x", "status": "ACTIVE", "timestampUtc": "2023-01-25T18:20:00Z" });
     let too_many: Vec<_> = (0..10_001).map(|_| polls.clone()).collect();
-    let refused = graphql_as(&app, &operator, record, serde_json::json!({ "p": too_many })).await;
+    let refused = app
+        .graphql_as(&operator, record, serde_json::json!({ "p": too_many }))
+        .await;
     assert_eq!(
         refused["errors"][0]["extensions"]["code"], "PAYLOAD_TOO_LARGE",
         "{refused}"
@@ -572,20 +562,27 @@ async fn a_batch_cut_short_by_a_dropped_connection_or_a_killed_server_leaves_not
     );
 }
 
-#[tokio::test]
-async fn pushes_over_capacity_are_told_to_retry_at_once_and_the_api_goes_on() {
+/// The server as a process on the bundled data, without tokens, `failpoint` armed; and its
+/// reports folder, to keep while it runs.
+fn stalling_server(db: &TestDb, failpoint: &str) -> (common::child::ChildServer, tempfile::TempDir) {
     use common::child::{ChildServer, serve_args};
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
     let reports = tempfile::tempdir().unwrap();
-    let db = TestDb::new().await;
     let mut args = serve_args(&db.url, &data, reports.path());
     args.extend(["--auth".into(), "off".into()]);
-    // Every batch stalls once it holds its place: six fill the server.
-    let mut server = ChildServer::start_with_env(
+    let server = ChildServer::start_with_env(
         env!("CARGO_BIN_EXE_store-monitor"),
         args,
-        [("STORE_MONITOR_FAILPOINT", "push-stall")],
+        [("STORE_MONITOR_FAILPOINT", failpoint)],
     );
+    (server, reports)
+}
+
+#[tokio::test]
+async fn pushes_over_capacity_are_told_to_retry_at_once_and_the_api_goes_on() {
+    let db = TestDb::new().await;
+    // Every batch stalls once it holds its place: six fill the server.
+    let (mut server, _reports) = stalling_server(&db, "push-stall");
     let client = reqwest::Client::new();
     let one = |i: usize| {
         client
@@ -623,18 +620,9 @@ async fn pushes_over_capacity_are_told_to_retry_at_once_and_the_api_goes_on() {
 
 #[tokio::test]
 async fn large_batches_take_a_core_each_and_one_poll_pushes_still_go_in() {
-    use common::child::{ChildServer, serve_args};
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
-    let reports = tempfile::tempdir().unwrap();
     let db = TestDb::new().await;
-    let mut args = serve_args(&db.url, &data, reports.path());
-    args.extend(["--auth".into(), "off".into()]);
     // Every large batch stalls once it holds a core.
-    let mut server = ChildServer::start_with_env(
-        env!("CARGO_BIN_EXE_store-monitor"),
-        args,
-        [("STORE_MONITOR_FAILPOINT", "large-push-stall")],
-    );
+    let (mut server, _reports) = stalling_server(&db, "large-push-stall");
     let client = reqwest::Client::new();
     let send = |body: String| {
         client

@@ -221,16 +221,27 @@ async fn no_jit(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
         .map(drop)
 }
 
+/// A store's poll as read.
 #[derive(FromRow)]
-struct LastPoll {
+struct StorePoll {
     store: i32,
     at: chrono::DateTime<chrono::Utc>,
     active: bool,
 }
 
+impl StorePoll {
+    fn keyed(self) -> (i32, Poll) {
+        let poll = Poll {
+            at: Timestamp::from_datetime(self.at),
+            active: self.active,
+        };
+        (self.store, poll)
+    }
+}
+
 /// Each store of the range's last poll before the window, in store order.
 async fn polls_before_window(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<(i32, Poll)>> {
-    let rows: Vec<LastPoll> = sqlx::query_as(
+    let rows: Vec<StorePoll> = sqlx::query_as(
         "SELECT s.id AS store, p.at, p.active FROM stores s CROSS JOIN LATERAL (
              SELECT at, active FROM polls
              WHERE edge AND store = s.id AND at < current_setting('store_monitor.window_start')::timestamptz
@@ -241,16 +252,7 @@ async fn polls_before_window(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<(i32, 
     )
     .fetch_all(db)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            let poll = Poll {
-                at: Timestamp::from_datetime(r.at),
-                active: r.active,
-            };
-            (r.store, poll)
-        })
-        .collect())
+    Ok(rows.into_iter().map(StorePoll::keyed).collect())
 }
 
 /// The unmarked polls that may begin or end a run: those of the spans pushed batches noted
@@ -258,7 +260,7 @@ async fn polls_before_window(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<(i32, 
 /// side, from the last one before the window to *now*, in key order. A few thousand rows a
 /// minute of pushes; none once tidied.
 async fn pending_polls(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<(i32, Poll)>> {
-    let rows: Vec<LastPoll> = sqlx::query_as(
+    let rows: Vec<StorePoll> = sqlx::query_as(
         "SELECT w.store, q.at, q.active
          FROM (SELECT store, min(lo) AS lo, max(hi) AS hi FROM edge_work
                WHERE store >= current_setting('store_monitor.range_start')::bigint
@@ -282,16 +284,7 @@ async fn pending_polls(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<(i32, Poll)>
     )
     .fetch_all(db)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            let poll = Poll {
-                at: Timestamp::from_datetime(r.at),
-                active: r.active,
-            };
-            (r.store, poll)
-        })
-        .collect())
+    Ok(rows.into_iter().map(StorePoll::keyed).collect())
 }
 
 /// What a range's stream of edges does not carry, store by store in key order: each store's

@@ -175,15 +175,16 @@ mod tests {
         statuses
             .chars()
             .enumerate()
-            .map(|(i, c)| Poll {
-                at: Timestamp(i as i64 * HOUR),
-                active: c == 'u',
-            })
+            .map(|(i, c)| poll(at(i as i64), c == 'u'))
             .collect()
     }
 
     fn at(hour: i64) -> Timestamp {
         Timestamp(hour * HOUR)
+    }
+
+    fn poll(at: Timestamp, active: bool) -> Poll {
+        Poll { at, active }
     }
 
     #[test]
@@ -250,7 +251,7 @@ mod tests {
             let all: Vec<Poll> = statuses
                 .iter()
                 .enumerate()
-                .map(|(i, &active)| Poll { at: at(i as i64), active })
+                .map(|(i, &active)| poll(at(i as i64), active))
                 .collect();
             let whole = incidents(&all, rules);
             let cut = cut.min(all.len());
@@ -304,14 +305,13 @@ mod tests {
                 end: super::super::hours::LocalTime::from_micros(17 * HOUR).unwrap(),
             })
             .collect();
-        let poll = |at: &str, active: bool| Poll { at: utc(at), active };
         let list = [
-            poll("2023-03-11 14:30", false), // 08:30 CST: closed
-            poll("2023-03-11 15:30", false), // 09:30 CST: open
-            poll("2023-03-13 13:30", false), // 08:30 CDT: closed (07:30 on the old offset)
-            poll("2023-03-13 14:30", false), // 09:30 CDT: open (08:30 on the old offset)
-            poll("2023-03-13 21:30", true),  // 16:30 CDT: open
-            poll("2023-03-13 22:30", false), // 17:30 CDT: closed (16:30 on the old offset)
+            poll(utc("2023-03-11 14:30"), false), // 08:30 CST: closed
+            poll(utc("2023-03-11 15:30"), false), // 09:30 CST: open
+            poll(utc("2023-03-13 13:30"), false), // 08:30 CDT: closed (07:30 on the old offset)
+            poll(utc("2023-03-13 14:30"), false), // 09:30 CDT: open (08:30 on the old offset)
+            poll(utc("2023-03-13 21:30"), true),  // 16:30 CDT: open
+            poll(utc("2023-03-13 22:30"), false), // 17:30 CDT: closed (16:30 on the old offset)
         ];
         let zone: Zone = "America/Chicago".parse().unwrap();
         let inside = within_hours(&list, &rows, zone);
@@ -336,26 +336,11 @@ mod tests {
         }];
         let monday = 4 * 24;
         let list = [
-            Poll {
-                at: at(monday + 8),
-                active: false,
-            },
-            Poll {
-                at: at(monday + 9),
-                active: false,
-            },
-            Poll {
-                at: at(monday + 16),
-                active: true,
-            },
-            Poll {
-                at: at(monday + 17),
-                active: false,
-            },
-            Poll {
-                at: at(monday + 18),
-                active: false,
-            },
+            poll(at(monday + 8), false),
+            poll(at(monday + 9), false),
+            poll(at(monday + 16), true),
+            poll(at(monday + 17), false),
+            poll(at(monday + 18), false),
         ];
         let zone: Zone = "UTC".parse().unwrap();
         let inside = within_hours(&list, &rows, zone);

@@ -276,7 +276,7 @@ async fn store_batch(
         });
     };
     crate::failpoint::stall("push-stall").await;
-    let _large = if data.counts.status.rows >= LARGE_BATCH {
+    let large = if data.counts.status.rows >= LARGE_BATCH {
         match tokio::time::timeout(LARGE_BATCH_WAIT, state.large_pushes.acquire()).await {
             Ok(Ok(permit)) => Some(permit),
             _ => {
@@ -290,7 +290,7 @@ async fn store_batch(
     } else {
         None
     };
-    if _large.is_some() {
+    if large.is_some() {
         crate::failpoint::stall("large-push-stall").await;
     }
     let answer = push::push(&state.work, &mut data, &format!("push by {caller}"), key).await?;

@@ -230,18 +230,40 @@ impl TestApp {
 
     /// Runs a GraphQL operation, returning the whole response.
     pub async fn graphql(&self, query: &str, variables: serde_json::Value) -> serde_json::Value {
-        let response = reqwest::Client::new()
-            .post(format!("{}/graphql", self.address))
-            .json(&serde_json::json!({ "query": query, "variables": variables }))
-            .send()
-            .await
-            .unwrap();
+        let response = self.graphql_request(None, query, variables).await;
         assert_eq!(
             response.status(),
             200,
             "GraphQL answers 200 even for client errors"
         );
         response.json().await.unwrap()
+    }
+
+    /// Runs a GraphQL operation with `token`, returning the whole response (refusals answer
+    /// with their own HTTP status).
+    pub async fn graphql_as(
+        &self,
+        token: &str,
+        query: &str,
+        variables: serde_json::Value,
+    ) -> serde_json::Value {
+        let response = self.graphql_request(Some(token), query, variables).await;
+        response.json().await.unwrap()
+    }
+
+    async fn graphql_request(
+        &self,
+        token: Option<&str>,
+        query: &str,
+        variables: serde_json::Value,
+    ) -> reqwest::Response {
+        let mut request = reqwest::Client::new()
+            .post(format!("{}/graphql", self.address))
+            .json(&serde_json::json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap()
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
