@@ -152,17 +152,173 @@ pub fn incidents(polls: &[Poll], rules: Rules) -> Vec<Incident> {
 }
 
 /// Where a store's incidents can be evaluated afresh once its polls change after `polls`
-/// (its polls within business hours before the change, in time order), given its incidents
-/// evaluated so far: the index of the last active poll that no incident spans. From there on
-/// [`incidents`] of the polls gives what it gives of them all, and the incidents before it
-/// stay. `None`: no such poll among these; read further back, or from the first poll.
-pub fn fresh_start(polls: &[Poll], known: &[Incident]) -> Option<usize> {
-    polls.iter().rposition(|p| {
-        p.active
-            && !known
-                .iter()
-                .any(|i| i.opened_at <= p.at && i.resolved_at.is_none_or(|r| p.at < r))
-    })
+/// (its polls within business hours before the change, in time order; `whole`: from its
+/// first), given its incidents evaluated so far: the index of the last poll after which the
+/// store is surely up, whatever comes later. That is an active poll no incident spans, and
+/// if an incident resolved at the start of its run of active polls, a run long enough by
+/// then (`up_after`) for the resolution to hold. From there on [`incidents`] of the polls
+/// gives what it gives of them all, and the incidents resolved by then stay. `None`: no such
+/// poll among these; read further back, or from the first poll.
+pub fn fresh_start(polls: &[Poll], whole: bool, known: &[Incident], rules: Rules) -> Option<usize> {
+    let up_after = rules.up_after.max(1) as usize;
+    let mut run_start = 0;
+    let mut found = None;
+    for (i, p) in polls.iter().enumerate() {
+        if !p.active {
+            run_start = i + 1;
+            continue;
+        }
+        let spanned = known
+            .iter()
+            .any(|k| k.opened_at <= p.at && k.resolved_at.is_none_or(|r| p.at < r));
+        // The run's first poll, if the read polls hold it: an incident may have resolved there.
+        let begins = (run_start > 0 || whole).then(|| polls[run_start].at);
+        let resolved_at_start = known
+            .iter()
+            .any(|k| k.resolved_at.is_some() && k.resolved_at == begins);
+        let long_enough = i + 1 - run_start >= up_after;
+        if !spanned && (long_enough || (begins.is_some() && !resolved_at_start)) {
+            found = Some(i);
+        }
+    }
+    found
+}
+
+/// A store's health and incidents after new polls within business hours that all follow
+/// `health`'s (in time order): stepped on from it, no older poll read. `open` is the stored
+/// open incident (`health.open`) with its key.
+pub fn advance<K: Copy>(health: &mut Health, open: Option<K>, polls: &[Poll], rules: Rules) -> Vec<Edit<K>> {
+    let stored: Vec<(K, Incident)> = open.zip(health.open).into_iter().collect();
+    let mut fresh = Vec::new();
+    for &poll in polls {
+        if let Some(Change::Resolved(incident)) = health.step(poll, rules) {
+            fresh.push(incident);
+        }
+    }
+    fresh.extend(health.open);
+    reconcile(&stored, &fresh)
+}
+
+/// A store's health and incidents evaluated afresh once polls at `cut` or later changed.
+/// `polls` are its polls within business hours from some instant on, in time order, the
+/// changed ones included; `stored` its stored incidents not resolved before the first of
+/// them, in time order; `whole`: `polls` go back to its first poll. `None` when no fresh
+/// start lies before `cut` and there are older polls: read further back.
+pub fn reevaluate<K: Copy>(
+    polls: &[Poll],
+    cut: Timestamp,
+    stored: &[(K, Incident)],
+    whole: bool,
+    rules: Rules,
+) -> Option<(Health, Vec<Edit<K>>)> {
+    let before = polls.partition_point(|p| p.at < cut);
+    let known: Vec<Incident> = stored.iter().map(|s| s.1).collect();
+    let (start, kept_until) = match fresh_start(&polls[..before], whole, &known, rules) {
+        Some(i) => (i, Some(polls[i].at)),
+        None if whole => (0, None),
+        None => return None,
+    };
+    let mut health = Health::default();
+    let mut fresh = Vec::new();
+    for &poll in &polls[start..] {
+        if let Some(Change::Resolved(incident)) = health.step(poll, rules) {
+            fresh.push(incident);
+        }
+    }
+    fresh.extend(health.open);
+    // The incidents resolved by the fresh start stay as they are.
+    let affected: Vec<(K, Incident)> = stored
+        .iter()
+        .copied()
+        .filter(|(_, i)| kept_until.is_none_or(|t| i.resolved_at.is_none_or(|r| r > t)))
+        .collect();
+    Some((health, reconcile(&affected, &fresh)))
+}
+
+/// What an edit tells those who follow incidents. An incident is news while it is open or
+/// if it resolved at `since` or later: a backfill of history, or a first load, records
+/// the incidents of long ago without telling anyone. A change of an incident someone was
+/// told about is always told: its resolution, its reopening, or its withdrawal.
+pub fn notices<K>(edit: &Edit<K>, since: Timestamp) -> Vec<Notice> {
+    match *edit {
+        Edit::New(i) if i.resolved_at.is_none_or(|r| r >= since) => {
+            let mut told = vec![Notice::Opened(i)];
+            told.extend(i.resolved_at.map(|_| Notice::Resolved(i)));
+            told
+        }
+        Edit::New(_) => Vec::new(),
+        Edit::Changed { old, new, .. } => match (old.resolved_at, new.resolved_at) {
+            (None, Some(_)) => vec![Notice::Resolved(new)],
+            (Some(_), None) => vec![Notice::Opened(new)],
+            _ => Vec::new(),
+        },
+        Edit::Withdrawn { old, .. } if old.resolved_at.is_none() => vec![Notice::Withdrawn(old)],
+        Edit::Withdrawn { .. } => Vec::new(),
+    }
+}
+
+/// What followers of incidents are told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// The store went down (or an incident resolved before opened again).
+    Opened(Incident),
+    /// The store came back up.
+    Resolved(Incident),
+    /// Polls that came late show that the store was not down after all.
+    Withdrawn(Incident),
+}
+
+/// How polls `at` or later may change incidents, for one store: the fresh start's instant
+/// (see [`fresh_start`]) and what was stored from it on.
+///
+/// An incident evaluated afresh takes the place of the stored one it overlaps first, keeping
+/// its key (a late active poll that splits an incident keeps the first half's key; a late
+/// inactive one that joins two keeps the earlier's); a stored incident that no new one
+/// overlaps any more, or one whose place was taken, is withdrawn.
+pub fn reconcile<K: Copy>(stored: &[(K, Incident)], fresh: &[Incident]) -> Vec<Edit<K>> {
+    let mut taken: Vec<Option<K>> = vec![None; fresh.len()];
+    let mut edits = Vec::new();
+    let mut j = 0;
+    for &(key, old) in stored {
+        while j < fresh.len() && fresh[j].resolved_at.is_some_and(|r| r <= old.opened_at) {
+            j += 1;
+        }
+        if j < fresh.len() && taken[j].is_none() && overlaps(&fresh[j], &old) {
+            taken[j] = Some(key);
+            if fresh[j] != old {
+                edits.push(Edit::Changed {
+                    key,
+                    old,
+                    new: fresh[j],
+                });
+            }
+        } else {
+            edits.push(Edit::Withdrawn { key, old });
+        }
+    }
+    for (new, key) in fresh.iter().zip(taken) {
+        if key.is_none() {
+            edits.push(Edit::New(*new));
+        }
+    }
+    edits
+}
+
+/// Whether two incidents share an instant (an open one lasts for ever).
+fn overlaps(a: &Incident, b: &Incident) -> bool {
+    let before = |x: &Incident, y: &Incident| x.resolved_at.is_some_and(|r| r <= y.opened_at);
+    !before(a, b) && !before(b, a)
+}
+
+/// A change of a store's stored incidents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Edit<K> {
+    /// An incident not stored before.
+    New(Incident),
+    /// A stored incident, changed (resolved, reopened, or counted anew).
+    Changed { key: K, old: Incident, new: Incident },
+    /// A stored incident the polls no longer show.
+    Withdrawn { key: K, old: Incident },
 }
 
 #[cfg(test)]
@@ -256,7 +412,7 @@ mod tests {
             let whole = incidents(&all, rules);
             let cut = cut.min(all.len());
             let known = incidents(&all[..cut], rules);
-            let start = fresh_start(&all[..cut], &known).unwrap_or(0);
+            let start = fresh_start(&all[..cut], true, &known, rules).unwrap_or(0);
             let mut pieced: Vec<Incident> = known
                 .iter()
                 .copied()
@@ -282,6 +438,108 @@ mod tests {
             proptest::prop_assert_eq!(opened, opened_whole);
             let resolved_whole: Vec<Incident> = whole.iter().copied().filter(|i| i.resolved_at.is_some()).collect();
             proptest::prop_assert_eq!(resolved, resolved_whole);
+        }
+    }
+
+    /// A store's incidents as a database keeps them, fed polls in batches.
+    #[derive(Default)]
+    struct Stored {
+        polls: Vec<Poll>,
+        incidents: Vec<(u32, Incident)>,
+        health: Health,
+        open_key: Option<u32>,
+        last: Option<Timestamp>,
+        keys: u32,
+    }
+
+    impl Stored {
+        fn take(&mut self, mut batch: Vec<Poll>, rules: Rules, look_back: usize) {
+            batch.sort_by_key(|p| p.at);
+            batch.retain(|p| !self.polls.iter().any(|q| q.at == p.at));
+            batch.dedup_by_key(|p| p.at);
+            let Some(first) = batch.first().copied() else {
+                return;
+            };
+            self.polls.extend(&batch);
+            self.polls.sort_by_key(|p| p.at);
+            let edits = if self.last.is_none_or(|l| first.at > l) {
+                advance(&mut self.health, self.open_key, &batch, rules)
+            } else {
+                let cut = self.polls.partition_point(|p| p.at < first.at);
+                let from = cut.saturating_sub(look_back);
+                let read = |from: usize| {
+                    let t = self.polls[from].at;
+                    let stored: Vec<(u32, Incident)> = self
+                        .incidents
+                        .iter()
+                        .copied()
+                        .filter(|(_, i)| i.resolved_at.is_none_or(|r| r > t))
+                        .collect();
+                    reevaluate(&self.polls[from..], first.at, &stored, from == 0, rules)
+                };
+                let (health, edits) = read(from).or_else(|| read(0)).unwrap();
+                self.health = health;
+                edits
+            };
+            for edit in edits {
+                match edit {
+                    Edit::New(i) => {
+                        self.keys += 1;
+                        self.incidents.push((self.keys, i));
+                    }
+                    Edit::Changed { key, new, .. } => {
+                        self.incidents.iter_mut().find(|(k, _)| *k == key).unwrap().1 = new;
+                    }
+                    Edit::Withdrawn { key, .. } => self.incidents.retain(|(k, _)| *k != key),
+                }
+            }
+            self.incidents.sort_by_key(|(_, i)| i.opened_at);
+            self.open_key = self
+                .incidents
+                .iter()
+                .find(|(_, i)| i.resolved_at.is_none())
+                .map(|(k, _)| *k);
+            self.last = self.polls.last().map(|p| p.at);
+        }
+    }
+
+    proptest::proptest! {
+        /// Polls in batches of any order and size, repeated or not, give the incidents of
+        /// all of them taken in time order: stepped on when a batch follows the polls
+        /// before, evaluated afresh from a few polls back (or from the first) when not.
+        #[test]
+        fn polls_in_any_order_give_the_incidents_of_the_polls_in_time_order(
+            statuses in proptest::collection::vec(proptest::bool::ANY, 1..50),
+            order in proptest::collection::vec(0usize..1000, 1..50),
+            sizes in proptest::collection::vec(1usize..8, 1..50),
+            look_back in 0usize..6,
+            down_after in 1u32..4,
+            up_after in 1u32..4,
+        ) {
+            let rules = Rules { down_after, up_after };
+            let all: Vec<Poll> = statuses
+                .iter()
+                .enumerate()
+                .map(|(i, &active)| poll(at(i as i64), active))
+                .collect();
+            // An arrival order: mostly in time, some polls moved, some sent twice.
+            let mut arrivals: Vec<Poll> = all.clone();
+            for (i, &o) in order.iter().enumerate() {
+                let (a, b) = (i % all.len(), o % all.len());
+                if o % 3 == 0 { arrivals.swap(a, b) } else if o % 7 == 0 { arrivals.push(all[b]) }
+            }
+            let mut stored = Stored::default();
+            let mut sizes = sizes.iter().cycle();
+            let mut rest = &arrivals[..];
+            while !rest.is_empty() {
+                let n = (*sizes.next().unwrap()).min(rest.len());
+                stored.take(rest[..n].to_vec(), rules, look_back);
+                rest = &rest[n..];
+            }
+            let got: Vec<Incident> = stored.incidents.iter().map(|(_, i)| *i).collect();
+            proptest::prop_assert_eq!(got, incidents(&all, rules));
+            let open = stored.incidents.iter().filter(|(_, i)| i.resolved_at.is_none()).count();
+            proptest::prop_assert!(open <= 1);
         }
     }
 
@@ -350,6 +608,64 @@ mod tests {
             within_hours(&list, &[], zone),
             list,
             "no rows: open around the clock"
+        );
+    }
+
+    #[test]
+    fn reconciling_keeps_keys_of_overlapping_incidents_and_withdraws_the_rest() {
+        let inc = |o: i64, r: Option<i64>, n: u32| Incident {
+            opened_at: at(o),
+            resolved_at: r.map(at),
+            inactive_polls: n,
+        };
+        // Unchanged: nothing to do.
+        assert!(reconcile(&[(1, inc(2, Some(5), 3))], &[inc(2, Some(5), 3)]).is_empty());
+        // Resolved since: changed, same key.
+        assert_eq!(
+            reconcile(&[(1, inc(2, None, 3))], &[inc(2, Some(5), 3)]),
+            [Edit::Changed {
+                key: 1,
+                old: inc(2, None, 3),
+                new: inc(2, Some(5), 3)
+            }]
+        );
+        // Split by a late active poll: the first half keeps the key, the second is new.
+        assert_eq!(
+            reconcile(&[(1, inc(2, None, 4))], &[inc(2, Some(4), 2), inc(5, None, 2)]),
+            [
+                Edit::Changed {
+                    key: 1,
+                    old: inc(2, None, 4),
+                    new: inc(2, Some(4), 2)
+                },
+                Edit::New(inc(5, None, 2))
+            ]
+        );
+        // Joined by a late inactive poll: the earlier keeps its key, the later is withdrawn.
+        assert_eq!(
+            reconcile(
+                &[(1, inc(2, Some(4), 2)), (2, inc(5, None, 2))],
+                &[inc(2, None, 5)]
+            ),
+            [
+                Edit::Changed {
+                    key: 1,
+                    old: inc(2, Some(4), 2),
+                    new: inc(2, None, 5)
+                },
+                Edit::Withdrawn {
+                    key: 2,
+                    old: inc(5, None, 2)
+                }
+            ]
+        );
+        // Gone altogether (a late active poll between its two inactive ones).
+        assert_eq!(
+            reconcile(&[(1, inc(2, None, 2))], &[]),
+            [Edit::Withdrawn {
+                key: 1,
+                old: inc(2, None, 2)
+            }]
         );
     }
 }
