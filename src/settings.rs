@@ -49,6 +49,10 @@ pub struct Settings {
     pub trigger_rate: u32,
     /// `reloadData` calls a minute per token or address (0: no limit).
     pub reload_rate: u32,
+    /// Webhook deliveries this process makes at once (0: none).
+    pub webhook_concurrency: usize,
+    /// What webhooks may reach, and how their deliveries are retried.
+    pub webhooks: WebhookSettings,
 }
 
 /// Whether callers of a server bound to `bind` need tokens when `--auth` does not say
@@ -60,6 +64,15 @@ pub fn protected_mode(bind: SocketAddr) -> AuthMode {
     } else {
         AuthMode::Required
     }
+}
+
+/// What webhooks may reach, and how deliveries are retried (`serve`'s and `worker`'s flags).
+#[derive(Clone, Debug, Default)]
+pub struct WebhookSettings {
+    /// `--webhook-allow-private`: loopback, private and link-local addresses too.
+    pub allow_private: bool,
+    /// `--webhook-retry-schedule`.
+    pub retry_schedule: crate::domain::webhook::RetrySchedule,
 }
 
 #[cfg(test)]

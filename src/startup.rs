@@ -86,6 +86,8 @@ impl Application {
             access,
             trigger_limit: RateLimit::new("triggerReport", settings.trigger_rate),
             reload_limit: RateLimit::new("reloadData", settings.reload_rate),
+            incidents: crate::db::incidents::Evaluator::new(settings.snapshot_guard.incident_rules),
+            webhooks: settings.webhooks.clone(),
         };
         if settings.initial_load {
             initial_load(&state).await?;
@@ -118,7 +120,7 @@ impl Application {
                     .context("the HTTP server stopped")
             }));
         }
-        if settings.concurrency > 0 || settings.reload.is_some() {
+        if settings.concurrency > 0 || settings.webhook_concurrency > 0 || settings.reload.is_some() {
             let monitor = monitor(&state, &settings);
             let signal = stopped_signal(stopped.clone());
             tasks.push(tokio::spawn(async move {
@@ -336,6 +338,28 @@ fn monitor(state: &AppState, settings: &Settings) -> Monitor {
                 .parallelize(tokio::spawn)
                 .data(context.clone())
                 .build(report_job::handle)
+        });
+    }
+    if settings.webhook_concurrency > 0 {
+        let context = crate::jobs::deliver::DeliveryContext::new(
+            state.work.clone(),
+            settings.webhooks.retry_schedule.clone(),
+            settings.webhooks.allow_private,
+        );
+        let (pool, instance, concurrency) =
+            (state.work.clone(), instance.clone(), settings.webhook_concurrency);
+        monitor = monitor.register(move |restarts| {
+            // As reports: notified at once of a new delivery; the interval finds retries
+            // coming due and jobs handed back from a dead worker.
+            let backend = crate::jobs::deliver::storage(&pool)
+                .with_pubsub()
+                .poll_with_interval(Duration::from_secs(1));
+            WorkerBuilder::new(format!("webhooks-{instance}-{restarts}"))
+                .backend(backend)
+                .concurrency(concurrency)
+                .parallelize(tokio::spawn)
+                .data(context.clone())
+                .build(crate::jobs::deliver::handle)
         });
     }
     if let Some(schedule) = settings.reload.clone() {

@@ -57,6 +57,16 @@ pub(crate) struct GuardArgs {
     #[arg(long, env = "STORE_MONITOR_MAX_CLOCK_SKEW", default_value = "1h", value_name = "DURATION",
           value_parser = duration)]
     pub max_clock_skew: std::time::Duration,
+    /// A store is down (an incident opens) once this many of its polls in a row within its
+    /// business hours are inactive; polls outside business hours do not count.
+    #[arg(long, env = "STORE_MONITOR_DOWN_AFTER", default_value_t = 2, value_name = "POLLS",
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub down_after: u32,
+    /// A store's incident resolves once this many of its polls in a row within business
+    /// hours are active (at the first of them).
+    #[arg(long, env = "STORE_MONITOR_UP_AFTER", default_value_t = 1, value_name = "POLLS",
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub up_after: u32,
 }
 
 impl GuardArgs {
@@ -64,6 +74,10 @@ impl GuardArgs {
         crate::db::reload::Guard {
             max_loss: Some(self.max_snapshot_loss / 100.0),
             max_clock_skew: self.max_clock_skew,
+            incident_rules: crate::domain::incident::Rules {
+                down_after: self.down_after,
+                up_after: self.up_after,
+            },
         }
     }
 }

@@ -143,6 +143,26 @@ pub(crate) struct WorkArgs {
     /// Reports this process computes at once.
     #[arg(long, env = "STORE_MONITOR_CONCURRENCY", default_value_t = 2)]
     pub concurrency: usize,
+    /// Webhook deliveries this process makes at once (0: none; other processes deliver).
+    #[arg(
+        long,
+        env = "STORE_MONITOR_WEBHOOK_CONCURRENCY",
+        default_value_t = 32,
+        value_name = "N"
+    )]
+    pub webhook_concurrency: usize,
+    /// When a webhook delivery that got no answer, a 5xx or a 429 is tried again: the wait
+    /// before each retry, from the first failure on (a tenth of jitter either way; a longer
+    /// Retry-After is waited for, up to a day). One more attempt than delays in all.
+    #[arg(long, env = "STORE_MONITOR_WEBHOOK_RETRY_SCHEDULE", default_value = "5s,5m,30m,2h,5h,10h,10h",
+          value_name = "DELAYS", value_parser = retry_schedule)]
+    pub webhook_retry_schedule: crate::domain::webhook::RetrySchedule,
+    /// Let webhooks reach loopback, private, link-local and other non-public addresses
+    /// (a receiver on this machine or the local network). Off: such a URL is refused when
+    /// the webhook is created and at every delivery, whatever its name resolves to then.
+    #[arg(long, env = "STORE_MONITOR_WEBHOOK_ALLOW_PRIVATE", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub webhook_allow_private: bool,
     /// Log format.
     #[arg(long, env = "STORE_MONITOR_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormatArg,
@@ -180,6 +200,10 @@ impl ServeArgs {
     pub(crate) fn settings(&self) -> anyhow::Result<Settings> {
         self.work.settings(Some(self))
     }
+}
+
+fn retry_schedule(text: &str) -> Result<crate::domain::webhook::RetrySchedule, String> {
+    text.parse()
 }
 
 impl WorkArgs {
@@ -232,6 +256,11 @@ impl WorkArgs {
             // A worker serves no calls to limit.
             trigger_rate: serve.map_or(0, |s| s.trigger_rate),
             reload_rate: serve.map_or(0, |s| s.reload_rate),
+            webhook_concurrency: self.webhook_concurrency,
+            webhooks: crate::settings::WebhookSettings {
+                allow_private: self.webhook_allow_private,
+                retry_schedule: self.webhook_retry_schedule.clone(),
+            },
         })
     }
 

@@ -4,7 +4,9 @@
 //! One listener per process forwards each `report_events` notification to the in-process
 //! subscribers, so that a subscription hears about a report whichever process runs it, and
 //! each `api_token_revoked` one to whoever keeps tokens (`service::auth`), and each
-//! `dataset_events` one (a reload changed the data) to the `dataset` subscription.
+//! `dataset_events` one (a reload changed the data) to the `dataset` subscription. An
+//! `incident_events` notice wakes the reader of that outbox, which passes on its new rows
+//! (in `seq` order, which is commit order) to the `incidents` subscription.
 //! Notices sent while the listener was reconnecting are lost; so every few seconds one
 //! query re-reads the reports that someone follows, and passes on those that changed
 //! unheard. Subscribers never read the database themselves: however many there are, a
@@ -19,6 +21,7 @@ use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
 use super::Pool;
+use super::incidents::{self, IncidentEvent};
 use super::loads::DATASET_CHANNEL;
 use super::reports::{self, CHANNEL};
 use super::tokens::REVOKED_CHANNEL;
@@ -34,6 +37,10 @@ pub struct ReportEvents {
     revoked: broadcast::Sender<Option<Uuid>>,
     /// The data version after each reload that changed the data.
     dataset: broadcast::Sender<i64>,
+    /// Incidents opened, resolved or withdrawn, in the outbox's order.
+    incidents: broadcast::Sender<Arc<IncidentEvent>>,
+    /// Wakes the outbox's reader: a notice came, or a recheck is due.
+    outbox: Arc<tokio::sync::Notify>,
 }
 
 /// The reports someone follows.
@@ -95,7 +102,7 @@ impl ReportEvents {
     pub async fn start(pool: &Pool, stopped: watch::Receiver<bool>) -> anyhow::Result<ReportEvents> {
         let mut listener = PgListener::connect_with(pool).await?;
         listener
-            .listen_all([CHANNEL, REVOKED_CHANNEL, DATASET_CHANNEL])
+            .listen_all([CHANNEL, REVOKED_CHANNEL, DATASET_CHANNEL, incidents::CHANNEL])
             .await?;
         let (sender, _) = broadcast::channel(1024);
         let events = ReportEvents {
@@ -103,7 +110,11 @@ impl ReportEvents {
             followed: Followed::default(),
             revoked: broadcast::channel(64).0,
             dataset: broadcast::channel(64).0,
+            incidents: broadcast::channel(4096).0,
+            outbox: Arc::default(),
         };
+        let seen = incidents::last_event(pool).await?;
+        tokio::spawn(events.clone().read_outbox(pool.clone(), seen, stopped.clone()));
         tokio::spawn(events.clone().listen(listener, stopped.clone()));
         tokio::spawn(events.clone().recheck(pool.clone(), stopped));
         Ok(events)
@@ -119,6 +130,7 @@ impl ReportEvents {
                 Ok(notification) if notification.channel() == REVOKED_CHANNEL => {
                     let _ = self.revoked.send(Uuid::parse_str(notification.payload()).ok());
                 }
+                Ok(notification) if notification.channel() == incidents::CHANNEL => self.outbox.notify_one(),
                 Ok(notification) if notification.channel() == DATASET_CHANNEL => {
                     if let Ok(version) = notification.payload().parse() {
                         let _ = self.dataset.send(version);
@@ -146,6 +158,7 @@ impl ReportEvents {
                 _ = stopped.wait_for(|stop| *stop) => break,
                 _ = every.tick() => {}
             }
+            self.outbox.notify_one();
             let ids = self.followed.ids();
             if ids.is_empty() {
                 continue;
@@ -155,6 +168,48 @@ impl ReportEvents {
                 Err(e) => tracing::debug!(error = %e, "cannot re-read the followed reports"),
             }
         }
+    }
+
+    /// Passes on the outbox's events after `seen` each time it is woken. With nobody
+    /// listening, it only notes where the outbox ends.
+    async fn read_outbox(self, pool: Pool, mut seen: i64, mut stopped: watch::Receiver<bool>) {
+        const BATCH: i64 = 1000;
+        loop {
+            tokio::select! {
+                _ = stopped.wait_for(|stop| *stop) => break,
+                _ = self.outbox.notified() => {}
+            }
+            loop {
+                let read = if self.incidents.receiver_count() == 0 {
+                    incidents::last_event(&pool).await.map(|last| {
+                        seen = last;
+                        0
+                    })
+                } else {
+                    incidents::events_after(&pool, seen, BATCH).await.map(|events| {
+                        let n = events.len();
+                        for event in events {
+                            seen = event.seq;
+                            let _ = self.incidents.send(Arc::new(event));
+                        }
+                        n
+                    })
+                };
+                match read {
+                    Ok(n) if n as i64 == BATCH => continue,
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cannot read the incident events");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Incidents opened, resolved or withdrawn in any process, from now on.
+    pub fn incident_events(&self) -> broadcast::Receiver<Arc<IncidentEvent>> {
+        self.incidents.subscribe()
     }
 
     fn pass_on(&self, record: Arc<ReportRecord>) {

@@ -11,6 +11,7 @@ pub(crate) mod events;
 pub(crate) mod history;
 pub mod housekeeping;
 pub(crate) mod idempotency;
+pub mod incidents;
 pub mod loads;
 pub(crate) mod polls;
 pub(crate) mod push;
@@ -24,6 +25,7 @@ pub mod snapshot;
 pub(crate) mod stores;
 pub(crate) mod ticks;
 pub(crate) mod tokens;
+pub mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Connection, PgConnection, PgExecutor};
 
 use super::idempotency::{self, IdempotencyKey};
+use super::incidents::{self, Evaluator, Touched};
 use super::loads::{self, LoadRecord};
 use super::{Pool, history, polls};
 use crate::domain::Timestamp;
@@ -54,6 +55,7 @@ pub async fn push(
     data: &mut InputData,
     source: &str,
     key: Option<&IdempotencyKey>,
+    evaluator: &Evaluator,
 ) -> sqlx::Result<PushAnswer> {
     let started = Utc::now();
     let mut tx = pool.begin().await?;
@@ -66,6 +68,7 @@ pub async fn push(
     let stores: Vec<_> = prepared.stores().filter(|s| !s.polls.is_empty()).collect();
     loads::lock_shared(&mut *tx).await?;
     let mut inserted = 0;
+    let mut touched = Vec::new();
     if !stores.is_empty() {
         let weeks = weeks_of(stores.iter().flat_map(|s| s.polls.iter().map(|p| p.at)));
         history::add_partitions(&mut *tx, &weeks).await?;
@@ -88,6 +91,13 @@ pub async fn push(
         inserted = insert_new_polls(&mut tx, &store, &at, &active).await?;
         if inserted > 0 {
             polls::note_pushed_spans(&mut *tx, &span_store, &lo, &hi).await?;
+            touched = stores
+                .iter()
+                .map(|s| Touched {
+                    store: keys[s.id],
+                    polls: s.polls,
+                })
+                .collect();
         }
     }
     let mut record = LoadRecord::failed(FileKind::Status, std::path::Path::new(source), String::new());
@@ -111,6 +121,8 @@ pub async fn push(
         let newest = newest_poll.and_then(Timestamp::to_datetime);
         idempotency::remember(&mut *tx, key, record.id, data_version, newest).await?;
     }
+    // Last: evaluations take turns, each to its commit.
+    incidents::evaluate(&mut tx, &touched, evaluator).await?;
     crate::failpoint::hit("push-before-commit");
     tx.commit().await?;
     Ok(PushAnswer::Stored(Pushed {

@@ -33,18 +33,19 @@ pub(crate) async fn setup(pool: &Pool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The storage of one queue, with the same settings in every process: a worker that stops
-/// sending heartbeats for `missed_heartbeats × heartbeat` is taken for dead and its job
-/// handed to another.
+/// The storage of one queue, with the same settings in every process: a worker takes up to
+/// `batch` jobs a fetch; one that stops sending heartbeats for `missed_heartbeats ×
+/// heartbeat` is taken for dead and its jobs handed to another.
 pub(crate) fn storage<T>(
     pool: &Pool,
     queue: &str,
+    batch: usize,
     heartbeat: Duration,
     missed_heartbeats: usize,
 ) -> PostgresStorage<T> {
     let config = Config::default()
         .queue(queue)
-        .batch_size(1)
+        .batch_size(batch)
         .heartbeat_interval(heartbeat)
         .missed_heartbeats(missed_heartbeats);
     PostgresStorage::new(pool).with_config(config)
@@ -115,6 +116,31 @@ pub(crate) async fn push(
     .execute(db)
     .await
     .map(|r| r.rows_affected() == 1)
+}
+
+/// Queues jobs (`ids`, `jobs`: apalis's JSON) on the caller's connection, to run `delay`
+/// from now.
+pub(crate) async fn push_many(
+    db: impl PgExecutor<'_>,
+    queue: &str,
+    ids: &[String],
+    jobs: &[Vec<u8>],
+    max_attempts: i32,
+    delay: Duration,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority)
+         SELECT id, $3, job, $4, 0, $5, now() + $6, 0 FROM unnest($1::text[], $2::bytea[]) AS j (id, job)",
+    )
+    .bind(ids)
+    .bind(jobs)
+    .bind(queue)
+    .bind(Status::Pending.to_string())
+    .bind(max_attempts)
+    .bind(delay)
+    .execute(db)
+    .await
+    .map(drop)
 }
 
 /// Holds a failing job back for `delay`: apalis takes a failed job with attempts left

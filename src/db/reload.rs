@@ -9,6 +9,7 @@
 //! Reading, checksumming, parsing and sorting run on blocking threads: a reload must not
 //! stall the requests the same runtime serves.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -17,10 +18,12 @@ use chrono::Utc;
 use sqlx::{Connection, PgConnection};
 
 use super::copy::CopyWriter;
+use super::incidents::{self, Evaluator, Touched};
 use super::loads::{self, LoadRecord};
 use super::replace::{Replaced, ReplacedTable};
 use super::{Pool, polls, stores};
 use crate::domain::Timestamp;
+use crate::domain::incident::Rules;
 use crate::domain::load::Outcome;
 use crate::input::checksum::{Prefix, checksum};
 use crate::input::data::{PollTimes, Prepared};
@@ -59,6 +62,8 @@ pub struct Guard {
     pub max_loss: Option<f64>,
     /// How far after the server's clock a poll may be; later ones are rejected rows.
     pub max_clock_skew: std::time::Duration,
+    /// When a store is down, for the incidents its new polls open or resolve.
+    pub incident_rules: Rules,
 }
 
 impl Default for Guard {
@@ -72,6 +77,7 @@ impl Guard {
     pub const DEFAULT: Guard = Guard {
         max_loss: Some(0.2),
         max_clock_skew: std::time::Duration::from_secs(3600),
+        incident_rules: Rules::DEFAULT,
     };
 
     /// Any loss goes: the operator says the new files are right.
@@ -116,6 +122,7 @@ pub async fn reload_with(pool: &Pool, files: &FoundFiles, guard: Guard) -> anyho
     loads::lock(&mut *tx).await.context("cannot take the load lock")?;
     loads::delete(&mut *tx, &unfinished).await?;
     let mut reload = Reload::default();
+    let mut new_polls = None;
     for kind in FileKind::ALL {
         let path = match &files[kind] {
             Ok(Some(path)) => path,
@@ -129,7 +136,7 @@ pub async fn reload_with(pool: &Pool, files: &FoundFiles, guard: Guard) -> anyho
                 continue;
             }
         };
-        let load = load_file(&mut tx, kind, path, guard).await?;
+        let load = load_file(&mut tx, kind, path, guard, &mut new_polls).await?;
         let r = &load.record;
         tracing::info!(
             kind = kind.flag(),
@@ -146,6 +153,9 @@ pub async fn reload_with(pool: &Pool, files: &FoundFiles, guard: Guard) -> anyho
         );
         crate::telemetry::metrics().rows_loaded(kind.flag(), r.rows_inserted as u64, r.rows_rejected as u64);
         reload.files.push(load);
+    }
+    if let Some(new) = &new_polls {
+        evaluate_incidents(&mut tx, new, guard.incident_rules).await?;
     }
     if reload.changed() {
         loads::announce_change(&mut *tx).await?;
@@ -168,6 +178,7 @@ async fn load_file(
     kind: FileKind,
     path: &Path,
     guard: Guard,
+    new_polls: &mut Option<NewPolls>,
 ) -> anyhow::Result<FileLoad> {
     let started = Instant::now();
     let mut record = LoadRecord::failed(kind, path, String::new());
@@ -184,8 +195,9 @@ async fn load_file(
             record.rows_rejected = counts.rejected as i64;
             rejected = std::mem::take(&mut parsed.data.rejected);
             let mut savepoint = conn.begin().await?;
+            let mut keys = HashMap::new();
             let applied = match (kind, &parsed.polls) {
-                (FileKind::Status, Some(polls)) => apply_status(&mut savepoint, polls).await?,
+                (FileKind::Status, Some(polls)) => apply_status(&mut savepoint, polls, &mut keys).await?,
                 (FileKind::Hours, _) => apply_hours(&mut savepoint, &parsed.data, guard).await?,
                 (FileKind::Timezones, _) => apply_timezones(&mut savepoint, &parsed.data, guard).await?,
                 (FileKind::Status, None) => unreachable!("a status file is prepared when read"),
@@ -207,6 +219,11 @@ async fn load_file(
             record.id = loads::insert(&mut *savepoint, &record).await?;
             loads::insert_rejected(&mut savepoint, record.id, &rejected).await?;
             savepoint.commit().await?;
+            if record.changed
+                && let Some(prepared) = parsed.polls.take()
+            {
+                *new_polls = Some(NewPolls { prepared, keys });
+            }
         }
     }
     if record.outcome != Outcome::Loaded {
@@ -316,8 +333,10 @@ struct Applied {
 async fn apply_status(
     conn: &mut PgConnection,
     prepared: &Prepared,
+    keys: &mut HashMap<String, i32>,
 ) -> anyhow::Result<Result<Applied, String>> {
-    let inserted = store_polls(conn, prepared).await?;
+    let inserted;
+    (inserted, *keys) = store_polls(conn, prepared).await?;
     Ok(Ok(Applied {
         inserted,
         changed: inserted > 0,
@@ -325,14 +344,47 @@ async fn apply_status(
     }))
 }
 
-/// Adds `prepared`'s stores and polls; returns how many polls were new.
-async fn store_polls(conn: &mut PgConnection, prepared: &Prepared) -> sqlx::Result<u64> {
+/// Adds `prepared`'s stores and polls; returns how many polls were new, and the stores' keys.
+async fn store_polls(
+    conn: &mut PgConnection,
+    prepared: &Prepared,
+) -> sqlx::Result<(u64, HashMap<String, i32>)> {
     let keys = stores::upsert(
         &mut *conn,
         prepared.stores().map(|s| (s.id, s.polls.first().map(|p| p.at))),
     )
     .await?;
-    polls::add(conn, prepared, &keys).await
+    let inserted = polls::add(conn, prepared, &keys).await?;
+    Ok((inserted, keys))
+}
+
+/// A status file's new polls, kept until the reload's other files are applied.
+struct NewPolls {
+    prepared: Prepared,
+    keys: HashMap<String, i32>,
+}
+
+/// Evaluates the incidents of the stores with new polls, once the reload has applied its
+/// hours and zones too (a first load must not judge polls by no hours at all).
+async fn evaluate_incidents(conn: &mut PgConnection, new: &NewPolls, rules: Rules) -> sqlx::Result<()> {
+    let touched: Vec<Touched> = new
+        .prepared
+        .stores()
+        .filter(|s| !s.polls.is_empty())
+        .map(|s| Touched {
+            store: new.keys[s.id],
+            polls: s.polls,
+        })
+        .collect();
+    let evaluated = incidents::evaluate(conn, &touched, &Evaluator::new(rules)).await?;
+    tracing::info!(
+        stores = touched.len(),
+        opened = evaluated.opened,
+        resolved = evaluated.resolved,
+        told = evaluated.told,
+        "incidents evaluated"
+    );
+    Ok(())
 }
 
 /// Replaces the business hours when the file's rows differ from the stored ones.

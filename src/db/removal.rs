@@ -5,6 +5,7 @@
 use chrono::Utc;
 
 use super::Pool;
+use super::incidents::{self, Evaluator};
 use super::loads::{self, LoadRecord};
 use super::polls::{self, PollSelection};
 use crate::domain::load::Outcome;
@@ -12,8 +13,13 @@ use crate::input::FileKind;
 
 /// Deletes the selected polls in one transaction under the load lock (no reload
 /// interleaves), fixing what depended on them: the stores' first polls and the newest poll,
-/// a report's default *now*. `source` says who asked, as the load's `file`.
-pub async fn remove(pool: &Pool, selection: &PollSelection, source: &str) -> sqlx::Result<LoadRecord> {
+/// a report's default *now*, and the stores' incidents. `source` says who asked, as the load's `file`.
+pub async fn remove(
+    pool: &Pool,
+    selection: &PollSelection,
+    source: &str,
+    evaluator: &Evaluator,
+) -> sqlx::Result<LoadRecord> {
     let started = Utc::now();
     let mut tx = pool.begin().await?;
     loads::lock(&mut *tx).await?;
@@ -23,6 +29,7 @@ pub async fn remove(pool: &Pool, selection: &PollSelection, source: &str) -> sql
         polls::refresh_first_polls(&mut *tx, selection).await?;
         newest = polls::newest_stored(&mut *tx).await?;
         loads::cap_newest_poll(&mut *tx, newest).await?;
+        incidents::evaluate_removal(&mut tx, selection.from, evaluator).await?;
     }
     let mut record = LoadRecord::failed(FileKind::Status, std::path::Path::new(source), String::new());
     record.error = None;

@@ -466,7 +466,7 @@ struct HoursRecord {
     end_micros: i64,
 }
 
-async fn business_hours(db: impl PgExecutor<'_>) -> anyhow::Result<HashMap<i32, Vec<HoursRow>>> {
+pub(super) async fn business_hours(db: impl PgExecutor<'_>) -> anyhow::Result<HashMap<i32, Vec<HoursRow>>> {
     let rows: Vec<HoursRecord> = sqlx::query_as(
         // date_part's double holds every microsecond of a day exactly, and is much faster
         // than extract's numeric.
@@ -523,7 +523,7 @@ struct ZoneRecord {
     zone: String,
 }
 
-async fn zones(db: impl PgExecutor<'_>) -> sqlx::Result<HashMap<i32, Zone>> {
+pub(super) async fn zones(db: impl PgExecutor<'_>) -> sqlx::Result<HashMap<i32, Zone>> {
     let rows: Vec<ZoneRecord> = sqlx::query_as("SELECT store, zone FROM timezones")
         .fetch_all(db)
         .await?;

@@ -70,6 +70,8 @@ pub enum Action {
     DeletePolls,
     /// List, create and revoke API tokens.
     ManageTokens,
+    /// List, create, rotate and delete webhooks; read and redo their deliveries.
+    ManageWebhooks,
 }
 
 impl Action {
@@ -79,7 +81,9 @@ impl Action {
             Action::Introspect => None,
             Action::Read => Some(Role::Viewer),
             Action::TriggerReport | Action::CancelReport | Action::PushPolls => Some(Role::Operator),
-            Action::ReloadData | Action::DeletePolls | Action::ManageTokens => Some(Role::Admin),
+            Action::ReloadData | Action::DeletePolls | Action::ManageTokens | Action::ManageWebhooks => {
+                Some(Role::Admin)
+            }
         }
     }
 
@@ -94,6 +98,7 @@ impl Action {
             Action::ReloadData => "reload data",
             Action::DeletePolls => "delete polls",
             Action::ManageTokens => "manage tokens",
+            Action::ManageWebhooks => "manage webhooks",
         }
     }
 
@@ -119,6 +124,7 @@ mod tests {
             ReloadData,
             DeletePolls,
             ManageTokens,
+            ManageWebhooks,
         ];
         let allowed = |role: Role| actions.into_iter().filter(|a| role.may(*a)).collect::<Vec<_>>();
         assert_eq!(allowed(Role::Viewer), actions[..1]);

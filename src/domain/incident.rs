@@ -21,13 +21,17 @@ pub struct Rules {
     pub up_after: u32,
 }
 
-impl Default for Rules {
+impl Rules {
     /// Gatus's failure threshold and Uptime Kuma's retries: two polls down; one up.
+    pub const DEFAULT: Rules = Rules {
+        down_after: 2,
+        up_after: 1,
+    };
+}
+
+impl Default for Rules {
     fn default() -> Self {
-        Rules {
-            down_after: 2,
-            up_after: 1,
-        }
+        Rules::DEFAULT
     }
 }
 

@@ -50,7 +50,9 @@ pub(crate) fn action_of(ty: OperationType, field: &str) -> Option<Action> {
     use OperationType::{Mutation, Query, Subscription};
     Some(match (ty, field) {
         (_, "__typename") | (Query, "__schema" | "__type") => Action::Introspect,
-        (Query, "report" | "reports" | "latestReport" | "dataset" | "store" | "node") => Action::Read,
+        (Query, "report" | "reports" | "latestReport" | "dataset" | "store" | "node" | "incidents") => {
+            Action::Read
+        }
         (Query, "tokens") => Action::ManageTokens,
         (Mutation, "triggerReport") => Action::TriggerReport,
         (Mutation, "cancelReport") => Action::CancelReport,
@@ -58,7 +60,11 @@ pub(crate) fn action_of(ty: OperationType, field: &str) -> Option<Action> {
         (Mutation, "deletePolls") => Action::DeletePolls,
         (Mutation, "recordPolls") => Action::PushPolls,
         (Mutation, "createToken" | "revokeToken") => Action::ManageTokens,
-        (Subscription, "report" | "reports" | "dataset") => Action::Read,
+        (Query, "webhooks" | "webhook") => Action::ManageWebhooks,
+        (Mutation, "createWebhook" | "rotateWebhookSecret" | "deleteWebhook" | "redeliver") => {
+            Action::ManageWebhooks
+        }
+        (Subscription, "report" | "reports" | "dataset" | "incidents") => Action::Read,
         _ => return None,
     })
 }

@@ -7,6 +7,7 @@ mod cost;
 mod cursor;
 mod data;
 mod error;
+mod incident;
 mod mutation;
 mod node;
 mod query;
@@ -14,6 +15,7 @@ mod report;
 mod store;
 mod subscription;
 mod tokens;
+mod webhook;
 
 use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{Context, ID, OutputType, Schema};
@@ -68,6 +70,18 @@ fn limited(builder: async_graphql::SchemaBuilder<Query, Mutation, SubscriptionRo
         )
         .override_output_type_description::<Edge<String, store::Poll, async_graphql::connection::EmptyFields>>(
             "A poll, with the cursor to ask for the polls after it.",
+        )
+        .override_output_type_description::<Connection<String, incident::IncidentNode, incident::IncidentCount>>(
+            "A page of incidents in the order asked: `edges` (with cursors) or `nodes`, `pageInfo` to go on, and `totalCount`.",
+        )
+        .override_output_type_description::<Edge<String, incident::IncidentNode, async_graphql::connection::EmptyFields>>(
+            "An incident, with the cursor to ask for the incidents after it.",
+        )
+        .override_output_type_description::<Connection<String, webhook::WebhookDelivery>>(
+            "A page of a webhook's delivery attempts, newest first: `edges` (with cursors) or `nodes`, and `pageInfo` to go on.",
+        )
+        .override_output_type_description::<Edge<String, webhook::WebhookDelivery, async_graphql::connection::EmptyFields>>(
+            "A delivery attempt, with the cursor to ask for the attempts after it.",
         )
         .override_output_type_description::<DateTime<Utc>>(
             "An instant, written in RFC 3339 (`2023-01-25T18:13:22.479Z`); one without a zone is refused.",

@@ -7,6 +7,7 @@ use super::data::{DataLoadNode, FileLoadNode, RejectedRow};
 use super::report::{ReportNode, TriggerReportInput};
 use super::store::StoreStatus;
 use super::tokens::{CreateTokenInput, CreatedToken, TokenNode};
+use super::webhook::{self, CreateWebhookInput, WebhookNode, WebhookWithSecret};
 use crate::service::auth::{self, Outcome};
 use crate::service::{self, AppState, Error};
 
@@ -207,5 +208,73 @@ impl Mutation {
         let record = auth::revoke(state, uuid).await?;
         auth::audit(&caller(ctx), "revokeToken", Outcome::Revoked(&record));
         Ok(TokenNode(record))
+    }
+
+    /// Adds a webhook (admins only): every incident event of the types it names is posted
+    /// to its URL, signed. Returns its signing secret, shown this once.
+    async fn create_webhook(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Its URL, description and event types.")] input: CreateWebhookInput,
+    ) -> async_graphql::Result<WebhookWithSecret> {
+        let state = ctx.data_unchecked::<AppState>();
+        let who = caller(ctx);
+        let created_by = who.token.as_ref().map_or("anonymous", |t| t.name.as_str());
+        let created = service::create_webhook(
+            state,
+            created_by,
+            &input.url,
+            &input.description,
+            webhook::event_names(&input.events),
+        )
+        .await?;
+        Ok(WebhookWithSecret {
+            webhook: WebhookNode(created.webhook, None),
+            secret: created.secret,
+        })
+    }
+
+    /// Gives a webhook a new signing secret (admins only), shown this once. For 24 hours the
+    /// old secret signs too (both signatures in `webhook-signature`), so that the receiver
+    /// can change over without missing a delivery.
+    async fn rotate_webhook_secret(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The webhook's id.")] id: ID,
+    ) -> async_graphql::Result<WebhookWithSecret> {
+        let state = ctx.data_unchecked::<AppState>();
+        let rotated = service::rotate_webhook_secret(state, webhook::webhook_id(&id)?).await?;
+        let mut found = webhook::with_last_deliveries(state, vec![rotated.webhook]).await?;
+        Ok(WebhookWithSecret {
+            webhook: found.remove(0),
+            secret: rotated.secret,
+        })
+    }
+
+    /// Deletes a webhook and its deliveries' records (admins only); attempts still queued
+    /// are dropped. Returns its id.
+    async fn delete_webhook(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The webhook's id.")] id: ID,
+    ) -> async_graphql::Result<ID> {
+        let state = ctx.data_unchecked::<AppState>();
+        service::delete_webhook(state, webhook::webhook_id(&id)?).await?;
+        Ok(id)
+    }
+
+    /// Delivers an event to a webhook again, from a first attempt (admins only): after a
+    /// receiver's outage outlasted the retries, say.
+    async fn redeliver(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The webhook's id.")] webhook_id: ID,
+        #[graphql(desc = "The event's id (`webhook-id`, a delivery's `eventId`).")] event_id: ID,
+    ) -> async_graphql::Result<bool> {
+        let state = ctx.data_unchecked::<AppState>();
+        let event = uuid::Uuid::parse_str(&event_id)
+            .map_err(|_| Error::BadInput(format!("{:?} is not an event id (a UUID)", event_id.as_str())))?;
+        service::redeliver(state, webhook::webhook_id(&webhook_id)?, event).await?;
+        Ok(true)
     }
 }

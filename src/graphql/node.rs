@@ -3,23 +3,33 @@
 
 use async_graphql::{Context, ID, Interface};
 
+use super::incident::{INCIDENT_PREFIX, IncidentNode};
 use super::report::{ROW_PREFIX, ReportNode, ReportRow};
 use super::store::{STORE_PREFIX, StoreNode};
 use crate::service::{self, AppState, Error, RowFilter, RowPage};
 
 /// An object with an id unique across every type: a report's is its UUID, a store's
-/// `Store:<store id>`, a report row's `ReportRow:<report id>:<store id>`.
+/// `Store:<store id>`, a report row's `ReportRow:<report id>:<store id>`, an incident's
+/// `Incident:<uuid>`.
 #[derive(Interface)]
 #[graphql(field(name = "id", ty = "ID", desc = "The object's global id."))]
 pub enum Node {
     Report(ReportNode),
     Store(StoreNode),
     ReportRow(ReportRow),
+    Incident(IncidentNode),
 }
 
 /// The object with global id `id`, if it exists.
 pub(crate) async fn node(ctx: &Context<'_>, id: &ID) -> Result<Option<Node>, Error> {
     let state = ctx.data_unchecked::<AppState>();
+    if let Some(incident) = id.strip_prefix(INCIDENT_PREFIX) {
+        let Ok(incident) = uuid::Uuid::parse_str(incident) else {
+            return Ok(None);
+        };
+        let found = service::incident(state, incident).await?;
+        return Ok(found.map(|i| Node::Incident(IncidentNode(i))));
+    }
     if let Some(store_id) = id.strip_prefix(STORE_PREFIX) {
         if service::check_store_id(store_id).is_err() {
             return Ok(None);

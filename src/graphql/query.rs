@@ -6,8 +6,10 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::data::DatasetNode;
+use super::incident::{self, IncidentCount, IncidentNode, IncidentOrder, IncidentsFilter};
 use super::report::{Interpolation, ReportNode, ReportsFilter};
 use super::tokens::TokenNode;
+use super::webhook::{self, WebhookNode};
 use super::{cursor, find_report, node, null_on_error, page, page_size, store};
 use crate::service::{self, AppState, Error};
 
@@ -76,9 +78,44 @@ impl Query {
         Ok(service::store(state, &id).await?.map(store::StoreNode))
     }
 
+    /// When stores were down within their business hours (incidents), newest first or worst
+    /// first, a page at a time.
+    async fn incidents(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Only open or resolved incidents, of these stores, since an instant.")]
+        filter: Option<IncidentsFilter>,
+        #[graphql(desc = "Newest first (the default) or worst first.", default)] order: IncidentOrder,
+        #[graphql(desc = "Page size, at most 1000 (default 100).")] first: Option<i32>,
+        #[graphql(desc = "The cursor of the incident to start after.")] after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, IncidentNode, IncidentCount>> {
+        let filter = filter.unwrap_or_default().into_filter()?;
+        incident::incidents(ctx, filter, order, first, after).await
+    }
+
     /// The data in the database: row counts, newest poll, the latest loads.
     async fn dataset(&self) -> DatasetNode {
         DatasetNode
+    }
+
+    /// Every webhook, newest first, each with its newest delivery (admins only).
+    async fn webhooks(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<WebhookNode>> {
+        let state = ctx.data_unchecked::<AppState>();
+        let found = service::list_webhooks(state).await?;
+        Ok(webhook::with_last_deliveries(state, found).await?)
+    }
+
+    /// A webhook by id, with its deliveries (admins only); null when there is none.
+    async fn webhook(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The webhook's id, as createWebhook returned it.")] id: ID,
+    ) -> async_graphql::Result<Option<WebhookNode>> {
+        let state = ctx.data_unchecked::<AppState>();
+        let Some(found) = service::webhook(state, webhook::webhook_id(&id)?).await? else {
+            return Ok(None);
+        };
+        Ok(webhook::with_last_deliveries(state, vec![found]).await?.pop())
     }
 
     /// Every API token, newest first, revoked and expired ones included (admins only).

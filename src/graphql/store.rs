@@ -4,10 +4,11 @@ use async_graphql::connection::Connection;
 use async_graphql::{Context, Enum, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
+use super::incident::{self, IncidentCount, IncidentNode, IncidentOrder};
 use super::report::{Interpolation, StoreUptime};
 use super::{cursor, page, page_size};
 use crate::domain::{HoursRow, Ticks};
-use crate::service::{self, AppState, Error, StoreInfo};
+use crate::service::{self, AppState, Error, IncidentFilter, StoreInfo};
 
 pub struct StoreNode(pub StoreInfo);
 
@@ -97,6 +98,22 @@ impl StoreNode {
                 },
             })
             .collect())
+    }
+
+    /// Its incidents, newest first, a page at a time.
+    async fn incidents(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Only open (true) or resolved (false) incidents.")] open: Option<bool>,
+        #[graphql(desc = "Page size, at most 1000 (default 100).")] first: Option<i32>,
+        #[graphql(desc = "The cursor of the incident to start after.")] after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, IncidentNode, IncidentCount>> {
+        let filter = IncidentFilter {
+            open,
+            store_ids: Some(vec![self.0.record.store_id.clone()]),
+            since: None,
+        };
+        incident::incidents(ctx, filter, IncidentOrder::NewestFirst, first, after).await
     }
 
     /// Its polls, oldest first, a page at a time.

@@ -9,6 +9,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::data::DatasetNode;
 use super::error::ApiError;
+use super::incident::IncidentEventNode;
 use super::report::{ReportNode, ReportsFilter};
 use crate::service::{self, AppState};
 
@@ -52,6 +53,31 @@ impl SubscriptionRoot {
             // made up for by the next one it hears.
             while let Ok(_) | Err(RecvError::Lagged(_)) = changes.recv().await {
                 yield DatasetNode;
+            }
+        })
+    }
+
+    /// Every incident opened, resolved or withdrawn from now on, whichever process stored
+    /// the polls, in the order they were recorded: the events webhooks deliver. A client
+    /// too slow to keep up misses events rather than holding the others back.
+    async fn incidents(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Only events of these stores.")] store_ids: Option<Vec<ID>>,
+    ) -> async_graphql::Result<impl Stream<Item = IncidentEventNode>> {
+        let state = ctx.data_unchecked::<AppState>().clone();
+        let slot = slot(ctx)?;
+        let mut events = service::incident_events(&state);
+        Ok(async_stream::stream! {
+            let _held = slot;
+            loop {
+                match events.recv().await {
+                    Ok(event) if store_ids.as_ref().is_none_or(|ids| ids.iter().any(|id| id.0 == event.incident.store_id)) => {
+                        yield IncidentEventNode(event)
+                    }
+                    Ok(_) | Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => break,
+                }
             }
         })
     }

@@ -1,8 +1,9 @@
-//! Background jobs: the apalis jobs (`report`, the scheduled `reload`) and the maintenance
+//! Background jobs: the apalis jobs (`report`, `deliver` for webhooks, the scheduled `reload`) and the maintenance
 //! each process runs beside them, one job per file (`reconcile`, `prune_reports`,
 //! `prune_polls`, `tidy_edges`, `forget_idempotency_keys`, `queue_depth`). Each is a plain
 //! async function tests can call; the loops only time them.
 
+pub mod deliver;
 pub mod forget_idempotency_keys;
 pub mod prune_polls;
 pub mod prune_reports;

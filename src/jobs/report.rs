@@ -46,7 +46,7 @@ pub struct ReportContext {
 /// The queue's storage, the same in every process: a worker that stops sending heartbeats
 /// for 3 × 2 s is taken for dead and its report handed to another.
 pub fn storage(pool: &Pool) -> PostgresStorage<ReportJob> {
-    queue::storage(pool, QUEUE, Duration::from_secs(2), 3)
+    queue::storage(pool, QUEUE, 1, Duration::from_secs(2), 3)
 }
 
 /// apalis's job ids are ULIDs: the report's UUID, the same 128 bits, so that a report is

@@ -81,7 +81,13 @@ pub async fn delete_polls(
     if selection.to <= selection.from {
         return Err(Error::BadInput("from must come before to".to_string()));
     }
-    let record = removal::remove(&state.work, &selection, &format!("deletePolls by {caller}")).await?;
+    let record = removal::remove(
+        &state.work,
+        &selection,
+        &format!("deletePolls by {caller}"),
+        &state.incidents,
+    )
+    .await?;
     tracing::info!(
         caller = %caller,
         polls = record.rows_deleted,
@@ -293,7 +299,14 @@ async fn store_batch(
     if large.is_some() {
         crate::failpoint::stall("large-push-stall").await;
     }
-    let answer = push::push(&state.work, &mut data, &format!("push by {caller}"), key).await?;
+    let answer = push::push(
+        &state.work,
+        &mut data,
+        &format!("push by {caller}"),
+        key,
+        &state.incidents,
+    )
+    .await?;
     let outcome = match answer {
         PushAnswer::Stored(pushed) => PushOutcome {
             record: pushed.record,

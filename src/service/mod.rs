@@ -4,9 +4,11 @@
 pub(crate) mod auth;
 mod data;
 mod error;
+mod incidents;
 pub(crate) mod rate;
 mod reports;
 mod stores;
+mod webhooks;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -20,17 +22,24 @@ pub use self::data::{
     polls_kept_from, prunings, push_polls, readiness, record_polls, rejected_rows, reload, reload_now, tally,
 };
 pub use self::error::{Error, RETRY_AFTER_SECONDS, Result};
+pub use self::incidents::{count_incidents, incident, incident_events, list_incidents};
 pub use self::reports::{
     cancel_report, count_report_rows, find_report, follow, followed_report, get_report, latest_report,
     list_reports, not_found, parse_report_id, report_changes, report_csv, report_rows, trigger_report,
 };
 pub use self::stores::{StoreInfo, check_store_id, store, store_polls, store_timeline, store_uptime};
+pub use self::webhooks::{
+    WebhookSettings, create_webhook, delete_webhook, deliveries, last_deliveries, list_webhooks, redeliver,
+    rotate_webhook_secret, webhook,
+};
 use crate::db::Pool;
 use crate::db::events::ReportEvents;
 pub use crate::db::history::PruningRecord;
+pub use crate::db::incidents::{EventKind, IncidentEvent, IncidentFilter, IncidentOrder, IncidentRecord};
 pub use crate::db::loads::{LoadRecord, Tally};
 pub use crate::db::rows::{RowFilter, RowOrder, RowPage, RowRecord};
 pub use crate::db::tokens::TokenRecord;
+pub use crate::db::webhooks::{DeliveryRecord, WebhookRecord};
 pub use crate::domain::ReportFilter;
 use crate::domain::ReportRecord;
 pub use crate::domain::load::Outcome as LoadOutcome;
@@ -73,6 +82,10 @@ pub struct AppState {
     pub(crate) trigger_limit: rate::RateLimit,
     /// `reloadData` calls a minute per token (or address).
     pub(crate) reload_limit: rate::RateLimit,
+    /// Evaluates the incidents of pushed polls, keeping the stores' hours between pushes.
+    pub(crate) incidents: crate::db::incidents::Evaluator,
+    /// What webhooks may reach.
+    pub(crate) webhooks: WebhookSettings,
 }
 
 /// An instant a client gave as `what`, if it is one the service takes (years 0000 to 9999,

@@ -4,6 +4,7 @@
 
 pub mod child;
 pub mod js;
+pub mod receiver;
 pub mod socket;
 
 use std::path::{Path, PathBuf};
@@ -205,6 +206,12 @@ impl TestApp {
             // The tests of the rate limits set their own.
             trigger_rate: 0,
             reload_rate: 0,
+            webhook_concurrency: 8,
+            // Receivers of the tests' own listen on loopback.
+            webhooks: store_monitor::settings::WebhookSettings {
+                allow_private: true,
+                ..Default::default()
+            },
         };
         adjust(&mut settings);
         let app = store_monitor::startup::Application::build(settings)
