@@ -8,7 +8,9 @@
 //! The dashboard at `/` the same way (`tests/js/dashboard.mjs`): it runs a report to
 //! COMPLETE with its progress bar, lists the expected CSV's worst store first, and draws
 //! that store's week; it cancels a running report; and on a server that needs a token it
-//! says so, then sends the pasted one with its requests and its WebSocket. Its screenshots
+//! says so, then sends the pasted one with its requests and its WebSocket; its "Down now"
+//! panel shows a store that pushed polls take down, live, and empties when it is back up
+//! (`tests/js/down.mjs`), the store's page listing and marking the incident. Its screenshots
 //! land in `target/tmp/dashboard*.png` (`docs/` has ones of the bundled data).
 
 mod common;
@@ -94,6 +96,42 @@ async fn the_dashboard_cancels_a_running_report() {
     .await;
     assert!(log.contains("cancel passed"), "{log}");
     server.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_a_store_going_down_and_coming_back() {
+    // No polls yet; the pushed store has no business hours: open around the clock.
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(
+        data.path().join("menu_hours.csv"),
+        "store_id,dayOfWeek,start_time_local,end_time_local\nelsewhere,0,09:00:00,17:00:00\n",
+    )
+    .unwrap();
+    std::fs::write(
+        data.path().join("timezones.csv"),
+        "store_id,timezone_str\nelsewhere,UTC\n",
+    )
+    .unwrap();
+    std::fs::write(
+        data.path().join("store_status.csv"),
+        "store_id,status,timestamp_utc\n",
+    )
+    .unwrap();
+    let db = TestDb::new().await;
+    let server = TestApp::spawn(&db, data.path(), 0).await;
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-down.png");
+    let log = common::js::run(
+        "down.mjs",
+        vec![
+            server.address.clone(),
+            "pushed-store".into(),
+            shot.display().to_string(),
+        ],
+        vec![("CHROMIUM".into(), chromium())],
+    )
+    .await;
+    assert!(log.contains("down.mjs: passed"), "{log}");
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

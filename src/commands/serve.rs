@@ -113,8 +113,9 @@ pub(crate) struct WorkArgs {
     /// No scheduled reload in this process.
     #[arg(long)]
     pub no_reload: bool,
-    /// Days to keep bookkeeping: finished queue jobs, reload ticks, and the records of
-    /// reloads that found their file unchanged (pruned after each scheduled reload).
+    /// Days to keep bookkeeping: finished queue jobs, reload ticks, the records of reloads
+    /// that found their file unchanged, incident events and webhook delivery attempts
+    /// (pruned after each scheduled reload; incidents themselves are kept).
     /// Polls are kept as --keep-polls-days says, reports as --keep-reports-days.
     #[arg(
         long,

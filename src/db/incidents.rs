@@ -768,6 +768,19 @@ pub(crate) async fn event(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Opt
     Ok(row.map(EventRow::into_event))
 }
 
+/// Deletes the events written before `before` (a delivery still queued for one finds it
+/// gone and is skipped). The newest is kept: its `seq` is where readers start.
+pub(crate) async fn prune_events(db: impl PgExecutor<'_>, before: DateTime<Utc>) -> sqlx::Result<u64> {
+    sqlx::query(
+        "DELETE FROM incident_events WHERE created_at < $1
+           AND seq < (SELECT max(seq) FROM incident_events)",
+    )
+    .bind(before)
+    .execute(db)
+    .await
+    .map(|r| r.rows_affected())
+}
+
 /// The newest event's `seq` (0: none yet).
 pub(crate) async fn last_event(db: impl PgExecutor<'_>) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM incident_events")

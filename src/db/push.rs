@@ -66,6 +66,7 @@ pub async fn push(
     }
     let prepared = data.prepare();
     let stores: Vec<_> = prepared.stores().filter(|s| !s.polls.is_empty()).collect();
+    let polls: usize = stores.iter().map(|s| s.polls.len()).sum();
     loads::lock_shared(&mut *tx).await?;
     let mut inserted = 0;
     let mut touched = Vec::new();
@@ -122,9 +123,22 @@ pub async fn push(
         idempotency::remember(&mut *tx, key, record.id, data_version, newest).await?;
     }
     // Last: evaluations take turns, each to its commit.
-    incidents::evaluate(&mut tx, &touched, evaluator).await?;
+    let evaluating = std::time::Instant::now();
+    let evaluated = incidents::evaluate(&mut tx, &touched, evaluator).await?;
+    let evaluation = evaluating.elapsed();
     crate::failpoint::hit("push-before-commit");
     tx.commit().await?;
+    // What the incidents cost a batch (benches/README figures read it).
+    tracing::debug!(
+        polls,
+        inserted,
+        stores = touched.len(),
+        opened = evaluated.opened,
+        resolved = evaluated.resolved,
+        evaluation_us = evaluation.as_micros() as u64,
+        total_us = (Utc::now() - started).num_microseconds().unwrap_or(0),
+        "push stored"
+    );
     Ok(PushAnswer::Stored(Pushed {
         record,
         data_version,

@@ -212,6 +212,15 @@ pub(crate) async fn last_deliveries(
     .await
 }
 
+/// Deletes the records of delivery attempts made before `before`.
+pub(crate) async fn prune_deliveries(db: impl PgExecutor<'_>, before: DateTime<Utc>) -> sqlx::Result<u64> {
+    sqlx::query("DELETE FROM webhook_deliveries WHERE at < $1")
+        .bind(before)
+        .execute(db)
+        .await
+        .map(|r| r.rows_affected())
+}
+
 /// The apalis queue of deliveries: one job an attempt.
 pub const DELIVERY_QUEUE: &str = "store-monitor::webhook-delivery";
 

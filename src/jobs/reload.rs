@@ -69,6 +69,8 @@ pub async fn scheduled_reload(ctx: &ReloadContext, tick: DateTime<Utc>) -> anyho
             workers = pruned.workers,
             reload_ticks = pruned.reload_ticks,
             loads = pruned.loads,
+            incident_events = pruned.incident_events,
+            deliveries = pruned.deliveries,
             "pruned old bookkeeping"
         ),
         Ok(_) => {}

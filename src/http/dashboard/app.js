@@ -1,5 +1,5 @@
-// The dashboard: the data, running a report with its progress, the latest report's worst
-// stores, and one store's week. Everything comes through the public GraphQL API (api.js);
+// The dashboard: the stores down now, the data, running a report with its progress, the
+// latest report's worst stores, and one store's week and incidents. Everything comes through the public GraphQL API (api.js);
 // `#/` is the overview and `#/store/<id>` a store's page.
 
 import { ApiError, request, subscribe, token } from './api.js';
@@ -124,6 +124,37 @@ function renderDataset(dataset) {
 async function loadDataset() {
   const data = await attempt(() => request(`{ dataset { ${DATASET} } }`));
   if (data) renderDataset(data.dataset);
+}
+
+// ---- Down now --------------------------------------------------------------------------
+
+const DOWN_SHOWN = 50;
+
+async function loadDown() {
+  const data = await attempt(() => request(
+    `query Down($first: Int) { incidents(filter: { open: true }, order: WORST_FIRST, first: $first) {
+      totalCount nodes { id storeId openedAt inactivePolls } } }`, { first: DOWN_SHOWN }));
+  const incidents = data?.incidents;
+  if (!incidents) return;
+  const count = $('down-count');
+  const n = incidents.totalCount;
+  count.textContent = n === 0 ? 'Every store is up (within its business hours).'
+    : `${number(n)} ${n === 1 ? 'store is' : 'stores are'} down${n > DOWN_SHOWN ? `; the ${DOWN_SHOWN} down longest:` : ', longest first:'}`;
+  count.className = n > 0 ? 'bad' : '';
+  count.dataset.count = String(n);
+  $('down-list').replaceChildren(...incidents.nodes.map((incident) => node('li', { 'data-store': incident.storeId },
+    node('a', { href: `#/store/${encodeURIComponent(incident.storeId)}` }, incident.storeId),
+    ` down since ${when(incident.openedAt)} (${number(incident.inactivePolls)} inactive polls)`)));
+}
+
+/** Reads the panel again after a burst of events, once. */
+let downPending = null;
+function downChanged() {
+  if (downPending) return;
+  downPending = setTimeout(() => {
+    downPending = null;
+    loadDown();
+  }, 200);
 }
 
 // ---- Running a report -----------------------------------------------------------------
@@ -314,7 +345,8 @@ async function showStore(storeId) {
       store(id: $id) { storeId timezone timezoneDefaulted businessHoursDefaulted
         businessHours { day start end }
         uptime(asOf: $asOf, interpolation: $interpolation) { ${SIX} }
-        timeline(asOf: $asOf, interpolation: $interpolation) { start end open status } } }`,
+        timeline(asOf: $asOf, interpolation: $interpolation) { start end open status }
+        incidents(first: 100) { totalCount nodes { id openedAt resolvedAt open inactivePolls } } } }`,
     { id: storeId, asOf, interpolation }));
   if (!data) return;
   const store = data.store;
@@ -344,6 +376,17 @@ async function showStore(storeId) {
       node('tbody', {}, store.businessHours.map((h) => node('tr', {},
         node('td', {}, days[h.day] ?? h.day), node('td', {}, h.start), node('td', {}, h.end))))));
 
+  const incidents = store.incidents.nodes;
+  $('incidents').replaceChildren(incidents.length === 0
+    ? node('p', {}, 'No incident: it has never been down two polls in a row within its business hours.')
+    : node('table', {},
+      node('caption', {}, `${number(store.incidents.totalCount)} incidents, newest first${store.incidents.totalCount > incidents.length ? ` (the ${incidents.length} newest)` : ''}.`),
+      node('thead', {}, node('tr', {}, ['Down from', 'Back up', 'Inactive polls'].map((h) => node('th', { scope: 'col' }, h)))),
+      node('tbody', {}, incidents.map((i) => node('tr', { class: i.open ? 'open-incident' : '' },
+        node('td', {}, when(i.openedAt)),
+        node('td', { class: i.open ? 'bad' : '' }, i.open ? 'still down' : when(i.resolvedAt)),
+        node('td', {}, number(i.inactivePolls)))))));
+
   if (store.timeline.length === 0) {
     $('chart').replaceChildren(node('p', {}, 'No timeline: the store has no poll before the report’s time.'));
     return;
@@ -367,6 +410,7 @@ async function showStore(storeId) {
   $('chart').replaceChildren(timelineChart({
     segments: store.timeline,
     polls,
+    incidents,
     from: instant(from),
     to: instant(to),
     timeZone: store.timezone,
@@ -411,6 +455,15 @@ let listening = false;
 function listen() {
   if (listening) return;
   listening = true;
+  // Stores going down and coming back, from whichever process stored the polls.
+  subscribe('subscription { incidents { type incident { storeId } } }', {}, {
+    next: ({ incidents: event }) => {
+      downChanged();
+      const page = window.location.hash.match(/^#\/store\/(.+)$/);
+      if (page && decodeURIComponent(page[1]) === event.incident.storeId) showStore(event.incident.storeId);
+    },
+    error: showError,
+  });
   subscribe(`subscription { dataset { ${DATASET} } }`, {}, {
     next: (data) => renderDataset(data.dataset),
     error: showError,
@@ -445,7 +498,7 @@ async function followNewest() {
 async function load() {
   if (await checkToken()) {
     showError(null);
-    await Promise.all([loadDataset(), loadLatest(), followNewest()]);
+    await Promise.all([loadDown(), loadDataset(), loadLatest(), followNewest()]);
     listen();
   }
 }

@@ -54,10 +54,11 @@ function hours(ms) {
 }
 
 /**
- * The chart of `segments` ({start, end, open, status}) and `polls` ({at, status}) over
- * [from, to), read in `timeZone`.
+ * The chart of `segments` ({start, end, open, status}), `polls` ({at, status}) and
+ * `incidents` ({openedAt, resolvedAt}, drawn as bars over the lane) over [from, to), read
+ * in `timeZone`.
  */
-export function timelineChart({ segments, polls, from, to, timeZone, storeId }) {
+export function timelineChart({ segments, polls, incidents = [], from, to, timeZone, storeId }) {
   const span = to - from;
   const x = (t) => LEFT + ((Math.min(Math.max(t, from), to) - from) / span) * (WIDTH - LEFT - RIGHT);
   const when = localFormat(timeZone, { weekday: 'short', hour: '2-digit', minute: '2-digit' });
@@ -110,16 +111,28 @@ export function timelineChart({ segments, polls, from, to, timeZone, storeId }) 
     }), `poll ${when.format(t)}: ${poll.status.toLowerCase()}`));
   }
 
+  const down = element('g', { class: 'incidents' });
+  for (const incident of incidents) {
+    const start = instant(incident.openedAt);
+    const end = incident.resolvedAt ? instant(incident.resolvedAt) : to;
+    if (end <= from || start >= to) continue;
+    const label = `incident: down from ${when.format(start)}${incident.resolvedAt ? ` to ${when.format(end)}` : ', still down'}`;
+    down.append(titled(element('line', {
+      class: 'incident', x1: x(start), x2: Math.max(x(end), x(start) + 2), y1: LANE_TOP - 1.5, y2: LANE_TOP - 1.5,
+    }), label));
+  }
+
   const summary = `Timeline of store ${storeId}, ${when.format(from)} to ${when.format(to)} in ${timeZone}: ` +
     `open ${hours(totals.open)} h, of which active ${hours(totals.up)} h and inactive ${hours(totals.down)} h; ` +
-    `${ticks.childElementCount} polls.`;
+    `${ticks.childElementCount} polls; ${down.childElementCount} incidents.`;
   const svg = element('svg', {
     class: 'timeline',
     viewBox: `0 0 ${WIDTH} ${HEIGHT}`,
     role: 'img',
     'aria-label': summary,
-  }, [element('title', {}, [summary]), lane, axis, ticks]);
+  }, [element('title', {}, [summary]), lane, axis, ticks, down]);
   svg.dataset.segments = String(segments.length);
+  svg.dataset.incidents = String(down.childElementCount);
   svg.dataset.polls = String(ticks.childElementCount);
   return svg;
 }
