@@ -432,9 +432,20 @@ async fn housekeeping_forgets_old_bookkeeping_but_nothing_the_data_depends_on() 
                 ('\\x', 'done-new', 'x', 'Done', 1, 3, now(), NULL),
                 ('\\x', 'failed-exhausted', 'x', 'Failed', 3, 3, now() - interval '60 days', NULL),
                 ('\\x', 'failed-retrying', 'x', 'Failed', 1, 3, now() - interval '60 days', 'holding'),
-                ('\\x', 'pending', 'x', 'Pending', 0, 3, NULL, NULL);",
+                ('\\x', 'pending', 'x', 'Pending', 0, 3, NULL, NULL);
+         INSERT INTO incident_events (id, kind, incident, store, opened_at, inactive_polls)
+         SELECT gen_random_uuid(), 'opened', gen_random_uuid(), id, now(), 2 FROM stores, generate_series(1, 2);
+         UPDATE incident_events SET created_at = created_at - interval '60 days';
+         INSERT INTO webhooks (id, url, events, secret, created_by)
+         VALUES ('00000000-0000-0000-0000-000000000001', 'https://example.com/', '{incident.opened}', 'whsec_x', 't');
+         INSERT INTO webhook_deliveries (webhook, event, attempt, at, duration_ms, outcome)
+         VALUES ('00000000-0000-0000-0000-000000000001', gen_random_uuid(), 1, now() - interval '60 days', 1, 'delivered'),
+                ('00000000-0000-0000-0000-000000000001', gen_random_uuid(), 1, now(), 1, 'delivered');",
     )
     .await;
+    // The outbox's newest event stays, whatever its age: readers start after its seq.
+    let events = count(&db, "incident_events").await;
+    assert!(events >= 3);
 
     let pruned = housekeeping::prune(&db.pool, chrono::Utc::now() - chrono::TimeDelta::days(30))
         .await
@@ -446,6 +457,8 @@ async fn housekeeping_forgets_old_bookkeeping_but_nothing_the_data_depends_on() 
         workers: 1,
         reload_ticks: 1,
         loads: 6,
+        incident_events: events as u64 - 1,
+        deliveries: 1,
     };
     assert_eq!(pruned, expected);
     let jobs: Vec<String> = sqlx::query_scalar("SELECT id FROM apalis.jobs ORDER BY id")
