@@ -11,6 +11,7 @@ use common::socket::Socket;
 use common::{TestApp, TestDb};
 use serde_json::{Value, json};
 use store_monitor::domain::incident::{Rules, incidents, within_hours};
+use store_monitor::domain::zone::ZoneClock;
 use store_monitor::domain::{HoursRow, LocalTime, Poll, Timestamp, Weekday, Zone};
 
 const HEADER: &str = "store_id,status,timestamp_utc";
@@ -224,7 +225,8 @@ fn expected(polls: &[(String, bool)], rules: Rules) -> Vec<(String, Option<Strin
         .collect();
     let zone: Zone = "America/Chicago".parse().unwrap();
     let text = |t: Timestamp| t.to_datetime().unwrap().to_rfc3339();
-    incidents(&within_hours(&all, &rows, zone), rules)
+    let clock = ZoneClock::new(zone, all[0].at, Timestamp(all[all.len() - 1].at.micros() + 1));
+    incidents(&within_hours(&all, &rows, &clock), rules)
         .iter()
         .map(|i| {
             (

@@ -8,6 +8,7 @@
 mod codes;
 mod copy;
 pub(crate) mod events;
+mod health;
 pub(crate) mod history;
 pub mod housekeeping;
 pub(crate) mod idempotency;

@@ -10,7 +10,7 @@
 use super::hours::{HoursRow, open_intervals};
 use super::status::Poll;
 use super::time::{Interval, Timestamp};
-use super::zone::{Zone, ZoneClock};
+use super::zone::ZoneClock;
 
 /// How many polls open and resolve an incident.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,9 +46,10 @@ pub struct Incident {
     pub inactive_polls: u32,
 }
 
-/// The polls of `polls` (in time order) taken while a store with these weekly hours, in
-/// `zone`, is open; no rows at all means open around the clock, as reports read them.
-pub fn within_hours(polls: &[Poll], rows: &[HoursRow], zone: Zone) -> Vec<Poll> {
+/// The polls of `polls` (in time order) taken while a store with these weekly hours is
+/// open, its zone's `clock` covering them; no rows at all means open around the clock, as
+/// reports read them.
+pub fn within_hours(polls: &[Poll], rows: &[HoursRow], clock: &ZoneClock) -> Vec<Poll> {
     let (Some(first), Some(last)) = (polls.first(), polls.last()) else {
         return Vec::new();
     };
@@ -56,9 +57,8 @@ pub fn within_hours(polls: &[Poll], rows: &[HoursRow], zone: Zone) -> Vec<Poll> 
         return polls.to_vec();
     }
     let window = Interval::new(first.at.micros(), last.at.micros() + 1);
-    let clock = ZoneClock::new(zone, first.at, Timestamp(last.at.micros() + 1));
     let mut open = Vec::new();
-    open_intervals(rows, &clock, window, &mut open);
+    open_intervals(rows, clock, window, &mut open);
     polls
         .iter()
         .copied()
@@ -327,9 +327,15 @@ pub enum Edit<K> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::zone::Zone;
     use super::*;
 
     const HOUR: i64 = 3_600_000_000;
+
+    fn within(list: &[Poll], rows: &[HoursRow], zone: Zone) -> Vec<Poll> {
+        let last = list[list.len() - 1].at.micros();
+        within_hours(list, rows, &ZoneClock::new(zone, list[0].at, Timestamp(last + 1)))
+    }
 
     fn polls(statuses: &str) -> Vec<Poll> {
         statuses
@@ -576,7 +582,7 @@ mod tests {
             poll(utc("2023-03-13 22:30"), false), // 17:30 CDT: closed (16:30 on the old offset)
         ];
         let zone: Zone = "America/Chicago".parse().unwrap();
-        let inside = within_hours(&list, &rows, zone);
+        let inside = within(&list, &rows, zone);
         assert_eq!(inside, [list[1], list[3], list[4]]);
         assert_eq!(
             incidents(&inside, Rules::default()),
@@ -605,14 +611,10 @@ mod tests {
             poll(at(monday + 18), false),
         ];
         let zone: Zone = "UTC".parse().unwrap();
-        let inside = within_hours(&list, &rows, zone);
+        let inside = within(&list, &rows, zone);
         assert_eq!(inside, [list[1], list[2]]);
         assert!(incidents(&inside, Rules::default()).is_empty());
-        assert_eq!(
-            within_hours(&list, &[], zone),
-            list,
-            "no rows: open around the clock"
-        );
+        assert_eq!(within(&list, &[], zone), list, "no rows: open around the clock");
     }
 
     #[test]

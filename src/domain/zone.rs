@@ -1,5 +1,6 @@
 //! Store time zones, and the reading of local wall times as real instants.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -126,6 +127,32 @@ impl ZoneClock {
             }
         }
         Timestamp(local - offset)
+    }
+}
+
+/// The clocks of every zone over one span, each made the first time it is asked for:
+/// stores share a few dozen zones, and making a clock samples its zone hourly.
+pub struct Clocks {
+    from: Timestamp,
+    to: Timestamp,
+    made: HashMap<Zone, ZoneClock>,
+}
+
+impl Clocks {
+    /// Clocks for instants within `[from, to)`.
+    pub fn new(from: Timestamp, to: Timestamp) -> Self {
+        Clocks {
+            from,
+            to,
+            made: HashMap::new(),
+        }
+    }
+
+    pub fn of(&mut self, zone: Zone) -> &ZoneClock {
+        let (from, to) = (self.from, self.to);
+        self.made
+            .entry(zone)
+            .or_insert_with(|| ZoneClock::new(zone, from, to))
     }
 }
 
