@@ -53,7 +53,8 @@ async function push(rows) {
   if (response.status !== 200) throw new Error(`push: ${response.status} ${await response.text()}`);
 }
 
-await graphql('mutation($url: String!) { createWebhook(input: { url: $url, events: [INCIDENT_OPENED] }) { secret } }', { url });
+const { createWebhook: { webhook } } = await graphql(
+  'mutation($url: String!) { createWebhook(input: { url: $url, events: [INCIDENT_OPENED] }) { webhook { id } } }', { url });
 const run = Date.now().toString(36);
 
 // 1. Latency, one incident at a time.
@@ -85,5 +86,7 @@ const answered = performance.now();
 const finished = await done;
 console.log(`burst: ${stores} stores down in one push of ${rows.length} polls answered in ${((answered - started) / 1000).toFixed(2)} s; ` +
   `every event received ${((finished - answered) / 1000).toFixed(2)} s after the answer (${((finished - started) / 1000).toFixed(2)} s after the push began)`);
+// Gone with this receiver: a webhook left behind would retry into the next run.
+await graphql('mutation($id: ID!) { deleteWebhook(id: $id) }', { id: webhook.id });
 receiver.close();
 process.exit(0);

@@ -28,8 +28,10 @@ pub struct PushArgs {
     /// Polls a batch (at most 100,000, the server's cap).
     #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     batch: u64,
-    /// Batches sent at once.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    /// Batches sent at once. More may commit out of the files' order, and a store whose
+    /// polls then arrive after later ones has its incidents evaluated afresh from a day of
+    /// its stored polls: worth it only when the files hold different stores.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
     clients: u64,
 }
 
