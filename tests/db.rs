@@ -177,6 +177,7 @@ async fn a_file_with_a_wrong_header_or_none_changes_nothing() {
         status: wrong,
         hours: Some(headerless),
         timezones: None,
+        groups: None,
     };
     let r = reload(&db.pool, &bad).await.unwrap();
     assert_eq!(
@@ -257,6 +258,83 @@ async fn an_hours_reload_replaces_the_old_hours() {
         ]
     );
     assert!(version(&db).await > v1);
+}
+
+#[tokio::test]
+async fn a_store_groups_file_is_found_by_its_header_and_loaded_as_a_guarded_snapshot() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("store_status.csv"),
+        "store_id,status,timestamp_utc\na,active,2023-01-23 17:00:00 UTC\n",
+    )
+    .unwrap();
+    // Any name: the header says what it is. A store in two groups, a row twice, two bad rows.
+    let groups = dir.path().join("brands.csv");
+    std::fs::write(
+        &groups,
+        "store_id,group\na,North\nb, North \nb,South\nc,South\nb,South\n,North\na,   \n",
+    )
+    .unwrap();
+    let memberships = || async {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT g.group_name, s.store_id FROM store_groups g JOIN stores s ON s.id = g.store ORDER BY 1, 2",
+        )
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+        rows.into_iter()
+            .map(|(g, s)| format!("{g}:{s}"))
+            .collect::<Vec<_>>()
+    };
+    let r = reload(&db.pool, &files(dir.path())).await.unwrap();
+    let load = r
+        .files
+        .iter()
+        .find(|f| f.record.kind == FileKind::Groups)
+        .unwrap();
+    assert_eq!(load.record.outcome, Outcome::Loaded);
+    assert_eq!(
+        (
+            load.record.rows_read,
+            load.record.rows_rejected,
+            load.record.rows_inserted
+        ),
+        (7, 2, 4)
+    );
+    assert_eq!(
+        load.rejected
+            .iter()
+            .map(|r| r.reason.as_str())
+            .collect::<Vec<_>>(),
+        ["empty store_id", "empty group"]
+    );
+    assert_eq!(memberships().await, ["North:a", "North:b", "South:b", "South:c"]);
+
+    let again = reload(&db.pool, &files(dir.path())).await.unwrap();
+    assert!(!again.changed());
+
+    // Two of the three stores would be in no group: a truncated file, refused.
+    std::fs::write(&groups, "store_id,group\na,North\n").unwrap();
+    let refused = reload(&db.pool, &files(dir.path())).await.unwrap();
+    let load = refused
+        .files
+        .iter()
+        .find(|f| f.record.kind == FileKind::Groups)
+        .unwrap();
+    assert_eq!(load.record.outcome, Outcome::Failed);
+    assert!(
+        load.record.error.as_deref().unwrap().contains("refused"),
+        "{:?}",
+        load.record
+    );
+    assert_eq!(memberships().await, ["North:a", "North:b", "South:b", "South:c"]);
+
+    // Stores moving between groups lose nothing.
+    std::fs::write(&groups, "store_id,group\na,North\nb,North\nc,East\n").unwrap();
+    let moved = reload(&db.pool, &files(dir.path())).await.unwrap();
+    assert!(moved.changed());
+    assert_eq!(memberships().await, ["East:c", "North:a", "North:b"]);
 }
 
 #[tokio::test]

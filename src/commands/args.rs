@@ -7,7 +7,7 @@ use clap::Args;
 use crate::domain::{Interpolation, Timestamp};
 use crate::input::FileChoice;
 
-/// Where the three input files are.
+/// Where the input files are.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct DataArgs {
     /// Folder with the input CSVs (found by their headers, .csv or .csv.gz).
@@ -22,6 +22,9 @@ pub(crate) struct DataArgs {
     /// Time-zone file (store_id, timezone_str).
     #[arg(long, value_name = "FILE")]
     pub timezones: Option<PathBuf>,
+    /// Store-groups file (store_id, group): what tokens scoped to groups see.
+    #[arg(long, value_name = "FILE")]
+    pub groups: Option<PathBuf>,
 }
 
 impl DataArgs {
@@ -30,6 +33,7 @@ impl DataArgs {
             status: self.status.clone(),
             hours: self.hours.clone(),
             timezones: self.timezones.clone(),
+            groups: self.groups.clone(),
         }
     }
 }
@@ -42,13 +46,13 @@ pub(crate) struct DbArgs {
     pub database_url: String,
 }
 
-/// What a load accepts: how much a new business-hours or time-zone file may take away, and
+/// What a load accepts: how much a new snapshot file (hours, zones, groups) may take away, and
 /// how far in the future a poll may be.
 #[derive(Debug, Clone, Copy, Args)]
 pub(crate) struct GuardArgs {
-    /// Refuse a business-hours or time-zone file that leaves more than this percentage of
-    /// the stores the stored one covers without rows, or has no rows at all: a half-copied
-    /// file, most likely. The load is recorded FAILED with the figures and the old data kept.
+    /// Refuse a business-hours, time-zone or store-groups file that leaves more than this
+    /// percentage of the stores the stored one covers without rows, or has no rows at all: a
+    /// half-copied file, most likely. The load is recorded FAILED with the figures and the old data kept.
     #[arg(long, env = "STORE_MONITOR_MAX_SNAPSHOT_LOSS", default_value_t = 20.0, value_name = "PERCENT",
           value_parser = percent)]
     pub max_snapshot_loss: f64,

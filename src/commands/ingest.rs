@@ -15,7 +15,7 @@ pub(crate) struct IngestArgs {
     data: DataArgs,
     #[command(flatten)]
     database: DbArgs,
-    /// Accept business-hours or time-zone files that would leave more than
+    /// Accept business-hours, time-zone or store-groups files that would leave more than
     /// --max-snapshot-loss of the stores they cover without rows (refused otherwise, as
     /// a half-copied file).
     #[arg(long)]

@@ -97,6 +97,7 @@ impl Stored for FileKind {
             FileKind::Status => "status",
             FileKind::Hours => "hours",
             FileKind::Timezones => "timezones",
+            FileKind::Groups => "groups",
         }
     }
 }

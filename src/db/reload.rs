@@ -200,6 +200,7 @@ async fn load_file(
                 (FileKind::Status, Some(polls)) => apply_status(&mut savepoint, polls, &mut keys).await?,
                 (FileKind::Hours, _) => apply_hours(&mut savepoint, &parsed.data, guard).await?,
                 (FileKind::Timezones, _) => apply_timezones(&mut savepoint, &parsed.data, guard).await?,
+                (FileKind::Groups, _) => apply_groups(&mut savepoint, &parsed.data, guard).await?,
                 (FileKind::Status, None) => unreachable!("a status file is prepared when read"),
             };
             let applied = match applied {
@@ -316,6 +317,7 @@ fn parse(
         },
         FileKind::Hours => data.load_hours(path)?,
         FileKind::Timezones => data.load_timezones(path)?,
+        FileKind::Groups => data.load_groups(path)?,
     }
     let polls = (kind == FileKind::Status).then(|| data.prepare());
     Ok(Parsed { data, polls })
@@ -423,6 +425,25 @@ async fn apply_timezones(
     }
     let outcome = ReplacedTable::Timezones.replace(conn, w, guard.max_loss).await?;
     Ok(replaced(outcome, "a time zone", guard))
+}
+
+/// Replaces the store groups when the file's differ from the stored ones.
+async fn apply_groups(
+    conn: &mut PgConnection,
+    data: &InputData,
+    guard: Guard,
+) -> anyhow::Result<Result<Applied, String>> {
+    let keys = stores::upsert(&mut *conn, data.group_rows().map(|(id, _)| (id, None))).await?;
+    let mut w = CopyWriter::new();
+    for (id, group) in data.group_rows() {
+        w.row(2);
+        w.text(group);
+        w.int4(keys[id]);
+    }
+    let outcome = ReplacedTable::StoreGroups
+        .replace(conn, w, guard.max_loss)
+        .await?;
+    Ok(replaced(outcome, "a group", guard))
 }
 
 /// A snapshot table's replacement as a load's figures, or the reason it was refused.

@@ -1,4 +1,5 @@
-//! Tables that each load of their file replaces whole: business hours and time zones.
+//! Tables that each load of their file replaces whole: business hours, time zones and store
+//! groups.
 //!
 //! A load stages the file's rows beside the table and replaces the table's rows only when
 //! the two differ as multisets, so that an unchanged snapshot leaves the data version as
@@ -24,6 +25,7 @@ pub(crate) enum Replaced {
 pub(crate) enum ReplacedTable {
     BusinessHours,
     Timezones,
+    StoreGroups,
 }
 
 /// The statements of one replaced table, spelled out at compile time: table and column
@@ -96,12 +98,14 @@ const BUSINESS_HOURS: Statements = statements!(
     "store, day, start_local, end_local"
 );
 const TIMEZONES: Statements = statements!("timezones", "incoming_timezones", "store, zone");
+const STORE_GROUPS: Statements = statements!("store_groups", "incoming_store_groups", "group_name, store");
 
 impl ReplacedTable {
     fn statements(self) -> &'static Statements {
         match self {
             ReplacedTable::BusinessHours => &BUSINESS_HOURS,
             ReplacedTable::Timezones => &TIMEZONES,
+            ReplacedTable::StoreGroups => &STORE_GROUPS,
         }
     }
 

@@ -16,6 +16,8 @@ pub enum DataFileKind {
     Hours,
     /// Time zones: store_id, timezone_str.
     Timezones,
+    /// Store groups: store_id, group (a store may be in several).
+    Groups,
 }
 
 /// What came of loading a file.
@@ -72,7 +74,7 @@ impl FileLoadNode {
         self.0.read_from
     }
 
-    /// Polls added, or rows of the new business-hours or time-zone snapshot.
+    /// Polls added, or rows of the new business-hours, time-zone or store-groups snapshot.
     async fn rows_inserted(&self) -> i64 {
         self.0.rows_inserted
     }

@@ -53,7 +53,7 @@ impl PollTimes {
     }
 }
 
-/// The three input files, parsed.
+/// The input files, parsed.
 #[derive(Clone, Debug, Default)]
 pub struct InputData {
     /// Which instants a poll may have.
@@ -64,6 +64,8 @@ pub struct InputData {
     hours: Vec<(u32, HoursRow)>,
     /// First valid row of a store wins.
     zones: HashMap<u32, Zone>,
+    /// Each (store, group) once, in file order.
+    groups: Vec<(u32, String)>,
     /// Rows and rejections per file kind.
     pub counts: PerKind<FileCounts>,
     pub rejected: Vec<Rejected>,
@@ -195,6 +197,22 @@ impl InputData {
         Ok(())
     }
 
+    /// Adds a store-groups file; a store may be in several groups, a row repeated counts once.
+    pub fn load_groups(&mut self, path: &Path) -> Result<(), InputError> {
+        let (stores, groups) = (&mut self.stores, &mut self.groups);
+        let mut seen = std::collections::HashSet::new();
+        self.counts.groups = read_rows(path, FileKind::Groups.columns(), &mut self.rejected, |f| {
+            let id = fields::store_id(f[0])?;
+            let group = fields::group(f[1])?;
+            let store = stores.intern(id);
+            if seen.insert((store, group.to_string())) {
+                groups.push((store, group.to_string()));
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
     /// Adds a time-zone file; a store keeps the first valid zone it is given.
     pub fn load_timezones(&mut self, path: &Path) -> Result<(), InputError> {
         let (stores, zones) = (&mut self.stores, &mut self.zones);
@@ -214,6 +232,11 @@ impl InputData {
     /// Every business-hours row read, with its store's id, in file order.
     pub fn hours_rows(&self) -> impl Iterator<Item = (&str, HoursRow)> {
         self.hours.iter().map(|&(s, row)| (self.stores.id(s), row))
+    }
+
+    /// Every (store, group) read, once each, in file order.
+    pub fn group_rows(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.groups.iter().map(|(s, g)| (self.stores.id(*s), g.as_str()))
     }
 
     /// Every store's zone (the first valid one read), in no particular order.

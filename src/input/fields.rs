@@ -130,6 +130,24 @@ pub fn zone(field: &[u8]) -> Result<Zone, String> {
         .parse()
 }
 
+/// A group's name: UTF-8 text of 1 to 100 characters once trimmed, no control characters
+/// (it is typed on command lines and shown on the dashboard).
+pub fn group(field: &[u8]) -> Result<&str, String> {
+    let name = std::str::from_utf8(field)
+        .map_err(|_| format!("group {:?} is not UTF-8", lossy(field)))?
+        .trim();
+    if name.is_empty() {
+        return Err("empty group".into());
+    }
+    if name.chars().count() > 100 {
+        return Err(format!("group {name:?} is longer than 100 characters"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(format!("group {name:?} contains a control character"));
+    }
+    Ok(name)
+}
+
 /// A store id: any non-empty UTF-8 text.
 pub fn store_id(field: &[u8]) -> Result<&str, String> {
     if field.is_empty() {

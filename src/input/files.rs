@@ -2,23 +2,31 @@
 //!
 //! The files have gone by several names (`store_status.csv`, `store status.csv`,
 //! `bq-results-20230125-202210-1674678181880.csv`, gzipped or not), so a folder is searched
-//! by what the files hold: each CSV's header says which of the three it is.
+//! by what the files hold: each CSV's header says which of the four it is.
 
 use std::path::{Path, PathBuf};
 
 use super::InputError;
 use super::csv_file::{self, Column};
 
-/// The three kinds of input file.
+/// The four kinds of input file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum FileKind {
     Status,
     Hours,
     Timezones,
+    /// Which stores belong to which groups (brands, franchisees, regions): what a scoped
+    /// token sees.
+    Groups,
 }
 
 impl FileKind {
-    pub const ALL: [FileKind; 3] = [FileKind::Status, FileKind::Hours, FileKind::Timezones];
+    pub const ALL: [FileKind; 4] = [
+        FileKind::Status,
+        FileKind::Hours,
+        FileKind::Timezones,
+        FileKind::Groups,
+    ];
 
     /// The columns this kind of file must have, in the order its parser takes them.
     pub fn columns(self) -> &'static [Column] {
@@ -49,6 +57,7 @@ impl FileKind {
                     names: &["timezone_str"],
                 },
             ],
+            FileKind::Groups => &[STORE, Column { names: &["group"] }],
         }
     }
 
@@ -57,6 +66,7 @@ impl FileKind {
             FileKind::Status => "status",
             FileKind::Hours => "business hours",
             FileKind::Timezones => "time zones",
+            FileKind::Groups => "store groups",
         }
     }
 
@@ -66,6 +76,7 @@ impl FileKind {
             FileKind::Status => "status",
             FileKind::Hours => "hours",
             FileKind::Timezones => "timezones",
+            FileKind::Groups => "groups",
         }
     }
 
@@ -75,6 +86,7 @@ impl FileKind {
             FileKind::Status => "store_status.csv",
             FileKind::Hours => "menu_hours.csv",
             FileKind::Timezones => "timezones.csv",
+            FileKind::Groups => "store_groups.csv",
         }
     }
 
@@ -93,6 +105,7 @@ pub struct PerKind<T> {
     pub status: T,
     pub hours: T,
     pub timezones: T,
+    pub groups: T,
 }
 
 impl<T> std::ops::Index<FileKind> for PerKind<T> {
@@ -102,6 +115,7 @@ impl<T> std::ops::Index<FileKind> for PerKind<T> {
             FileKind::Status => &self.status,
             FileKind::Hours => &self.hours,
             FileKind::Timezones => &self.timezones,
+            FileKind::Groups => &self.groups,
         }
     }
 }
@@ -112,17 +126,20 @@ impl<T> std::ops::IndexMut<FileKind> for PerKind<T> {
             FileKind::Status => &mut self.status,
             FileKind::Hours => &mut self.hours,
             FileKind::Timezones => &mut self.timezones,
+            FileKind::Groups => &mut self.groups,
         }
     }
 }
 
 /// The input files of one data set. Only the status file is required: without business
-/// hours every store is open 24×7, without time zones every store is in America/Chicago.
+/// hours every store is open 24×7, without time zones every store is in America/Chicago,
+/// without groups stores are in none.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DataFiles {
     pub status: PathBuf,
     pub hours: Option<PathBuf>,
     pub timezones: Option<PathBuf>,
+    pub groups: Option<PathBuf>,
 }
 
 /// Files named on the command line; each one left out is looked for in the data folder.
@@ -131,6 +148,7 @@ pub struct FileChoice {
     pub status: Option<PathBuf>,
     pub hours: Option<PathBuf>,
     pub timezones: Option<PathBuf>,
+    pub groups: Option<PathBuf>,
 }
 
 impl DataFiles {
@@ -138,18 +156,20 @@ impl DataFiles {
     /// current folder, or else to `dir`).
     pub fn find(dir: &Path, choice: &FileChoice) -> Result<DataFiles, InputError> {
         let named = |p: &Option<PathBuf>| p.as_ref().map(|p| csv_file::resolve(dir, p));
-        let (mut status, mut hours, mut timezones) = (
+        let (mut status, mut hours, mut timezones, mut groups) = (
             named(&choice.status),
             named(&choice.hours),
             named(&choice.timezones),
+            named(&choice.groups),
         );
-        if status.is_none() || hours.is_none() || timezones.is_none() {
+        if status.is_none() || hours.is_none() || timezones.is_none() || groups.is_none() {
             let found = candidates(dir)?;
             for kind in FileKind::ALL {
                 let slot = match kind {
                     FileKind::Status => &mut status,
                     FileKind::Hours => &mut hours,
                     FileKind::Timezones => &mut timezones,
+                    FileKind::Groups => &mut groups,
                 };
                 if slot.is_none() {
                     *slot = pick(dir, kind, &found)?;
@@ -168,6 +188,7 @@ impl DataFiles {
             status,
             hours,
             timezones,
+            groups,
         })
     }
 
@@ -188,6 +209,7 @@ impl DataFiles {
                 FileKind::Status => &choice.status,
                 FileKind::Hours => &choice.hours,
                 FileKind::Timezones => &choice.timezones,
+                FileKind::Groups => &choice.groups,
             };
             let missing = |error: String| Missing {
                 file: dir.join(kind.default_name()),
@@ -210,6 +232,7 @@ impl DataFiles {
             status: one(FileKind::Status),
             hours: one(FileKind::Hours),
             timezones: one(FileKind::Timezones),
+            groups: one(FileKind::Groups),
         }
     }
 
@@ -225,6 +248,7 @@ impl DataFiles {
             status: Ok(Some(self.status.clone())),
             hours: Ok(self.hours.clone()),
             timezones: Ok(self.timezones.clone()),
+            groups: Ok(self.groups.clone()),
         }
     }
 
@@ -233,6 +257,7 @@ impl DataFiles {
             FileKind::Status => Some(&self.status),
             FileKind::Hours => self.hours.as_deref(),
             FileKind::Timezones => self.timezones.as_deref(),
+            FileKind::Groups => self.groups.as_deref(),
         }
     }
 }

@@ -94,7 +94,7 @@ function renderDataset(dataset) {
     $('loads').replaceChildren(node('p', {}, 'No file has been loaded yet.'));
     return;
   }
-  const names = { STATUS: 'Polls', HOURS: 'Business hours', TIMEZONES: 'Time zones' };
+  const names = { STATUS: 'Polls', HOURS: 'Business hours', TIMEZONES: 'Time zones', GROUPS: 'Store groups' };
   const rows = loads.flatMap((load) => {
     const row = node('tr', {},
       node('td', {}, names[load.kind] ?? load.kind),
