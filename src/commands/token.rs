@@ -28,6 +28,10 @@ pub(crate) enum TokenCommand {
         /// Who or what it is for, as the audit log and `token list` show it.
         #[arg(long)]
         name: String,
+        /// See only the stores of this store group (repeat it for several; from the
+        /// store-groups file). A viewer's or operator's token; none: the whole fleet.
+        #[arg(long = "group", value_name = "NAME")]
+        groups: Vec<String>,
         /// Stop working after this many days (default: never).
         #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=36500))]
         expires_in_days: Option<u32>,
@@ -40,6 +44,14 @@ pub(crate) enum TokenCommand {
         /// four) when no other token's id starts with them.
         id: String,
     },
+}
+
+/// Which stores the token sees, in words.
+fn sees(record: &TokenRecord) -> String {
+    match &record.groups {
+        Some(groups) => format!("seeing the stores of {}", groups.join(", ")),
+        None => "seeing the whole fleet".to_string(),
+    }
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -55,19 +67,22 @@ pub(crate) async fn run(args: &TokenArgs) -> anyhow::Result<()> {
         TokenCommand::Create {
             role,
             name,
+            groups,
             expires_in_days,
         } => {
             let expires_at = expires_in_days.map(|days| Utc::now() + chrono::TimeDelta::days(days.into()));
-            let (record, secret) = auth::create_token(&pool, name, *role, expires_at).await?;
+            let groups = (!groups.is_empty()).then_some(groups.as_slice());
+            let (record, secret) = auth::create_token(&pool, name, *role, groups, expires_at).await?;
             tracing::info!(target: "audit", token_id = %record.id, token_name = %record.name, role = %record.role, "token created from the command line");
             // The secret alone on stdout, for scripts: TOKEN=$(store-monitor token create …).
             println!("{}", secret.0);
             eprintln!(
-                "created {} token {:?} (id {}), {}.\nThe secret above is shown only this once: keep it where you keep passwords. \
+                "created {} token {:?} (id {}), {}, {}.\nThe secret above is shown only this once: keep it where you keep passwords. \
                  Send it as `Authorization: Bearer <secret>`.",
                 record.role,
                 record.name,
                 record.id,
+                sees(&record),
                 expiry(record.expires_at)
             );
         }
@@ -89,7 +104,10 @@ pub(crate) async fn run(args: &TokenArgs) -> anyhow::Result<()> {
                     when(Some(token.created_at)),
                     when(token.last_used_at),
                     when(token.expires_at),
-                    token.name
+                    match &token.groups {
+                        Some(groups) => format!("{} (groups {})", token.name, groups.join(", ")),
+                        None => token.name.clone(),
+                    }
                 );
             }
         }

@@ -614,6 +614,8 @@ pub struct IncidentFilter {
     pub store_ids: Option<Vec<String>>,
     /// Only those going on at or after this instant (open, or resolved after it).
     pub since: Option<DateTime<Utc>>,
+    /// Only those of the stores of these groups: the caller's scope (`None`: the fleet).
+    pub groups: Option<Vec<String>>,
 }
 
 /// An order of incidents, each by a key a cursor carries.
@@ -652,6 +654,7 @@ pub(crate) async fn list(
         .bind(after.map(|a| a.0))
         .bind(after.map(|a| a.1))
         .bind(limit)
+        .bind(filter.groups.as_deref())
         .fetch_all(db)
         .await
 }
@@ -663,6 +666,7 @@ const LIST_NEWEST: &str = "SELECT * FROM (
         WHERE ($1::boolean IS NULL OR (i.resolved_at IS NULL) = $1)
           AND ($2::text[] IS NULL OR s.store_id = ANY($2))
           AND ($3::timestamptz IS NULL OR i.resolved_at IS NULL OR i.resolved_at > $3)
+          AND ($7::text[] IS NULL OR i.store IN (SELECT g.store FROM store_groups g WHERE g.group_name = ANY($7)))
     ) i
     WHERE $4::bigint IS NULL OR (rank, id) < ($4, $5::uuid)
     ORDER BY rank DESC, id DESC LIMIT $6";
@@ -679,6 +683,7 @@ const LIST_WORST: &str = "SELECT * FROM (
         WHERE ($1::boolean IS NULL OR (i.resolved_at IS NULL) = $1)
           AND ($2::text[] IS NULL OR s.store_id = ANY($2))
           AND ($3::timestamptz IS NULL OR i.resolved_at IS NULL OR i.resolved_at > $3)
+          AND ($7::text[] IS NULL OR i.store IN (SELECT g.store FROM store_groups g WHERE g.group_name = ANY($7)))
     ) i
     WHERE $4::bigint IS NULL OR (rank, id) < ($4, $5::uuid)
     ORDER BY rank DESC, id DESC LIMIT $6";
@@ -689,11 +694,13 @@ pub(crate) async fn count(db: impl PgExecutor<'_>, filter: &IncidentFilter) -> s
         "SELECT count(*) FROM incidents i JOIN stores s ON s.id = i.store
          WHERE ($1::boolean IS NULL OR (i.resolved_at IS NULL) = $1)
            AND ($2::text[] IS NULL OR s.store_id = ANY($2))
-           AND ($3::timestamptz IS NULL OR i.resolved_at IS NULL OR i.resolved_at > $3)",
+           AND ($3::timestamptz IS NULL OR i.resolved_at IS NULL OR i.resolved_at > $3)
+           AND ($4::text[] IS NULL OR i.store IN (SELECT g.store FROM store_groups g WHERE g.group_name = ANY($4)))",
     )
     .bind(filter.open)
     .bind(filter.store_ids.as_deref())
     .bind(filter.since)
+    .bind(filter.groups.as_deref())
     .fetch_one(db)
     .await
 }

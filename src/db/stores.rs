@@ -122,6 +122,15 @@ pub(crate) async fn by_store_id(
         .await
 }
 
+/// Whether the store is in one of `groups`.
+pub(crate) async fn in_groups(db: impl PgExecutor<'_>, store: i32, groups: &[String]) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM store_groups WHERE store = $1 AND group_name = ANY($2))")
+        .bind(store)
+        .bind(groups)
+        .fetch_one(db)
+        .await
+}
+
 /// One poll as stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromRow)]
 pub struct PollRecord {

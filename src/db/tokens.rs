@@ -14,6 +14,8 @@ pub struct TokenRecord {
     pub name: String,
     #[sqlx(try_from = "Code<Role>")]
     pub role: Role,
+    /// The store groups it is scoped to; `None`: the whole fleet.
+    pub groups: Option<Vec<String>>,
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
     pub expires_at: Option<DateTime<Utc>>,
@@ -25,18 +27,20 @@ pub(crate) struct NewToken<'a> {
     pub id: Uuid,
     pub name: &'a str,
     pub role: Role,
+    pub groups: Option<&'a [String]>,
     pub secret_sha256: &'a [u8],
     pub expires_at: Option<DateTime<Utc>>,
 }
 
 pub(crate) async fn insert(db: impl PgExecutor<'_>, token: &NewToken<'_>) -> sqlx::Result<TokenRecord> {
     sqlx::query_as(
-        "INSERT INTO api_tokens (id, name, role, secret_sha256, expires_at) VALUES ($1, $2, $3, $4, $5)
-         RETURNING id, name, role, created_at, last_used_at, expires_at, revoked_at",
+        "INSERT INTO api_tokens (id, name, role, groups, secret_sha256, expires_at) VALUES ($1, $2, $3, $4, $5, $6)
+         RETURNING id, name, role, groups, created_at, last_used_at, expires_at, revoked_at",
     )
     .bind(token.id)
     .bind(token.name)
     .bind(Code(token.role))
+    .bind(token.groups)
     .bind(token.secret_sha256)
     .bind(token.expires_at)
     .fetch_one(db)
@@ -49,7 +53,7 @@ pub(crate) async fn by_secret(
     secret_sha256: &[u8],
 ) -> sqlx::Result<Option<TokenRecord>> {
     sqlx::query_as(
-        "SELECT id, name, role, created_at, last_used_at, expires_at, revoked_at
+        "SELECT id, name, role, groups, created_at, last_used_at, expires_at, revoked_at
          FROM api_tokens WHERE secret_sha256 = $1",
     )
     .bind(secret_sha256)
@@ -59,7 +63,7 @@ pub(crate) async fn by_secret(
 
 pub(crate) async fn by_id(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<TokenRecord>> {
     sqlx::query_as(
-        "SELECT id, name, role, created_at, last_used_at, expires_at, revoked_at
+        "SELECT id, name, role, groups, created_at, last_used_at, expires_at, revoked_at
          FROM api_tokens WHERE id = $1",
     )
     .bind(id)
@@ -67,10 +71,21 @@ pub(crate) async fn by_id(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Opt
     .await
 }
 
+/// The groups among `names` that no store is in.
+pub(crate) async fn unknown_groups(db: impl PgExecutor<'_>, names: &[String]) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT n FROM unnest($1::text[]) AS n
+         WHERE NOT EXISTS (SELECT 1 FROM store_groups g WHERE g.group_name = n) ORDER BY n",
+    )
+    .bind(names)
+    .fetch_all(db)
+    .await
+}
+
 /// Every token, newest first.
 pub(crate) async fn all(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<TokenRecord>> {
     sqlx::query_as(
-        "SELECT id, name, role, created_at, last_used_at, expires_at, revoked_at
+        "SELECT id, name, role, groups, created_at, last_used_at, expires_at, revoked_at
          FROM api_tokens ORDER BY created_at DESC, id",
     )
     .fetch_all(db)
@@ -87,7 +102,7 @@ pub(crate) async fn revoke(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Op
     sqlx::query_as(
         "WITH t AS (
              UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1
-             RETURNING id, name, role, created_at, last_used_at, expires_at, revoked_at
+             RETURNING id, name, role, groups, created_at, last_used_at, expires_at, revoked_at
          )
          SELECT t.*, pg_notify('api_token_revoked', t.id::text) FROM t",
     )
@@ -133,7 +148,7 @@ pub(crate) async fn signing_key(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<u8>
 /// say the prefix is ambiguous.
 pub(crate) async fn by_id_prefix(db: impl PgExecutor<'_>, prefix: &str) -> sqlx::Result<Vec<TokenRecord>> {
     sqlx::query_as(
-        "SELECT id, name, role, created_at, last_used_at, expires_at, revoked_at
+        "SELECT id, name, role, groups, created_at, last_used_at, expires_at, revoked_at
          FROM api_tokens WHERE starts_with(id::text, $1) ORDER BY id LIMIT 2",
     )
     .bind(prefix)

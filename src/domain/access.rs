@@ -56,8 +56,12 @@ pub enum Action {
     /// Read the schema (introspection): anyone, so that GraphiQL can show the docs before a
     /// token is pasted. The schema is public anyway (`schema.graphql`).
     Introspect,
-    /// Read reports and data, follow them, download a report.
+    /// Read stores and incidents: a token scoped to store groups reads its groups' alone.
     Read,
+    /// Read what is not yet cut to a token's store groups (reports, their files, the
+    /// dataset, nodes, the subscriptions but `incidents`): tokens of the whole fleet only,
+    /// until each of these doors filters by scope (issue 22).
+    ReadFleet,
     /// Queue a report.
     TriggerReport,
     /// Stop a queued or running report.
@@ -79,7 +83,7 @@ impl Action {
     pub fn needs(self) -> Option<Role> {
         match self {
             Action::Introspect => None,
-            Action::Read => Some(Role::Viewer),
+            Action::Read | Action::ReadFleet => Some(Role::Viewer),
             Action::TriggerReport | Action::CancelReport | Action::PushPolls => Some(Role::Operator),
             Action::ReloadData | Action::DeletePolls | Action::ManageTokens | Action::ManageWebhooks => {
                 Some(Role::Admin)
@@ -92,6 +96,7 @@ impl Action {
         match self {
             Action::Introspect => "introspect",
             Action::Read => "read",
+            Action::ReadFleet => "read the whole fleet",
             Action::TriggerReport => "trigger report",
             Action::CancelReport => "cancel report",
             Action::PushPolls => "push polls",
@@ -104,7 +109,14 @@ impl Action {
 
     /// Whether it changes anything (the audit log records every one).
     pub fn changes(self) -> bool {
-        !matches!(self, Action::Introspect | Action::Read)
+        !matches!(self, Action::Introspect | Action::Read | Action::ReadFleet)
+    }
+
+    /// Whether a token scoped to store groups may do it: only what is cut to its groups.
+    /// Everything else would show or touch other groups' stores (a triggered report's rows,
+    /// pushed polls of any store), so it is refused, never half-filtered.
+    pub fn open_to_scoped(self) -> bool {
+        matches!(self, Action::Introspect | Action::Read)
     }
 }
 
@@ -118,6 +130,7 @@ mod tests {
         // Every action a token is needed for, in the order of the roles that may.
         let actions = [
             Read,
+            ReadFleet,
             TriggerReport,
             CancelReport,
             PushPolls,
@@ -127,8 +140,8 @@ mod tests {
             ManageWebhooks,
         ];
         let allowed = |role: Role| actions.into_iter().filter(|a| role.may(*a)).collect::<Vec<_>>();
-        assert_eq!(allowed(Role::Viewer), actions[..1]);
-        assert_eq!(allowed(Role::Operator), actions[..4]);
+        assert_eq!(allowed(Role::Viewer), actions[..2]);
+        assert_eq!(allowed(Role::Operator), actions[..5]);
         assert_eq!(allowed(Role::Admin), actions);
         assert!(Role::ALL.iter().all(|r| r.may(Introspect)));
     }

@@ -50,9 +50,8 @@ pub(crate) fn action_of(ty: OperationType, field: &str) -> Option<Action> {
     use OperationType::{Mutation, Query, Subscription};
     Some(match (ty, field) {
         (_, "__typename") | (Query, "__schema" | "__type") => Action::Introspect,
-        (Query, "report" | "reports" | "latestReport" | "dataset" | "store" | "node" | "incidents") => {
-            Action::Read
-        }
+        (Query, "store" | "incidents") => Action::Read,
+        (Query, "report" | "reports" | "latestReport" | "dataset" | "node") => Action::ReadFleet,
         (Query, "tokens") => Action::ManageTokens,
         (Mutation, "triggerReport") => Action::TriggerReport,
         (Mutation, "cancelReport") => Action::CancelReport,
@@ -64,7 +63,7 @@ pub(crate) fn action_of(ty: OperationType, field: &str) -> Option<Action> {
         (Mutation, "createWebhook" | "rotateWebhookSecret" | "deleteWebhook" | "redeliver") => {
             Action::ManageWebhooks
         }
-        (Subscription, "report" | "reports" | "dataset" | "incidents") => Action::Read,
+        (Subscription, "report" | "reports" | "dataset" | "incidents") => Action::ReadFleet,
         _ => return None,
     })
 }
@@ -108,7 +107,8 @@ mod tests {
             of("{ __typename __schema { description } }"),
             [Action::Introspect]
         );
-        assert_eq!(of("{ dataset { stores } }"), [Action::Read]);
+        assert_eq!(of("{ dataset { stores } }"), [Action::ReadFleet]);
+        assert_eq!(of("{ store(id: \"a\") { storeId } }"), [Action::Read]);
         assert_eq!(
             of("mutation { a: triggerReport { id } ... on Mutation { reloadData { changed } } }"),
             [Action::TriggerReport, Action::ReloadData]
@@ -119,7 +119,7 @@ mod tests {
             ),
             [Action::ManageTokens]
         );
-        assert_eq!(of("subscription { report(id: 1) { id } }"), [Action::Read]);
+        assert_eq!(of("subscription { report(id: 1) { id } }"), [Action::ReadFleet]);
         assert_eq!(of("{ tokens { id } }"), [Action::ManageTokens]);
         assert_eq!(of("{ nosuchfield }"), [Action::ManageTokens]);
         assert_eq!(of("this is no document"), [Action::Read]);
@@ -131,7 +131,7 @@ mod tests {
             "query A { dataset { stores } } mutation B { reloadData { changed } }",
         )
         .operation_name("A");
-        assert_eq!(actions(&mut request), [Action::Read]);
+        assert_eq!(actions(&mut request), [Action::ReadFleet]);
         let mut request = request.operation_name("B");
         assert_eq!(actions(&mut request), [Action::ReloadData]);
     }

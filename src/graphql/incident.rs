@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::store::StoreNode;
-use super::{cursor, page_size, page_with};
+use super::{caller, cursor, page_size, page_with};
 use crate::service::{self, AppState, Error, EventKind, IncidentEvent, IncidentFilter, IncidentRecord};
 
 /// How an incident's global id starts.
@@ -33,7 +33,9 @@ impl IncidentNode {
     /// The store that was down.
     async fn store(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<StoreNode>> {
         let state = ctx.data_unchecked::<AppState>();
-        Ok(service::store(state, &self.0.store_id).await?.map(StoreNode))
+        Ok(service::store(state, &caller(ctx), &self.0.store_id)
+            .await?
+            .map(StoreNode))
     }
 
     /// The first inactive poll of the run that opened it.
@@ -85,6 +87,7 @@ impl IncidentsFilter {
             open: self.open,
             store_ids,
             since,
+            groups: None,
         })
     }
 }
@@ -119,12 +122,14 @@ pub struct IncidentCount {
 /// A page of incidents, the list's name for its cursors beside it.
 pub(crate) async fn incidents(
     ctx: &Context<'_>,
-    filter: IncidentFilter,
+    mut filter: IncidentFilter,
     order: IncidentOrder,
     first: Option<i32>,
     after: Option<String>,
 ) -> async_graphql::Result<Connection<String, IncidentNode, IncidentCount>> {
     let limit = page_size(first)?;
+    // A token scoped to store groups reads their stores' incidents alone, counted so.
+    filter.groups = caller(ctx).groups().map(<[String]>::to_vec);
     // A cursor names its order and filter (hashed: a filter may name many stores): one of
     // another list is refused.
     let filtered = xxhash_rust::xxh3::xxh3_64(format!("{filter:?}").as_bytes());

@@ -183,10 +183,17 @@ impl Mutation {
     async fn create_token(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "Its name, role and optional expiry.")] input: CreateTokenInput,
+        #[graphql(desc = "Its name, role, optional store groups and expiry.")] input: CreateTokenInput,
     ) -> async_graphql::Result<CreatedToken> {
         let state = ctx.data_unchecked::<AppState>();
-        let (record, secret) = auth::create(state, &input.name, input.role.into(), input.expires_at).await?;
+        let (record, secret) = auth::create(
+            state,
+            &input.name,
+            input.role.into(),
+            input.groups.as_deref(),
+            input.expires_at,
+        )
+        .await?;
         auth::audit(&caller(ctx), "createToken", Outcome::Created(&record));
         Ok(CreatedToken {
             token: TokenNode(record),

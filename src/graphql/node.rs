@@ -34,7 +34,7 @@ pub(crate) async fn node(ctx: &Context<'_>, id: &ID) -> Result<Option<Node>, Err
         if service::check_store_id(store_id).is_err() {
             return Ok(None);
         }
-        let found = service::store(state, store_id).await?;
+        let found = service::store(state, &super::caller(ctx), store_id).await?;
         return Ok(found.map(|s| Node::Store(StoreNode(s))));
     }
     if let Some(rest) = id.strip_prefix(ROW_PREFIX) {

@@ -75,7 +75,9 @@ impl Query {
         #[graphql(desc = "The store's id, as the input files spell it.")] id: String,
     ) -> async_graphql::Result<Option<store::StoreNode>> {
         let state = ctx.data_unchecked::<AppState>();
-        Ok(service::store(state, &id).await?.map(store::StoreNode))
+        Ok(service::store(state, &super::caller(ctx), &id)
+            .await?
+            .map(store::StoreNode))
     }
 
     /// When stores were down within their business hours (incidents), newest first or worst

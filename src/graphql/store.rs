@@ -112,6 +112,7 @@ impl StoreNode {
             open,
             store_ids: Some(vec![self.0.record.store_id.clone()]),
             since: None,
+            groups: None,
         };
         incident::incidents(ctx, filter, IncidentOrder::NewestFirst, first, after).await
     }

@@ -28,6 +28,9 @@ pub struct CreateTokenInput {
     pub role: Role,
     /// When it stops working (default: never). Must be in the future.
     pub expires_at: Option<DateTime<Utc>>,
+    /// The store groups it sees, alone (a viewer's or operator's token); none: the whole
+    /// fleet. Each must have a store, as the store-groups file says.
+    pub groups: Option<Vec<String>>,
 }
 
 pub struct TokenNode(pub TokenRecord);
@@ -49,6 +52,11 @@ impl TokenNode {
     /// What it may do.
     async fn role(&self) -> Role {
         self.0.role.into()
+    }
+
+    /// The store groups it sees, alone; null: the whole fleet.
+    async fn groups(&self) -> Option<&[String]> {
+        self.0.groups.as_deref()
     }
 
     /// When it was created.

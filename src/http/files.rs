@@ -41,7 +41,7 @@ pub(crate) async fn report_file(
                 return error::response(failed);
             }
         }
-    } else if let Err(refused) = super::allowed(req, &state, Action::Read).await {
+    } else if let Err(refused) = super::allowed(req, &state, Action::ReadFleet).await {
         return refused;
     }
     let record = match service::find_report(&state, id).await {

@@ -34,7 +34,7 @@ pub struct GetReport {
 /// error for a failed report; 410 for a cancelled one.
 #[handler]
 pub async fn get_report(req: &Request, Query(query): Query<GetReport>, state: Data<&AppState>) -> Response {
-    if let Err(refused) = super::allowed(req, &state, Action::Read).await {
+    if let Err(refused) = super::allowed(req, &state, Action::ReadFleet).await {
         return refused;
     }
     let Some(raw) = query.report_id else {

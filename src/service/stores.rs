@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::auth::Caller;
 use super::data::check_kept;
 use super::{AppState, Error, Result, instant};
 use crate::db::stores::{self, PollRecord, StoreRecord};
@@ -21,12 +22,20 @@ pub struct StoreInfo {
     pub hours: Vec<HoursRow>,
 }
 
-/// The store `store_id`, if any input file has named it.
-pub async fn store(state: &AppState, store_id: &str) -> Result<Option<StoreInfo>> {
+/// The store `store_id`, if any input file has named it and `caller` sees it: a store
+/// outside a scoped token's groups is `None`, as one that does not exist (which ids exist
+/// is no one else's business).
+pub async fn store(state: &AppState, caller: &Caller, store_id: &str) -> Result<Option<StoreInfo>> {
     check_store_id(store_id)?;
     let Some(record) = stores::by_store_id(&state.db, store_id).await? else {
         return Ok(None);
     };
+    if let Some(groups) = caller.groups()
+        && !stores::in_groups(&state.db, record.id, groups).await?
+    {
+        tracing::info!(target: "audit", caller = %caller, store = store_id, "a store outside the caller's groups, answered as absent");
+        return Ok(None);
+    }
     let hours = snapshot::hours_of_store(&state.db, record.id).await?;
     let named = snapshot::zone_of_store(&state.db, record.id).await?;
     // As a report reads it: a zone that does not parse is the default.

@@ -80,7 +80,7 @@ pub async fn check_link(
     if by == "-" {
         // Given out without a token: good while the server needs none.
         let caller = Caller::anonymous(address);
-        authorize(state, &caller, &[Action::Read])?;
+        authorize(state, &caller, &[Action::ReadFleet])?;
         return Ok(caller);
     }
     let id = Uuid::parse_str(by).map_err(|_| refused("the link's signature is not valid"))?;
@@ -94,11 +94,12 @@ pub async fn check_link(
             id: record.id,
             name: record.name,
             role: record.role,
+            groups: record.groups,
             secret_sha256: [0; 32],
         }),
         address,
     };
-    authorize(state, &caller, &[Action::Read])?;
+    authorize(state, &caller, &[Action::ReadFleet])?;
     Ok(caller)
 }
 

@@ -130,6 +130,8 @@ pub struct TokenUse {
     pub id: Uuid,
     pub name: String,
     pub role: Role,
+    /// The store groups it sees; `None`: the whole fleet.
+    pub groups: Option<Vec<String>>,
     /// What identifies it on the next lookup (a WebSocket re-checks before each operation).
     secret_sha256: [u8; 32],
 }
@@ -138,12 +140,28 @@ impl Caller {
     pub fn anonymous(address: Option<IpAddr>) -> Caller {
         Caller { token: None, address }
     }
+
+    /// The store groups the caller sees; `None`: the whole fleet (anonymous callers see
+    /// what the server's `--auth` lets them, the fleet).
+    pub fn groups(&self) -> Option<&[String]> {
+        self.token.as_ref().and_then(|t| t.groups.as_deref())
+    }
 }
 
 impl fmt::Display for Caller {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.token, self.address) {
-            (Some(t), _) => write!(f, "token {:?} ({}, {})", t.name, t.id, t.role),
+            (Some(t), _) => match &t.groups {
+                Some(groups) => write!(
+                    f,
+                    "token {:?} ({}, {}, groups {})",
+                    t.name,
+                    t.id,
+                    t.role,
+                    groups.join(", ")
+                ),
+                None => write!(f, "token {:?} ({}, {})", t.name, t.id, t.role),
+            },
             (None, Some(address)) => write!(f, "anonymous at {address}"),
             (None, None) => f.write_str("anonymous"),
         }
@@ -244,6 +262,7 @@ async fn check(state: &AppState, secret_sha256: [u8; 32]) -> Result<TokenUse> {
         id: record.id,
         name: record.name,
         role: record.role,
+        groups: record.groups,
         secret_sha256,
     })
 }
@@ -300,6 +319,14 @@ pub fn authorize(state: &AppState, caller: &Caller, actions: &[Action]) -> Resul
             continue;
         };
         match &caller.token {
+            Some(token) if token.groups.is_some() && !action.open_to_scoped() => {
+                return Err(Denied::Forbidden(format!(
+                    "the token {:?} is scoped to store groups: to {} needs a token of the whole fleet \
+                     (scoped tokens read stores and incidents)",
+                    token.name,
+                    action.name(),
+                )));
+            }
             Some(token) if token.role.may(action) => {}
             Some(token) => {
                 return Err(Denied::Forbidden(format!(

@@ -17,11 +17,27 @@ pub async fn create_token(
     pool: &Pool,
     name: &str,
     role: Role,
+    groups: Option<&[String]>,
     expires_at: Option<DateTime<Utc>>,
 ) -> Result<(TokenRecord, Secret)> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(Error::BadInput("a token's name is 1 to 200 characters".into()));
+    }
+    let groups = groups.map(|g| scope(role, g)).transpose()?;
+    if let Some(groups) = &groups {
+        let unknown = tokens::unknown_groups(pool, groups).await?;
+        if !unknown.is_empty() {
+            return Err(Error::BadInput(format!(
+                "no store is in the group{} {}: groups come from the store-groups file",
+                if unknown.len() == 1 { "" } else { "s" },
+                unknown
+                    .iter()
+                    .map(|g| format!("{g:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
     }
     let expires_at = expires_at
         .map(|at| crate::service::instant("expiresAt", at))
@@ -38,11 +54,30 @@ pub async fn create_token(
         id: Uuid::new_v4(),
         name,
         role,
+        groups: groups.as_deref(),
         secret_sha256: &digest,
         expires_at,
     };
     let record = tokens::insert(pool, &new).await?;
     Ok((record, Secret(secret)))
+}
+
+/// The groups a token of `role` is scoped to, each named once, sorted.
+fn scope(role: Role, groups: &[String]) -> Result<Vec<String>> {
+    if role == Role::Admin {
+        return Err(Error::BadInput(
+            "an admin token manages the whole fleet: it cannot be scoped to store groups".into(),
+        ));
+    }
+    let mut named: Vec<String> = groups.iter().map(|g| g.trim().to_string()).collect();
+    named.sort();
+    named.dedup();
+    if named.is_empty() || named.iter().any(String::is_empty) {
+        return Err(Error::BadInput(
+            "a scoped token names at least one store group, none empty".into(),
+        ));
+    }
+    Ok(named)
 }
 
 pub async fn list_tokens(pool: &Pool) -> Result<Vec<TokenRecord>> {
@@ -106,9 +141,10 @@ pub async fn create(
     state: &AppState,
     name: &str,
     role: Role,
+    groups: Option<&[String]>,
     expires_at: Option<DateTime<Utc>>,
 ) -> Result<(TokenRecord, Secret)> {
-    create_token(&state.db, name, role, expires_at).await
+    create_token(&state.db, name, role, groups, expires_at).await
 }
 
 /// [`list_tokens`] from the API.

@@ -1,0 +1,220 @@
+//! Tokens scoped to store groups (issue 22, first part): a token of group A reads A's
+//! stores and incidents only; another group's store is absent, exactly as a store that does
+//! not exist; every door not yet cut to a scope refuses the token rather than showing the
+//! fleet; admin tokens cannot be scoped.
+
+mod common;
+
+use std::path::Path;
+
+use common::{TestApp, TestDb, cli, create_token};
+use serde_json::{Value, json};
+
+/// Three stores down since 10:00 (no hours: open around the clock): `a1` in group A,
+/// `b1` in group B, `ab` in both.
+fn data(dir: &Path) {
+    let mut status = String::from("store_id,status,timestamp_utc\n");
+    for store in ["a1", "b1", "ab"] {
+        for hour in [10, 11] {
+            status.push_str(&format!("{store},inactive,2023-01-25 {hour}:00:00 UTC\n"));
+        }
+    }
+    std::fs::write(dir.join("store_status.csv"), status).unwrap();
+    std::fs::write(
+        dir.join("store_groups.csv"),
+        "store_id,group\na1,A\nab,A\nb1,B\nab,B\n",
+    )
+    .unwrap();
+}
+
+/// A server that needs tokens on that data, and its admin's token.
+async fn start() -> (tempfile::TempDir, TestDb, TestApp, String) {
+    let dir = tempfile::tempdir().unwrap();
+    data(dir.path());
+    let db = TestDb::new().await;
+    let admin = create_token(&db, "admin", "the admin");
+    let app = TestApp::spawn_adjusted(&db, dir.path(), 0, true, None, |s| {
+        s.auth = Some(store_monitor::settings::AuthMode::Required);
+    })
+    .await;
+    (dir, db, app, admin)
+}
+
+fn scoped_token(db: &TestDb, role: &str, group: &str) -> String {
+    cli(
+        db,
+        [
+            "token", "create", "--role", role, "--name", "scoped", "--group", group,
+        ],
+    )
+    .trim()
+    .to_string()
+}
+
+const INCIDENTS: &str = "{ incidents { totalCount nodes { storeId store { storeId } } } }";
+
+fn stores_of(answer: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = answer["data"]["incidents"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["storeId"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn a_token_of_one_group_reads_that_groups_stores_and_incidents_and_nothing_else() {
+    let (_dir, db, app, _) = start().await;
+    let a = scoped_token(&db, "viewer", "A");
+    let fleet = create_token(&db, "viewer", "the fleet");
+
+    let of_a = app.graphql_as(&a, INCIDENTS, json!({})).await;
+    assert_eq!(of_a["data"]["incidents"]["totalCount"], 2, "{of_a}");
+    assert_eq!(stores_of(&of_a), ["a1", "ab"]);
+    assert!(!of_a.to_string().contains("b1"), "{of_a}");
+    let named = app
+        .graphql_as(
+            &a,
+            "{ incidents(filter: { storeIds: [\"b1\"] }) { totalCount nodes { storeId } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(named["data"]["incidents"]["totalCount"], 0, "{named}");
+
+    let fleet_sees = app.graphql_as(&fleet, INCIDENTS, json!({})).await;
+    assert_eq!(fleet_sees["data"]["incidents"]["totalCount"], 3);
+    assert_eq!(stores_of(&fleet_sees), ["a1", "ab", "b1"]);
+
+    let store = "query($id: String!) { store(id: $id) { storeId incidents { totalCount } } }";
+    let mine = app.graphql_as(&a, store, json!({ "id": "ab" })).await;
+    assert_eq!(mine["data"]["store"]["storeId"], "ab", "{mine}");
+    assert_eq!(mine["data"]["store"]["incidents"]["totalCount"], 1);
+    // Another group's store and a store that does not exist answer alike.
+    let theirs = app.graphql_as(&a, store, json!({ "id": "b1" })).await;
+    let nobody = app.graphql_as(&a, store, json!({ "id": "zz" })).await;
+    assert_eq!(theirs, json!({ "data": { "store": null } }));
+    assert_eq!(theirs, nobody);
+    let seen = app.graphql_as(&fleet, store, json!({ "id": "b1" })).await;
+    assert_eq!(seen["data"]["store"]["storeId"], "b1");
+}
+
+#[tokio::test]
+async fn doors_not_yet_cut_to_a_scope_refuse_a_scoped_token_and_serve_the_fleet() {
+    let (_dir, db, app, _) = start().await;
+    let viewer = scoped_token(&db, "viewer", "A");
+    let operator = scoped_token(&db, "operator", "A");
+    let fleet = create_token(&db, "operator", "the fleet");
+    let client = reqwest::Client::new();
+    let refused = |answer: &Value| {
+        let error = &answer["errors"][0];
+        assert_eq!(error["extensions"]["code"], "FORBIDDEN", "{answer}");
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains("scoped to store groups"),
+            "{answer}"
+        );
+        assert!(
+            answer["data"].is_null() || answer.get("data").is_none(),
+            "{answer}"
+        );
+    };
+    for query in [
+        "{ dataset { stores polls } }",
+        "{ reports(first: 5) { nodes { id } } }",
+        "{ latestReport { id } }",
+        "{ node(id: \"Store:b1\") { id } }",
+    ] {
+        refused(&app.graphql_as(&viewer, query, json!({})).await);
+        let served = app.graphql_as(&fleet, query, json!({})).await;
+        assert!(served.get("errors").is_none(), "{query}: {served}");
+    }
+    refused(
+        &app.graphql_as(&operator, "mutation { triggerReport { id } }", json!({}))
+            .await,
+    );
+    // REST: the original poll API and pushed polls.
+    let legacy = client
+        .get(format!("{}/get_report?report_id=x", app.address))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(legacy.status(), 403);
+    let push = client
+        .post(format!("{}/polls", app.address))
+        .bearer_auth(&operator)
+        .header("content-type", "text/csv")
+        .body("store_id,status,timestamp_utc\nb1,active,2023-01-25 12:00:00 UTC\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(push.status(), 403);
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM polls WHERE at = '2023-01-25 12:00:00+00'")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0, "a refused push stores nothing");
+}
+
+#[tokio::test]
+async fn admin_tokens_cannot_be_scoped_and_groups_must_exist() {
+    let (_dir, db, app, admin) = start().await;
+    let made = app
+        .graphql_as(
+            &admin,
+            "mutation { createToken(input: { name: \"b\", role: VIEWER, groups: [\"B\", \"B \"] }) { secret token { groups } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        made["data"]["createToken"]["token"]["groups"],
+        json!(["B"]),
+        "{made}"
+    );
+    let b = made["data"]["createToken"]["secret"].as_str().unwrap();
+    let sees = app.graphql_as(b, INCIDENTS, json!({})).await;
+    assert_eq!(stores_of(&sees), ["ab", "b1"]);
+
+    for (input, says) in [
+        (
+            "{ name: \"x\", role: ADMIN, groups: [\"A\"] }",
+            "cannot be scoped",
+        ),
+        (
+            "{ name: \"x\", role: VIEWER, groups: [\"Nowhere\"] }",
+            "no store is in the group \\\"Nowhere\\\"",
+        ),
+        (
+            "{ name: \"x\", role: VIEWER, groups: [] }",
+            "at least one store group",
+        ),
+    ] {
+        let answer = app
+            .graphql_as(
+                &admin,
+                &format!("mutation {{ createToken(input: {input}) {{ secret }} }}"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(
+            answer["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+            "{answer}"
+        );
+        assert!(answer.to_string().contains(says), "{says}: {answer}");
+    }
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_store-monitor"))
+        .args([
+            "token", "create", "--role", "admin", "--name", "x", "--group", "A",
+        ])
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot be scoped"));
+    let listed = cli(&db, ["token", "list"]);
+    assert!(listed.contains("(groups B)"), "{listed}");
+}
