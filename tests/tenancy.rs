@@ -7,6 +7,7 @@ mod common;
 
 use std::path::Path;
 
+use common::socket::Socket;
 use common::{TestApp, TestDb, cli, create_token};
 use serde_json::{Value, json};
 
@@ -98,6 +99,71 @@ async fn a_token_of_one_group_reads_that_groups_stores_and_incidents_and_nothing
     assert_eq!(theirs, nobody);
     let seen = app.graphql_as(&fleet, store, json!({ "id": "b1" })).await;
     assert_eq!(seen["data"]["store"]["storeId"], "b1");
+}
+
+#[tokio::test]
+async fn the_incidents_subscription_tells_a_scoped_token_of_its_groups_stores_alone() {
+    let (_dir, db, app, _) = start().await;
+    let a = scoped_token(&db, "viewer", "A");
+    let pusher = create_token(&db, "operator", "the pusher");
+    let listen = |token: String| {
+        let address = app.address.clone();
+        async move {
+            let mut socket =
+                Socket::open(&address, json!({ "Authorization": format!("Bearer {token}") })).await;
+            socket.expect_ack().await;
+            socket
+                .subscribe(
+                    "1",
+                    "subscription { incidents { type incident { storeId store { storeId } } } }",
+                    json!({}),
+                )
+                .await;
+            socket
+        }
+    };
+    let (mut mine, mut all) = (listen(a).await, listen(pusher.clone()).await);
+    let back_up = |store: &str| {
+        let (address, token, store) = (app.address.clone(), pusher.clone(), store.to_string());
+        async move {
+            let response = reqwest::Client::new()
+                .post(format!("{address}/polls"))
+                .bearer_auth(token)
+                .header("content-type", "text/csv")
+                .body(format!(
+                    "store_id,status,timestamp_utc\n{store},active,2023-01-25 12:00:00 UTC\n"
+                ))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+        }
+    };
+    async fn next(socket: &mut Socket) -> (String, String) {
+        let message = socket.next().await.expect("the socket stays open");
+        let event = &message["payload"]["data"]["incidents"];
+        assert_eq!(
+            event["incident"]["store"]["storeId"], event["incident"]["storeId"],
+            "{message}"
+        );
+        (
+            event["type"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{message}"))
+                .to_string(),
+            event["incident"]["storeId"].as_str().unwrap().to_string(),
+        )
+    }
+    // `ab` is in both groups: both hear of it (and so both subscriptions are running).
+    back_up("ab").await;
+    let resolved = |store: &str| ("RESOLVED".to_string(), store.to_string());
+    assert_eq!(next(&mut mine).await, resolved("ab"));
+    assert_eq!(next(&mut all).await, resolved("ab"));
+    back_up("b1").await;
+    back_up("a1").await;
+    assert_eq!(next(&mut all).await, resolved("b1"));
+    assert_eq!(next(&mut all).await, resolved("a1"));
+    assert_eq!(next(&mut mine).await, resolved("a1"), "b1 is not group A's");
 }
 
 #[tokio::test]

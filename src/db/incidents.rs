@@ -734,6 +734,15 @@ pub struct IncidentEvent {
     pub kind: EventKind,
     pub created_at: DateTime<Utc>,
     pub incident: IncidentRecord,
+    /// The store groups of its store when the event was read: who may hear of it.
+    pub groups: Vec<String>,
+}
+
+impl IncidentEvent {
+    /// Whether a caller scoped to `groups` (`None`: the fleet) may hear of it.
+    pub fn visible_to(&self, groups: Option<&[String]>) -> bool {
+        groups.is_none_or(|scope| self.groups.iter().any(|g| scope.contains(g)))
+    }
 }
 
 #[derive(FromRow)]
@@ -744,6 +753,7 @@ struct EventRow {
     created_at: DateTime<Utc>,
     #[sqlx(flatten)]
     incident: IncidentRecord,
+    groups: Vec<String>,
 }
 
 /// Up to `limit` events after `seq`, in order.
@@ -754,7 +764,8 @@ pub(crate) async fn events_after(
 ) -> sqlx::Result<Vec<IncidentEvent>> {
     let rows: Vec<EventRow> = sqlx::query_as(
         "SELECT e.seq, e.id AS event, e.kind, e.created_at, e.incident AS id, s.store_id, e.opened_at,
-                e.resolved_at, e.inactive_polls
+                e.resolved_at, e.inactive_polls,
+                ARRAY(SELECT g.group_name FROM store_groups g WHERE g.store = e.store) AS groups
          FROM incident_events e JOIN stores s ON s.id = e.store
          WHERE e.seq > $1 ORDER BY e.seq LIMIT $2",
     )
@@ -777,6 +788,7 @@ impl EventRow {
             },
             created_at: self.created_at,
             incident: self.incident,
+            groups: self.groups,
         }
     }
 }
@@ -785,7 +797,8 @@ impl EventRow {
 pub(crate) async fn event(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<IncidentEvent>> {
     let row: Option<EventRow> = sqlx::query_as(
         "SELECT e.seq, e.id AS event, e.kind, e.created_at, e.incident AS id, s.store_id, e.opened_at,
-                e.resolved_at, e.inactive_polls
+                e.resolved_at, e.inactive_polls,
+                ARRAY(SELECT g.group_name FROM store_groups g WHERE g.store = e.store) AS groups
          FROM incident_events e JOIN stores s ON s.id = e.store WHERE e.id = $1",
     )
     .bind(id)

@@ -56,7 +56,8 @@ pub enum Action {
     /// Read the schema (introspection): anyone, so that GraphiQL can show the docs before a
     /// token is pasted. The schema is public anyway (`schema.graphql`).
     Introspect,
-    /// Read stores and incidents: a token scoped to store groups reads its groups' alone.
+    /// Read stores and incidents, follow incidents: a token scoped to store groups reads its
+    /// groups' alone.
     Read,
     /// Read what is not yet cut to a token's store groups (reports, their files, the
     /// dataset, nodes, the subscriptions but `incidents`): tokens of the whole fleet only,

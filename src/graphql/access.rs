@@ -63,7 +63,8 @@ pub(crate) fn action_of(ty: OperationType, field: &str) -> Option<Action> {
         (Mutation, "createWebhook" | "rotateWebhookSecret" | "deleteWebhook" | "redeliver") => {
             Action::ManageWebhooks
         }
-        (Subscription, "report" | "reports" | "dataset" | "incidents") => Action::ReadFleet,
+        (Subscription, "incidents") => Action::Read,
+        (Subscription, "report" | "reports" | "dataset") => Action::ReadFleet,
         _ => return None,
     })
 }

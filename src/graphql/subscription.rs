@@ -58,8 +58,9 @@ impl SubscriptionRoot {
     }
 
     /// Every incident opened, resolved or withdrawn from now on, whichever process stored
-    /// the polls, in the order they were recorded: the events webhooks deliver. A client
-    /// too slow to keep up misses events rather than holding the others back.
+    /// the polls, in the order they were recorded: the events webhooks deliver (a token
+    /// scoped to store groups hears of their stores alone). A client too slow to keep up
+    /// misses events rather than holding the others back.
     async fn incidents(
         &self,
         ctx: &Context<'_>,
@@ -67,12 +68,17 @@ impl SubscriptionRoot {
     ) -> async_graphql::Result<impl Stream<Item = IncidentEventNode>> {
         let state = ctx.data_unchecked::<AppState>().clone();
         let slot = slot(ctx)?;
+        // A token scoped to store groups hears of their stores alone.
+        let scope = super::caller(ctx).groups().map(<[String]>::to_vec);
         let mut events = service::incident_events(&state);
         Ok(async_stream::stream! {
             let _held = slot;
             loop {
                 match events.recv().await {
-                    Ok(event) if store_ids.as_ref().is_none_or(|ids| ids.iter().any(|id| id.0 == event.incident.store_id)) => {
+                    Ok(event)
+                        if event.visible_to(scope.as_deref())
+                            && store_ids.as_ref().is_none_or(|ids| ids.iter().any(|id| id.0 == event.incident.store_id)) =>
+                    {
                         yield IncidentEventNode(event)
                     }
                     Ok(_) | Err(RecvError::Lagged(_)) => continue,
