@@ -60,7 +60,7 @@ pub enum Action {
     /// groups' alone.
     Read,
     /// Read what is not yet cut to a token's store groups (reports, their files, the
-    /// dataset, nodes, the subscriptions but `incidents`): tokens of the whole fleet only,
+    /// dataset, the subscriptions but `incidents`): tokens of the whole fleet only,
     /// until each of these doors filters by scope (issue 22).
     ReadFleet,
     /// Queue a report.

@@ -50,8 +50,8 @@ pub(crate) fn action_of(ty: OperationType, field: &str) -> Option<Action> {
     use OperationType::{Mutation, Query, Subscription};
     Some(match (ty, field) {
         (_, "__typename") | (Query, "__schema" | "__type") => Action::Introspect,
-        (Query, "store" | "incidents") => Action::Read,
-        (Query, "report" | "reports" | "latestReport" | "dataset" | "node") => Action::ReadFleet,
+        (Query, "store" | "incidents" | "node") => Action::Read,
+        (Query, "report" | "reports" | "latestReport" | "dataset") => Action::ReadFleet,
         (Query, "tokens") => Action::ManageTokens,
         (Mutation, "triggerReport") => Action::TriggerReport,
         (Mutation, "cancelReport") => Action::CancelReport,
