@@ -59,6 +59,7 @@ const socket = {
   ready: false,
   nextId: 1,
   live: new Map(), // id -> { query, variables, sink }
+  onReady: [], // called once the subscriptions are (re)sent on a new connection
   retry: 0,
 
   open() {
@@ -98,6 +99,7 @@ const socket = {
         this.ready = true;
         this.retry = 0;
         for (const [id, sub] of this.live) this.send(id, sub);
+        for (const ready of this.onReady) ready();
         break;
       case 'ping':
         this.ws.send(JSON.stringify({ type: 'pong' }));
@@ -129,6 +131,14 @@ const socket = {
     this.ws.send(JSON.stringify({ id, type: 'subscribe', payload: { query, variables } }));
   },
 };
+
+/**
+ * Calls `ready` each time the subscriptions start on a new connection (the first, and each
+ * after a reconnect): what changed before then was told to nobody, so read it again.
+ */
+export function whenLive(ready) {
+  socket.onReady.push(ready);
+}
 
 /**
  * Subscribes; `sink.next(data)` for each event, `sink.error(e)`, `sink.complete()`.

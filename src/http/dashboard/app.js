@@ -2,7 +2,7 @@
 // latest report's worst stores, and one store's week and incidents. Everything comes through the public GraphQL API (api.js);
 // `#/` is the overview and `#/store/<id>` a store's page.
 
-import { ApiError, request, subscribe, token } from './api.js';
+import { ApiError, request, subscribe, token, whenLive } from './api.js';
 import { instant, localFormat, timelineChart } from './chart.js';
 
 const $ = (id) => document.getElementById(id);
@@ -455,6 +455,9 @@ let listening = false;
 function listen() {
   if (listening) return;
   listening = true;
+  // Events before the subscription started (a push while the page loaded, an outage of
+  // the socket) reached no one: the panel is read again once it is live.
+  whenLive(downChanged);
   // Stores going down and coming back, from whichever process stored the polls.
   subscribe('subscription { incidents { type incident { storeId } } }', {}, {
     next: ({ incidents: event }) => {
