@@ -223,7 +223,7 @@ async fn evaluate_afresh(
         let mut polls: HashMap<i32, Vec<Poll>> = HashMap::new();
         probe_each_store(&mut *conn).await?;
         let read = polls_from(&mut *conn, &stores, &froms).await?;
-        planner_defaults(&mut *conn).await?;
+        super::polls::planner_defaults(&mut *conn).await?;
         for p in read {
             polls.entry(p.store).or_default().push(Poll {
                 at: Timestamp::from_datetime(p.at),
@@ -503,24 +503,13 @@ async fn polls_from(
 }
 
 /// Makes the planner read [`polls_from`] by one index-only probe a store, for the rest of
-/// the transaction (undone with [`planner_defaults`]). Expecting thousands of polls a store,
+/// the transaction (undone with `polls::planner_defaults`). Expecting thousands of polls a store,
 /// it chose bitmap scans, sorts and a cache of them, and compiled the plan: 12,000 stores
 /// read 3 hours back took 0.76 s as a join, 0.21 s as probes so, 0.07 s as plain ones.
 async fn probe_each_store(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
     sqlx::query(
         "SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_memoize', 'off', true),
                 set_config('jit', 'off', true)",
-    )
-    .execute(db)
-    .await
-    .map(drop)
-}
-
-/// Undoes [`probe_each_store`] for the rest of the transaction.
-async fn planner_defaults(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
-    sqlx::query(
-        "SELECT set_config(name, reset_val, true) FROM pg_settings
-         WHERE name IN ('enable_bitmapscan', 'enable_memoize', 'jit')",
     )
     .execute(db)
     .await

@@ -349,11 +349,12 @@ async fn probe_by_key(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
     .map(drop)
 }
 
-/// Undoes [`probe_by_key`] for the rest of the transaction.
-async fn planner_defaults(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
+/// Undoes [`probe_by_key`] (and `incidents::probe_each_store`) for the rest of the
+/// transaction: every planner setting either changes goes back to its default.
+pub(super) async fn planner_defaults(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
     sqlx::query(
         "SELECT set_config(name, reset_val, true) FROM pg_settings
-         WHERE name IN ('enable_hashjoin', 'enable_mergejoin', 'work_mem', 'jit')",
+         WHERE name IN ('enable_hashjoin', 'enable_mergejoin', 'work_mem', 'jit', 'enable_bitmapscan', 'enable_memoize')",
     )
     .execute(db)
     .await
