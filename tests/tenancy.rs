@@ -11,11 +11,11 @@ use common::socket::Socket;
 use common::{TestApp, TestDb, cli, create_token};
 use serde_json::{Value, json};
 
-/// Three stores down since 10:00 (no hours: open around the clock): `a1` in group A,
-/// `b1` in group B, `ab` in both.
+/// Three stores down since 10:00 (no hours: open around the clock): `alpha-1` in group A,
+/// `bravo-1` in group B, `both-ab` in both.
 fn data(dir: &Path) {
     let mut status = String::from("store_id,status,timestamp_utc\n");
-    for store in ["a1", "b1", "ab"] {
+    for store in ["alpha-1", "bravo-1", "both-ab"] {
         for hour in [10, 11] {
             status.push_str(&format!("{store},inactive,2023-01-25 {hour}:00:00 UTC\n"));
         }
@@ -23,7 +23,7 @@ fn data(dir: &Path) {
     std::fs::write(dir.join("store_status.csv"), status).unwrap();
     std::fs::write(
         dir.join("store_groups.csv"),
-        "store_id,group\na1,A\nab,A\nb1,B\nab,B\n",
+        "store_id,group\nalpha-1,A\nboth-ab,A\nbravo-1,B\nboth-ab,B\n",
     )
     .unwrap();
 }
@@ -34,7 +34,7 @@ async fn start() -> (tempfile::TempDir, TestDb, TestApp, String) {
     data(dir.path());
     let db = TestDb::new().await;
     let admin = create_token(&db, "admin", "the admin");
-    let app = TestApp::spawn_adjusted(&db, dir.path(), 0, true, None, |s| {
+    let app = TestApp::spawn_adjusted(&db, dir.path(), 1, true, None, |s| {
         s.auth = Some(store_monitor::settings::AuthMode::Required);
     })
     .await;
@@ -73,12 +73,12 @@ async fn a_token_of_one_group_reads_that_groups_stores_and_incidents_and_nothing
 
     let of_a = app.graphql_as(&a, INCIDENTS, json!({})).await;
     assert_eq!(of_a["data"]["incidents"]["totalCount"], 2, "{of_a}");
-    assert_eq!(stores_of(&of_a), ["a1", "ab"]);
-    assert!(!of_a.to_string().contains("b1"), "{of_a}");
+    assert_eq!(stores_of(&of_a), ["alpha-1", "both-ab"]);
+    assert!(!of_a.to_string().contains("bravo-1"), "{of_a}");
     let named = app
         .graphql_as(
             &a,
-            "{ incidents(filter: { storeIds: [\"b1\"] }) { totalCount nodes { storeId } } }",
+            "{ incidents(filter: { storeIds: [\"bravo-1\"] }) { totalCount nodes { storeId } } }",
             json!({}),
         )
         .await;
@@ -86,19 +86,195 @@ async fn a_token_of_one_group_reads_that_groups_stores_and_incidents_and_nothing
 
     let fleet_sees = app.graphql_as(&fleet, INCIDENTS, json!({})).await;
     assert_eq!(fleet_sees["data"]["incidents"]["totalCount"], 3);
-    assert_eq!(stores_of(&fleet_sees), ["a1", "ab", "b1"]);
+    assert_eq!(stores_of(&fleet_sees), ["alpha-1", "both-ab", "bravo-1"]);
 
     let store = "query($id: String!) { store(id: $id) { storeId incidents { totalCount } } }";
-    let mine = app.graphql_as(&a, store, json!({ "id": "ab" })).await;
-    assert_eq!(mine["data"]["store"]["storeId"], "ab", "{mine}");
+    let mine = app.graphql_as(&a, store, json!({ "id": "both-ab" })).await;
+    assert_eq!(mine["data"]["store"]["storeId"], "both-ab", "{mine}");
     assert_eq!(mine["data"]["store"]["incidents"]["totalCount"], 1);
     // Another group's store and a store that does not exist answer alike.
-    let theirs = app.graphql_as(&a, store, json!({ "id": "b1" })).await;
+    let theirs = app.graphql_as(&a, store, json!({ "id": "bravo-1" })).await;
     let nobody = app.graphql_as(&a, store, json!({ "id": "zz" })).await;
     assert_eq!(theirs, json!({ "data": { "store": null } }));
     assert_eq!(theirs, nobody);
-    let seen = app.graphql_as(&fleet, store, json!({ "id": "b1" })).await;
-    assert_eq!(seen["data"]["store"]["storeId"], "b1");
+    let seen = app.graphql_as(&fleet, store, json!({ "id": "bravo-1" })).await;
+    assert_eq!(seen["data"]["store"]["storeId"], "bravo-1");
+}
+
+/// A report triggered by `token`, followed over WebSocket as `follower` sees it until it
+/// is COMPLETE: its id and last state.
+async fn complete_report(app: &TestApp, token: &str, follower: &str) -> (String, Value) {
+    let triggered = app
+        .graphql_as(token, "mutation { triggerReport { id } }", json!({}))
+        .await;
+    let id = triggered["data"]["triggerReport"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{triggered}"))
+        .to_string();
+    let mut socket = Socket::open(
+        &app.address,
+        json!({ "Authorization": format!("Bearer {follower}") }),
+    )
+    .await;
+    socket.expect_ack().await;
+    socket
+        .subscribe(
+            "1",
+            "subscription($id: ID!) { report(id: $id) { id status storesTotal storesDone rows { totalCount nodes { storeId } } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    loop {
+        let message = socket.next().await.expect("the subscription runs until COMPLETE");
+        let report = &message["payload"]["data"]["report"];
+        assert!(message["payload"]["errors"].is_null(), "{message}");
+        if report["status"] == "COMPLETE" {
+            return (id, report.clone());
+        }
+    }
+}
+
+/// Every row of the report `id` that `token` can page through one at a time in `order`,
+/// checking that each page's `totalCount` is the number of rows paged.
+async fn paged_rows(app: &TestApp, token: &str, id: &str, order: &str) -> Vec<String> {
+    let query = format!(
+        "query($id: ID!, $after: String) {{ report(id: $id) {{ rows(first: 1, after: $after, orderBy: {order}) {{
+            totalCount pageInfo {{ hasNextPage endCursor }} nodes {{ storeId downtimeLastHour }} }} }} }}"
+    );
+    let (mut stores, mut after, mut totals) = (Vec::new(), Value::Null, Vec::new());
+    loop {
+        let page = app
+            .graphql_as(token, &query, json!({ "id": id, "after": after }))
+            .await;
+        let rows = &page["data"]["report"]["rows"];
+        totals.push(rows["totalCount"].as_i64().unwrap_or_else(|| panic!("{page}")));
+        for node in rows["nodes"].as_array().unwrap() {
+            stores.push(node["storeId"].as_str().unwrap().to_string());
+        }
+        if rows["pageInfo"]["hasNextPage"] != true {
+            break;
+        }
+        after = rows["pageInfo"]["endCursor"].clone();
+    }
+    assert!(
+        totals.iter().all(|t| *t == stores.len() as i64),
+        "{totals:?} {stores:?}"
+    );
+    stores
+}
+
+#[tokio::test]
+async fn a_scoped_token_reads_its_groups_slice_of_a_report_at_every_report_door() {
+    let (_dir, db, app, admin) = start().await;
+    let a = scoped_token(&db, "viewer", "A");
+    let fleet = create_token(&db, "viewer", "the fleet");
+    let (id, followed) = complete_report(&app, &admin, &a).await;
+    assert_eq!(followed["storesTotal"], 2, "{followed}");
+    assert_eq!(followed["storesDone"], 2, "{followed}");
+    assert_eq!(followed["rows"]["totalCount"], 2, "{followed}");
+    let mut answers = vec![followed.to_string()];
+
+    for order in [
+        "{ field: STORE_ID }",
+        "{ field: DOWNTIME_LAST_HOUR, direction: DESC }",
+    ] {
+        let mut mine = paged_rows(&app, &a, &id, order).await;
+        mine.sort();
+        assert_eq!(mine, ["alpha-1", "both-ab"], "{order}");
+        let mut all = paged_rows(&app, &fleet, &id, order).await;
+        all.sort();
+        assert_eq!(all, ["alpha-1", "both-ab", "bravo-1"], "{order}");
+    }
+    // Naming another group's store matches nothing, as a store that does not exist.
+    let named = "query($id: ID!, $stores: [String!]) { report(id: $id) { rows(filter: { storeIds: $stores }) { totalCount nodes { storeId } } } }";
+    let theirs = app
+        .graphql_as(&a, named, json!({ "id": id, "stores": ["bravo-1"] }))
+        .await;
+    let nobody = app
+        .graphql_as(&a, named, json!({ "id": id, "stores": ["nobody"] }))
+        .await;
+    assert_eq!(theirs["data"]["report"]["rows"]["totalCount"], 0, "{theirs}");
+    assert_eq!(theirs, nobody);
+    let both = app
+        .graphql_as(&a, named, json!({ "id": id, "stores": ["bravo-1", "both-ab"] }))
+        .await;
+    assert_eq!(both["data"]["report"]["rows"]["totalCount"], 1, "{both}");
+    answers.extend([theirs.to_string(), both.to_string()]);
+
+    // The CSV, as a field, a signed link, a download with the token and the original API.
+    let csv_of = |token: String| {
+        let app = &app;
+        let id = id.clone();
+        async move {
+            app.graphql_as(
+                &token,
+                "query($id: ID!) { report(id: $id) { storesTotal csv csvUrl } }",
+                json!({ "id": id }),
+            )
+            .await["data"]["report"]
+                .clone()
+        }
+    };
+    let mine = csv_of(a.clone()).await;
+    let csv = mine["csv"].as_str().unwrap().to_string();
+    let stores: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(stores, ["alpha-1", "both-ab"], "{csv}");
+    assert_eq!(mine["storesTotal"], 2);
+    let everything = csv_of(fleet.clone()).await;
+    assert_eq!(everything["csv"].as_str().unwrap().lines().count(), 4);
+    assert_eq!(everything["storesTotal"], 3);
+
+    let client = reqwest::Client::new();
+    let link = format!("{}{}", app.address, mine["csvUrl"].as_str().unwrap());
+    let linked = client.get(&link).send().await.unwrap();
+    assert_eq!(linked.status(), 200);
+    assert_eq!(linked.headers()["cache-control"], "private, no-cache");
+    let etag = linked.headers()["etag"].to_str().unwrap().to_string();
+    assert_eq!(linked.text().await.unwrap(), csv);
+    let again = client
+        .get(&link)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    let fleet_link = format!("{}{}", app.address, everything["csvUrl"].as_str().unwrap());
+    let fleet_file = client
+        .get(&fleet_link)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        fleet_file.status(),
+        200,
+        "the slice's ETag is not the fleet file's"
+    );
+    assert_eq!(
+        fleet_file.text().await.unwrap(),
+        everything["csv"].as_str().unwrap()
+    );
+    for path in [
+        format!("/reports/{id}.csv"),
+        format!("/get_report?report_id={id}"),
+    ] {
+        let got = client
+            .get(format!("{}{path}", app.address))
+            .bearer_auth(&a)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.status(), 200, "{path}");
+        assert_eq!(got.text().await.unwrap(), csv, "{path}");
+    }
+    answers.push(mine.to_string());
+    for answer in answers {
+        assert!(!answer.contains("bravo-1"), "{answer}");
+    }
 }
 
 #[tokio::test]
@@ -131,14 +307,14 @@ async fn node_reads_back_a_scoped_tokens_stores_and_incidents_and_nothing_else()
         .unwrap()
         .to_string();
     for (id, a_sees) in [
-        ("Store:a1".to_string(), true),
-        ("Store:ab".to_string(), true),
-        ("Store:b1".to_string(), false),
+        ("Store:alpha-1".to_string(), true),
+        ("Store:both-ab".to_string(), true),
+        ("Store:bravo-1".to_string(), false),
         ("Store:zz".to_string(), false),
-        (incident_of("a1"), true),
-        (incident_of("b1"), false),
-        (report.clone(), false),
-        (format!("ReportRow:{report}:b1"), false),
+        (incident_of("alpha-1"), true),
+        (incident_of("bravo-1"), false),
+        (report.clone(), true),
+        (format!("ReportRow:{report}:bravo-1"), false),
     ] {
         let seen = read(a.clone(), id.clone()).await;
         if a_sees {
@@ -148,8 +324,8 @@ async fn node_reads_back_a_scoped_tokens_stores_and_incidents_and_nothing_else()
         }
     }
     assert_eq!(
-        read(admin.clone(), incident_of("b1")).await["id"],
-        incident_of("b1").as_str()
+        read(admin.clone(), incident_of("bravo-1")).await["id"],
+        incident_of("bravo-1").as_str()
     );
     assert_eq!(read(admin.clone(), report.clone()).await["id"], report.as_str());
 }
@@ -207,16 +383,20 @@ async fn the_incidents_subscription_tells_a_scoped_token_of_its_groups_stores_al
             event["incident"]["storeId"].as_str().unwrap().to_string(),
         )
     }
-    // `ab` is in both groups: both hear of it (and so both subscriptions are running).
-    back_up("ab").await;
+    // `both-ab` is in both groups: both hear of it (and so both subscriptions are running).
+    back_up("both-ab").await;
     let resolved = |store: &str| ("RESOLVED".to_string(), store.to_string());
-    assert_eq!(next(&mut mine).await, resolved("ab"));
-    assert_eq!(next(&mut all).await, resolved("ab"));
-    back_up("b1").await;
-    back_up("a1").await;
-    assert_eq!(next(&mut all).await, resolved("b1"));
-    assert_eq!(next(&mut all).await, resolved("a1"));
-    assert_eq!(next(&mut mine).await, resolved("a1"), "b1 is not group A's");
+    assert_eq!(next(&mut mine).await, resolved("both-ab"));
+    assert_eq!(next(&mut all).await, resolved("both-ab"));
+    back_up("bravo-1").await;
+    back_up("alpha-1").await;
+    assert_eq!(next(&mut all).await, resolved("bravo-1"));
+    assert_eq!(next(&mut all).await, resolved("alpha-1"));
+    assert_eq!(
+        next(&mut mine).await,
+        resolved("alpha-1"),
+        "bravo-1 is not group A's"
+    );
 }
 
 #[tokio::test]
@@ -241,11 +421,7 @@ async fn doors_not_yet_cut_to_a_scope_refuse_a_scoped_token_and_serve_the_fleet(
             "{answer}"
         );
     };
-    for query in [
-        "{ dataset { stores polls } }",
-        "{ reports(first: 5) { nodes { id } } }",
-        "{ latestReport { id } }",
-    ] {
+    for query in ["{ dataset { stores polls } }"] {
         refused(&app.graphql_as(&viewer, query, json!({})).await);
         let served = app.graphql_as(&fleet, query, json!({})).await;
         assert!(served.get("errors").is_none(), "{query}: {served}");
@@ -254,14 +430,7 @@ async fn doors_not_yet_cut_to_a_scope_refuse_a_scoped_token_and_serve_the_fleet(
         &app.graphql_as(&operator, "mutation { triggerReport { id } }", json!({}))
             .await,
     );
-    // REST: the original poll API and pushed polls.
-    let legacy = client
-        .get(format!("{}/get_report?report_id=x", app.address))
-        .bearer_auth(&viewer)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(legacy.status(), 403);
+    // REST: pushed polls.
     let push = client
         .post(format!("{}/polls", app.address))
         .bearer_auth(&operator)
@@ -295,7 +464,7 @@ async fn admin_tokens_cannot_be_scoped_and_groups_must_exist() {
     );
     let b = made["data"]["createToken"]["secret"].as_str().unwrap();
     let sees = app.graphql_as(b, INCIDENTS, json!({})).await;
-    assert_eq!(stores_of(&sees), ["ab", "b1"]);
+    assert_eq!(stores_of(&sees), ["both-ab", "bravo-1"]);
 
     for (input, says) in [
         (

@@ -37,11 +37,14 @@ pub enum RowOrder {
     Figure(Figure),
 }
 
-/// Which rows of a report to read: some stores only, and each figure within a range of
-/// its stored value (hundredths), both ends included.
+/// Which rows of a report to read: some stores only, the stores of some groups only (a
+/// scoped caller's), and each figure within a range of its stored value (hundredths), both
+/// ends included.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RowFilter {
     pub store_ids: Option<Vec<String>>,
+    /// The store groups whose stores are read (`None`: every store).
+    pub groups: Option<Vec<String>>,
     /// By figure, in [`Figure::ALL`]'s order.
     ranges: [(i32, i32); 6],
 }
@@ -50,6 +53,7 @@ impl Default for RowFilter {
     fn default() -> Self {
         RowFilter {
             store_ids: None,
+            groups: None,
             ranges: [(i32::MIN, i32::MAX); 6],
         }
     }
@@ -80,15 +84,31 @@ pub struct RowPage<'a> {
     pub limit: i64,
 }
 
+/// Keeps the rows of the stores of the groups `$param` (a scoped caller's). Its own text,
+/// not `$n IS NULL OR …`: a sub-select under an OR cannot become a join, and the join is
+/// what reads a group's slice of a large report by its stores rather than every row.
+macro_rules! in_scope {
+    ($param:literal) => {
+        concat!(
+            "AND store_id IN (SELECT s.store_id COLLATE \"C\" FROM store_groups g JOIN stores s ON s.id = g.store
+                              WHERE g.group_name = ANY(",
+            $param,
+            "))"
+        )
+    };
+}
+
 /// The statement reading a page of rows in `$order`, after the row whose `$key` is
-/// `($15, $16)` in the direction `$cmp`: each order is its own static text. A figure's order
-/// reads the report's rows by the primary key and keeps the page's top N (no index per
-/// figure: migration 12 says why).
+/// `($15, $16)` in the direction `$cmp`, of the stores `$scope` keeps: each order is its
+/// own static text. A figure's order reads the report's rows by the primary key and keeps
+/// the page's top N (no index per figure: migration 12 says why).
 macro_rules! ordered_rows {
-    ($order:expr, $key:expr, $cmp:literal) => {
+    ($scope:expr, $order:expr, $key:expr, $cmp:literal) => {
         concat!(
             "SELECT * FROM report_rows
-             WHERE report = $1
+             WHERE report = $1 ",
+            $scope,
+            "
                AND ($2::text[] IS NULL OR store_id = ANY($2))
                AND uptime_last_hour BETWEEN $3 AND $4 AND uptime_last_day BETWEEN $5 AND $6
                AND uptime_last_week BETWEEN $7 AND $8 AND downtime_last_hour BETWEEN $9 AND $10
@@ -105,17 +125,41 @@ macro_rules! ordered_rows {
     };
 }
 
+/// [`ordered_rows`] in store-id order or by a figure's column, then the store id, either
+/// way, of every store or of a scope's.
+macro_rules! statements {
+    ($scope:expr, $order:expr, $descending:expr) => {
+        match $order {
+            // The figure ($15) is ignored: the key is the store id alone.
+            RowOrder::StoreId if $descending => ordered_rows!($scope, "store_id DESC", "(0, store_id)", "<"),
+            RowOrder::StoreId => ordered_rows!($scope, "store_id", "(0, store_id)", ">"),
+            RowOrder::Figure(Figure::UptimeLastHour) => by_figure!($scope, "uptime_last_hour", $descending),
+            RowOrder::Figure(Figure::UptimeLastDay) => by_figure!($scope, "uptime_last_day", $descending),
+            RowOrder::Figure(Figure::UptimeLastWeek) => by_figure!($scope, "uptime_last_week", $descending),
+            RowOrder::Figure(Figure::DowntimeLastHour) => {
+                by_figure!($scope, "downtime_last_hour", $descending)
+            }
+            RowOrder::Figure(Figure::DowntimeLastDay) => by_figure!($scope, "downtime_last_day", $descending),
+            RowOrder::Figure(Figure::DowntimeLastWeek) => {
+                by_figure!($scope, "downtime_last_week", $descending)
+            }
+        }
+    };
+}
+
 /// [`ordered_rows`] by a figure's column, then the store id, either way.
 macro_rules! by_figure {
-    ($column:literal, $descending:expr) => {
+    ($scope:expr, $column:literal, $descending:expr) => {
         if $descending {
             ordered_rows!(
+                $scope,
                 concat!($column, " DESC, store_id DESC"),
                 concat!("(", $column, ", store_id)"),
                 "<"
             )
         } else {
             ordered_rows!(
+                $scope,
                 concat!($column, ", store_id"),
                 concat!("(", $column, ", store_id)"),
                 ">"
@@ -124,18 +168,12 @@ macro_rules! by_figure {
     };
 }
 
-/// The statement of a page in `order`, either way.
-fn statement(order: RowOrder, descending: bool) -> &'static str {
-    match order {
-        // The figure ($15) is ignored: the key is the store id alone.
-        RowOrder::StoreId if descending => ordered_rows!("store_id DESC", "(0, store_id)", "<"),
-        RowOrder::StoreId => ordered_rows!("store_id", "(0, store_id)", ">"),
-        RowOrder::Figure(Figure::UptimeLastHour) => by_figure!("uptime_last_hour", descending),
-        RowOrder::Figure(Figure::UptimeLastDay) => by_figure!("uptime_last_day", descending),
-        RowOrder::Figure(Figure::UptimeLastWeek) => by_figure!("uptime_last_week", descending),
-        RowOrder::Figure(Figure::DowntimeLastHour) => by_figure!("downtime_last_hour", descending),
-        RowOrder::Figure(Figure::DowntimeLastDay) => by_figure!("downtime_last_day", descending),
-        RowOrder::Figure(Figure::DowntimeLastWeek) => by_figure!("downtime_last_week", descending),
+/// The statement of a page in `order`, either way, of every store or of a scope's.
+fn statement(order: RowOrder, descending: bool, scoped: bool) -> &'static str {
+    if scoped {
+        statements!(in_scope!("$18"), order, descending)
+    } else {
+        statements!("", order, descending)
     }
 }
 
@@ -146,7 +184,7 @@ pub(crate) async fn page(
     filter: &RowFilter,
     page: &RowPage<'_>,
 ) -> sqlx::Result<Vec<RowRecord>> {
-    let mut query = sqlx::query_as(statement(page.order, page.descending))
+    let mut query = sqlx::query_as(statement(page.order, page.descending, filter.groups.is_some()))
         .bind(result)
         .bind(&filter.store_ids);
     for (min, max) in filter.ranges {
@@ -158,28 +196,42 @@ pub(crate) async fn page(
         RowOrder::StoreId => after_store.map(|_| 0),
         RowOrder::Figure(_) => after_figure,
     };
-    query
-        .bind(after_figure)
-        .bind(after_store)
-        .bind(page.limit)
-        .fetch_all(db)
-        .await
+    query = query.bind(after_figure).bind(after_store).bind(page.limit);
+    if let Some(groups) = &filter.groups {
+        query = query.bind(groups);
+    }
+    query.fetch_all(db).await
+}
+
+/// The statement counting rows, of every store or of a scope's.
+macro_rules! counted_rows {
+    ($scope:expr) => {
+        concat!(
+            "SELECT count(*) FROM report_rows
+             WHERE report = $1 ",
+            $scope,
+            "
+           AND ($2::text[] IS NULL OR store_id = ANY($2))
+           AND uptime_last_hour BETWEEN $3 AND $4 AND uptime_last_day BETWEEN $5 AND $6
+           AND uptime_last_week BETWEEN $7 AND $8 AND downtime_last_hour BETWEEN $9 AND $10
+           AND downtime_last_day BETWEEN $11 AND $12 AND downtime_last_week BETWEEN $13 AND $14"
+        )
+    };
 }
 
 /// How many rows of the report `result` pass `filter`.
 pub(crate) async fn count(db: impl PgExecutor<'_>, result: Uuid, filter: &RowFilter) -> sqlx::Result<i64> {
-    let mut query = sqlx::query_scalar(
-        "SELECT count(*) FROM report_rows
-         WHERE report = $1
-           AND ($2::text[] IS NULL OR store_id = ANY($2))
-           AND uptime_last_hour BETWEEN $3 AND $4 AND uptime_last_day BETWEEN $5 AND $6
-           AND uptime_last_week BETWEEN $7 AND $8 AND downtime_last_hour BETWEEN $9 AND $10
-           AND downtime_last_day BETWEEN $11 AND $12 AND downtime_last_week BETWEEN $13 AND $14",
-    )
-    .bind(result)
-    .bind(&filter.store_ids);
+    let statement = if filter.groups.is_some() {
+        counted_rows!(in_scope!("$15"))
+    } else {
+        counted_rows!("")
+    };
+    let mut query = sqlx::query_scalar(statement).bind(result).bind(&filter.store_ids);
     for (min, max) in filter.ranges {
         query = query.bind(min).bind(max);
+    }
+    if let Some(groups) = &filter.groups {
+        query = query.bind(groups);
     }
     query.fetch_one(db).await
 }
@@ -226,7 +278,7 @@ mod tests {
     fn each_figure_is_ordered_by_its_own_column_either_way() {
         for figure in Figure::ALL {
             for descending in [false, true] {
-                let text = statement(RowOrder::Figure(figure), descending);
+                let text = statement(RowOrder::Figure(figure), descending, false);
                 let by = format!("ORDER BY {}", figure.column());
                 assert!(text.contains(&by), "{figure:?} {descending}: {text}");
                 assert_eq!(text.contains("DESC"), descending);

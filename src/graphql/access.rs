@@ -50,8 +50,8 @@ pub(crate) fn action_of(ty: OperationType, field: &str) -> Option<Action> {
     use OperationType::{Mutation, Query, Subscription};
     Some(match (ty, field) {
         (_, "__typename") | (Query, "__schema" | "__type") => Action::Introspect,
-        (Query, "store" | "incidents" | "node") => Action::Read,
-        (Query, "report" | "reports" | "latestReport" | "dataset") => Action::ReadFleet,
+        (Query, "store" | "incidents" | "node" | "report" | "reports" | "latestReport") => Action::Read,
+        (Query, "dataset") => Action::ReadFleet,
         (Query, "tokens") => Action::ManageTokens,
         (Mutation, "triggerReport") => Action::TriggerReport,
         (Mutation, "cancelReport") => Action::CancelReport,
@@ -63,8 +63,8 @@ pub(crate) fn action_of(ty: OperationType, field: &str) -> Option<Action> {
         (Mutation, "createWebhook" | "rotateWebhookSecret" | "deleteWebhook" | "redeliver") => {
             Action::ManageWebhooks
         }
-        (Subscription, "incidents") => Action::Read,
-        (Subscription, "report" | "reports" | "dataset") => Action::ReadFleet,
+        (Subscription, "incidents" | "report" | "reports") => Action::Read,
+        (Subscription, "dataset") => Action::ReadFleet,
         _ => return None,
     })
 }
@@ -120,7 +120,7 @@ mod tests {
             ),
             [Action::ManageTokens]
         );
-        assert_eq!(of("subscription { report(id: 1) { id } }"), [Action::ReadFleet]);
+        assert_eq!(of("subscription { report(id: 1) { id } }"), [Action::Read]);
         assert_eq!(of("{ tokens { id } }"), [Action::ManageTokens]);
         assert_eq!(of("{ nosuchfield }"), [Action::ManageTokens]);
         assert_eq!(of("this is no document"), [Action::Read]);

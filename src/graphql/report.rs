@@ -108,14 +108,20 @@ impl ReportNode {
         self.0.finished_at
     }
 
-    /// How many stores the report has a row for, known once RUNNING.
-    async fn stores_total(&self) -> Option<i32> {
-        self.0.stores_total
+    /// How many stores the report has a row for, known once RUNNING; for a token scoped to
+    /// store groups, its stores' rows, known once COMPLETE.
+    async fn stores_total(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<i32>> {
+        let state = ctx.data_unchecked::<AppState>();
+        Ok(service::report_stores_total(state, &super::caller(ctx), &self.0).await?)
     }
 
-    /// How many stores are computed so far.
-    async fn stores_done(&self) -> i32 {
-        self.0.stores_done
+    /// How many stores are computed so far (for a scoped token: 0, then `storesTotal` once
+    /// COMPLETE).
+    async fn stores_done(&self, ctx: &Context<'_>) -> async_graphql::Result<i32> {
+        if super::caller(ctx).groups().is_none() {
+            return Ok(self.0.stores_done);
+        }
+        Ok(self.stores_total(ctx).await?.unwrap_or(0))
     }
 
     /// `storesDone / storesTotal`, from 0 to 1 (1 once COMPLETE).
@@ -143,7 +149,7 @@ impl ReportNode {
             return None;
         }
         let state = ctx.data_unchecked::<AppState>();
-        let csv = service::report_csv(state, &self.0).await;
+        let csv = service::report_csv(state, &super::caller(ctx), &self.0).await;
         null_on_error(ctx, csv)
     }
 
@@ -186,12 +192,13 @@ impl ReportNode {
             limit: limit + 1,
         };
         let state = ctx.data_unchecked::<AppState>();
+        let caller = super::caller(ctx);
         let total_count = if ctx.look_ahead().field("totalCount").exists() {
-            service::count_report_rows(state, &self.0, &filter).await?
+            service::count_report_rows(state, &caller, &self.0, &filter).await?
         } else {
             0
         };
-        let rows = service::report_rows(state, &self.0, &filter, &page).await?;
+        let rows = service::report_rows(state, &caller, &self.0, &filter, &page).await?;
         Ok(page_with(
             rows,
             limit,

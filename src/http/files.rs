@@ -29,10 +29,13 @@ pub(crate) async fn report_file(
             serde_json::json!({ "error": format!("no report file {file:?}") }),
         );
     };
-    if link.given() {
+    let caller = if link.given() {
         let operation = format!("GET {} (signed link)", req.uri().path());
         match auth::check_link(&state, id, &link, super::address(req)).await {
-            Ok(caller) => auth::audit(&caller, &operation, Outcome::Allowed),
+            Ok(caller) => {
+                auth::audit(&caller, &operation, Outcome::Allowed);
+                caller
+            }
             Err(failed) => {
                 if let Error::Denied(denied) = &failed {
                     let anonymous = Caller::anonymous(super::address(req));
@@ -41,9 +44,12 @@ pub(crate) async fn report_file(
                 return error::response(failed);
             }
         }
-    } else if let Err(refused) = super::allowed(req, &state, Action::ReadFleet).await {
-        return refused;
-    }
+    } else {
+        match super::allowed(req, &state, Action::Read).await {
+            Ok(caller) => caller,
+            Err(refused) => return refused,
+        }
+    };
     let record = match service::find_report(&state, id).await {
         Ok(record) => record,
         Err(failed) => return error::response(failed),
@@ -54,20 +60,40 @@ pub(crate) async fn report_file(
             serde_json::json!({ "error": "the report is not complete", "status": record.status.name() }),
         );
     }
-    csv_download(req.headers(), &state, &record).await
+    csv_download(req.headers(), &state, &caller, &record).await
 }
 
-/// The CSV of a COMPLETE report, answering the request's conditions and range.
-pub(crate) async fn csv_download(request: &HeaderMap, state: &AppState, record: &ReportRecord) -> Response {
-    let etag = format!("\"{}\"", record.result_id());
-    let modified = record.finished_at.unwrap_or(record.created_at);
+/// The CSV of a COMPLETE report for the caller, answering the request's conditions and
+/// range. The fleet's file never changes: its ETag is its result's id and it may be kept a
+/// year. A scoped caller's slice changes with the groups: its ETag is its content's hash,
+/// it has no Last-Modified, and a cache must ask again before using it.
+pub(crate) async fn csv_download(
+    request: &HeaderMap,
+    state: &AppState,
+    caller: &Caller,
+    record: &ReportRecord,
+) -> Response {
+    let scoped = caller.groups().is_some();
+    let modified = (!scoped).then(|| record.finished_at.unwrap_or(record.created_at));
+    let (etag, body) = if scoped {
+        match service::report_csv(state, caller, record).await {
+            Ok(body) => (content_etag(record, &body), Some(body)),
+            Err(failed) => return error::response(failed),
+        }
+    } else {
+        (format!("\"{}\"", record.result_id()), None)
+    };
     let mut response = if not_modified(request, &etag, modified) {
         Response::builder().status(StatusCode::NOT_MODIFIED).finish()
     } else {
-        match service::report_csv(state, record).await {
-            Ok(body) => ranged(request, &etag, modified, body.into_bytes()),
-            Err(failed) => return error::response(failed),
-        }
+        let body = match body {
+            Some(body) => body,
+            None => match service::report_csv(state, caller, record).await {
+                Ok(body) => body,
+                Err(failed) => return error::response(failed),
+            },
+        };
+        ranged(request, &etag, modified, body.into_bytes())
     };
     let headers = response.headers_mut();
     let mut set = |name: header::HeaderName, value: String| {
@@ -76,11 +102,15 @@ pub(crate) async fn csv_download(request: &HeaderMap, state: &AppState, record: 
         }
     };
     set(header::ETAG, etag);
-    set(header::LAST_MODIFIED, http_date(modified));
+    if let Some(modified) = modified {
+        set(header::LAST_MODIFIED, http_date(modified));
+    }
     set(
         header::CACHE_CONTROL,
         // A shared cache must not hand a file that needed a token to whoever asks next.
-        if auth::tokens_required(state) {
+        if scoped {
+            "private, no-cache".into()
+        } else if auth::tokens_required(state) {
             "private, max-age=31536000, immutable".into()
         } else {
             "public, max-age=31536000, immutable".into()
@@ -93,9 +123,16 @@ pub(crate) async fn csv_download(request: &HeaderMap, state: &AppState, record: 
     response
 }
 
+/// A scoped slice's ETag: its result's id and a hash of its bytes.
+fn content_etag(record: &ReportRecord, body: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(body.as_bytes());
+    format!("\"{}-{}\"", record.result_id(), hex::encode(&digest[..12]))
+}
+
 /// Whether the client's copy is current: `If-None-Match` names this ETag (or `*`), or,
-/// without it, `If-Modified-Since` is no earlier than the last change.
-fn not_modified(request: &HeaderMap, etag: &str, modified: DateTime<Utc>) -> bool {
+/// without it, `If-Modified-Since` is no earlier than the last change (when it is known).
+fn not_modified(request: &HeaderMap, etag: &str, modified: Option<DateTime<Utc>>) -> bool {
     if let Some(tags) = request.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
         return tags
             .split(',')
@@ -106,12 +143,13 @@ fn not_modified(request: &HeaderMap, etag: &str, modified: DateTime<Utc>) -> boo
         .get(header::IF_MODIFIED_SINCE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| DateTime::parse_from_rfc2822(v).ok())
-        .is_some_and(|since| modified.timestamp() <= since.timestamp())
+        .zip(modified)
+        .is_some_and(|(since, modified)| modified.timestamp() <= since.timestamp())
 }
 
 /// The whole body (200), or the one byte range asked for (206), or 416 when it lies past
 /// the end. Several ranges, or a stale `If-Range`, get the whole body, as RFC 9110 allows.
-fn ranged(request: &HeaderMap, etag: &str, modified: DateTime<Utc>, body: Vec<u8>) -> Response {
+fn ranged(request: &HeaderMap, etag: &str, modified: Option<DateTime<Utc>>, body: Vec<u8>) -> Response {
     let len = body.len() as u64;
     let whole = |body: Vec<u8>| {
         Response::builder()
@@ -126,7 +164,7 @@ fn ranged(request: &HeaderMap, etag: &str, modified: DateTime<Utc>, body: Vec<u8
     };
     let current = match request.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) {
         None => true,
-        Some(condition) => condition == etag || condition == http_date(modified),
+        Some(condition) => condition == etag || modified.is_some_and(|m| condition == http_date(m)),
     };
     match byte_range(range, len) {
         Some(Some((first, last))) if current => Response::builder()

@@ -30,13 +30,14 @@ pub struct GetReport {
 }
 
 /// `GET /get_report?report_id=…`: `{"status": "Running"}` until done, then the CSV (with
-/// the download's headers, conditions and ranges); 404 for an unknown id; 500 with the
-/// error for a failed report; 410 for a cancelled one.
+/// the download's headers, conditions and ranges; a scoped token's stores alone); 404 for
+/// an unknown id; 500 with the error for a failed report; 410 for a cancelled one.
 #[handler]
 pub async fn get_report(req: &Request, Query(query): Query<GetReport>, state: Data<&AppState>) -> Response {
-    if let Err(refused) = super::allowed(req, &state, Action::ReadFleet).await {
-        return refused;
-    }
+    let caller = match super::allowed(req, &state, Action::Read).await {
+        Ok(caller) => caller,
+        Err(refused) => return refused,
+    };
     let Some(raw) = query.report_id else {
         return json(
             StatusCode::BAD_REQUEST,
@@ -63,6 +64,6 @@ pub async fn get_report(req: &Request, Query(query): Query<GetReport>, state: Da
             StatusCode::GONE,
             serde_json::json!({ "status": "Cancelled", "error": "the report was cancelled: it has no result" }),
         ),
-        ReportStatus::Complete => super::files::csv_download(req.headers(), &state, &record).await,
+        ReportStatus::Complete => super::files::csv_download(req.headers(), &state, &caller, &record).await,
     }
 }

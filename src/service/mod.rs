@@ -25,7 +25,8 @@ pub use self::error::{Error, RETRY_AFTER_SECONDS, Result};
 pub use self::incidents::{count_incidents, incident, incident_events, list_incidents};
 pub use self::reports::{
     cancel_report, count_report_rows, find_report, follow, followed_report, get_report, latest_report,
-    list_reports, not_found, parse_report_id, report_changes, report_csv, report_rows, trigger_report,
+    list_reports, not_found, parse_report_id, report_changes, report_csv, report_rows, report_stores_total,
+    trigger_report,
 };
 pub use self::stores::{StoreInfo, check_store_id, store, store_polls, store_timeline, store_uptime};
 pub use self::webhooks::{

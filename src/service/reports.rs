@@ -118,10 +118,11 @@ pub async fn latest_report(
     Ok(reports::list(&state.db, filter, 1, None).await?.pop())
 }
 
-/// A page of a COMPLETE report's rows that pass `filter`; none for a report that is not
-/// complete.
+/// A page of a COMPLETE report's rows that pass `filter`, of the caller's stores; none for
+/// a report that is not complete.
 pub async fn report_rows(
     state: &AppState,
+    caller: &Caller,
     record: &ReportRecord,
     filter: &RowFilter,
     page: &RowPage<'_>,
@@ -130,7 +131,15 @@ pub async fn report_rows(
     if record.status != ReportStatus::Complete {
         return Ok(Vec::new());
     }
-    Ok(rows::page(&state.db, record.result_id(), filter, page).await?)
+    let filter = in_scope(filter, caller);
+    Ok(rows::page(&state.db, record.result_id(), &filter, page).await?)
+}
+
+/// `filter` kept to the stores the caller sees: a scoped caller's groups'.
+fn in_scope(filter: &RowFilter, caller: &Caller) -> RowFilter {
+    let mut filter = filter.clone();
+    filter.groups = caller.groups().map(<[String]>::to_vec);
+    filter
 }
 
 /// The most store ids a row filter may list.
@@ -148,12 +157,19 @@ fn check_row_filter(filter: &RowFilter) -> Result<()> {
     ids.iter().try_for_each(|id| super::stores::check_store_id(id))
 }
 
-/// How many rows of a COMPLETE report pass `filter` (0 before it is complete).
-pub async fn count_report_rows(state: &AppState, record: &ReportRecord, filter: &RowFilter) -> Result<i64> {
+/// How many rows of a COMPLETE report pass `filter`, of the caller's stores (0 before it
+/// is complete).
+pub async fn count_report_rows(
+    state: &AppState,
+    caller: &Caller,
+    record: &ReportRecord,
+    filter: &RowFilter,
+) -> Result<i64> {
     check_row_filter(filter)?;
     if record.status != ReportStatus::Complete {
         return Ok(0);
     }
+    let filter = &in_scope(filter, caller);
     // Every row: the report knows how many it has.
     if *filter == RowFilter::default()
         && let Some(total) = record.stores_total
@@ -223,14 +239,19 @@ pub fn follow(state: &AppState, id: Uuid) -> (broadcast::Receiver<Arc<ReportReco
     (state.events.subscribe(), state.events.follow(id))
 }
 
-/// The CSV of a COMPLETE report: its file, or, on a machine that did not compute it, the
-/// same bytes rebuilt from its stored rows (and kept as a file for next time).
-pub async fn report_csv(state: &AppState, record: &ReportRecord) -> Result<String> {
+/// The CSV of a COMPLETE report for the caller: its file, or, on a machine that did not
+/// compute it, the same bytes rebuilt from its stored rows (and kept as a file for next
+/// time). A scoped caller's holds its stores' rows alone, built from the rows each time
+/// (the groups change with each load of them).
+pub async fn report_csv(state: &AppState, caller: &Caller, record: &ReportRecord) -> Result<String> {
     if record.status != ReportStatus::Complete {
         return Err(Error::BadInput(format!(
             "the report is {}: only a COMPLETE report has a CSV",
             record.status.name()
         )));
+    }
+    if caller.groups().is_some() {
+        return rows_csv(state, record, &in_scope(&RowFilter::default(), caller)).await;
     }
     let path = state.reports.path(record.result_id());
     match tokio::fs::read_to_string(&path).await {
@@ -242,25 +263,52 @@ pub async fn report_csv(state: &AppState, record: &ReportRecord) -> Result<Strin
             ));
         }
     }
+    let csv = rows_csv(state, record, &RowFilter::default()).await?;
+    let kept = csv.clone();
+    let cached = tokio::task::spawn_blocking(move || {
+        crate::output::write_atomically(&path, |w| std::io::Write::write_all(w, kept.as_bytes()))
+    })
+    .await?;
+    if let Err(e) = cached {
+        tracing::warn!(error = format!("{e:#}"), "cannot keep the rebuilt CSV");
+    }
+    Ok(csv)
+}
+
+/// The CSV of the report's rows that pass `filter`, written as the report's file is.
+async fn rows_csv(state: &AppState, record: &ReportRecord, filter: &RowFilter) -> Result<String> {
     let everything = RowPage {
         limit: i64::MAX,
         ..RowPage::default()
     };
-    let rows = rows::page(&state.db, record.result_id(), &RowFilter::default(), &everything).await?;
-    let (csv, cached) = tokio::task::spawn_blocking(move || {
+    let rows = rows::page(&state.db, record.result_id(), filter, &everything).await?;
+    let csv = tokio::task::spawn_blocking(move || {
         let lines = rows.iter().map(|row| ReportLine {
             store_id: &row.store_id,
             figures: row.figures,
         });
         let mut csv = Vec::with_capacity(64 * (rows.len() + 1));
         crate::output::write_lines(lines, &mut csv)?;
-        let csv = String::from_utf8(csv).context("a report row is not UTF-8")?;
-        let cached = crate::output::write_atomically(&path, |w| std::io::Write::write_all(w, csv.as_bytes()));
-        anyhow::Ok((csv, cached))
+        String::from_utf8(csv).context("a report row is not UTF-8")
     })
     .await??;
-    if let Err(e) = cached {
-        tracing::warn!(error = format!("{e:#}"), "cannot keep the rebuilt CSV");
-    }
     Ok(csv)
+}
+
+/// How many stores the report has a row for, as the caller sees it: the fleet's count for
+/// a fleet caller; for a scoped one its stores' rows, known once COMPLETE (a report is
+/// computed for the fleet, so its progress through a scope is not known).
+pub async fn report_stores_total(
+    state: &AppState,
+    caller: &Caller,
+    record: &ReportRecord,
+) -> Result<Option<i32>> {
+    if caller.groups().is_none() {
+        return Ok(record.stores_total);
+    }
+    if record.status != ReportStatus::Complete {
+        return Ok(None);
+    }
+    let count = count_report_rows(state, caller, record, &RowFilter::default()).await?;
+    Ok(Some(i32::try_from(count).unwrap_or(i32::MAX)))
 }

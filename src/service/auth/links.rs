@@ -17,8 +17,9 @@ use crate::service::{AppState, Error, Result};
 pub const LINK_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// A report's download link for `caller`, good for [`LINK_TTL`]: the path with an expiry,
-/// the token it was given to (so that revoking the token kills its links) and an HMAC of
-/// the three, as a presigned URL has.
+/// the token it was given to (so that revoking the token kills its links, and a scoped
+/// token's link gives its groups' rows alone) and an HMAC of the three, as a presigned URL
+/// has.
 pub fn report_link(state: &AppState, report: Uuid, caller: &Caller) -> String {
     let expires = (Utc::now() + LINK_TTL).timestamp();
     let by = caller
@@ -80,7 +81,7 @@ pub async fn check_link(
     if by == "-" {
         // Given out without a token: good while the server needs none.
         let caller = Caller::anonymous(address);
-        authorize(state, &caller, &[Action::ReadFleet])?;
+        authorize(state, &caller, &[Action::Read])?;
         return Ok(caller);
     }
     let id = Uuid::parse_str(by).map_err(|_| refused("the link's signature is not valid"))?;
@@ -99,7 +100,7 @@ pub async fn check_link(
         }),
         address,
     };
-    authorize(state, &caller, &[Action::ReadFleet])?;
+    authorize(state, &caller, &[Action::Read])?;
     Ok(caller)
 }
 
