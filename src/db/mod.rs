@@ -22,6 +22,7 @@ pub(crate) mod removal;
 mod replace;
 pub(crate) mod reports;
 pub(crate) mod rows;
+pub(crate) mod scope;
 pub mod snapshot;
 pub(crate) mod stores;
 pub(crate) mod ticks;

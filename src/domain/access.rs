@@ -56,14 +56,10 @@ pub enum Action {
     /// Read the schema (introspection): anyone, so that GraphiQL can show the docs before a
     /// token is pasted. The schema is public anyway (`schema.graphql`).
     Introspect,
-    /// Read stores and incidents, follow incidents: a token scoped to store groups reads its
-    /// groups' alone.
+    /// Read stores, incidents, reports and the dataset, follow them: a token scoped to store
+    /// groups reads its groups' stores alone.
     Read,
-    /// Read what is not yet cut to a token's store groups (reports, their files, the
-    /// dataset, the subscriptions but `incidents`): tokens of the whole fleet only,
-    /// until each of these doors filters by scope (issue 22).
-    ReadFleet,
-    /// Queue a report.
+    /// Queue a report (of the whole fleet: a scoped token reads its slice of it).
     TriggerReport,
     /// Stop a queued or running report.
     CancelReport,
@@ -84,7 +80,7 @@ impl Action {
     pub fn needs(self) -> Option<Role> {
         match self {
             Action::Introspect => None,
-            Action::Read | Action::ReadFleet => Some(Role::Viewer),
+            Action::Read => Some(Role::Viewer),
             Action::TriggerReport | Action::CancelReport | Action::PushPolls => Some(Role::Operator),
             Action::ReloadData | Action::DeletePolls | Action::ManageTokens | Action::ManageWebhooks => {
                 Some(Role::Admin)
@@ -97,7 +93,6 @@ impl Action {
         match self {
             Action::Introspect => "introspect",
             Action::Read => "read",
-            Action::ReadFleet => "read the whole fleet",
             Action::TriggerReport => "trigger report",
             Action::CancelReport => "cancel report",
             Action::PushPolls => "push polls",
@@ -110,14 +105,15 @@ impl Action {
 
     /// Whether it changes anything (the audit log records every one).
     pub fn changes(self) -> bool {
-        !matches!(self, Action::Introspect | Action::Read | Action::ReadFleet)
+        !matches!(self, Action::Introspect | Action::Read)
     }
 
-    /// Whether a token scoped to store groups may do it: only what is cut to its groups.
-    /// Everything else would show or touch other groups' stores (a triggered report's rows,
-    /// pushed polls of any store), so it is refused, never half-filtered.
+    /// Whether a token scoped to store groups may do it: what is cut to its groups, and
+    /// queueing a report (computed for the fleet; the token reads its slice). Everything
+    /// else would show or touch other groups' stores (cancelling the fleet's report, pushed
+    /// polls of any store), so it is refused, never half-filtered.
     pub fn open_to_scoped(self) -> bool {
-        matches!(self, Action::Introspect | Action::Read)
+        matches!(self, Action::Introspect | Action::Read | Action::TriggerReport)
     }
 }
 
@@ -131,7 +127,6 @@ mod tests {
         // Every action a token is needed for, in the order of the roles that may.
         let actions = [
             Read,
-            ReadFleet,
             TriggerReport,
             CancelReport,
             PushPolls,
@@ -141,8 +136,8 @@ mod tests {
             ManageWebhooks,
         ];
         let allowed = |role: Role| actions.into_iter().filter(|a| role.may(*a)).collect::<Vec<_>>();
-        assert_eq!(allowed(Role::Viewer), actions[..2]);
-        assert_eq!(allowed(Role::Operator), actions[..5]);
+        assert_eq!(allowed(Role::Viewer), actions[..1]);
+        assert_eq!(allowed(Role::Operator), actions[..4]);
         assert_eq!(allowed(Role::Admin), actions);
         assert!(Role::ALL.iter().all(|r| r.may(Introspect)));
     }

@@ -50,8 +50,9 @@ pub(crate) fn action_of(ty: OperationType, field: &str) -> Option<Action> {
     use OperationType::{Mutation, Query, Subscription};
     Some(match (ty, field) {
         (_, "__typename") | (Query, "__schema" | "__type") => Action::Introspect,
-        (Query, "store" | "incidents" | "node" | "report" | "reports" | "latestReport") => Action::Read,
-        (Query, "dataset") => Action::ReadFleet,
+        (Query, "store" | "incidents" | "node" | "report" | "reports" | "latestReport" | "dataset") => {
+            Action::Read
+        }
         (Query, "tokens") => Action::ManageTokens,
         (Mutation, "triggerReport") => Action::TriggerReport,
         (Mutation, "cancelReport") => Action::CancelReport,
@@ -63,8 +64,7 @@ pub(crate) fn action_of(ty: OperationType, field: &str) -> Option<Action> {
         (Mutation, "createWebhook" | "rotateWebhookSecret" | "deleteWebhook" | "redeliver") => {
             Action::ManageWebhooks
         }
-        (Subscription, "incidents" | "report" | "reports") => Action::Read,
-        (Subscription, "dataset") => Action::ReadFleet,
+        (Subscription, "incidents" | "report" | "reports" | "dataset") => Action::Read,
         _ => return None,
     })
 }
@@ -108,7 +108,7 @@ mod tests {
             of("{ __typename __schema { description } }"),
             [Action::Introspect]
         );
-        assert_eq!(of("{ dataset { stores } }"), [Action::ReadFleet]);
+        assert_eq!(of("{ dataset { stores } }"), [Action::Read]);
         assert_eq!(of("{ store(id: \"a\") { storeId } }"), [Action::Read]);
         assert_eq!(
             of("mutation { a: triggerReport { id } ... on Mutation { reloadData { changed } } }"),
@@ -132,7 +132,7 @@ mod tests {
             "query A { dataset { stores } } mutation B { reloadData { changed } }",
         )
         .operation_name("A");
-        assert_eq!(actions(&mut request), [Action::ReadFleet]);
+        assert_eq!(actions(&mut request), [Action::Read]);
         let mut request = request.operation_name("B");
         assert_eq!(actions(&mut request), [Action::ReloadData]);
     }

@@ -166,7 +166,8 @@ impl DataLoadNode {
 
 pub struct DatasetNode;
 
-/// The data in the database.
+/// The data in the database: for a token scoped to store groups, of its groups' stores
+/// (and no loads or prunings, which are the fleet's).
 #[Object(name = "Dataset")]
 impl DatasetNode {
     /// Stores seen in any input file.
@@ -198,15 +199,15 @@ impl DatasetNode {
     /// The newest poll: a report's default *now*.
     async fn newest_poll(&self, ctx: &Context<'_>) -> Option<DateTime<Utc>> {
         let state = ctx.data_unchecked::<AppState>();
-        let newest = service::newest_poll(state).await;
-        null_on_error(ctx, newest)?.and_then(crate::domain::Timestamp::to_datetime)
+        let newest = service::newest_poll_seen(state, &super::caller(ctx)).await;
+        null_on_error(ctx, newest)?
     }
 
     /// The oldest poll stored. Once old polls were pruned (`pollsKeptFrom`), the oldest of
     /// the stores' last polls kept from before that.
     async fn oldest_poll(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<DateTime<Utc>>> {
         let state = ctx.data_unchecked::<AppState>();
-        Ok(service::oldest_poll(state).await?)
+        Ok(service::oldest_poll(state, &super::caller(ctx)).await?)
     }
 
     /// Where complete history begins: `--keep-polls-days` pruned the polls before this
@@ -225,7 +226,7 @@ impl DatasetNode {
     ) -> async_graphql::Result<Vec<PollPruning>> {
         let limit = page_size(Some(first))?;
         let state = ctx.data_unchecked::<AppState>();
-        let prunings = service::prunings(state, limit).await?;
+        let prunings = service::prunings(state, &super::caller(ctx), limit).await?;
         Ok(prunings.into_iter().map(PollPruning::from).collect())
     }
 
@@ -243,7 +244,7 @@ impl DatasetNode {
     ) -> async_graphql::Result<Vec<FileLoadNode>> {
         let limit = page_size(Some(first))?;
         let state = ctx.data_unchecked::<AppState>();
-        let loads = service::loads(state, limit).await?;
+        let loads = service::loads(state, &super::caller(ctx), limit).await?;
         Ok(loads.into_iter().map(FileLoadNode).collect())
     }
 }
@@ -280,5 +281,5 @@ impl From<service::PruningRecord> for PollPruning {
 
 async fn tally(ctx: &Context<'_>, what: Tally) -> async_graphql::Result<i64> {
     let state = ctx.data_unchecked::<AppState>();
-    Ok(service::tally(state, what).await?)
+    Ok(service::tally(state, &super::caller(ctx), what).await?)
 }

@@ -8,7 +8,7 @@ use crate::db::loads::{self, LoadRecord, Tally};
 use crate::db::polls::PollSelection;
 use crate::db::push::{self, PushAnswer};
 use crate::db::reload::Reload;
-use crate::db::removal;
+use crate::db::{removal, scope};
 use crate::domain::Timestamp;
 use crate::input::push::NAME;
 use crate::input::{DataFiles, Rejected};
@@ -110,13 +110,28 @@ pub async fn polls_kept_from(state: &AppState) -> Result<Option<DateTime<Utc>>> 
     Ok(history::kept_from(&state.db).await?)
 }
 
-/// The oldest poll stored.
-pub async fn oldest_poll(state: &AppState) -> Result<Option<DateTime<Utc>>> {
-    Ok(history::oldest_poll(&state.db).await?)
+/// The oldest poll stored (of the caller's stores).
+pub async fn oldest_poll(state: &AppState, caller: &Caller) -> Result<Option<DateTime<Utc>>> {
+    Ok(match caller.groups() {
+        None => history::oldest_poll(&state.db).await?,
+        Some(groups) => scope::oldest_poll(&state.db, groups).await?,
+    })
 }
 
-/// The latest prunings of old polls, newest first.
-pub async fn prunings(state: &AppState, limit: i64) -> Result<Vec<PruningRecord>> {
+/// The newest poll stored of the caller's stores (the fleet's is a report's default now).
+pub async fn newest_poll_seen(state: &AppState, caller: &Caller) -> Result<Option<DateTime<Utc>>> {
+    Ok(match caller.groups() {
+        None => newest_poll(state).await?.and_then(Timestamp::to_datetime),
+        Some(groups) => scope::newest_poll(&state.db, groups).await?,
+    })
+}
+
+/// The latest prunings of old polls, newest first; none for a scoped caller (they count
+/// the fleet's polls).
+pub async fn prunings(state: &AppState, caller: &Caller, limit: i64) -> Result<Vec<PruningRecord>> {
+    if caller.groups().is_some() {
+        return Ok(Vec::new());
+    }
     Ok(history::prunings(&state.db, limit).await?)
 }
 
@@ -140,12 +155,19 @@ pub(crate) async fn check_kept(
     }
 }
 
-pub async fn tally(state: &AppState, what: Tally) -> Result<i64> {
-    Ok(loads::tally(&state.db, what).await?)
+pub async fn tally(state: &AppState, caller: &Caller, what: Tally) -> Result<i64> {
+    Ok(match caller.groups() {
+        None => loads::tally(&state.db, what).await?,
+        Some(groups) => scope::tally(&state.db, what, groups).await?,
+    })
 }
 
-/// The newest `limit` loads, newest first.
-pub async fn loads(state: &AppState, limit: i64) -> Result<Vec<LoadRecord>> {
+/// The newest `limit` loads, newest first; none for a scoped caller (they are the
+/// fleet's files, and their rejected rows quote any store).
+pub async fn loads(state: &AppState, caller: &Caller, limit: i64) -> Result<Vec<LoadRecord>> {
+    if caller.groups().is_some() {
+        return Ok(Vec::new());
+    }
     Ok(loads::recent(&state.db, limit).await?)
 }
 

@@ -18,8 +18,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 pub use self::data::{
-    PushOutcome, Readiness, data_version, dataset_changes, delete_polls, loads, newest_poll, oldest_poll,
-    polls_kept_from, prunings, push_polls, readiness, record_polls, rejected_rows, reload, reload_now, tally,
+    PushOutcome, Readiness, data_version, dataset_changes, delete_polls, loads, newest_poll_seen,
+    oldest_poll, polls_kept_from, prunings, push_polls, readiness, record_polls, rejected_rows, reload,
+    reload_now, tally,
 };
 pub use self::error::{Error, RETRY_AFTER_SECONDS, Result};
 pub use self::incidents::{count_incidents, incident, incident_events, list_incidents};
