@@ -59,3 +59,13 @@ pub(crate) async fn oldest_poll(
     .fetch_one(db)
     .await
 }
+
+/// The ids of the stores in any of `groups`.
+pub(crate) async fn store_ids(db: impl PgExecutor<'_>, groups: &[String]) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT store_id FROM stores WHERE id IN (SELECT store FROM store_groups WHERE group_name = ANY($1))",
+    )
+    .bind(groups)
+    .fetch_all(db)
+    .await
+}

@@ -108,12 +108,15 @@ impl Action {
         !matches!(self, Action::Introspect | Action::Read)
     }
 
-    /// Whether a token scoped to store groups may do it: what is cut to its groups, and
-    /// queueing a report (computed for the fleet; the token reads its slice). Everything
-    /// else would show or touch other groups' stores (cancelling the fleet's report, pushed
-    /// polls of any store), so it is refused, never half-filtered.
+    /// Whether a token scoped to store groups may do it: what is cut to its groups (reads,
+    /// pushing its stores' polls), and queueing a report (computed for the fleet; the token
+    /// reads its slice). The rest would touch other groups' stores (cancelling the fleet's
+    /// report, reloading, deleting polls), so it is refused, never half-done.
     pub fn open_to_scoped(self) -> bool {
-        matches!(self, Action::Introspect | Action::Read | Action::TriggerReport)
+        matches!(
+            self,
+            Action::Introspect | Action::Read | Action::TriggerReport | Action::PushPolls
+        )
     }
 }
 

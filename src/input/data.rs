@@ -1,8 +1,9 @@
 //! A whole data set held in memory, and the report over it: what `store-monitor report`
 //! computes without a database, and what a reload stores.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 
 use super::InputError;
 use super::csv_file::{self, FileCounts, Part, PartCounts, Rejected, read_part, read_rows};
@@ -66,6 +67,9 @@ pub struct InputData {
     zones: HashMap<u32, Zone>,
     /// Each (store, group) once, in file order.
     groups: Vec<(u32, String)>,
+    /// The stores whose polls may be added (a push by a token scoped to store groups);
+    /// another's are rejected rows. `None`: any store's.
+    pub scope: Option<Arc<HashSet<String>>>,
     /// Rows and rejections per file kind.
     pub counts: PerKind<FileCounts>,
     pub rejected: Vec<Rejected>,
@@ -153,8 +157,10 @@ impl InputData {
     /// names it in rejected rows.
     pub fn load_status_bytes(&mut self, bytes: &[u8], name: &str) -> Result<(), InputError> {
         let (stores, polls, times) = (&mut self.stores, &mut self.polls, self.poll_times);
+        let scope = self.scope.as_deref();
         let counts =
             csv_file::read_bytes(bytes, name, FileKind::Status.columns(), &mut self.rejected, |f| {
+                in_scope(scope, f[0])?;
                 add_poll(stores, polls, times, [f[0], f[1], f[2]])
             })?;
         self.counts.status.rows += counts.rows;
@@ -168,7 +174,10 @@ impl InputData {
     /// `raw`.
     pub fn push_row(&mut self, name: &str, line: u64, raw: &str, fields: Result<[&[u8]; 3], String>) {
         self.counts.status.rows += 1;
-        let added = fields.and_then(|f| add_poll(&mut self.stores, &mut self.polls, self.poll_times, f));
+        let added = fields.and_then(|f| {
+            in_scope(self.scope.as_deref(), f[0])?;
+            add_poll(&mut self.stores, &mut self.polls, self.poll_times, f)
+        });
         if let Err(reason) = added {
             self.counts.status.rejected += 1;
             self.rejected.push(Rejected {
@@ -381,6 +390,22 @@ fn read_status_part(path: &Path, part: Part, times: PollTimes) -> Result<StatusP
 
 /// Checks a poll's store id, status and timestamp (`row`, as a status file has them) and
 /// adds it, or says why not.
+/// Whether a pushed poll's store is one the pusher may add polls of. The reason is the same
+/// for a store of another group and one that does not exist.
+fn in_scope(scope: Option<&HashSet<String>>, id: &[u8]) -> Result<(), String> {
+    match scope {
+        Some(scope) => {
+            let id = fields::store_id(id)?;
+            if scope.contains(id) {
+                Ok(())
+            } else {
+                Err(format!("{id:?} is not a store of this token's store groups"))
+            }
+        }
+        None => Ok(()),
+    }
+}
+
 fn add_poll(
     stores: &mut StoreIds,
     polls: &mut Vec<RawPoll>,

@@ -2,7 +2,9 @@
 //! body (plain, gzip or zstd) as the status file is read, each bad row rejected with its line and reason while the
 //! good ones go on. No I/O: the body is in memory, within [`MAX_BODY_BYTES`].
 
+use std::collections::HashSet;
 use std::io::Read;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -83,12 +85,14 @@ pub enum BatchError {
 /// How a batch is named in its rejected rows.
 pub const NAME: &str = "push";
 
-/// Reads a batch: its polls, rows counted and rejected rows with their lines, in `data`.
+/// Reads a batch: its polls, rows counted and rejected rows with their lines, in `data`;
+/// polls of stores outside `scope` (when given) rejected.
 pub fn read_batch(
     body: &[u8],
     format: BatchFormat,
     encoding: Encoding,
     times: PollTimes,
+    scope: Option<Arc<HashSet<String>>>,
 ) -> Result<InputData, BatchError> {
     let inflated;
     let body = match encoding {
@@ -106,6 +110,7 @@ pub fn read_batch(
     };
     let mut data = InputData::default();
     data.poll_times = times;
+    data.scope = scope;
     match format {
         BatchFormat::Csv => data.load_status_bytes(body, NAME).map_err(|e| {
             BatchError::Unreadable(format!("the body is not a CSV batch of polls: {}", e.reason()))
@@ -122,10 +127,16 @@ pub fn read_batch(
 }
 
 /// Reads polls given one by one (`recordPolls`): store id, whether active, instant as text.
-/// A rejected one's line is its place in the list, from 1.
-pub fn read_list<'a>(polls: impl Iterator<Item = (&'a str, bool, String)>, times: PollTimes) -> InputData {
+/// A rejected one's line is its place in the list, from 1; so is a poll of a store outside
+/// `scope` (when given).
+pub fn read_list<'a>(
+    polls: impl Iterator<Item = (&'a str, bool, String)>,
+    times: PollTimes,
+    scope: Option<Arc<HashSet<String>>>,
+) -> InputData {
     let mut data = InputData::default();
     data.poll_times = times;
+    data.scope = scope;
     for (i, (id, active, at)) in polls.enumerate() {
         let status = if active { "active" } else { "inactive" };
         let raw = format!("{id},{status},{at}");
@@ -208,7 +219,14 @@ mod tests {
     use super::*;
 
     fn read(body: &str, format: BatchFormat) -> InputData {
-        read_batch(body.as_bytes(), format, Encoding::Identity, PollTimes::default()).unwrap()
+        read_batch(
+            body.as_bytes(),
+            format,
+            Encoding::Identity,
+            PollTimes::default(),
+            None,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -249,6 +267,7 @@ mod tests {
             BatchFormat::Csv,
             Encoding::Identity,
             PollTimes::default(),
+            None,
         );
         assert!(
             matches!(&refused, Err(BatchError::Unreadable(m)) if m.contains("store_id")),
@@ -259,6 +278,7 @@ mod tests {
             BatchFormat::Csv,
             Encoding::Gzip,
             PollTimes::default(),
+            None,
         );
         assert!(matches!(refused, Err(BatchError::Unreadable(_))));
         let refused = read_batch(
@@ -266,6 +286,7 @@ mod tests {
             BatchFormat::Csv,
             Encoding::Zstd,
             PollTimes::default(),
+            None,
         );
         assert!(matches!(refused, Err(BatchError::Unreadable(_))));
     }
@@ -277,12 +298,18 @@ mod tests {
         let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         std::io::Write::write_all(&mut gzip, csv.as_bytes()).unwrap();
         for (body, encoding) in [(zstd, Encoding::Zstd), (gzip.finish().unwrap(), Encoding::Gzip)] {
-            let data = read_batch(&body, BatchFormat::Csv, encoding, PollTimes::default()).unwrap();
+            let data = read_batch(&body, BatchFormat::Csv, encoding, PollTimes::default(), None).unwrap();
             assert_eq!(data.poll_count(), 1, "{encoding:?}");
         }
         let bomb = zstd::encode_all(&vec![b'\n'; MAX_BODY_BYTES + 10][..], 3).unwrap();
         assert!(bomb.len() < 10_000);
-        let refused = read_batch(&bomb, BatchFormat::Csv, Encoding::Zstd, PollTimes::default());
+        let refused = read_batch(
+            &bomb,
+            BatchFormat::Csv,
+            Encoding::Zstd,
+            PollTimes::default(),
+            None,
+        );
         assert!(matches!(refused, Err(BatchError::TooLarge(_))), "{refused:?}");
     }
 
@@ -297,6 +324,7 @@ mod tests {
             BatchFormat::Csv,
             Encoding::Identity,
             PollTimes::default(),
+            None,
         );
         assert_eq!(
             full.unwrap().poll_count() as u64,
@@ -309,6 +337,7 @@ mod tests {
             BatchFormat::Csv,
             Encoding::Identity,
             PollTimes::default(),
+            None,
         );
         assert!(
             matches!(&refused, Err(BatchError::TooLarge(m)) if m.contains("100000")),

@@ -1,5 +1,8 @@
 //! The data reports are computed from: reloading it, and what the database holds.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
 use crate::db::history::{self, PruningRecord};
@@ -250,7 +253,8 @@ pub async fn push_polls(
         ),
     });
     let times = crate::input::data::PollTimes::now(state.guard.max_clock_skew);
-    let read = tokio::task::spawn_blocking(move || read_batch(&body, format, encoding, times)).await?;
+    let scope = push_scope(state, caller).await?;
+    let read = tokio::task::spawn_blocking(move || read_batch(&body, format, encoding, times, scope)).await?;
     let data = read.map_err(|e| match e {
         BatchError::TooLarge(message) => Error::TooLarge(message),
         BatchError::Unreadable(message) => Error::BadInput(message),
@@ -279,8 +283,18 @@ pub async fn record_polls(
             at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
         )
     });
-    let data = read_list(listed, times);
+    let data = read_list(listed, times, push_scope(state, caller).await?);
     store_batch(state, caller, data, None).await
+}
+
+/// The stores a caller may push polls of: a scoped token's groups' (the rest of its batch
+/// are rejected rows); `None`, any store.
+async fn push_scope(state: &AppState, caller: &Caller) -> Result<Option<Arc<HashSet<String>>>> {
+    let Some(groups) = caller.groups() else {
+        return Ok(None);
+    };
+    let stores = scope::store_ids(&state.db, groups).await?;
+    Ok(Some(Arc::new(stores.into_iter().collect())))
 }
 
 /// Batches of this many polls or more are large: they take a core each while stored.
