@@ -571,3 +571,125 @@ async fn admin_tokens_cannot_be_scoped_and_groups_must_exist() {
     let listed = cli(&db, ["token", "list"]);
     assert!(listed.contains("(groups B)"), "{listed}");
 }
+
+#[tokio::test]
+async fn admins_set_rename_and_delete_groups_and_scoped_tokens_follow() {
+    let (_dir, db, app, admin) = start().await;
+    let set = "mutation($g: String!, $s: [ID!]!) { setGroupStores(group: $g, storeIds: $s) { name storeCount storeIds } }";
+    let made = app
+        .graphql_as(
+            &admin,
+            set,
+            json!({ "g": " North ", "s": ["bravo-1", "alpha-1", "alpha-1"] }),
+        )
+        .await;
+    assert_eq!(
+        made["data"]["setGroupStores"],
+        json!({ "name": "North", "storeCount": 2, "storeIds": ["alpha-1", "bravo-1"] }),
+        "{made}"
+    );
+    let north = scoped_token(&db, "viewer", "North");
+    assert_eq!(
+        stores_of(&app.graphql_as(&north, INCIDENTS, json!({})).await),
+        ["alpha-1", "bravo-1"]
+    );
+
+    // Setting again replaces its stores; unknown ids are refused, naming them.
+    let unknown = app
+        .graphql_as(&admin, set, json!({ "g": "North", "s": ["alpha-1", "ghost"] }))
+        .await;
+    assert_eq!(
+        unknown["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{unknown}"
+    );
+    assert!(unknown.to_string().contains("\\\"ghost\\\""), "{unknown}");
+    let moved = app
+        .graphql_as(&admin, set, json!({ "g": "North", "s": ["both-ab"] }))
+        .await;
+    assert_eq!(moved["data"]["setGroupStores"]["storeCount"], 1, "{moved}");
+    assert_eq!(
+        stores_of(&app.graphql_as(&north, INCIDENTS, json!({})).await),
+        ["both-ab"]
+    );
+
+    // A rename carries the tokens scoped to the group: they see the same stores at once.
+    let rename =
+        "mutation($g: String!, $n: String!) { renameGroup(group: $g, newName: $n) { name storeCount } }";
+    let taken = app
+        .graphql_as(&admin, rename, json!({ "g": "North", "n": "A" }))
+        .await;
+    assert!(taken.to_string().contains("exists already"), "{taken}");
+    let renamed = app
+        .graphql_as(&admin, rename, json!({ "g": "North", "n": "Nord" }))
+        .await;
+    assert_eq!(
+        renamed["data"]["renameGroup"],
+        json!({ "name": "Nord", "storeCount": 1 }),
+        "{renamed}"
+    );
+    let me = app
+        .graphql_as(
+            &north,
+            "{ me { role groups } storeGroups { name storeCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        me["data"],
+        json!({ "me": { "role": "VIEWER", "groups": ["Nord"] }, "storeGroups": [{ "name": "Nord", "storeCount": 1 }] }),
+        "{me}"
+    );
+    assert_eq!(
+        stores_of(&app.graphql_as(&north, INCIDENTS, json!({})).await),
+        ["both-ab"]
+    );
+    let all = app
+        .graphql_as(
+            &admin,
+            "{ me { groups } storeGroups(first: 2, after: \"A\") { name } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        all["data"],
+        json!({ "me": { "groups": null }, "storeGroups": [{ "name": "B" }, { "name": "Nord" }] })
+    );
+
+    // A group a token is scoped to is not deleted under it.
+    let delete = "mutation($g: String!) { deleteGroup(group: $g) { name storeCount } }";
+    let held = app.graphql_as(&admin, delete, json!({ "g": "Nord" })).await;
+    assert!(
+        held.to_string().contains("1 token is scoped to the group"),
+        "{held}"
+    );
+    let tokens = app
+        .graphql_as(&admin, "{ tokens { id groups } }", json!({}))
+        .await;
+    let id = tokens["data"]["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["groups"] == json!(["Nord"]))
+        .unwrap()["id"]
+        .clone();
+    app.graphql_as(
+        &admin,
+        "mutation($id: ID!) { revokeToken(id: $id) { id } }",
+        json!({ "id": id }),
+    )
+    .await;
+    let deleted = app.graphql_as(&admin, delete, json!({ "g": "Nord" })).await;
+    assert_eq!(
+        deleted["data"]["deleteGroup"],
+        json!({ "name": "Nord", "storeCount": 1 }),
+        "{deleted}"
+    );
+    let gone = app.graphql_as(&admin, delete, json!({ "g": "Nord" })).await;
+    assert_eq!(gone["errors"][0]["extensions"]["code"], "NOT_FOUND", "{gone}");
+    let viewer = create_token(&db, "viewer", "a viewer");
+    let refused = app.graphql_as(&viewer, delete, json!({ "g": "A" })).await;
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{refused}"
+    );
+}

@@ -8,6 +8,7 @@
 mod codes;
 mod copy;
 pub(crate) mod events;
+pub(crate) mod groups;
 mod health;
 pub(crate) mod history;
 pub mod housekeeping;

@@ -111,6 +111,29 @@ pub(crate) async fn revoke(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Op
     .await
 }
 
+/// Unrevoked tokens scoped to `group`.
+pub(crate) async fn scoped_to(db: impl PgExecutor<'_>, group: &str) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM api_tokens WHERE $1 = ANY(groups) AND revoked_at IS NULL")
+        .bind(group)
+        .fetch_one(db)
+        .await
+}
+
+/// Renames the group `from` to `to` in every token scoped to it, announced on
+/// [`REVOKED_CHANNEL`] so that every process reads those tokens again: their ids.
+pub(crate) async fn rename_group(db: impl PgExecutor<'_>, from: &str, to: &str) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "WITH t AS (
+             UPDATE api_tokens SET groups = array_replace(groups, $1, $2) WHERE $1 = ANY(groups) RETURNING id
+         )
+         SELECT t.id FROM t, LATERAL pg_notify('api_token_revoked', t.id::text)",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_all(db)
+    .await
+}
+
 /// Tokens that can be used now: neither revoked nor expired.
 pub(crate) async fn usable(db: impl PgExecutor<'_>) -> sqlx::Result<i64> {
     sqlx::query_scalar(

@@ -73,6 +73,8 @@ pub enum Action {
     ManageTokens,
     /// List, create, rotate and delete webhooks; read and redo their deliveries.
     ManageWebhooks,
+    /// Set a store group's stores, rename and delete groups.
+    ManageGroups,
 }
 
 impl Action {
@@ -82,9 +84,11 @@ impl Action {
             Action::Introspect => None,
             Action::Read => Some(Role::Viewer),
             Action::TriggerReport | Action::CancelReport | Action::PushPolls => Some(Role::Operator),
-            Action::ReloadData | Action::DeletePolls | Action::ManageTokens | Action::ManageWebhooks => {
-                Some(Role::Admin)
-            }
+            Action::ReloadData
+            | Action::DeletePolls
+            | Action::ManageTokens
+            | Action::ManageWebhooks
+            | Action::ManageGroups => Some(Role::Admin),
         }
     }
 
@@ -100,6 +104,7 @@ impl Action {
             Action::DeletePolls => "delete polls",
             Action::ManageTokens => "manage tokens",
             Action::ManageWebhooks => "manage webhooks",
+            Action::ManageGroups => "manage store groups",
         }
     }
 
@@ -137,6 +142,7 @@ mod tests {
             DeletePolls,
             ManageTokens,
             ManageWebhooks,
+            ManageGroups,
         ];
         let allowed = |role: Role| actions.into_iter().filter(|a| role.may(*a)).collect::<Vec<_>>();
         assert_eq!(allowed(Role::Viewer), actions[..1]);

@@ -50,9 +50,12 @@ pub(crate) fn action_of(ty: OperationType, field: &str) -> Option<Action> {
     use OperationType::{Mutation, Query, Subscription};
     Some(match (ty, field) {
         (_, "__typename") | (Query, "__schema" | "__type") => Action::Introspect,
-        (Query, "store" | "incidents" | "node" | "report" | "reports" | "latestReport" | "dataset") => {
-            Action::Read
-        }
+        (
+            Query,
+            "store" | "incidents" | "node" | "report" | "reports" | "latestReport" | "dataset"
+            | "storeGroups" | "me",
+        ) => Action::Read,
+        (Mutation, "setGroupStores" | "renameGroup" | "deleteGroup") => Action::ManageGroups,
         (Query, "tokens") => Action::ManageTokens,
         (Mutation, "triggerReport") => Action::TriggerReport,
         (Mutation, "cancelReport") => Action::CancelReport,

@@ -35,7 +35,7 @@ pub const MAX_INTROSPECTION_COST: u64 = 800_000;
 pub const WHOLE_REPORT_COST: u64 = 20_000;
 
 /// The list fields that take `first`, and their page when it is not given.
-pub(crate) const PAGED_FIELDS: [(&str, u64); 8] = [
+pub(crate) const PAGED_FIELDS: [(&str, u64); 10] = [
     ("reports", 100),
     ("incidents", 100),
     ("deliveries", 20),
@@ -44,6 +44,8 @@ pub(crate) const PAGED_FIELDS: [(&str, u64); 8] = [
     ("loads", 10),
     ("rejectedRows", 20),
     ("prunings", 10),
+    ("storeGroups", 100),
+    ("storeIds", 100),
 ];
 
 /// Fields that return a whole report, whatever is asked below them.

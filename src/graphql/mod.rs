@@ -7,6 +7,7 @@ mod cost;
 mod cursor;
 mod data;
 mod error;
+mod groups;
 mod incident;
 mod mutation;
 mod node;

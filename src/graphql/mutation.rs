@@ -4,6 +4,7 @@ use async_graphql::{Context, ID, InputObject, Object};
 
 use super::caller;
 use super::data::{DataLoadNode, FileLoadNode, RejectedRow};
+use super::groups::GroupNode;
 use super::report::{ReportNode, TriggerReportInput};
 use super::store::StoreStatus;
 use super::tokens::{CreateTokenInput, CreatedToken, TokenNode};
@@ -215,6 +216,45 @@ impl Mutation {
         let record = auth::revoke(state, uuid).await?;
         auth::audit(&caller(ctx), "revokeToken", Outcome::Revoked(&record));
         Ok(TokenNode(record))
+    }
+
+    /// Makes a store group hold exactly these stores, creating it if new (admins only). Each
+    /// id must name a known store. A store-groups file, where there is one, replaces every
+    /// group at its next changed load.
+    async fn set_group_stores(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The group's name (1 to 100 characters).")] group: String,
+        #[graphql(desc = "Its stores, all of them (at most 100000).")] store_ids: Vec<ID>,
+    ) -> async_graphql::Result<GroupNode> {
+        let state = ctx.data_unchecked::<AppState>();
+        let ids = store_ids.into_iter().map(|id| id.0).collect();
+        let group = service::set_group_stores(state, &caller(ctx), &group, ids).await?;
+        Ok(GroupNode(group))
+    }
+
+    /// Renames a store group (admins only), in the tokens scoped to it too.
+    async fn rename_group(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The group's name.")] group: String,
+        #[graphql(desc = "Its new name (1 to 100 characters), not another group's.")] new_name: String,
+    ) -> async_graphql::Result<GroupNode> {
+        let state = ctx.data_unchecked::<AppState>();
+        let group = service::rename_group(state, &caller(ctx), &group, &new_name).await?;
+        Ok(GroupNode(group))
+    }
+
+    /// Deletes a store group (admins only); its stores stay. Refused while a token is
+    /// scoped to it: revoke those first. Returns the group as it was.
+    async fn delete_group(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The group's name.")] group: String,
+    ) -> async_graphql::Result<GroupNode> {
+        let state = ctx.data_unchecked::<AppState>();
+        let group = service::delete_group(state, &caller(ctx), &group).await?;
+        Ok(GroupNode(group))
     }
 
     /// Adds a webhook (admins only): every incident event of the types it names is posted

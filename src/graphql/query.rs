@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::data::DatasetNode;
+use super::groups::{GroupNode, Me};
 use super::incident::{self, IncidentCount, IncidentNode, IncidentOrder, IncidentsFilter};
 use super::report::{Interpolation, ReportNode, ReportsFilter};
 use super::tokens::TokenNode;
@@ -118,6 +119,27 @@ impl Query {
             return Ok(None);
         };
         Ok(webhook::with_last_deliveries(state, vec![found]).await?.pop())
+    }
+
+    /// The store groups by name, a page at a time: every one, or a scoped token's own.
+    async fn store_groups(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "How many, at most 1000 (default 100).")] first: Option<i32>,
+        #[graphql(desc = "The group name to start after (the last of the previous page).")] after: Option<
+            String,
+        >,
+    ) -> async_graphql::Result<Vec<GroupNode>> {
+        let limit = page_size(first)?;
+        let state = ctx.data_unchecked::<AppState>();
+        let groups = service::list_groups(state, &super::caller(ctx), after.as_deref(), limit).await?;
+        Ok(groups.into_iter().map(GroupNode).collect())
+    }
+
+    /// Who is asking: the token's name, role and the store groups it sees (null: the whole
+    /// fleet).
+    async fn me(&self, ctx: &Context<'_>) -> Me {
+        Me::of(ctx)
     }
 
     /// Every API token, newest first, revoked and expired ones included (admins only).

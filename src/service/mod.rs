@@ -4,6 +4,7 @@
 pub(crate) mod auth;
 mod data;
 mod error;
+mod groups;
 mod incidents;
 pub(crate) mod rate;
 mod reports;
@@ -23,6 +24,7 @@ pub use self::data::{
     reload_now, tally,
 };
 pub use self::error::{Error, RETRY_AFTER_SECONDS, Result};
+pub use self::groups::{delete_group, group_store_ids, list_groups, rename_group, set_group_stores};
 pub use self::incidents::{count_incidents, incident, incident_events, list_incidents};
 pub use self::reports::{
     cancel_report, count_report_rows, find_report, follow, followed_report, get_report, latest_report,
@@ -36,6 +38,7 @@ pub use self::webhooks::{
 };
 use crate::db::Pool;
 use crate::db::events::ReportEvents;
+pub use crate::db::groups::GroupRecord;
 pub use crate::db::history::PruningRecord;
 pub use crate::db::incidents::{EventKind, IncidentEvent, IncidentFilter, IncidentOrder, IncidentRecord};
 pub use crate::db::loads::{LoadRecord, Tally};

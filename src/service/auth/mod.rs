@@ -115,6 +115,13 @@ impl Access {
     }
 }
 
+/// Makes this process read the tokens `ids` again at their next use (their scope changed).
+pub(crate) fn forget_tokens(state: &AppState, ids: &[Uuid]) {
+    for id in ids {
+        state.access.forget(Some(*id));
+    }
+}
+
 /// Who made a request.
 #[derive(Clone, Debug)]
 pub struct Caller {
@@ -322,7 +329,7 @@ pub fn authorize(state: &AppState, caller: &Caller, actions: &[Action]) -> Resul
             Some(token) if token.groups.is_some() && !action.open_to_scoped() => {
                 return Err(Denied::Forbidden(format!(
                     "the token {:?} is scoped to store groups: to {} needs a token of the whole fleet \
-                     (scoped tokens read stores and incidents)",
+                     (scoped tokens read their stores, push their polls and queue reports)",
                     token.name,
                     action.name(),
                 )));

@@ -29,7 +29,7 @@ pub async fn create_token(
         let unknown = tokens::unknown_groups(pool, groups).await?;
         if !unknown.is_empty() {
             return Err(Error::BadInput(format!(
-                "no store is in the group{} {}: groups come from the store-groups file",
+                "no store is in the group{} {}: groups come from the store-groups file or setGroupStores",
                 if unknown.len() == 1 { "" } else { "s" },
                 unknown
                     .iter()
