@@ -37,6 +37,8 @@ pub struct Plan {
     pub gzip: bool,
     /// Rows grouped by store instead of shuffled like the original (compresses far better).
     pub by_store: bool,
+    /// Also write a store_groups.csv of this many groups (0: none).
+    pub groups: usize,
 }
 
 impl Plan {
@@ -56,6 +58,7 @@ impl Plan {
             timezones: PathBuf::from("data/timezones.csv"),
             gzip: false,
             by_store: false,
+            groups: 0,
         }
     }
 }
@@ -131,12 +134,32 @@ pub fn generate(args: &Plan) -> anyhow::Result<Generated> {
             write_polls(w, &stores, &polls)
         }
     })?;
+    if args.groups > 0 {
+        write_groups(&args.out.join("store_groups.csv"), &stores, args.groups)?;
+    }
     Ok(Generated {
         path,
         stores: stores.len(),
         polls: polls.len(),
         first: polls.iter().map(|p| p.at).min().unwrap_or(args.end),
         last: polls.iter().map(|p| p.at).max().unwrap_or(args.end),
+    })
+}
+
+/// A store-groups file of `groups` groups (`group-01`, …): the stores dealt out in turn,
+/// so each group has its share, and every tenth store in the next group too (a store in
+/// two groups, as a franchisee's store is in a brand's).
+fn write_groups(path: &Path, stores: &[String], groups: usize) -> anyhow::Result<()> {
+    let width = groups.to_string().len().max(2);
+    crate::output::write_atomically(path, |w| {
+        writeln!(w, "store_id,group")?;
+        for (i, store) in stores.iter().enumerate() {
+            writeln!(w, "{store},group-{:0width$}", i % groups + 1)?;
+            if i % 10 == 0 && groups > 1 {
+                writeln!(w, "{store},group-{:0width$}", (i + 1) % groups + 1)?;
+            }
+        }
+        Ok(())
     })
 }
 

@@ -161,6 +161,7 @@ pub struct Metrics {
     report_seconds: Histogram<f64>,
     rows_loaded: Counter<u64>,
     rows_rejected: Counter<u64>,
+    out_of_scope: Counter<u64>,
 }
 
 /// How a report's job ended, as the metrics count it.
@@ -201,6 +202,11 @@ impl Metrics {
         self.rows_loaded.add(loaded, &[KeyValue::new("kind", kind)]);
         self.rows_rejected.add(rejected, &[KeyValue::new("kind", kind)]);
     }
+
+    /// A scoped token asked for a store outside its groups (answered as absent).
+    pub fn out_of_scope(&self) {
+        self.out_of_scope.add(1, &[]);
+    }
 }
 
 /// The metrics, registered on first use with whatever meter provider is set by then.
@@ -225,6 +231,10 @@ pub fn metrics() -> &'static Metrics {
             rows_rejected: meter
                 .u64_counter("store_monitor.rows_rejected")
                 .with_description("Input rows rejected, by file kind")
+                .build(),
+            out_of_scope: meter
+                .u64_counter("store_monitor.out_of_scope_reads")
+                .with_description("Stores a token scoped to store groups asked for outside its groups")
                 .build(),
         }
     })

@@ -10,8 +10,10 @@
 //! that store's week; it cancels a running report; and on a server that needs a token it
 //! says so, then sends the pasted one with its requests and its WebSocket; its "Down now"
 //! panel shows a store that pushed polls take down, live, and empties when it is back up
-//! (`tests/js/down.mjs`), the store's page listing and marking the incident. Its screenshots
-//! land in `target/tmp/dashboard*.png` (`docs/` has ones of the bundled data).
+//! (`tests/js/down.mjs`), the store's page listing and marking the incident. For a token
+//! scoped to a store group it names the group and shows that group's stores alone, and no
+//! byte the server sends it names another group's store (`tests/js/scoped.mjs`). Its
+//! screenshots land in `target/tmp/dashboard*.png` (`docs/` has ones of the bundled data).
 
 mod common;
 
@@ -167,5 +169,64 @@ async fn graphiql_takes_a_pasted_token_on_a_server_that_needs_one() {
     )
     .await;
     assert!(log.contains("query answered"), "{log}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_a_scoped_token_its_groups_stores_alone() {
+    // Three stores down since 10:00, open around the clock: `alpha-1` in group A,
+    // `bravo-1` in group B, `both-ab` in both.
+    let data = tempfile::tempdir().unwrap();
+    let mut status = String::from("store_id,status,timestamp_utc\n");
+    for store in ["alpha-1", "bravo-1", "both-ab"] {
+        for hour in [10, 11] {
+            status.push_str(&format!("{store},inactive,2023-01-25 {hour}:00:00 UTC\n"));
+        }
+    }
+    std::fs::write(data.path().join("store_status.csv"), status).unwrap();
+    std::fs::write(
+        data.path().join("store_groups.csv"),
+        "store_id,group\nalpha-1,A\nboth-ab,A\nbravo-1,B\nboth-ab,B\n",
+    )
+    .unwrap();
+    let db = TestDb::new().await;
+    // A server that needs tokens starts once one exists; a scoped one names groups that
+    // have stores, so it is made once the server has loaded them.
+    common::create_token(&db, "admin", "the admin");
+    let server = TestApp::spawn_adjusted(&db, data.path(), 1, true, None, |s| {
+        s.auth = Some(store_monitor::settings::AuthMode::Required);
+    })
+    .await;
+    let token = common::cli(
+        &db,
+        [
+            "token",
+            "create",
+            "--role",
+            "operator",
+            "--name",
+            "owner of A",
+            "--group",
+            "A",
+        ],
+    )
+    .trim()
+    .to_string();
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-scoped.png");
+    let log = common::js::run(
+        "scoped.mjs",
+        vec![
+            server.address.clone(),
+            token,
+            "A".into(),
+            "alpha-1,both-ab".into(),
+            "bravo-1".into(),
+            shot.display().to_string(),
+        ],
+        vec![("CHROMIUM".into(), chromium())],
+    )
+    .await;
+    println!("{log}");
+    assert!(log.contains("scoped.mjs: passed"), "{log}");
     server.stop().await;
 }

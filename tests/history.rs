@@ -57,6 +57,7 @@ fn history_files(dir: &Path, days: u32) -> Timestamp {
         timezones: data.join("timezones.csv"),
         gzip: false,
         by_store: false,
+        groups: 0,
     })
     .unwrap();
     let day = |n: i64| Timestamp(end.0 - n * MICROS_PER_DAY);

@@ -693,3 +693,219 @@ async fn admins_set_rename_and_delete_groups_and_scoped_tokens_follow() {
         "{refused}"
     );
 }
+
+/// Every read a client can make at each door, as group A's token and as the fleet's: no
+/// byte of any answer to A names group B's store, and the fleet's name it (so the scan can
+/// fail). GraphQL over HTTP (queries, `node` of B's objects, filters naming B's store) and
+/// over WebSocket (each subscription, while polls arrive and a report runs), REST (the
+/// original API, the CSV file, its signed link, a push's answer).
+#[tokio::test]
+async fn no_answer_to_a_group_a_token_names_a_group_b_store_at_any_door() {
+    let (_dir, db, app, admin) = start().await;
+    let a = scoped_token(&db, "operator", "A");
+    let fleet = create_token(&db, "operator", "the fleet");
+    const THEIRS: &str = "bravo-1";
+
+    // Subscriptions first, so that they hear what follows.
+    let mut sockets = Vec::new();
+    for token in [&a, &fleet] {
+        let mut socket = Socket::open(
+            &app.address,
+            json!({ "Authorization": format!("Bearer {token}") }),
+        )
+        .await;
+        socket.expect_ack().await;
+        socket
+            .subscribe(
+                "i",
+                "subscription { incidents { type incident { id storeId store { storeId } } } }",
+                json!({}),
+            )
+            .await;
+        socket
+            .subscribe(
+                "r",
+                "subscription { reports { id status storesTotal csv rows { totalCount nodes { storeId downtimeLastHour } } } }",
+                json!({}),
+            )
+            .await;
+        socket
+            .subscribe(
+                "d",
+                "subscription { dataset { stores polls newestPoll loads { rejectedRows { raw } } } }",
+                json!({}),
+            )
+            .await;
+        sockets.push(socket);
+    }
+    let (report, _) = complete_report(&app, &admin, &a).await;
+    // Every store comes back up, A's by A's push (a push of B's store is a rejected row
+    // quoting the pusher's own row: `a_scoped_operator_pushes…`), then all by the fleet's.
+    let push = |token: String, stores: &[&str]| {
+        let address = app.address.clone();
+        let mut body = String::from("store_id,status,timestamp_utc\n");
+        for store in stores {
+            body.push_str(&format!("{store},active,2023-01-25 12:00:00 UTC\n"));
+        }
+        async move {
+            reqwest::Client::new()
+                .post(format!("{address}/polls"))
+                .bearer_auth(token)
+                .header("content-type", "text/csv")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let mut answers: Vec<(String, String, String)> = Vec::new();
+    let a_pushed = push(a.clone(), &["alpha-1", "both-ab"]).await;
+    answers.push(("A".into(), "POST /polls".into(), a_pushed));
+    let fleet_pushed = push(fleet.clone(), &["alpha-1", THEIRS, "both-ab"]).await;
+    answers.push(("fleet".into(), "POST /polls".into(), fleet_pushed));
+
+    let incidents = app
+        .graphql_as(&admin, "{ incidents { nodes { id storeId } } }", json!({}))
+        .await;
+    let theirs_incident = incidents["data"]["incidents"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["storeId"] == THEIRS)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rows = "rows(first: 100) { totalCount edges { cursor node { id storeId uptimeLastHour uptimeLastDay uptimeLastWeek downtimeLastHour downtimeLastDay downtimeLastWeek } } }";
+    let reads = [
+        "{ me { name role groups } storeGroups { name storeCount storeIds } }".to_string(),
+        "{ dataset { stores polledStores polls businessHours timezones newestPoll oldestPoll pollsKeptFrom dataVersion
+           prunings { week } loads { file kind rowsRead rejectedRows { line reason raw } } } }"
+            .to_string(),
+        "{ incidents(first: 100) { totalCount edges { cursor node { id storeId openedAt resolvedAt open inactivePolls store { storeId } } } } }".to_string(),
+        format!("{{ incidents(filter: {{ storeIds: [\"{THEIRS}\", \"both-ab\"] }}) {{ totalCount nodes {{ storeId }} }} }}"),
+        format!("{{ store(id: \"{THEIRS}\") {{ storeId }} }}"),
+        "{ store(id: \"both-ab\") { id storeId timezone businessHours { day start end } uptime { storeId uptimeLastHour }
+           timeline { start end open status } polls(first: 100) { nodes { at status } }
+           incidents { totalCount nodes { id storeId } } } }"
+            .to_string(),
+        format!("{{ reports(first: 2) {{ nodes {{ id status storesTotal storesDone csv csvUrl {rows} }} }} }}"),
+        format!("{{ latestReport {{ id storesTotal csv {rows} }} }}"),
+        format!(
+            "{{ report(id: \"{report}\") {{ desc: rows(orderBy: {{ field: DOWNTIME_LAST_WEEK, direction: DESC }}) {{ totalCount nodes {{ storeId }} }}
+               named: rows(filter: {{ storeIds: [\"{THEIRS}\", \"both-ab\"] }}) {{ totalCount nodes {{ storeId }} }}
+               one: rows(storeId: \"{THEIRS}\") {{ totalCount nodes {{ storeId }} }} }} }}"
+        ),
+        format!(
+            "{{ s: node(id: \"Store:{THEIRS}\") {{ id }} r: node(id: \"ReportRow:{report}:{THEIRS}\") {{ id }}
+               i: node(id: \"{theirs_incident}\") {{ id ... on Incident {{ storeId }} }} }}"
+        ),
+    ];
+    let client = reqwest::Client::new();
+    for (who, token) in [("A", &a), ("fleet", &fleet)] {
+        for read in &reads {
+            let answer = app.graphql_as(token, read, json!({})).await;
+            assert!(answer.get("errors").is_none(), "{who}: {read}: {answer}");
+            answers.push((who.into(), read.clone(), answer.to_string()));
+        }
+        let link = app
+            .graphql_as(
+                token,
+                &format!("{{ report(id: \"{report}\") {{ csvUrl }} }}"),
+                json!({}),
+            )
+            .await["data"]["report"]["csvUrl"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        for (path, with_token) in [
+            (format!("/get_report?report_id={report}"), true),
+            (format!("/reports/{report}.csv"), true),
+            (link, false),
+        ] {
+            let mut request = client.get(format!("{}{path}", app.address));
+            if with_token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200, "{who}: {path}");
+            answers.push((who.into(), path, response.text().await.unwrap()));
+        }
+    }
+    // What each socket heard, until the last store is back up for both.
+    for (who, socket) in ["A", "fleet"].into_iter().zip(&mut sockets) {
+        let mut back = 0;
+        while back < if who == "A" { 2 } else { 3 } {
+            let message = socket.next().await.expect("the socket stays open");
+            assert!(message["payload"]["errors"].is_null(), "{who}: {message}");
+            if message["id"] == "i" {
+                back += 1;
+            }
+            answers.push((
+                who.into(),
+                format!("subscription {}", message["id"]),
+                message.to_string(),
+            ));
+        }
+    }
+
+    for (who, door, answer) in &answers {
+        if who == "A" {
+            assert!(!answer.contains(THEIRS), "{door} told A of {THEIRS}: {answer}");
+        }
+    }
+    for door in ["subscription \"i\"", "/reports/", "node(id"] {
+        assert!(
+            answers
+                .iter()
+                .any(|(who, d, answer)| who == "fleet" && d.contains(door) && answer.contains(THEIRS)),
+            "the fleet's {door} never named {THEIRS}: the scan would not catch a leak"
+        );
+    }
+    let fleet_reads = answers
+        .iter()
+        .filter(|(who, d, a)| who == "fleet" && d.starts_with('{') && a.contains(THEIRS));
+    assert!(fleet_reads.count() >= 6, "the fleet's reads name {THEIRS}");
+}
+
+/// The audit log of a real `serve` process: a scoped call names its groups, and asking for
+/// another group's store (null to the caller) is counted in its call's line.
+#[tokio::test]
+async fn asking_for_another_groups_store_is_counted_in_the_audit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    data(dir.path());
+    let reports = tempfile::tempdir().unwrap();
+    let db = TestDb::new().await;
+    create_token(&db, "admin", "the admin");
+    let mut args = common::child::serve_args(&db.url, dir.path(), reports.path());
+    args.extend(["--auth".into(), "required".into()]);
+    let server = common::child::ChildServer::start(env!("CARGO_BIN_EXE_store-monitor"), args);
+    let a = scoped_token(&db, "viewer", "A");
+    let ask = |query: &str| {
+        let request = reqwest::Client::new()
+            .post(format!("{}/graphql", server.address))
+            .bearer_auth(&a)
+            .json(&json!({ "query": query }));
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let answer = ask("{ s: store(id: \"bravo-1\") { storeId } n: node(id: \"Store:bravo-1\") { id } }").await;
+    assert_eq!(answer, json!({ "data": { "s": null, "n": null } }));
+    let mine = ask("{ store(id: \"alpha-1\") { storeId } }").await;
+    assert_eq!(mine["data"]["store"]["storeId"], "alpha-1");
+    let log = server.log.clone();
+    server.terminate();
+    let log = log.lock().unwrap().join("\n");
+    let calls: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("groups A") && l.contains("[read]: ok"))
+        .collect();
+    assert_eq!(calls.len(), 2, "{log}");
+    assert!(
+        calls[0].contains("2 stores outside its groups asked for, answered as absent"),
+        "{log}"
+    );
+    assert!(!calls[1].contains("outside its groups"), "{log}");
+}

@@ -41,6 +41,10 @@ pub(crate) struct GenerateArgs {
     /// Write rows grouped by store instead of shuffled like the original (compresses far better).
     #[arg(long)]
     by_store: bool,
+    /// Also write store_groups.csv: the stores dealt out among this many groups
+    /// (group-01, …), every tenth one in a second group too.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    groups: usize,
 }
 
 impl GenerateArgs {
@@ -56,6 +60,7 @@ impl GenerateArgs {
             timezones: self.timezones,
             gzip: self.gzip,
             by_store: self.by_store,
+            groups: self.groups,
         }
     }
 }

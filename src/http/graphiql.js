@@ -39,17 +39,21 @@ subscription Follow($id: ID!) {
     status.className = bad ? 'bad' : '';
   };
 
-  // Tells whether the server takes the token (or needs one), with a read anyone may try.
+  // Tells whether the server takes the token (or needs one), and which stores it sees.
   async function check(token) {
     try {
       const response = await fetch(http, {
         method: 'POST',
         headers: Object.assign({ 'Content-Type': 'application/json' },
           token ? { Authorization: `Bearer ${token}` } : {}),
-        body: JSON.stringify({ query: '{ dataset { dataVersion } }' }),
+        body: JSON.stringify({ query: '{ me { groups } }' }),
       });
       if (response.ok) {
-        say(token ? 'token accepted' : 'no token: this server is open');
+        const body = await response.json().catch(() => ({}));
+        const groups = body.data && body.data.me && body.data.me.groups;
+        if (!token) say('no token: this server is open');
+        else if (groups) say(`token accepted: it sees the stores of ${groups.join(', ')} alone`);
+        else say('token accepted');
       } else {
         const body = await response.json().catch(() => ({}));
         const error = (body.errors && body.errors[0]) || {};

@@ -33,7 +33,7 @@ pub async fn store(state: &AppState, caller: &Caller, store_id: &str) -> Result<
     if let Some(groups) = caller.groups()
         && !stores::in_groups(&state.db, record.id, groups).await?
     {
-        tracing::info!(target: "audit", caller = %caller, store = store_id, "a store outside the caller's groups, answered as absent");
+        caller.asked_outside_scope(store_id);
         return Ok(None);
     }
     let hours = snapshot::hours_of_store(&state.db, record.id).await?;

@@ -91,7 +91,9 @@ function renderDataset(dataset) {
   for (const load of dataset.loads) if (!latest.has(load.kind)) latest.set(load.kind, load);
   const loads = [...latest.values()];
   if (loads.length === 0) {
-    $('loads').replaceChildren(node('p', {}, 'No file has been loaded yet.'));
+    $('loads').replaceChildren(node('p', {}, scope
+      ? 'The input files are the whole fleet\'s: this token sees its groups\' stores alone.'
+      : 'No file has been loaded yet.'));
     return;
   }
   const names = { STATUS: 'Polls', HOURS: 'Business hours', TIMEZONES: 'Time zones', GROUPS: 'Store groups' };
@@ -351,7 +353,7 @@ async function showStore(storeId) {
   if (!data) return;
   const store = data.store;
   if (!store) {
-    $('store-meta').textContent = 'No input file names this store.';
+    $('store-meta').textContent = scope ? 'None of this token\'s stores has this id.' : 'No input file names this store.';
     $('chart').replaceChildren();
     return;
   }
@@ -435,12 +437,18 @@ function route() {
   window.scrollTo(0, 0);
 }
 
+/** The store groups the token sees alone; null: the whole fleet. */
+let scope = null;
+
 async function checkToken() {
   const status = $('token-status');
   try {
-    await request('{ dataset { dataVersion } }');
+    const { me } = await request('{ me { groups } }');
+    scope = me.groups;
     status.textContent = token.get() ? 'token accepted' : 'no token: this server is open';
     status.className = '';
+    $('scope').textContent = scope ? `The stores of ${scope.join(', ')}` : '';
+    $('scope').hidden = !scope;
     return true;
   } catch (error) {
     status.textContent = error.message;

@@ -53,7 +53,17 @@ pub fn audit(caller: &Caller, operation: &str, outcome: Outcome<'_>) {
         Some(t) => (Some(t.id), Some(t.name.as_str()), Some(t.role.name())),
         None => (None, None, None),
     };
-    let outcome = outcome.to_string();
+    let ran = matches!(outcome, Outcome::Ran { .. });
+    let mut outcome = outcome.to_string();
+    // What a call did: a socket's caller lives as long as the socket, so its count is not
+    // one operation's.
+    let outside = caller.out_of_scope.load(std::sync::atomic::Ordering::Relaxed);
+    if ran && outside > 0 {
+        outcome.push_str(&format!(
+            "; {outside} store{} outside its groups asked for, answered as absent",
+            if outside == 1 { "" } else { "s" }
+        ));
+    }
     tracing::info!(
         target: "audit",
         token_id = id.map(tracing::field::display),

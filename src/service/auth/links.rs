@@ -99,6 +99,7 @@ pub async fn check_link(
             secret_sha256: [0; 32],
         }),
         address,
+        out_of_scope: Default::default(),
     };
     authorize(state, &caller, &[Action::Read])?;
     Ok(caller)

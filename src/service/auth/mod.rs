@@ -16,6 +16,7 @@ mod tokens;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -129,6 +130,9 @@ pub struct Caller {
     pub token: Option<TokenUse>,
     /// The client's address, when known.
     pub address: Option<IpAddr>,
+    /// How many stores outside its groups it asked for, answered as absent (the audit
+    /// line of its call says so).
+    pub out_of_scope: Arc<AtomicU32>,
 }
 
 /// A token that was accepted.
@@ -145,7 +149,19 @@ pub struct TokenUse {
 
 impl Caller {
     pub fn anonymous(address: Option<IpAddr>) -> Caller {
-        Caller { token: None, address }
+        Caller {
+            token: None,
+            address,
+            out_of_scope: Arc::default(),
+        }
+    }
+
+    /// Counts an ask for a store outside the caller's groups, in its audit line, the log
+    /// and the metrics.
+    pub fn asked_outside_scope(&self, store: &str) {
+        self.out_of_scope.fetch_add(1, Ordering::Relaxed);
+        crate::telemetry::metrics().out_of_scope();
+        tracing::info!(target: "audit", caller = %self, store, "a store outside the caller's groups, answered as absent");
     }
 
     /// The store groups the caller sees; `None`: the whole fleet (anonymous callers see
@@ -240,6 +256,7 @@ pub async fn authenticate(
     Ok(Caller {
         token: Some(token),
         address,
+        out_of_scope: Arc::default(),
     })
 }
 
