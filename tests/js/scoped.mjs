@@ -2,7 +2,7 @@
 // (an operator's) is pasted, the header names its groups; the data counts its stores; "Down
 // now" lists its down stores alone; a report runs to COMPLETE and lists its rows alone, and
 // Download CSV saves them alone; its store's page shows; another group's store page reads
-// as a store that does not exist. Every byte the server sends the page (HTTP bodies and
+// as a store that does not exist; GraphiQL names the groups beside the token. Every byte the server sends the page (HTTP bodies and
 // WebSocket frames) and every byte of the page is scanned for the other group's store ids.
 //
 // Usage: node scoped.mjs http://127.0.0.1:PORT TOKEN GROUPS MINE THEIRS SHOT
@@ -44,7 +44,7 @@ try {
   await cdp.send('Network.enable');
   cdp.on('Network.webSocketFrameReceived', (e) => received.push({ from: 'WebSocket', body: e.response.payloadData }));
 
-  const text = (selector) => page.$eval(selector, (e) => e.textContent.trim());
+  const text = (selector) => page.$eval(selector, (e) => e.textContent.trim()).catch(() => '');
   const waitFor = (what, fn, ...args) => page.waitForFunction(fn, { timeout: 20000 }, ...args)
     .catch(async (e) => fail(`${what}: ${e.message}; the page says: ${await text('main')}; alert: ${await text('#alert')}; errors: ${pageErrors.join('; ')}`));
 
@@ -97,6 +97,13 @@ try {
   }
   if (pageHtml[1] !== pageHtml[2]) fail(`another group's store reads "${pageHtml[1]}", a missing one "${pageHtml[2]}"`);
 
+  if (!(await page.$eval('#alert', (a) => a.hidden))) fail(`the page says: ${await text('#alert')}`);
+
+  // GraphiQL, which keeps the same token, names the groups beside it.
+  await page.goto(`${origin}/graphql`, { waitUntil: 'networkidle0' });
+  await waitFor('GraphiQL never named the groups', (g) => document.getElementById('auth-status')?.textContent
+    === `token accepted: it sees the stores of ${g} alone`, groups.join(', '));
+
   for (const { from, body } of [...received, { from: 'the page', body: pageHtml[0] }]) {
     for (const id of theirs) {
       if (body.includes(id)) fail(`${from} holds ${id}: ${body.slice(0, 300)}`);
@@ -104,7 +111,6 @@ try {
   }
   const frames = received.filter((r) => r.from === 'WebSocket').length;
   if (frames === 0) fail('no WebSocket frame was heard');
-  if (!(await page.$eval('#alert', (a) => a.hidden))) fail(`the page says: ${await text('#alert')}`);
   if (elsewhere.length > 0) fail(`the page asked for other hosts: ${elsewhere.join(', ')}`);
   if (pageErrors.length > 0) fail(`the page had errors: ${pageErrors.join('; ')}`);
   console.log(`scoped.mjs: passed (${received.length} answers scanned, ${frames} WebSocket frames)`);
