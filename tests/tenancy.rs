@@ -168,6 +168,14 @@ async fn a_scoped_token_reads_its_groups_slice_of_a_report_at_every_report_door(
     let (_dir, db, app, admin) = start().await;
     let a = scoped_token(&db, "viewer", "A");
     let fleet = create_token(&db, "viewer", "the fleet");
+    let of_both = cli(
+        &db,
+        [
+            "token", "create", "--role", "viewer", "--name", "both", "--group", "A", "--group", "B",
+        ],
+    )
+    .trim()
+    .to_string();
     let (id, followed) = complete_report(&app, &admin, &a).await;
     assert_eq!(followed["storesTotal"], 2, "{followed}");
     assert_eq!(followed["storesDone"], 2, "{followed}");
@@ -184,6 +192,10 @@ async fn a_scoped_token_reads_its_groups_slice_of_a_report_at_every_report_door(
         let mut all = paged_rows(&app, &fleet, &id, order).await;
         all.sort();
         assert_eq!(all, ["alpha-1", "both-ab", "bravo-1"], "{order}");
+        // A token of both groups: each store once.
+        let mut both = paged_rows(&app, &of_both, &id, order).await;
+        both.sort();
+        assert_eq!(both, all, "{order}");
     }
     // Naming another group's store matches nothing, as a store that does not exist.
     let named = "query($id: ID!, $stores: [String!]) { report(id: $id) { rows(filter: { storeIds: $stores }) { totalCount nodes { storeId } } } }";

@@ -37,9 +37,8 @@ pub(crate) async fn store_ids(
     limit: i64,
 ) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar(
-        "SELECT s.store_id COLLATE \"C\" FROM store_groups g JOIN stores s ON s.id = g.store
-         WHERE g.group_name = $1 AND ($2::text IS NULL OR s.store_id COLLATE \"C\" > $2)
-         ORDER BY 1 LIMIT $3",
+        "SELECT store_id FROM store_groups
+         WHERE group_name = $1 AND ($2::text IS NULL OR store_id > $2) ORDER BY store_id LIMIT $3",
     )
     .bind(group)
     .bind(after)
@@ -74,8 +73,8 @@ pub(crate) async fn clear(db: impl PgExecutor<'_>, group: &str) -> sqlx::Result<
 /// Puts the stores `store_ids` (known ones) in `group`.
 pub(crate) async fn add(db: impl PgExecutor<'_>, group: &str, store_ids: &[String]) -> sqlx::Result<u64> {
     sqlx::query(
-        "INSERT INTO store_groups (group_name, store)
-         SELECT $1, id FROM stores WHERE store_id = ANY($2) ON CONFLICT DO NOTHING",
+        "INSERT INTO store_groups (group_name, store, store_id)
+         SELECT $1, id, store_id FROM stores WHERE store_id = ANY($2) ON CONFLICT DO NOTHING",
     )
     .bind(group)
     .bind(store_ids)

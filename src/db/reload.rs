@@ -436,9 +436,10 @@ async fn apply_groups(
     let keys = stores::upsert(&mut *conn, data.group_rows().map(|(id, _)| (id, None))).await?;
     let mut w = CopyWriter::new();
     for (id, group) in data.group_rows() {
-        w.row(2);
+        w.row(3);
         w.text(group);
         w.int4(keys[id]);
+        w.text(id);
     }
     let outcome = ReplacedTable::StoreGroups
         .replace(conn, w, guard.max_loss)

@@ -98,7 +98,11 @@ const BUSINESS_HOURS: Statements = statements!(
     "store, day, start_local, end_local"
 );
 const TIMEZONES: Statements = statements!("timezones", "incoming_timezones", "store, zone");
-const STORE_GROUPS: Statements = statements!("store_groups", "incoming_store_groups", "group_name, store");
+const STORE_GROUPS: Statements = statements!(
+    "store_groups",
+    "incoming_store_groups",
+    "group_name, store, store_id"
+);
 
 impl ReplacedTable {
     fn statements(self) -> &'static Statements {

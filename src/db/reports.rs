@@ -222,6 +222,16 @@ pub(crate) async fn complete(
     Ok(Some(complete))
 }
 
+/// Brings the planner's statistics of the stored rows up to date once `written` more rows
+/// make them stale (after the rows are committed: ANALYZE samples what is visible).
+pub(crate) async fn keep_statistics(pool: &Pool, written: usize) -> sqlx::Result<bool> {
+    if !super::rows::stale_statistics(pool, written as u64).await? {
+        return Ok(false);
+    }
+    super::rows::analyze(pool).await?;
+    Ok(true)
+}
+
 async fn mark_complete(db: impl PgExecutor<'_>, id: Uuid, stores: i32) -> sqlx::Result<Option<ReportRecord>> {
     sqlx::query_as(
         "WITH r AS (

@@ -62,10 +62,8 @@ pub(crate) async fn oldest_poll(
 
 /// The ids of the stores in any of `groups`.
 pub(crate) async fn store_ids(db: impl PgExecutor<'_>, groups: &[String]) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar(
-        "SELECT store_id FROM stores WHERE id IN (SELECT store FROM store_groups WHERE group_name = ANY($1))",
-    )
-    .bind(groups)
-    .fetch_all(db)
-    .await
+    sqlx::query_scalar("SELECT DISTINCT store_id FROM store_groups WHERE group_name = ANY($1)")
+        .bind(groups)
+        .fetch_all(db)
+        .await
 }

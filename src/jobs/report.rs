@@ -160,6 +160,11 @@ pub async fn run(ctx: &ReportContext, id: Uuid) -> anyhow::Result<ReportRecord> 
     };
     tracing::info!(report = %id, stores = report.rows.len(), elapsed_ms = started.elapsed().as_millis() as u64, "report complete");
     telemetry::metrics().report_finished(crate::telemetry::ReportOutcome::Complete, started.elapsed());
+    // Pages of its rows are planned on these (the report is COMPLETE already).
+    match reports::keep_statistics(pool, report.rows.len()).await {
+        Ok(analyzed) => tracing::debug!(report = %id, analyzed, "report rows' statistics"),
+        Err(e) => tracing::warn!(report = %id, error = %e, "cannot analyze the report rows"),
+    }
     Ok(complete)
 }
 
