@@ -204,7 +204,11 @@ pub(crate) async fn page(
     filter: &RowFilter,
     page: &RowPage<'_>,
 ) -> sqlx::Result<Vec<RowRecord>> {
+    // Planned for its values each time (an unnamed statement): a plan for any values takes
+    // the six ranges, unknown, for a filter that keeps one row, and for a group's page
+    // probed the group's stores once for each of the report's rows (247 ms instead of 35).
     let mut query = sqlx::query_as(statement(page.order, page.descending, Scope::of(filter)))
+        .persistent(false)
         .bind(result)
         .bind(&filter.store_ids);
     for (min, max) in filter.ranges {
@@ -246,7 +250,11 @@ pub(crate) async fn count(db: impl PgExecutor<'_>, result: Uuid, filter: &RowFil
         Scope::OneGroup => counted_rows!(in_scope!("group_name = ($15::text[])[1]")),
         Scope::Groups => counted_rows!(in_scope!("group_name = ANY($15)")),
     };
-    let mut query = sqlx::query_scalar(statement).bind(result).bind(&filter.store_ids);
+    // Planned for its values each time, as `page` is.
+    let mut query = sqlx::query_scalar(statement)
+        .persistent(false)
+        .bind(result)
+        .bind(&filter.store_ids);
     for (min, max) in filter.ranges {
         query = query.bind(min).bind(max);
     }
