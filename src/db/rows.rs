@@ -334,6 +334,31 @@ mod tests {
     }
 
     #[test]
+    fn a_scope_keeps_its_groups_stores_in_every_order() {
+        let orders = [RowOrder::StoreId]
+            .into_iter()
+            .chain(Figure::ALL.map(RowOrder::Figure));
+        for order in orders {
+            for descending in [false, true] {
+                let of = |scope| statement(order, descending, scope);
+                assert!(!of(Scope::Fleet).contains("store_groups"), "{order:?}");
+                assert!(
+                    of(Scope::OneGroup).contains("group_name = ($18::text[])[1]"),
+                    "{order:?}"
+                );
+                assert!(of(Scope::Groups).contains("group_name = ANY($18)"), "{order:?}");
+            }
+        }
+        let one = |groups: &[&str]| RowFilter {
+            groups: Some(groups.iter().map(|g| g.to_string()).collect()),
+            ..RowFilter::default()
+        };
+        assert_eq!(Scope::of(&RowFilter::default()), Scope::Fleet);
+        assert_eq!(Scope::of(&one(&["A"])), Scope::OneGroup);
+        assert_eq!(Scope::of(&one(&["A", "B"])), Scope::Groups);
+    }
+
+    #[test]
     fn a_range_filters_its_own_figure() {
         let mut filter = RowFilter::default();
         filter.range(Figure::DowntimeLastDay, 5, 7);
