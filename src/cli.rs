@@ -5,7 +5,9 @@ use clap::{Parser, Subcommand};
 
 use crate::commands;
 use crate::commands::generate::GenerateArgs;
+use crate::commands::healthcheck::HealthcheckArgs;
 use crate::commands::ingest::IngestArgs;
+use crate::commands::migrate::MigrateArgs;
 use crate::commands::push::PushArgs;
 use crate::commands::report::ReportArgs;
 use crate::commands::reset_db::ResetDbArgs;
@@ -68,6 +70,15 @@ enum Command {
     /// triggers and cancels reports; admin also reloads data and manages tokens. A server
     /// bound to a non-loopback address needs one to start: create an admin token first.
     Token(TokenArgs),
+    /// Apply the database migrations and the job queue's schema, print what was applied.
+    ///
+    /// A deploy pipeline's step before new processes start (they would apply them too, each
+    /// waiting for the others' lock). A second run applies nothing. Creates the database if
+    /// it does not exist.
+    Migrate(MigrateArgs),
+    /// Exit 0 when the server answers GET /readyz with 200 within the timeout, 1 otherwise
+    /// (a container's health check, without curl).
+    Healthcheck(HealthcheckArgs),
     /// Drop the database, for a fresh start in development.
     ///
     /// DATABASE_URL's database goes, with every poll, report, token and load record in it;
@@ -103,6 +114,8 @@ pub async fn run(cli: Cli, env_file: Option<crate::envfile::EnvFile>) -> anyhow:
         Command::Generate(args) => commands::generate::run(&args.plan()),
         Command::Token(args) => commands::token::run(&args).await,
         Command::ResetDb(args) => commands::reset_db::run(&args).await,
+        Command::Migrate(args) => commands::migrate::run(&args).await,
+        Command::Healthcheck(args) => commands::healthcheck::run(&args).await,
     }
 }
 

@@ -4,7 +4,9 @@
 
 pub(crate) mod args;
 pub(crate) mod generate;
+pub(crate) mod healthcheck;
 pub(crate) mod ingest;
+pub(crate) mod migrate;
 pub(crate) mod push;
 pub(crate) mod report;
 pub(crate) mod reset_db;

@@ -71,6 +71,8 @@ pub enum DbError {
     },
     #[error("cannot apply the migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot set up the job queue's schema: {0:#}")]
+    Queue(anyhow::Error),
     #[error("cannot drop the database {name}: {source}")]
     Drop {
         name: String,
@@ -97,7 +99,46 @@ pub async fn connect_existing(url: &str, max_connections: u32) -> Result<Pool, D
     open(url, max_connections, false).await
 }
 
+/// What [`migrate`] did.
+pub struct Migrated {
+    /// The migrations it applied, oldest first: version and description.
+    pub applied: Vec<(i64, String)>,
+    /// The newest migration the database has now.
+    pub now_at: Option<i64>,
+}
+
+/// Creates the database if it does not exist and applies this build's migrations and the
+/// job queue's schema, saying which it applied: a deploy pipeline's step before the new
+/// processes start (they would apply them too, racing each other for the lock).
+pub async fn migrate(url: &str) -> Result<Migrated, DbError> {
+    let pool = open_unmigrated(url, 2, true).await?;
+    let before = applied_versions(&pool).await?;
+    MIGRATOR.run(&pool).await?;
+    let applied = MIGRATOR
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration() && !before.contains(&m.version))
+        .map(|m| (m.version, m.description.to_string()))
+        .collect();
+    queue::setup(&pool).await.map_err(DbError::Queue)?;
+    let now_at = applied_migration(&pool).await?;
+    pool.close().await;
+    Ok(Migrated { applied, now_at })
+}
+
+async fn applied_versions(pool: &Pool) -> Result<Vec<i64>, sqlx::migrate::MigrateError> {
+    let mut conn = pool.acquire().await?;
+    conn.ensure_migrations_table(&MIGRATOR.table_name).await?;
+    let applied = conn.list_applied_migrations(&MIGRATOR.table_name).await?;
+    Ok(applied.iter().map(|m| m.version).collect())
+}
+
 async fn open(url: &str, max_connections: u32, create: bool) -> Result<Pool, DbError> {
+    let pool = open_unmigrated(url, max_connections, create).await?;
+    MIGRATOR.run(&pool).await?;
+    Ok(pool)
+}
+
+async fn open_unmigrated(url: &str, max_connections: u32, create: bool) -> Result<Pool, DbError> {
     let options = PgConnectOptions::from_str(url).map_err(|source| DbError::Url {
         url: url.to_string(),
         source,
@@ -122,7 +163,6 @@ async fn open(url: &str, max_connections: u32, create: bool) -> Result<Pool, DbE
                 source,
             },
         })?;
-    MIGRATOR.run(&pool).await?;
     Ok(pool)
 }
 
