@@ -79,3 +79,42 @@ async fn healthcheck_exits_0_against_a_ready_server_and_1_otherwise() {
         String::from_utf8_lossy(&mute.stderr)
     );
 }
+
+/// `systemd-analyze verify` on the units, where systemd is installed: not a word of warning
+/// (it exits 0 on an unknown key, so its output is what is checked). The binary's path is
+/// this build's, as an install puts it at /usr/local/bin.
+#[test]
+fn the_systemd_units_verify_without_a_warning() {
+    let Ok(analyze) = which("systemd-analyze") else {
+        eprintln!("systemd-analyze is not installed: the units are not verified here");
+        return;
+    };
+    let units = tempfile::tempdir().unwrap();
+    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/systemd");
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(&deploy).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("ExecStart=/usr/local/bin/store-monitor "), "{}", path.display());
+        let copy = units.path().join(path.file_name().unwrap());
+        std::fs::write(
+            &copy,
+            text.replace("/usr/local/bin/store-monitor", env!("CARGO_BIN_EXE_store-monitor")),
+        )
+        .unwrap();
+        paths.push(copy);
+    }
+    assert_eq!(paths.len(), 2, "the API's unit and the worker's");
+    let verified = Command::new(analyze).arg("verify").args(&paths).output().unwrap();
+    let said = String::from_utf8_lossy(&verified.stderr).to_string() + &String::from_utf8_lossy(&verified.stdout);
+    assert!(verified.status.success() && said.trim().is_empty(), "{said}");
+}
+
+fn which(program: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_file())
+        .ok_or(())
+}
