@@ -120,6 +120,20 @@ impl Application {
                     .context("the HTTP server stopped")
             }));
         }
+        if let Some(bind) = settings.metrics_bind {
+            let listener = tokio::net::TcpListener::bind(bind)
+                .await
+                .with_context(|| format!("cannot listen on {bind} for /metrics"))?;
+            let bound = listener.local_addr()?;
+            tracing::info!("metrics on http://{bound}/metrics (Prometheus text, no token)");
+            let signal = stopped_signal(stopped.clone());
+            let limits = http::connection_limits(settings.server);
+            tasks.push(tokio::spawn(async move {
+                http::serve(listener, http::metrics::routes(), limits, signal)
+                    .await
+                    .context("the metrics server stopped")
+            }));
+        }
         if settings.concurrency > 0 || settings.webhook_concurrency > 0 || settings.reload.is_some() {
             let monitor = monitor(&state, &settings);
             let signal = stopped_signal(stopped.clone());

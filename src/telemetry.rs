@@ -75,6 +75,8 @@ pub struct Options<'a> {
     pub filter: Option<&'a str>,
     /// Where to send traces and metrics by OTLP; `None`: nowhere.
     pub otlp_endpoint: Option<&'a str>,
+    /// Keep the metrics for a Prometheus scrape (`--metrics-bind`).
+    pub prometheus: bool,
 }
 
 /// Logs for the long-running commands (`serve`, `worker`), plus OTLP export of traces and
@@ -93,33 +95,49 @@ pub fn init_server(options: Options<'_>) -> anyhow::Result<Telemetry> {
         LogFormat::Json => fmt.json().boxed(),
     };
     let mut telemetry = Telemetry::default();
+    let resource = Resource::builder().with_service_name("store-monitor").build();
+    // One set of instruments, read by each exporter asked for: OTLP pushes them, a
+    // Prometheus registry keeps them for `/metrics`.
+    let mut meter = SdkMeterProvider::builder().with_resource(resource.clone());
+    let mut metered = false;
+    if options.prometheus {
+        let registry = prometheus::Registry::new();
+        let reader = opentelemetry_prometheus::exporter()
+            .with_registry(registry.clone())
+            .scope_info_enabled(false)
+            .build()?;
+        meter = meter.with_reader(reader);
+        let _ = PROMETHEUS.set(registry);
+        metered = true;
+    }
     let otel = if let Some(endpoint) = options.otlp_endpoint {
         use opentelemetry_otlp::WithExportConfig;
-        let resource = Resource::builder().with_service_name("store-monitor").build();
         let spans = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
             .with_endpoint(endpoint)
             .build()?;
         let tracer = SdkTracerProvider::builder()
             .with_batch_exporter(spans)
-            .with_resource(resource.clone())
+            .with_resource(resource)
             .build();
         let metrics = opentelemetry_otlp::MetricExporter::builder()
             .with_tonic()
             .with_endpoint(endpoint)
             .build()?;
-        let meter = SdkMeterProvider::builder()
-            .with_periodic_exporter(metrics)
-            .with_resource(resource)
-            .build();
-        global::set_meter_provider(meter.clone());
+        meter = meter.with_periodic_exporter(metrics);
+        metered = true;
         let layer = tracing_opentelemetry::layer().with_tracer(tracer.tracer("store-monitor"));
         telemetry.tracer = Some(tracer);
-        telemetry.meter = Some(meter);
         Some(layer)
     } else {
         None
     };
+    if metered {
+        let meter = meter.build();
+        global::set_meter_provider(meter.clone());
+        register_build_info();
+        telemetry.meter = Some(meter);
+    }
     let exporting = otel.is_some();
     tracing_subscriber::registry()
         .with(filter)
@@ -136,6 +154,30 @@ pub fn init_server(options: Options<'_>) -> anyhow::Result<Telemetry> {
 }
 
 use tracing_subscriber::Layer as _;
+
+/// The registry `/metrics` reads, when `--metrics-bind` asked for one.
+static PROMETHEUS: OnceLock<prometheus::Registry> = OnceLock::new();
+
+/// The metrics in Prometheus's text format; `None` unless `--metrics-bind` asked for them.
+pub fn prometheus_text() -> Option<anyhow::Result<String>> {
+    let registry = PROMETHEUS.get()?;
+    let encode = || {
+        let mut text = String::new();
+        prometheus::TextEncoder::new().encode_utf8(&registry.gather(), &mut text)?;
+        anyhow::Ok(text)
+    };
+    Some(encode())
+}
+
+/// `store_monitor_build_info{version="…"} 1`: which build a process runs, for dashboards
+/// that join it to the other series (and to see two versions during a rolling upgrade).
+fn register_build_info() {
+    global::meter("store-monitor")
+        .u64_observable_gauge("store_monitor.build_info")
+        .with_description("The running build: its version is the label; the value is 1")
+        .with_callback(|gauge| gauge.observe(1, &[KeyValue::new("version", env!("CARGO_PKG_VERSION"))]))
+        .build();
+}
 
 /// The current span's trace context as a W3C `traceparent`, to carry into a job.
 pub fn current_traceparent() -> Option<String> {
@@ -162,6 +204,8 @@ pub struct Metrics {
     rows_loaded: Counter<u64>,
     rows_rejected: Counter<u64>,
     out_of_scope: Counter<u64>,
+    http_requests: Counter<u64>,
+    http_seconds: Histogram<f64>,
 }
 
 /// How a report's job ended, as the metrics count it.
@@ -203,6 +247,17 @@ impl Metrics {
         self.rows_rejected.add(rejected, &[KeyValue::new("kind", kind)]);
     }
 
+    /// An API request answered.
+    pub fn http_request(&self, route: &'static str, method: &str, status: u16, took: Duration) {
+        let labels = [
+            KeyValue::new("route", route),
+            KeyValue::new("method", method.to_string()),
+            KeyValue::new("status", i64::from(status)),
+        ];
+        self.http_requests.add(1, &labels);
+        self.http_seconds.record(took.as_secs_f64(), &labels);
+    }
+
     /// A scoped token asked for a store outside its groups (answered as absent).
     pub fn out_of_scope(&self) {
         self.out_of_scope.add(1, &[]);
@@ -223,6 +278,23 @@ pub fn metrics() -> &'static Metrics {
                 .f64_histogram("store_monitor.report.duration")
                 .with_unit("s")
                 .with_description("Time from a worker starting a report to its completion")
+                .with_boundaries(vec![
+                    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+                ])
+                .build(),
+            http_requests: meter
+                .u64_counter("store_monitor.http.requests")
+                .with_description("API requests answered, by route, method and status")
+                .build(),
+            http_seconds: meter
+                .f64_histogram("store_monitor.http.request.duration")
+                .with_unit("s")
+                .with_description(
+                    "Time to answer an API request (a WebSocket: its upgrade), by route, method and status",
+                )
+                .with_boundaries(vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ])
                 .build(),
             rows_loaded: meter
                 .u64_counter("store_monitor.rows_loaded")

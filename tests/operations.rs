@@ -5,6 +5,7 @@
 mod common;
 
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use common::{TestApp, TestDb, examples_dir};
 
@@ -95,18 +96,26 @@ fn the_systemd_units_verify_without_a_warning() {
     for entry in std::fs::read_dir(&deploy).unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains("ExecStart=/usr/local/bin/store-monitor "), "{}", path.display());
+        assert!(
+            text.contains("ExecStart=/usr/local/bin/store-monitor "),
+            "{}",
+            path.display()
+        );
         let copy = units.path().join(path.file_name().unwrap());
         std::fs::write(
             &copy,
-            text.replace("/usr/local/bin/store-monitor", env!("CARGO_BIN_EXE_store-monitor")),
+            text.replace(
+                "/usr/local/bin/store-monitor",
+                env!("CARGO_BIN_EXE_store-monitor"),
+            ),
         )
         .unwrap();
         paths.push(copy);
     }
     assert_eq!(paths.len(), 2, "the API's unit and the worker's");
     let verified = Command::new(analyze).arg("verify").args(&paths).output().unwrap();
-    let said = String::from_utf8_lossy(&verified.stderr).to_string() + &String::from_utf8_lossy(&verified.stdout);
+    let said =
+        String::from_utf8_lossy(&verified.stderr).to_string() + &String::from_utf8_lossy(&verified.stdout);
     assert!(verified.status.success() && said.trim().is_empty(), "{said}");
 }
 
@@ -117,4 +126,158 @@ fn which(program: &str) -> Result<std::path::PathBuf, ()> {
         .map(|dir| dir.join(program))
         .find(|path| path.is_file())
         .ok_or(())
+}
+
+/// A Prometheus server (Debian's package) scraping `serve --metrics-bind` every second: the
+/// target is up, and after a report its duration histogram and the HTTP request counter
+/// answer through Prometheus's HTTP API; `promtool check metrics` passes a scrape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_the_metrics_and_answers_for_a_report() {
+    let (prometheus, promtool) = match (which("prometheus"), which("promtool")) {
+        (Ok(p), Ok(t)) => (p, t),
+        _ => panic!("no prometheus/promtool: `apt-get install prometheus` (.ci/run does)"),
+    };
+    let db = TestDb::new().await;
+    let reports = tempfile::tempdir().unwrap();
+    let mut args = common::child::serve_args(&db.url, &examples_dir().join("odd-hours"), reports.path());
+    args.extend(["--metrics-bind".into(), "127.0.0.1:0".into()]);
+    let server = common::child::ChildServer::start(env!("CARGO_BIN_EXE_store-monitor"), args);
+    let metrics = common::within(
+        "the server says where its metrics are",
+        Duration::from_secs(30),
+        async {
+            loop {
+                let found = server.log.lock().unwrap().iter().find_map(|line| {
+                    line.split("metrics on http://")
+                        .nth(1)
+                        .and_then(|rest| rest.split('/').next())
+                        .map(str::to_string)
+                });
+                if let Some(address) = found {
+                    return address;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        },
+    )
+    .await;
+
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global: {{ scrape_interval: 1s, evaluation_interval: 1s }}\n\
+             scrape_configs:\n  - job_name: store-monitor\n    static_configs: [{{ targets: ['{metrics}'] }}]\n"
+        ),
+    )
+    .unwrap();
+    let web = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let _prometheus = Killed(
+        Command::new(prometheus)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                home.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={web}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let query = |expression: &'static str| {
+        let url = format!("http://{web}/api/v1/query");
+        async move {
+            let answer: serde_json::Value = reqwest::Client::new()
+                .get(url)
+                .query(&[("query", expression)])
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            answer["data"]["result"][0]["value"][1]
+                .as_str()?
+                .parse::<f64>()
+                .ok()
+        }
+    };
+    // Until Prometheus answers that the value is at least `least`.
+    let until = |expression: &'static str, least: f64| async move {
+        common::within(expression, Duration::from_secs(60), async {
+            loop {
+                if query(expression).await.is_some_and(|v| v >= least) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+        .await
+    };
+    until("up{job=\"store-monitor\"}", 1.0).await;
+
+    let triggered: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/graphql", server.address))
+        .json(&serde_json::json!({ "query": "mutation { triggerReport { id } }" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = triggered["data"]["triggerReport"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut subscription = common::Subscription::start(&server.address, &id, "graphql-transport-ws").await;
+    let mut last = None;
+    while let Some(state) = subscription.next_state().await {
+        last = state["status"].as_str().map(str::to_string);
+    }
+    assert_eq!(last.as_deref(), Some("COMPLETE"));
+    until("store_monitor_report_duration_seconds_count", 1.0).await;
+    until(
+        "sum(store_monitor_http_requests_total{route=\"/graphql\",status=\"200\"})",
+        1.0,
+    )
+    .await;
+    until("store_monitor_build_info", 1.0).await;
+
+    let scrape = reqwest::get(format!("http://{metrics}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut check = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut check.stdin.take().unwrap(), scrape.as_bytes()).unwrap();
+    let checked = check.wait_with_output().unwrap();
+    let said =
+        String::from_utf8_lossy(&checked.stdout).to_string() + &String::from_utf8_lossy(&checked.stderr);
+    assert!(
+        checked.status.success() && said.trim().is_empty(),
+        "{said}\n{scrape}"
+    );
+    server.terminate();
+}
+
+/// A child process killed when the test ends, however it ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

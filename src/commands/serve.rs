@@ -176,6 +176,11 @@ pub(crate) struct WorkArgs {
     /// standard `OTEL_` settings (headers, timeouts).
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
     pub otlp_endpoint: Option<String>,
+    /// Serve the metrics in Prometheus's text format at /metrics on this address (its own
+    /// listener, never the API's port; no token, so keep it on a private address, e.g.
+    /// `127.0.0.1:9464` or the machine's internal one). Not given: no /metrics.
+    #[arg(long, env = "STORE_MONITOR_METRICS_BIND", value_name = "ADDR")]
+    pub metrics_bind: Option<std::net::SocketAddr>,
 }
 
 /// How the server writes its logs.
@@ -230,6 +235,7 @@ impl WorkArgs {
         Ok(Settings {
             database_url: self.database.database_url.clone(),
             bind: serve.map(|s| s.bind),
+            metrics_bind: self.metrics_bind,
             data_dir: self.data.data.clone(),
             files: self.data.choice(),
             reports_dir: self.reports.clone(),
@@ -271,6 +277,7 @@ impl WorkArgs {
             format: self.log_format.into(),
             filter: self.log_filter.as_deref(),
             otlp_endpoint: self.otlp_endpoint.as_deref(),
+            prometheus: self.metrics_bind.is_some(),
         }
     }
 }

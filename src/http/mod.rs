@@ -9,6 +9,7 @@ mod graphiql;
 mod graphql;
 mod health;
 mod legacy;
+pub(crate) mod metrics;
 mod origin;
 mod persisted;
 mod polls;
@@ -61,6 +62,7 @@ pub(crate) fn routes(
         .with(origin::cors(cors_origins))
         .with(origin::SameOrigin)
         .with(Tracing)
+        .around(metrics::measured)
 }
 
 /// A file the binary embeds, one of `files` (name, content type, bytes), with this
