@@ -177,7 +177,7 @@ impl Application {
             pool.clone(),
             stopped.clone(),
         )));
-        tasks.push(tokio::spawn(jobs::queue_depth::watch(pool, stopped)));
+        tasks.push(tokio::spawn(jobs::gauges::watch(pool, state.db.clone(), stopped)));
         Ok(Application {
             local,
             state,

@@ -206,6 +206,11 @@ pub struct Metrics {
     out_of_scope: Counter<u64>,
     http_requests: Counter<u64>,
     http_seconds: Histogram<f64>,
+    graphql_operations: Counter<u64>,
+    polls_ingested: Counter<u64>,
+    polls_rejected: Counter<u64>,
+    webhook_attempts: Counter<u64>,
+    webhook_seconds: Histogram<f64>,
 }
 
 /// How a report's job ended, as the metrics count it.
@@ -258,6 +263,30 @@ impl Metrics {
         self.http_seconds.record(took.as_secs_f64(), &labels);
     }
 
+    /// A GraphQL query or mutation over HTTP ran: `outcome` is "ok" or its first error's code.
+    pub fn graphql_operation(&self, kind: &'static str, outcome: &str) {
+        let labels = [
+            KeyValue::new("kind", kind),
+            KeyValue::new("outcome", outcome.to_string()),
+        ];
+        self.graphql_operations.add(1, &labels);
+    }
+
+    /// Polls a load (`source` "file") or a push ("push") stored, and rows it rejected.
+    pub fn polls_ingested(&self, source: &'static str, stored: u64, rejected: u64) {
+        self.polls_ingested
+            .add(stored, &[KeyValue::new("source", source)]);
+        self.polls_rejected
+            .add(rejected, &[KeyValue::new("source", source)]);
+    }
+
+    /// A webhook delivery attempt ended (delivered, retrying, failed, gone, refused).
+    pub fn webhook_attempt(&self, outcome: &str, took: Duration) {
+        let labels = [KeyValue::new("outcome", outcome.to_string())];
+        self.webhook_attempts.add(1, &labels);
+        self.webhook_seconds.record(took.as_secs_f64(), &labels);
+    }
+
     /// A scoped token asked for a store outside its groups (answered as absent).
     pub fn out_of_scope(&self) {
         self.out_of_scope.add(1, &[]);
@@ -304,6 +333,28 @@ pub fn metrics() -> &'static Metrics {
                 .u64_counter("store_monitor.rows_rejected")
                 .with_description("Input rows rejected, by file kind")
                 .build(),
+            graphql_operations: meter
+                .u64_counter("store_monitor.graphql.operations")
+                .with_description("GraphQL queries and mutations over HTTP, by kind and outcome (ok, or the first error's code)")
+                .build(),
+            polls_ingested: meter
+                .u64_counter("store_monitor.polls.ingested")
+                .with_description("Polls stored, by source (file, push)")
+                .build(),
+            polls_rejected: meter
+                .u64_counter("store_monitor.polls.rejected")
+                .with_description("Poll rows rejected, by source (file, push)")
+                .build(),
+            webhook_attempts: meter
+                .u64_counter("store_monitor.webhook.deliveries")
+                .with_description("Webhook delivery attempts, by outcome (delivered, retrying, failed, gone, refused)")
+                .build(),
+            webhook_seconds: meter
+                .f64_histogram("store_monitor.webhook.delivery.duration")
+                .with_unit("s")
+                .with_description("Time from sending a webhook request to its answer (or failure), by outcome")
+                .with_boundaries(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
+                .build(),
             out_of_scope: meter
                 .u64_counter("store_monitor.out_of_scope_reads")
                 .with_description("Stores a token scoped to store groups asked for outside its groups")
@@ -312,15 +363,89 @@ pub fn metrics() -> &'static Metrics {
     })
 }
 
-/// Reports the depth of the report queue as a gauge, from a value refreshed elsewhere.
-pub fn register_queue_depth(depth: std::sync::Arc<std::sync::atomic::AtomicU64>) {
+/// The gauges: `readings` (refreshed by `jobs::gauges`) and each named pool's connections,
+/// observed at each export or scrape.
+pub fn register_gauges<const N: usize>(
+    readings: std::sync::Arc<crate::jobs::gauges::Readings>,
+    pools: [(&'static str, crate::db::Pool); N],
+) {
+    use crate::jobs::gauges::Readings;
     let meter = global::meter("store-monitor");
-    // The callback is registered with the meter provider, which keeps it for its lifetime.
-    let _gauge = meter
-        .u64_observable_gauge("store_monitor.queue_depth")
-        .with_description("Report jobs waiting or running")
+    // Each callback is kept by the meter provider for its lifetime.
+    let gauge =
+        |name: &'static str, unit: &'static str, description: &'static str, read: fn(&Readings) -> f64| {
+            let readings = readings.clone();
+            meter
+                .f64_observable_gauge(name)
+                .with_unit(unit)
+                .with_description(description)
+                .with_callback(move |observer| {
+                    let value = read(&readings);
+                    if !value.is_nan() {
+                        observer.observe(value, &[]);
+                    }
+                })
+                .build();
+        };
+    gauge(
+        "store_monitor.queue_depth",
+        "",
+        "Report jobs waiting or running",
+        |r| Readings::get(&r.queue_depth),
+    );
+    gauge(
+        "store_monitor.queue.oldest_job_age",
+        "s",
+        "How long the oldest report job not yet started has waited",
+        |r| Readings::get(&r.oldest_job_seconds),
+    );
+    gauge(
+        "store_monitor.incidents.open",
+        "",
+        "Incidents open now, every store's",
+        |r| Readings::get(&r.incidents_open),
+    );
+    gauge(
+        "store_monitor.polls.newest_age",
+        "s",
+        "Time since the newest poll stored (absent until there is one)",
+        |r| Readings::get(&r.newest_poll_age_seconds),
+    );
+    gauge(
+        "store_monitor.ready",
+        "",
+        "1 while the database answers with every migration this build needs (what /readyz says), else 0",
+        |r| Readings::get(&r.ready),
+    );
+    let pools = std::sync::Arc::new(pools);
+    let each = pools.clone();
+    meter
+        .u64_observable_gauge("store_monitor.db.pool.connections")
+        .with_description("Database connections open, by pool (api, work) and state (idle, in_use)")
         .with_callback(move |observer| {
-            observer.observe(depth.load(std::sync::atomic::Ordering::Relaxed), &[])
+            for (name, pool) in each.iter() {
+                let (size, idle) = (u64::from(pool.size()), pool.num_idle() as u64);
+                observer.observe(
+                    idle,
+                    &[KeyValue::new("pool", *name), KeyValue::new("state", "idle")],
+                );
+                observer.observe(
+                    size.saturating_sub(idle),
+                    &[KeyValue::new("pool", *name), KeyValue::new("state", "in_use")],
+                );
+            }
+        })
+        .build();
+    meter
+        .u64_observable_gauge("store_monitor.db.pool.max_connections")
+        .with_description("The most connections each pool opens")
+        .with_callback(move |observer| {
+            for (name, pool) in pools.iter() {
+                observer.observe(
+                    u64::from(pool.options().get_max_connections()),
+                    &[KeyValue::new("pool", *name)],
+                );
+            }
         })
         .build();
 }

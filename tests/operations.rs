@@ -247,6 +247,14 @@ async fn prometheus_scrapes_the_metrics_and_answers_for_a_report() {
     )
     .await;
     until("store_monitor_build_info", 1.0).await;
+    until("store_monitor_ready", 1.0).await;
+    until(
+        "sum(store_monitor_graphql_operations_total{kind=\"mutation\",outcome=\"ok\"})",
+        1.0,
+    )
+    .await;
+    until("store_monitor_polls_ingested_total{source=\"file\"}", 1.0).await;
+    until("sum(store_monitor_db_pool_connections{pool=\"work\"})", 1.0).await;
 
     let scrape = reqwest::get(format!("http://{metrics}/metrics"))
         .await

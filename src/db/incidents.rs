@@ -695,6 +695,13 @@ pub(crate) async fn count(db: impl PgExecutor<'_>, filter: &IncidentFilter) -> s
 }
 
 /// The incident `id`, if it is stored.
+/// Incidents open now, every store's.
+pub(crate) async fn open_count(db: impl PgExecutor<'_>) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM incidents WHERE resolved_at IS NULL")
+        .fetch_one(db)
+        .await
+}
+
 pub(crate) async fn by_id(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<IncidentRecord>> {
     sqlx::query_as(
         "SELECT i.id, s.store_id, i.opened_at, i.resolved_at, i.inactive_polls

@@ -64,6 +64,21 @@ pub async fn depth(db: impl PgExecutor<'_>, queue: &str) -> sqlx::Result<i64> {
     .await
 }
 
+/// Seconds the oldest job of `queue` not yet started has waited past its time to run (0:
+/// none waits).
+pub async fn oldest_waiting_seconds(db: impl PgExecutor<'_>, queue: &str) -> sqlx::Result<f64> {
+    sqlx::query_scalar(
+        "SELECT coalesce(extract(epoch FROM now() - min(run_at))::float8, 0) FROM apalis.jobs
+         WHERE job_type = $1 AND run_at <= now()
+           AND (status = $2 OR (status = $3 AND attempts < max_attempts))",
+    )
+    .bind(queue)
+    .bind(Status::Pending.to_string())
+    .bind(Status::Failed.to_string())
+    .fetch_one(db)
+    .await
+}
+
 /// Deletes jobs that will never run again (done, killed, or failed with no attempt left)
 /// and finished before `before`. A report's outcome lives in `reports`, not here.
 pub(crate) async fn prune_finished(db: impl PgExecutor<'_>, before: DateTime<Utc>) -> sqlx::Result<u64> {

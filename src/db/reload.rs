@@ -152,6 +152,13 @@ pub async fn reload_with(pool: &Pool, files: &FoundFiles, guard: Guard) -> anyho
             "data load"
         );
         crate::telemetry::metrics().rows_loaded(kind.flag(), r.rows_inserted as u64, r.rows_rejected as u64);
+        if kind == FileKind::Status {
+            crate::telemetry::metrics().polls_ingested(
+                "file",
+                r.rows_inserted as u64,
+                r.rows_rejected as u64,
+            );
+        }
         reload.files.push(load);
     }
     if let Some(new) = &new_polls {

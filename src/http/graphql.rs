@@ -101,6 +101,7 @@ pub(crate) async fn endpoint(
         persisted.keep(hash, query);
     }
     let audited = caller.token.is_some() || actions.iter().any(|a| a.changes());
+    let query = is_query(&request);
     let request = request.data(caller.clone());
     let response = match tokio::time::timeout(REQUEST_BUDGET, schema.execute(request)).await {
         Ok(response) => response,
@@ -112,14 +113,13 @@ pub(crate) async fn endpoint(
             "REQUEST_TIMEOUT",
         )]),
     };
+    let codes = error_codes(&response);
+    crate::telemetry::metrics().graphql_operation(
+        if query { "query" } else { "mutation" },
+        codes.first().map_or("ok", String::as_str),
+    );
     if audited {
-        auth::audit(
-            &caller,
-            &operation,
-            Outcome::Ran {
-                error_codes: &error_codes(&response),
-            },
-        );
+        auth::audit(&caller, &operation, Outcome::Ran { error_codes: &codes });
     }
     answer(media, response, &limit)
 }

@@ -157,6 +157,7 @@ pub async fn run(ctx: &DeliveryContext, job: DeliveryJob) -> anyhow::Result<Deli
     };
     webhooks::record(&mut *tx, &attempt).await?;
     tx.commit().await?;
+    crate::telemetry::metrics().webhook_attempt(attempt.outcome, started.elapsed());
     tracing::info!(
         event = %job.event,
         webhook = %job.webhook,

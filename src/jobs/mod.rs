@@ -1,13 +1,13 @@
 //! Background jobs: the apalis jobs (`report`, `deliver` for webhooks, the scheduled `reload`) and the maintenance
 //! each process runs beside them, one job per file (`reconcile`, `prune_reports`,
-//! `prune_polls`, `tidy_edges`, `forget_idempotency_keys`, `queue_depth`). Each is a plain
+//! `prune_polls`, `tidy_edges`, `forget_idempotency_keys`, `gauges`). Each is a plain
 //! async function tests can call; the loops only time them.
 
 pub mod deliver;
 pub mod forget_idempotency_keys;
+pub mod gauges;
 pub mod prune_polls;
 pub mod prune_reports;
-pub mod queue_depth;
 pub mod reconcile;
 pub mod reload;
 pub mod report;

@@ -366,6 +366,13 @@ async fn store_batch(
             ));
         }
     };
+    if !outcome.replayed {
+        crate::telemetry::metrics().polls_ingested(
+            "push",
+            outcome.accepted() as u64,
+            outcome.record.rows_rejected as u64,
+        );
+    }
     tracing::info!(
         caller = %caller,
         load = outcome.record.id,

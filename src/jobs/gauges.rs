@@ -1,0 +1,70 @@
+//! Maintenance, in every process: the gauges that need the database (queue, incidents,
+//! polls' freshness, readiness), read every few seconds into numbers the metrics observe.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::report::QUEUE;
+use crate::db::{Pool, incidents, loads, queue};
+
+/// How often it runs.
+const EVERY: Duration = Duration::from_secs(10);
+
+/// The latest readings; an `f64` is kept as its bits.
+#[derive(Debug, Default)]
+pub struct Readings {
+    /// Report jobs waiting or running.
+    pub queue_depth: AtomicU64,
+    /// Seconds the oldest report job not yet started has waited.
+    pub oldest_job_seconds: AtomicU64,
+    /// Incidents open, every store's.
+    pub incidents_open: AtomicU64,
+    /// Seconds since the newest poll stored (NaN: no poll yet).
+    pub newest_poll_age_seconds: AtomicU64,
+    /// 1 while the database answers with every migration this build needs, else 0.
+    pub ready: AtomicU64,
+}
+
+impl Readings {
+    pub fn get(value: &AtomicU64) -> f64 {
+        f64::from_bits(value.load(Ordering::Relaxed))
+    }
+
+    fn set(value: &AtomicU64, to: f64) {
+        value.store(to.to_bits(), Ordering::Relaxed);
+    }
+}
+
+/// Keeps the gauges of `pool` (the work pool) and `api` (the API's) up to date until
+/// `stopped`. A reading that fails leaves the last one, but readiness, which drops to 0.
+pub(crate) async fn watch(pool: Pool, api: Pool, stopped: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let readings = Arc::new(Readings::default());
+    Readings::set(&readings.newest_poll_age_seconds, f64::NAN);
+    crate::telemetry::register_gauges(readings.clone(), [("work", pool.clone()), ("api", api)]);
+    super::periodically(EVERY, stopped, || async {
+        if let Ok(n) = queue::depth(&pool, QUEUE).await {
+            Readings::set(&readings.queue_depth, n as f64);
+        }
+        if let Ok(seconds) = queue::oldest_waiting_seconds(&pool, QUEUE).await {
+            Readings::set(&readings.oldest_job_seconds, seconds);
+        }
+        if let Ok(n) = incidents::open_count(&pool).await {
+            Readings::set(&readings.incidents_open, n as f64);
+        }
+        if let Ok(newest) = loads::newest_poll(&pool).await {
+            let age = newest
+                .and_then(crate::domain::Timestamp::to_datetime)
+                .map_or(f64::NAN, |at| (chrono::Utc::now() - at).as_seconds_f64());
+            Readings::set(&readings.newest_poll_age_seconds, age);
+        }
+        let ready = matches!(
+            crate::db::applied_migration(&pool).await,
+            Ok(Some(applied)) if applied >= crate::db::latest_migration()
+        );
+        Readings::set(&readings.ready, if ready { 1.0 } else { 0.0 });
+    })
+    .await
+}
