@@ -289,3 +289,45 @@ impl Drop for Killed {
         let _ = self.0.wait();
     }
 }
+
+/// The alert rules load (`promtool check rules`), fire on the series their unit tests give
+/// and not before their `for` (`promtool test rules`), and each names a runbook section
+/// that docs/OPERATIONS.md has.
+#[test]
+fn the_alert_rules_check_pass_their_tests_and_have_a_runbook_section() {
+    let promtool = which("promtool").expect("no promtool: `apt-get install prometheus` (.ci/run does)");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let rules = root.join("deploy/prometheus");
+    for args in [
+        &["check", "rules", "alerts.yml"][..],
+        &["test", "rules", "alerts.test.yml"],
+    ] {
+        let ran = Command::new(&promtool)
+            .args(args)
+            .current_dir(&rules)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&ran.stdout).to_string() + &String::from_utf8_lossy(&ran.stderr);
+        assert!(
+            ran.status.success() && said.contains("SUCCESS"),
+            "promtool {args:?}: {said}"
+        );
+    }
+    let alerts = std::fs::read_to_string(rules.join("alerts.yml")).unwrap();
+    let runbook = std::fs::read_to_string(root.join("docs/OPERATIONS.md")).unwrap();
+    let mut named = 0;
+    for line in alerts.lines() {
+        if let Some(name) = line.trim().strip_prefix("- alert: ") {
+            named += 1;
+            let anchor = format!("docs/OPERATIONS.md#{}", name.to_lowercase());
+            assert!(alerts.contains(&anchor), "{name} points to no runbook section");
+            assert!(
+                runbook
+                    .lines()
+                    .any(|l| l.starts_with("### ") && l.trim_start_matches("### ").trim() == name),
+                "docs/OPERATIONS.md has no section ### {name}"
+            );
+        }
+    }
+    assert!(named >= 6, "{named} alerts");
+}
