@@ -331,3 +331,47 @@ fn the_alert_rules_check_pass_their_tests_and_have_a_runbook_section() {
     }
     assert!(named >= 6, "{named} alerts");
 }
+
+/// The container files, for machines with Docker (these have no daemon, so the image is
+/// not built here): a multi-stage build whose image runs as a user of its own and checks
+/// its health with `store-monitor healthcheck`; `docker compose config` where Compose is
+/// installed.
+#[test]
+fn the_container_files_build_in_stages_run_unprivileged_and_check_their_health() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    let stages: Vec<&str> = dockerfile.lines().filter(|l| l.starts_with("FROM ")).collect();
+    assert_eq!(stages.len(), 2, "{stages:?}");
+    assert!(stages[0].ends_with(" AS build"), "{stages:?}");
+    let user = dockerfile
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("a USER");
+    assert!(
+        !user.starts_with("root") && !user.starts_with('0'),
+        "runs as {user}"
+    );
+    assert!(dockerfile.contains(r#"CMD ["store-monitor", "healthcheck""#));
+    let compose = std::fs::read_to_string(root.join("compose.yaml")).unwrap();
+    assert!(compose.contains("pg_isready") && compose.contains(r#"command: ["worker"]"#));
+    let Ok(docker) = which("docker") else {
+        eprintln!("no docker: compose.yaml is not checked by Compose here");
+        return;
+    };
+    let compose_here = Command::new(&docker).args(["compose", "version"]).output();
+    if !compose_here.is_ok_and(|o| o.status.success()) {
+        eprintln!("docker has no compose plugin: compose.yaml is not checked by Compose here");
+        return;
+    }
+    let checked = Command::new(docker)
+        .args(["compose", "-f", "compose.yaml", "config", "--quiet"])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+}
