@@ -375,3 +375,59 @@ fn the_container_files_build_in_stages_run_unprivileged_and_check_their_health()
         String::from_utf8_lossy(&checked.stderr)
     );
 }
+
+/// Behind a trusted proxy (`--trusted-proxy`), the address its `X-Forwarded-For` names is
+/// the client: each has its own trigger budget, and the audit and the logs name it. Without
+/// the flag the header is ignored: every call is the proxy's.
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_client_is_limited_audited_and_logged() {
+    let db = TestDb::new().await;
+    let data = examples_dir().join("odd-hours");
+    let reports = tempfile::tempdir().unwrap();
+    let trigger = |address: String, forwarded_for: Option<&'static str>| async move {
+        let mut request = reqwest::Client::new()
+            .post(format!("{address}/graphql"))
+            .json(&serde_json::json!({ "query": "mutation { triggerReport { id } }" }));
+        if let Some(client) = forwarded_for {
+            request = request.header("x-forwarded-for", client);
+        }
+        let answer: serde_json::Value = request.send().await.unwrap().json().await.unwrap();
+        answer["errors"][0]["extensions"]["code"]
+            .as_str()
+            .unwrap_or("ok")
+            .to_string()
+    };
+    for trusted in [true, false] {
+        let mut args = common::child::serve_args(&db.url, &data, reports.path());
+        args.extend(["--trigger-rate".into(), "1".into(), "--no-workers".into()]);
+        if trusted {
+            args.extend(["--trusted-proxy".into(), "127.0.0.1".into()]);
+        }
+        let server = common::child::ChildServer::start(env!("CARGO_BIN_EXE_store-monitor"), args);
+        let address = server.address.clone();
+        let first = trigger(address.clone(), Some("203.0.113.1")).await;
+        let again = trigger(address.clone(), Some("203.0.113.1")).await;
+        let other = trigger(address.clone(), Some("203.0.113.2")).await;
+        let log = server.log.clone();
+        server.terminate();
+        let log = log.lock().unwrap().join("\n");
+        if trusted {
+            assert_eq!([first, again, other], ["ok", "TOO_MANY_REQUESTS", "ok"], "{log}");
+            assert!(
+                log.contains("anonymous at 203.0.113.1: GraphQL"),
+                "the audit: {log}"
+            );
+            assert!(log.contains("request{remote_addr=203.0.113.2 "), "the logs: {log}");
+        } else {
+            assert_eq!(
+                [first, again, other],
+                ["ok", "TOO_MANY_REQUESTS", "TOO_MANY_REQUESTS"],
+                "{log}"
+            );
+            assert!(
+                !log.contains("203.0.113."),
+                "an untrusted header reached the log: {log}"
+            );
+        }
+    }
+}

@@ -14,6 +14,17 @@ pub(crate) struct ServeArgs {
     /// Address to serve HTTP on (port 0: any free port).
     #[arg(long, env = "STORE_MONITOR_BIND", default_value = "127.0.0.1:8000")]
     pub bind: std::net::SocketAddr,
+    /// A reverse proxy (an address or block: 10.0.0.5, 10.0.0.0/8; repeat the flag, or
+    /// separate by commas) whose `Forwarded` or `X-Forwarded-For` names the client: the
+    /// per-address limits, the audit and the logs use that address. From any other peer
+    /// those headers are ignored. None given: the peer is the client.
+    #[arg(
+        long = "trusted-proxy",
+        env = "STORE_MONITOR_TRUSTED_PROXIES",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<crate::http::Cidr>,
     /// Browser origins allowed to call the API from their pages, e.g.
     /// `https://dashboard.example` (repeat the flag, or separate by commas); none given:
     /// pages of this server's own origin only. WebSocket upgrades are held to the same rule.
@@ -236,6 +247,7 @@ impl WorkArgs {
             database_url: self.database.database_url.clone(),
             bind: serve.map(|s| s.bind),
             metrics_bind: self.metrics_bind,
+            trusted_proxies: serve.map_or_else(Vec::new, |s| s.trusted_proxies.clone()),
             data_dir: self.data.data.clone(),
             files: self.data.choice(),
             reports_dir: self.reports.clone(),

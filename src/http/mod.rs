@@ -1,6 +1,7 @@
 //! The HTTP routes: the dashboard, GraphQL (with GraphiQL and WebSocket subscriptions),
 //! report files, the original trigger + poll API, and health checks.
 
+mod client;
 mod compression;
 mod dashboard;
 mod error;
@@ -16,6 +17,7 @@ mod polls;
 mod server;
 mod ws;
 
+pub use client::Cidr;
 pub use server::ServerLimits;
 pub(crate) use server::{connection_limits, serve};
 pub use ws::WebSocketLimits;
@@ -28,7 +30,6 @@ use crate::service::auth::{self, Caller, Denied, Outcome};
 use crate::service::{AppState, Error};
 use compression::Compression;
 use poem::http::{StatusCode, header};
-use poem::middleware::Tracing;
 use poem::{Endpoint, EndpointExt, Request, Response, Route, get, post};
 
 /// Every route, with CORS for `cors_origins` (empty: same origin only), compression and request
@@ -39,6 +40,7 @@ pub(crate) fn routes(
     cors_origins: &[String],
     websocket: WebSocketLimits,
     max_response_bytes: usize,
+    trusted_proxies: &[Cidr],
 ) -> impl Endpoint + use<> {
     Route::new()
         .at("/", get(dashboard::page))
@@ -61,8 +63,8 @@ pub(crate) fn routes(
         .with(Compression)
         .with(origin::cors(cors_origins))
         .with(origin::SameOrigin)
-        .with(Tracing)
         .around(metrics::measured)
+        .with(client::Resolve(trusted_proxies.into()))
 }
 
 /// A file the binary embeds, one of `files` (name, content type, bytes), with this
@@ -129,9 +131,13 @@ pub(crate) fn json(status: StatusCode, body: serde_json::Value) -> Response {
         .body(body.to_string())
 }
 
-/// The client's address, as the connection has it.
+/// The client's address: the connection's peer, or, behind a trusted proxy
+/// (`--trusted-proxy`), the address its forwarding headers name.
 fn address(req: &Request) -> Option<IpAddr> {
-    req.remote_addr().as_socket_addr().map(|a| a.ip())
+    match req.extensions().get::<client::ClientAddress>() {
+        Some(client) => Some(client.0),
+        None => req.remote_addr().as_socket_addr().map(|a| a.ip()),
+    }
 }
 
 /// The caller of `req`: the token of its `Authorization` header, checked, or anonymous.

@@ -101,10 +101,7 @@ pub(crate) fn endpoint(
     req: &poem::Request,
 ) -> Response {
     let (schema, limits) = (schema.clone(), **limits);
-    let remote = req.remote_addr();
-    let address = remote
-        .as_socket_addr()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+    let address = super::address(req).unwrap_or(IpAddr::from([0, 0, 0, 0]));
     let Some(socket) = sockets.open(address, limits.max_sockets_per_address) else {
         tracing::warn!(%address, max = limits.max_sockets_per_address, "WebSocket refused: too many from this address");
         return Response::builder()

@@ -183,6 +183,7 @@ impl TestApp {
             database_url: db.url.clone(),
             bind: http.then(|| "127.0.0.1:0".parse().unwrap()),
             metrics_bind: None,
+            trusted_proxies: vec![],
             data_dir: data.to_path_buf(),
             files: Default::default(),
             reports_dir: reports_dir.unwrap_or_else(|| reports.path().to_path_buf()),
