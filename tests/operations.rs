@@ -417,7 +417,10 @@ async fn behind_a_trusted_proxy_the_forwarded_client_is_limited_audited_and_logg
                 log.contains("anonymous at 203.0.113.1: GraphQL"),
                 "the audit: {log}"
             );
-            assert!(log.contains("request{remote_addr=203.0.113.2 "), "the logs: {log}");
+            assert!(
+                log.contains("request{remote_addr=203.0.113.2 "),
+                "the logs: {log}"
+            );
         } else {
             assert_eq!(
                 [first, again, other],
