@@ -44,19 +44,21 @@ async fn out_of_file_descriptors_the_server_pauses_accepting_instead_of_spinning
         .await;
     // Spinning on accept() took a whole core in every second (113 % was measured before).
     // Other tasks retry their own connections while files are out (the job queue's
-    // pollers, the database listeners), in bursts that can take half a core for a second:
-    // the quietest of three seconds is the accept loop's share.
+    // pollers, the database pools), in bursts that can take a core for some seconds: the
+    // accept loop is quiet if any second of twelve is.
     let mut shares = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..12 {
         let (before, started) = (cpu_seconds(server.pid()), std::time::Instant::now());
         tokio::time::sleep(Duration::from_secs(1)).await;
         shares.push((cpu_seconds(server.pid()) - before) / started.elapsed().as_secs_f64());
+        if shares.last().is_some_and(|share| *share < 0.5) {
+            break;
+        }
     }
-    let quietest = shares.iter().copied().fold(f64::INFINITY, f64::min);
     assert!(
-        quietest < 0.5,
-        "the server used {:.0} % of a core or more each second while out of files: {shares:.2?}",
-        quietest * 100.0
+        shares.last().is_some_and(|share| *share < 0.5),
+        "the server used half a core or more every second while out of files: {shares:.2?}\n{}",
+        server.log.lock().unwrap().join("\n")
     );
 
     drop(held);
