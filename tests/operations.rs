@@ -434,3 +434,201 @@ async fn behind_a_trusted_proxy_the_forwarded_client_is_limited_audited_and_logg
         }
     }
 }
+
+/// A rolling upgrade leaves the older processes running on the schema the newer release
+/// migrated: they must start, be ready and compute reports on it. The newer release is
+/// played by one more migration of each kind (ours, apalis's), expanding the schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn this_build_runs_on_a_database_a_newer_release_migrated() {
+    let db = TestDb::new().await;
+    assert!(store_monitor(&["migrate"], Some(&db.url)).status.success());
+    for statement in [
+        "ALTER TABLE stores ADD COLUMN nickname text",
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (99991231000001, 'store nicknames', true, '\\x00', 1)",
+        "INSERT INTO apalis._sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (99991231000001, 'a newer apalis', true, '\\x00', 1)",
+    ] {
+        sqlx::query(statement).execute(&db.pool).await.unwrap();
+    }
+    let migrate = store_monitor(&["migrate"], Some(&db.url));
+    let said = String::from_utf8_lossy(&migrate.stderr);
+    assert!(migrate.status.success(), "{said}");
+    assert!(
+        said.contains("the database is at 99991231000001, newer than this build's"),
+        "{said}"
+    );
+
+    let app = TestApp::spawn(&db, &examples_dir().join("odd-hours"), 1).await;
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    let triggered = app
+        .graphql("mutation { triggerReport { id } }", serde_json::json!({}))
+        .await;
+    let id = triggered["data"]["triggerReport"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (states, _) = app.follow(&id, "graphql-transport-ws").await;
+    assert_eq!(states.last().map(String::as_str), Some("COMPLETE"), "{states:?}");
+    app.stop().await;
+}
+
+/// What makes a migration unsafe while the previous release still runs (see
+/// docs/OPERATIONS.md, "Upgrading"): a file that does one of these says why it may, on a
+/// line `-- contract: …`, and is shipped a release after the code stopped needing the old shape.
+fn contracting(sql: &str) -> Vec<&'static str> {
+    let code: String = sql
+        .lines()
+        .map(|line| line.split("--").next().unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase();
+    let code = code.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut found = Vec::new();
+    for (pattern, what) in [
+        ("drop table", "drops a table"),
+        ("drop column", "drops a column"),
+        ("rename ", "renames"),
+        ("set not null", "makes a column NOT NULL"),
+        (" type ", "changes a column's type"),
+    ] {
+        if code.contains(pattern) {
+            found.push(what);
+        }
+    }
+    // A new NOT NULL column without a default: the older release's inserts would fail.
+    if code
+        .split("add column")
+        .skip(1)
+        .map(|clause| clause.split([',', ';']).next().unwrap_or_default())
+        .any(|clause| clause.contains("not null") && !clause.contains("default"))
+    {
+        found.push("adds a NOT NULL column without a default");
+    }
+    found
+}
+
+#[test]
+fn migrations_after_the_store_groups_id_only_expand_the_schema() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let version = |path: &std::path::Path| -> i64 {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        name.split('_').next().unwrap().parse().unwrap()
+    };
+    // The last migration before this rule: it contracts (a NOT NULL column an older groups
+    // loader does not fill), which the checker must see.
+    let before_the_rule = files.iter().find(|p| version(p) == 20261205000019).unwrap();
+    assert_eq!(
+        contracting(&std::fs::read_to_string(before_the_rule).unwrap()),
+        ["makes a column NOT NULL"]
+    );
+    assert_eq!(
+        contracting("ALTER TABLE t ADD COLUMN a int NOT NULL, ADD COLUMN b int NOT NULL DEFAULT 0"),
+        ["adds a NOT NULL column without a default"]
+    );
+    assert!(
+        contracting("-- we never drop table x\nALTER TABLE t ADD COLUMN a int DEFAULT 0 NOT NULL").is_empty()
+    );
+    for file in files.iter().filter(|p| version(p) > 20261205000019) {
+        let sql = std::fs::read_to_string(file).unwrap();
+        if sql.lines().any(|l| l.trim_start().starts_with("-- contract:")) {
+            continue;
+        }
+        let found = contracting(&sql);
+        assert!(
+            found.is_empty(),
+            "{} {}: the release before it would fail on the new schema during a rolling upgrade \
+             (expand now, contract a release later; a `-- contract: why` line if it is that later step)",
+            file.display(),
+            found.join(", ")
+        );
+    }
+}
+
+/// The URL of the test server's database `name` as libpq's tools take it (sqlx's own adds
+/// parameters they refuse).
+fn libpq_url(name: &str) -> String {
+    let server = common::server_url();
+    let (base, _) = server.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
+}
+
+/// The backup the runbook describes: `pg_dump` of the database, restored with
+/// `pg_restore` into an empty one, serves the same reports (byte for byte, rebuilt from
+/// their rows: the reports folder is a cache), tokens, incidents and data, and needs no
+/// migration. Taken while the server runs, as a nightly backup would be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pg_dump_restores_into_an_empty_database_serving_the_same_reports_and_tokens() {
+    let (pg_dump, pg_restore) = match (which("pg_dump"), which("pg_restore")) {
+        (Ok(d), Ok(r)) => (d, r),
+        _ => panic!("no pg_dump/pg_restore: `apt-get install postgresql-client`"),
+    };
+    let db = TestDb::new().await;
+    let data = tempfile::tempdir().unwrap();
+    let (server, id, csv) = common::generated_report(&db, data.path(), |_| {}).await;
+    let token = common::create_token(&db, "viewer", "kept across a restore");
+    let figures = "{ dataset { stores polls businessHours timezones newestPoll } \
+                   incidents { totalCount } reports(first: 10) { nodes { id status storesTotal } } }";
+    let before = server.graphql(figures, serde_json::json!({})).await;
+    assert!(before["errors"].is_null(), "{before}");
+    assert!(
+        before["data"]["incidents"]["totalCount"].as_i64().unwrap() > 0,
+        "{before}"
+    );
+
+    let dump = tempfile::tempdir().unwrap();
+    let file = dump.path().join("store_monitor.dump");
+    let dumped = Command::new(pg_dump)
+        .args(["--format=custom", "--file"])
+        .arg(&file)
+        .arg(format!("--dbname={}", libpq_url(&db.name)))
+        .output()
+        .unwrap();
+    assert!(
+        dumped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dumped.stderr)
+    );
+    server.stop().await;
+
+    let restored = TestDb::empty().await;
+    let loaded = Command::new(pg_restore)
+        .args(["--exit-on-error", "--no-owner", "--single-transaction"])
+        .arg(format!("--dbname={}", libpq_url(&restored.name)))
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        loaded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+    let migrate = store_monitor(&["migrate"], Some(&restored.url));
+    assert!(
+        String::from_utf8_lossy(&migrate.stderr).contains("nothing to apply"),
+        "{}",
+        String::from_utf8_lossy(&migrate.stderr)
+    );
+
+    // A new machine: an empty reports folder, tokens required.
+    let app = TestApp::spawn_adjusted(&restored, data.path(), 1, true, None, |s| {
+        s.auth = Some(store_monitor::settings::AuthMode::Required);
+    })
+    .await;
+    let after = app.graphql_as(&token, figures, serde_json::json!({})).await;
+    assert_eq!(after, before);
+    let file = reqwest::Client::new()
+        .get(format!("{}/reports/{id}.csv", app.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(file.status(), 200);
+    assert_eq!(file.text().await.unwrap(), csv);
+    app.stop().await;
+}

@@ -17,7 +17,12 @@ pub(crate) async fn run(args: &MigrateArgs) -> anyhow::Result<()> {
     for (version, description) in &migrated.applied {
         println!("applied {version} {description}");
     }
+    let ours = crate::db::latest_migration();
     match (migrated.applied.len(), migrated.now_at) {
+        (0, Some(at)) if at > ours => eprintln!(
+            "migrate: nothing to apply: the database is at {at}, newer than this build's {ours} \
+             (a newer release migrated it; this build runs on it, as in a rolling upgrade)"
+        ),
         (0, Some(at)) => eprintln!("migrate: nothing to apply: the database is at {at}"),
         (n, at) => eprintln!(
             "migrate: applied {n} migration{}; the database is at {}",

@@ -46,8 +46,14 @@ pub type QueryError = sqlx::Error;
 /// Where the database is when `DATABASE_URL` does not say.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/store_monitor";
 
-/// The migrations of `migrations/`, built into the binary.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// The migrations of `migrations/`, built into the binary. A database a newer release has
+/// migrated further is accepted, not refused: during a rolling upgrade the older processes
+/// keep running on the newer schema, which every migration must allow (expand now, contract
+/// a release later: docs/OPERATIONS.md, "Upgrading").
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate::Migrator {
+    ignore_missing: true,
+    ..sqlx::migrate!("./migrations")
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {

@@ -29,7 +29,10 @@ fn stored(statuses: &[Status]) -> Vec<String> {
 
 /// Creates apalis's schema and its migrations, if missing.
 pub(crate) async fn setup(pool: &Pool) -> anyhow::Result<()> {
-    PostgresStorage::<()>::setup(pool).await?;
+    // As for ours: a newer release's apalis may have migrated its schema further.
+    let mut migrator = PostgresStorage::<()>::migrations();
+    migrator.set_ignore_missing(true);
+    migrator.run(pool).await?;
     Ok(())
 }
 

@@ -79,6 +79,16 @@ impl TestDb {
     /// A database of its own with the migrations up to `version` only: the schema as an
     /// older release left it.
     pub async fn at_migration(version: i64) -> TestDb {
+        let db = TestDb::empty().await;
+        store_monitor::db::MIGRATOR
+            .run_to(version, &db.pool)
+            .await
+            .unwrap();
+        db
+    }
+
+    /// A database of its own with nothing in it: what a restore starts from.
+    pub async fn empty() -> TestDb {
         let name = format!("store_monitor_test_{}", uuid::Uuid::new_v4().simple());
         let options: PgConnectOptions = server_url()
             .parse()
@@ -94,7 +104,6 @@ impl TestDb {
             .unwrap();
         let url = options.clone().database(&name).to_url_lossy().to_string();
         let pool = PgPool::connect(&url).await.unwrap();
-        store_monitor::db::MIGRATOR.run_to(version, &pool).await.unwrap();
         TestDb { pool, url, name }
     }
 }
