@@ -365,9 +365,9 @@ pub fn metrics() -> &'static Metrics {
 
 /// The gauges: `readings` (refreshed by `jobs::gauges`) and each named pool's connections,
 /// observed at each export or scrape.
-pub fn register_gauges<const N: usize>(
+pub fn register_gauges(
     readings: std::sync::Arc<crate::jobs::gauges::Readings>,
-    pools: [(&'static str, crate::db::Pool); N],
+    pools: [(&'static str, crate::db::Pool); 2],
 ) {
     use crate::jobs::gauges::Readings;
     let meter = global::meter("store-monitor");
@@ -417,6 +417,20 @@ pub fn register_gauges<const N: usize>(
         "1 while the database answers with every migration this build needs (what /readyz says), else 0",
         |r| Readings::get(&r.ready),
     );
+    let names = pools.clone().map(|(name, _)| name);
+    let waits = readings.clone();
+    meter
+        .f64_observable_gauge("store_monitor.db.pool.acquire_wait")
+        .with_unit("s")
+        .with_description(
+            "How long the latest probe (every 10 s) waited for a connection, by pool: callers wait once a pool is at its cap",
+        )
+        .with_callback(move |observer| {
+            for (name, wait) in names.iter().zip(&waits.acquire_wait_seconds) {
+                observer.observe(Readings::get(wait), &[KeyValue::new("pool", *name)]);
+            }
+        })
+        .build();
     let pools = std::sync::Arc::new(pools);
     let each = pools.clone();
     meter

@@ -255,6 +255,13 @@ async fn prometheus_scrapes_the_metrics_and_answers_for_a_report() {
     .await;
     until("store_monitor_polls_ingested_total{source=\"file\"}", 1.0).await;
     until("sum(store_monitor_db_pool_connections{pool=\"work\"})", 1.0).await;
+    until("count(store_monitor_db_pool_acquire_wait_seconds)", 2.0).await;
+    // The report was followed over WebSocket: its subscription counts too.
+    until(
+        "sum(store_monitor_graphql_operations_total{kind=\"subscription\",outcome=\"ok\"})",
+        1.0,
+    )
+    .await;
 
     let scrape = reqwest::get(format!("http://{metrics}/metrics"))
         .await

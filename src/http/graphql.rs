@@ -101,7 +101,7 @@ pub(crate) async fn endpoint(
         persisted.keep(hash, query);
     }
     let audited = caller.token.is_some() || actions.iter().any(|a| a.changes());
-    let query = is_query(&request);
+    let kind = operation_kind(&request);
     let request = request.data(caller.clone());
     let response = match tokio::time::timeout(REQUEST_BUDGET, schema.execute(request)).await {
         Ok(response) => response,
@@ -114,10 +114,7 @@ pub(crate) async fn endpoint(
         )]),
     };
     let codes = error_codes(&response);
-    crate::telemetry::metrics().graphql_operation(
-        if query { "query" } else { "mutation" },
-        codes.first().map_or("ok", String::as_str),
-    );
+    crate::telemetry::metrics().graphql_operation(kind, codes.first().map_or("ok", String::as_str));
     if audited {
         auth::audit(&caller, &operation, Outcome::Ran { error_codes: &codes });
     }
@@ -321,15 +318,26 @@ fn coded(message: &str, code: &'static str) -> ServerError {
 /// Whether the operation the request selects is a query (what `GET` may run). A document
 /// that does not parse, or names no operation of its own, is left to the schema to refuse.
 fn is_query(request: &async_graphql::Request) -> bool {
+    operation_kind(request) == "query"
+}
+
+/// The kind of the operation the request selects, for the metrics: `query` (also for a
+/// document that does not parse, or names no operation of its own), `mutation` or
+/// `subscription`.
+pub(super) fn operation_kind(request: &async_graphql::Request) -> &'static str {
     let Ok(document) = parse_query(&request.query) else {
-        return true;
+        return "query";
     };
     let mut operations = document.operations.iter();
     let selected = match &request.operation_name {
         Some(name) => operations.find(|(n, _)| n.is_some_and(|n| n.as_str() == name)),
         None => operations.next(),
     };
-    selected.is_none_or(|(_, op)| op.node.ty == OperationType::Query)
+    match selected.map(|(_, op)| op.node.ty) {
+        None | Some(OperationType::Query) => "query",
+        Some(OperationType::Mutation) => "mutation",
+        Some(OperationType::Subscription) => "subscription",
+    }
 }
 
 /// The media type to answer in: `application/graphql-response+json` when the client

@@ -302,55 +302,75 @@ async fn screen(session: &Session, protocol: WebSocketProtocols, message: &[u8])
     match message["type"].as_str() {
         Some("connection_init") => accept(session, &message["payload"]).await.err(),
         Some("subscribe" | "start") => {
-            let id = &message["id"];
-            let payload = &message["payload"];
-            let mut request = async_graphql::Request::new(payload["query"].as_str()?);
-            if let Some(variables) = payload.get("variables").filter(|v| v.is_object()) {
-                request = request.variables(async_graphql::Variables::from_json(variables.clone()));
-            }
-            if let Some(name) = payload["operationName"].as_str() {
-                request = request.operation_name(name);
-            }
-            if let Err(error) = crate::graphql::precheck(&mut request) {
-                return Some(operation_error(protocol, id, error));
-            }
-            // Not initialised yet: async-graphql closes the socket, as the protocol says.
-            let caller = session.caller()?;
-            let actions = crate::graphql::actions(&mut request);
-            let operation = format!(
-                "GraphQL over WebSocket {} [{}]",
-                request.operation_name.as_deref().unwrap_or("(unnamed)"),
-                actions.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
-            );
-            match auth::recheck(&session.state, &caller).await {
-                Ok(()) => {}
-                Err(Error::Denied(denied)) => {
-                    auth::audit(&caller, &operation, Outcome::Closed(&denied));
-                    return Some(vec![close(4403, "Forbidden", &denied)]);
+            let (kind, refused) = screen_operation(session, protocol, &message).await?;
+            let metrics = crate::telemetry::metrics();
+            match refused {
+                None => {
+                    metrics.graphql_operation(kind, "ok");
+                    None
                 }
-                Err(error) => {
-                    return Some(operation_error(
-                        protocol,
-                        id,
-                        crate::graphql::request_error(error),
-                    ));
+                Some((code, answer)) => {
+                    metrics.graphql_operation(kind, &code);
+                    Some(answer)
                 }
             }
-            if let Err(denied) = auth::authorize(&session.state, &caller, &actions) {
-                auth::audit(&caller, &operation, Outcome::Refused(&denied));
-                return Some(operation_error(
-                    protocol,
-                    id,
-                    crate::graphql::request_error(denied.into()),
-                ));
-            }
-            if caller.token.is_some() || actions.iter().any(|a| a.changes()) {
-                auth::audit(&caller, &operation, Outcome::Started);
-            }
-            None
         }
         _ => None,
     }
+}
+
+/// [`screen`] of an operation: its kind, and, when it must not start, its error's code and
+/// what answers it instead of async-graphql. `None` when async-graphql is to answer it.
+async fn screen_operation(
+    session: &Session,
+    protocol: WebSocketProtocols,
+    message: &serde_json::Value,
+) -> Option<(&'static str, Option<(String, Vec<Message>)>)> {
+    let id = &message["id"];
+    let payload = &message["payload"];
+    let mut request = async_graphql::Request::new(payload["query"].as_str()?);
+    if let Some(variables) = payload.get("variables").filter(|v| v.is_object()) {
+        request = request.variables(async_graphql::Variables::from_json(variables.clone()));
+    }
+    if let Some(name) = payload["operationName"].as_str() {
+        request = request.operation_name(name);
+    }
+    let kind = super::graphql::operation_kind(&request);
+    let error = |error: ServerError| {
+        let code = error.extensions.as_ref().and_then(|x| x.get("code")).map_or_else(
+            || "?".to_string(),
+            |c| c.to_string().trim_matches('"').to_string(),
+        );
+        Some((kind, Some((code, operation_error(protocol, id, error)))))
+    };
+    if let Err(refused) = crate::graphql::precheck(&mut request) {
+        return error(refused);
+    }
+    // Not initialised yet: async-graphql closes the socket, as the protocol says.
+    let caller = session.caller()?;
+    let actions = crate::graphql::actions(&mut request);
+    let operation = format!(
+        "GraphQL over WebSocket {} [{}]",
+        request.operation_name.as_deref().unwrap_or("(unnamed)"),
+        actions.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
+    );
+    match auth::recheck(&session.state, &caller).await {
+        Ok(()) => {}
+        Err(Error::Denied(denied)) => {
+            auth::audit(&caller, &operation, Outcome::Closed(&denied));
+            let answer = vec![close(4403, "Forbidden", &denied)];
+            return Some((kind, Some(("FORBIDDEN".to_string(), answer))));
+        }
+        Err(failed) => return error(crate::graphql::request_error(failed)),
+    }
+    if let Err(denied) = auth::authorize(&session.state, &caller, &actions) {
+        auth::audit(&caller, &operation, Outcome::Refused(&denied));
+        return error(crate::graphql::request_error(denied.into()));
+    }
+    if caller.token.is_some() || actions.iter().any(|a| a.changes()) {
+        auth::audit(&caller, &operation, Outcome::Started);
+    }
+    Some((kind, None))
 }
 
 /// Accepts `connection_init`'s caller, or closes the socket: 4401 without a token where one

@@ -26,6 +26,10 @@ pub struct Readings {
     pub newest_poll_age_seconds: AtomicU64,
     /// 1 while the database answers with every migration this build needs, else 0.
     pub ready: AtomicU64,
+    /// Seconds the latest probe waited for a connection of each pool (work, api): near 0
+    /// while a pool has one to spare, and as long as callers wait once it has none (sqlx
+    /// does not count its waiters).
+    pub acquire_wait_seconds: [AtomicU64; 2],
 }
 
 impl Readings {
@@ -43,8 +47,12 @@ impl Readings {
 pub(crate) async fn watch(pool: Pool, api: Pool, stopped: watch::Receiver<bool>) -> anyhow::Result<()> {
     let readings = Arc::new(Readings::default());
     Readings::set(&readings.newest_poll_age_seconds, f64::NAN);
-    crate::telemetry::register_gauges(readings.clone(), [("work", pool.clone()), ("api", api)]);
+    let pools = [("work", pool.clone()), ("api", api)];
+    crate::telemetry::register_gauges(readings.clone(), pools.clone());
     super::periodically(EVERY, stopped, || async {
+        for ((_, probed), wait) in pools.iter().zip(&readings.acquire_wait_seconds) {
+            Readings::set(wait, acquire_wait(probed).await.as_secs_f64());
+        }
         if let Ok(n) = queue::depth(&pool, QUEUE).await {
             Readings::set(&readings.queue_depth, n as f64);
         }
@@ -67,4 +75,18 @@ pub(crate) async fn watch(pool: Pool, api: Pool, stopped: watch::Receiver<bool>)
         Readings::set(&readings.ready, if ready { 1.0 } else { 0.0 });
     })
     .await
+}
+
+/// How long a caller waits for a connection of `pool` now; a wait longer than a round of
+/// the gauges is cut there.
+async fn acquire_wait(pool: &Pool) -> Duration {
+    let started = std::time::Instant::now();
+    match tokio::time::timeout(EVERY, pool.acquire()).await {
+        Ok(Ok(connection)) => {
+            let waited = started.elapsed();
+            drop(connection);
+            waited
+        }
+        Ok(Err(_)) | Err(_) => started.elapsed(),
+    }
 }
