@@ -253,9 +253,9 @@ impl Metrics {
     }
 
     /// An API request answered.
-    pub fn http_request(&self, route: &'static str, method: &str, status: u16, took: Duration) {
+    pub fn http_request(&self, route: &str, method: &str, status: u16, took: Duration) {
         let labels = [
-            KeyValue::new("route", route),
+            KeyValue::new("route", route.to_string()),
             KeyValue::new("method", method.to_string()),
             KeyValue::new("status", i64::from(status)),
         ];

@@ -256,6 +256,26 @@ async fn prometheus_scrapes_the_metrics_and_answers_for_a_report() {
     until("store_monitor_polls_ingested_total{source=\"file\"}", 1.0).await;
     until("sum(store_monitor_db_pool_connections{pool=\"work\"})", 1.0).await;
     until("count(store_monitor_db_pool_acquire_wait_seconds)", 2.0).await;
+    // Routes by the router's pattern, never by the path sent.
+    let probe = reqwest::Client::new();
+    for path in ["/reports/0b5e9f.csv", "/wp-admin/setup.php"] {
+        let answer = probe
+            .get(format!("{}{path}", server.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 404, "{path}");
+    }
+    until(
+        "sum(store_monitor_http_requests_total{route=\"/reports/:file\",status=\"404\"})",
+        1.0,
+    )
+    .await;
+    until(
+        "sum(store_monitor_http_requests_total{route=\"other\",status=\"404\"})",
+        1.0,
+    )
+    .await;
     // The report was followed over WebSocket: its subscription counts too.
     until(
         "sum(store_monitor_graphql_operations_total{kind=\"subscription\",outcome=\"ok\"})",
