@@ -711,6 +711,49 @@ async fn admins_set_rename_and_delete_groups_and_scoped_tokens_follow() {
 /// fail). GraphQL over HTTP (queries, `node` of B's objects, filters naming B's store) and
 /// over WebSocket (each subscription, while polls arrive and a report runs), REST (the
 /// original API, the CSV file, its signed link, a push's answer).
+/// `setGroupStores` takes up to 100,000 stores in one call (the ids of this test are short
+/// enough for the 1 MB request body) and refuses one more, saying the cap.
+#[tokio::test]
+async fn set_group_stores_takes_100000_stores_and_refuses_100001() {
+    let (_dir, db, app, admin) = start().await;
+    sqlx::query("INSERT INTO stores (store_id) SELECT g::text FROM generate_series(1, 100001) g")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let set =
+        "mutation($g: String!, $s: [ID!]!) { setGroupStores(group: $g, storeIds: $s) { name storeCount } }";
+    let ids = |n: usize| (1..=n).map(|i| i.to_string()).collect::<Vec<_>>();
+    let most = app
+        .graphql_as(&admin, set, json!({ "g": "Everyone", "s": ids(100_000) }))
+        .await;
+    assert_eq!(
+        most["data"]["setGroupStores"],
+        json!({ "name": "Everyone", "storeCount": 100_000 }),
+        "{}",
+        &most.to_string()[..most.to_string().len().min(2000)]
+    );
+    let over = app
+        .graphql_as(&admin, set, json!({ "g": "Everyone", "s": ids(100_001) }))
+        .await;
+    assert_eq!(
+        over["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{over}"
+    );
+    assert!(
+        over["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 100000 stores"),
+        "{over}"
+    );
+    // The refused call changed nothing.
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM store_groups WHERE group_name = 'Everyone'")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(kept, 100_000);
+}
+
 #[tokio::test]
 async fn no_answer_to_a_group_a_token_names_a_group_b_store_at_any_door() {
     let (_dir, db, app, admin) = start().await;

@@ -122,26 +122,25 @@ pub struct IncidentCount {
 /// A page of incidents, the list's name for its cursors beside it.
 pub(crate) async fn incidents(
     ctx: &Context<'_>,
-    mut filter: IncidentFilter,
+    filter: IncidentFilter,
     order: IncidentOrder,
     first: Option<i32>,
     after: Option<String>,
 ) -> async_graphql::Result<Connection<String, IncidentNode, IncidentCount>> {
     let limit = page_size(first)?;
-    // A token scoped to store groups reads their stores' incidents alone, counted so.
-    filter.groups = caller(ctx).groups().map(<[String]>::to_vec);
-    // A cursor names its order and filter (hashed: a filter may name many stores): one of
-    // another list is refused.
-    let filtered = xxhash_rust::xxh3::xxh3_64(format!("{filter:?}").as_bytes());
+    let caller = caller(ctx);
+    // A cursor names its order, filter and scope (hashed: a filter may name many stores):
+    // one of another list is refused.
+    let filtered = xxhash_rust::xxh3::xxh3_64(format!("{filter:?}{:?}", caller.groups()).as_bytes());
     let list = format!("incidents:{order:?}:{filtered:x}");
     let after_key = after.as_deref().map(|c| parse_cursor(c, &list)).transpose()?;
     let state = ctx.data_unchecked::<AppState>();
     let total_count = if ctx.look_ahead().field("totalCount").exists() {
-        service::count_incidents(state, &filter).await?
+        service::count_incidents(state, &caller, &filter).await?
     } else {
         0
     };
-    let found = service::list_incidents(state, &filter, order.into(), after_key, limit + 1).await?;
+    let found = service::list_incidents(state, &caller, &filter, order.into(), after_key, limit + 1).await?;
     Ok(page_with(
         found,
         limit,

@@ -26,27 +26,12 @@ pub enum Node {
 pub(crate) async fn node(ctx: &Context<'_>, id: &ID) -> Result<Option<Node>, Error> {
     let state = ctx.data_unchecked::<AppState>();
     let caller = super::caller(ctx);
-    // Whether the caller sees the store `store_id` (a scoped token: one of its groups').
-    let sees = |store_id: String| {
-        let caller = caller.clone();
-        async move {
-            if caller.groups().is_none() {
-                return Ok(true);
-            }
-            Ok::<_, Error>(service::store(state, &caller, &store_id).await?.is_some())
-        }
-    };
     if let Some(incident) = id.strip_prefix(INCIDENT_PREFIX) {
         let Ok(incident) = uuid::Uuid::parse_str(incident) else {
             return Ok(None);
         };
-        let Some(found) = service::incident(state, incident).await? else {
-            return Ok(None);
-        };
-        if !sees(found.store_id.clone()).await? {
-            return Ok(None);
-        }
-        return Ok(Some(Node::Incident(IncidentNode(found))));
+        let found = service::incident(state, &caller, incident).await?;
+        return Ok(found.map(|i| Node::Incident(IncidentNode(i))));
     }
     if let Some(store_id) = id.strip_prefix(STORE_PREFIX) {
         if service::check_store_id(store_id).is_err() {
@@ -83,5 +68,5 @@ pub(crate) async fn node(ctx: &Context<'_>, id: &ID) -> Result<Option<Node>, Err
     };
     Ok(service::get_report(state, report)
         .await?
-        .map(|r| Node::Report(ReportNode(r))))
+        .map(|r| Node::Report(ReportNode::new(r))))
 }

@@ -26,7 +26,7 @@ impl Query {
         #[graphql(desc = "The report's id, as triggerReport returned it.")] id: ID,
     ) -> Option<ReportNode> {
         let state = ctx.data_unchecked::<AppState>();
-        null_on_error(ctx, find_report(state, &id).await.map(ReportNode))
+        null_on_error(ctx, find_report(state, &id).await.map(ReportNode::new))
     }
 
     /// The newest COMPLETE report (of this interpolation, if given); null while there is none.
@@ -37,7 +37,7 @@ impl Query {
     ) -> async_graphql::Result<Option<ReportNode>> {
         let state = ctx.data_unchecked::<AppState>();
         let latest = service::latest_report(state, interpolation.map(Into::into)).await?;
-        Ok(latest.map(ReportNode))
+        Ok(latest.map(ReportNode::new))
     }
 
     /// Reports, newest first.
@@ -55,7 +55,7 @@ impl Query {
             service::list_reports(state, filter.unwrap_or_default().into(), limit + 1, after_key).await?;
         Ok(page(records, limit, after.is_some(), |r| {
             let key = format!("{}|{}", r.created_at.to_rfc3339(), r.id);
-            (cursor::encode(REPORTS, &key), ReportNode(r))
+            (cursor::encode(REPORTS, &key), ReportNode::new(r))
         }))
     }
 

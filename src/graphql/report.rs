@@ -66,7 +66,16 @@ pub struct TriggerReportInput {
     pub interpolation: Option<Interpolation>,
 }
 
-pub struct ReportNode(pub ReportRecord);
+pub struct ReportNode(pub ReportRecord, ScopedTotal);
+
+/// A scoped caller's `storesTotal`, counted once however many fields of the report ask.
+type ScopedTotal = tokio::sync::OnceCell<Option<i32>>;
+
+impl ReportNode {
+    pub fn new(record: ReportRecord) -> Self {
+        ReportNode(record, ScopedTotal::new())
+    }
+}
 
 /// An uptime report: per store, uptime and downtime within business hours over the last
 /// hour (minutes), day and week (hours).
@@ -112,7 +121,15 @@ impl ReportNode {
     /// store groups, its stores' rows, known once COMPLETE.
     async fn stores_total(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<i32>> {
         let state = ctx.data_unchecked::<AppState>();
-        Ok(service::report_stores_total(state, &super::caller(ctx), &self.0).await?)
+        let caller = super::caller(ctx);
+        if caller.groups().is_none() {
+            return Ok(self.0.stores_total);
+        }
+        let total = self
+            .1
+            .get_or_try_init(|| service::report_stores_total(state, &caller, &self.0))
+            .await?;
+        Ok(*total)
     }
 
     /// How many stores are computed so far (for a scoped token: 0, then `storesTotal` once

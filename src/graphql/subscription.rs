@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use async_graphql::futures_util::Stream;
+use async_graphql::futures_util::{Stream, StreamExt};
 use async_graphql::{Context, ID, Subscription};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::broadcast::error::RecvError;
@@ -66,23 +66,15 @@ impl SubscriptionRoot {
         ctx: &Context<'_>,
         #[graphql(desc = "Only events of these stores.")] store_ids: Option<Vec<ID>>,
     ) -> async_graphql::Result<impl Stream<Item = IncidentEventNode>> {
-        let state = ctx.data_unchecked::<AppState>().clone();
+        let state = ctx.data_unchecked::<AppState>();
         let slot = slot(ctx)?;
-        // A token scoped to store groups hears of their stores alone.
-        let scope = super::caller(ctx).groups().map(<[String]>::to_vec);
-        let mut events = service::incident_events(&state);
+        let events = service::incident_events(state, &super::caller(ctx));
         Ok(async_stream::stream! {
             let _held = slot;
-            loop {
-                match events.recv().await {
-                    Ok(event)
-                        if event.visible_to(scope.as_deref())
-                            && store_ids.as_ref().is_none_or(|ids| ids.iter().any(|id| id.0 == event.incident.store_id)) =>
-                    {
-                        yield IncidentEventNode(event)
-                    }
-                    Ok(_) | Err(RecvError::Lagged(_)) => continue,
-                    Err(RecvError::Closed) => break,
+            futures::pin_mut!(events);
+            while let Some(event) = events.next().await {
+                if store_ids.as_ref().is_none_or(|ids| ids.iter().any(|id| id.0 == event.incident.store_id)) {
+                    yield IncidentEventNode(event);
                 }
             }
         })
@@ -104,7 +96,7 @@ impl SubscriptionRoot {
             let _held = slot;
             loop {
                 match changes.recv().await {
-                    Ok(record) if filter.keeps(&record) => yield ReportNode((*record).clone()),
+                    Ok(record) if filter.keeps(&record) => yield ReportNode::new((*record).clone()),
                     Ok(_) | Err(RecvError::Lagged(_)) => continue,
                     Err(RecvError::Closed) => break,
                 }
@@ -130,7 +122,7 @@ impl SubscriptionRoot {
         Ok(async_stream::stream! {
             let _held = (slot, following);
             let mut last = first.clone();
-            yield ReportNode(first);
+            yield ReportNode::new(first);
             // A lost notice is made up for by the process's one recheck of the followed
             // reports (`db::events`), which sends the report's state again.
             while !last.status.is_final() {
@@ -141,7 +133,7 @@ impl SubscriptionRoot {
                 };
                 if next.is_newer_than(&last) {
                     last = next.clone();
-                    yield ReportNode(next);
+                    yield ReportNode::new(next);
                 }
             }
         })
