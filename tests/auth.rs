@@ -672,15 +672,7 @@ async fn protected_mode_needs_a_token_off_loopback() {
     let mut off_args = args.clone();
     off_args.extend(["--auth".into(), "off".into()]);
     let open = ChildServer::start_at(BINARY, "0.0.0.0:0", &off_args, []);
-    let body: Value = reqwest::Client::new()
-        .post(format!("{}/graphql", open.address))
-        .json(&json!({ "query": READ }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = open.graphql(READ).await;
     assert!(body["data"]["dataset"]["dataVersion"].is_number(), "{body}");
     assert!(open.log.lock().unwrap().iter().any(|l| l.contains("--auth off")));
     open.terminate();

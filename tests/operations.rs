@@ -221,15 +221,7 @@ async fn prometheus_scrapes_the_metrics_and_answers_for_a_report() {
     };
     until("up{job=\"store-monitor\"}", 1.0).await;
 
-    let triggered: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/graphql", server.address))
-        .json(&serde_json::json!({ "query": "mutation { triggerReport { id } }" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let triggered = server.graphql("mutation { triggerReport { id } }").await;
     let id = triggered["data"]["triggerReport"]["id"]
         .as_str()
         .unwrap()
@@ -488,15 +480,7 @@ async fn this_build_runs_on_a_database_a_newer_release_migrated() {
 
     let app = TestApp::spawn(&db, &examples_dir().join("odd-hours"), 1).await;
     assert_eq!(app.get("/readyz").await.status(), 200);
-    let triggered = app
-        .graphql("mutation { triggerReport { id } }", serde_json::json!({}))
-        .await;
-    let id = triggered["data"]["triggerReport"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (states, _) = app.follow(&id, "graphql-transport-ws").await;
-    assert_eq!(states.last().map(String::as_str), Some("COMPLETE"), "{states:?}");
+    app.completed_report().await;
     app.stop().await;
 }
 

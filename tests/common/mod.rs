@@ -246,6 +246,21 @@ impl TestApp {
         self.running.await.unwrap().unwrap();
     }
 
+    /// Triggers a report and follows it over WebSocket until it ends, which must be
+    /// COMPLETE: its id.
+    pub async fn completed_report(&self) -> String {
+        let triggered = self
+            .graphql("mutation { triggerReport { id } }", serde_json::json!({}))
+            .await;
+        let id = triggered["data"]["triggerReport"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{triggered}"))
+            .to_string();
+        let (states, _) = self.follow(&id, "graphql-transport-ws").await;
+        assert_eq!(states.last().map(String::as_str), Some("COMPLETE"), "{states:?}");
+        id
+    }
+
     /// Runs a GraphQL operation, returning the whole response.
     pub async fn graphql(&self, query: &str, variables: serde_json::Value) -> serde_json::Value {
         let response = self.graphql_request(None, query, variables).await;
@@ -413,15 +428,7 @@ pub async fn generated_report(
     })
     .unwrap();
     let server = TestApp::spawn_adjusted(db, data, 1, true, None, adjust).await;
-    let triggered = server
-        .graphql("mutation { triggerReport { id } }", serde_json::json!({}))
-        .await;
-    let id = triggered["data"]["triggerReport"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (states, _) = server.follow(&id, "graphql-transport-ws").await;
-    assert_eq!(states.last().map(String::as_str), Some("COMPLETE"));
+    let id = server.completed_report().await;
     let csv = server
         .graphql(
             "query($id: ID!) { report(id: $id) { csv } }",
