@@ -6,7 +6,10 @@
 
 use std::collections::HashSet;
 
-use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
+use async_graphql::Positioned;
+use async_graphql::parser::types::{
+    ExecutableDocument, OperationDefinition, OperationType, Selection, SelectionSet,
+};
 
 use crate::domain::access::Action;
 
@@ -18,12 +21,7 @@ pub(crate) fn actions(request: &mut async_graphql::Request) -> Vec<Action> {
     let Ok(document) = request.parsed_query() else {
         return vec![Action::Read];
     };
-    let mut operations = document.operations.iter();
-    let selected = match &name {
-        Some(name) => operations.find(|(n, _)| n.is_some_and(|n| n.as_str() == name)),
-        None => operations.next(),
-    };
-    let Some((_, operation)) = selected else {
+    let Some(operation) = selected(document, name.as_deref()) else {
         return vec![Action::Read];
     };
     let mut fields = Vec::new();
@@ -41,6 +39,36 @@ pub(crate) fn actions(request: &mut async_graphql::Request) -> Vec<Action> {
     actions.sort_by_key(|a| a.needs());
     actions.dedup();
     actions
+}
+
+/// The kind of the operation `request` selects, for the metrics: `query` (also for a
+/// document that does not parse, or selects no operation), `mutation` or `subscription`.
+/// The document is parsed once for this, the limits and the actions together.
+pub(crate) fn operation_kind(request: &mut async_graphql::Request) -> &'static str {
+    let name = request.operation_name.clone();
+    let ty = request
+        .parsed_query()
+        .ok()
+        .and_then(|document| selected(document, name.as_deref()))
+        .map(|operation| operation.node.ty);
+    match ty {
+        None | Some(OperationType::Query) => "query",
+        Some(OperationType::Mutation) => "mutation",
+        Some(OperationType::Subscription) => "subscription",
+    }
+}
+
+/// The operation a request runs: the one named, or the first.
+fn selected<'d>(
+    document: &'d ExecutableDocument,
+    name: Option<&str>,
+) -> Option<&'d Positioned<OperationDefinition>> {
+    let mut operations = document.operations.iter();
+    let found = match name {
+        Some(name) => operations.find(|(n, _)| n.is_some_and(|n| n.as_str() == name)),
+        None => operations.next(),
+    };
+    found.map(|(_, operation)| operation)
 }
 
 /// What `operation { field }` does; `None` for a field this table does not know (a typo,

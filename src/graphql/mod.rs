@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 
 use crate::service::auth::Caller;
 use crate::service::{self, AppState};
-pub(crate) use access::actions;
+pub(crate) use access::{actions, operation_kind};
 use cost::CostLimits;
 pub(crate) use cost::precheck;
 pub use cost::{MAX_COST, MAX_DEPTH, MAX_INTROSPECTION_DEPTH, WHOLE_REPORT_COST};

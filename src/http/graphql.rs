@@ -6,8 +6,6 @@
 //! must say `application/json` (a form, `text/plain` or multipart body is 415), and `GET`
 //! runs queries only (a mutation is 405).
 
-use async_graphql::parser::parse_query;
-use async_graphql::parser::types::OperationType;
 use async_graphql::{ServerError, Variables};
 use poem::http::{HeaderMap, Method, StatusCode, header};
 use poem::web::Data;
@@ -56,7 +54,7 @@ pub(crate) async fn endpoint(
         Ok(params) => params,
         Err((status, message)) => return plain(status, &message),
     };
-    let (request, to_persist) = match params.into_request(&persisted) {
+    let (mut request, to_persist) = match params.into_request(&persisted) {
         Ok(made) => made,
         // Apollo's clients read a missing persisted query from a 200 answer, as they do any
         // request error in application/json.
@@ -69,20 +67,20 @@ pub(crate) async fn endpoint(
             return response;
         }
     };
-    if req.method() == Method::GET && !is_query(&request) {
+    if req.method() == Method::GET && !is_query(&mut request) {
         return Response::builder()
             .status(StatusCode::METHOD_NOT_ALLOWED)
             .header(header::ALLOW, "POST")
             .content_type("text/plain; charset=utf-8")
             .body("GET runs queries only: send mutations by POST");
     }
-    let mut request = request;
     if let Err(refusal) = crate::graphql::precheck(&mut request) {
         return answer(media, async_graphql::Response::from_errors(vec![refusal]), &limit);
     }
     // Who asks, and whether they may do all the operation asks, before any of it runs.
     let actions = crate::graphql::actions(&mut request);
-    let operation = describe(&request, &actions);
+    let kind = crate::graphql::operation_kind(&mut request);
+    let operation = describe(&request, kind, &actions);
     let caller = match super::caller(req, &state).await {
         Ok(caller) => caller,
         Err(error) => {
@@ -101,7 +99,6 @@ pub(crate) async fn endpoint(
         persisted.keep(hash, query);
     }
     let audited = caller.token.is_some() || actions.iter().any(|a| a.changes());
-    let kind = operation_kind(&request);
     let request = request.data(caller.clone());
     let response = match tokio::time::timeout(REQUEST_BUDGET, schema.execute(request)).await {
         Ok(response) => response,
@@ -122,8 +119,8 @@ pub(crate) async fn endpoint(
 }
 
 /// The operation for the audit log: its type, name and root fields' actions.
-fn describe(request: &async_graphql::Request, actions: &[Action]) -> String {
-    let kind = if is_query(request) { "query" } else { "operation" };
+fn describe(request: &async_graphql::Request, kind: &str, actions: &[Action]) -> String {
+    let kind = if kind == "query" { "query" } else { "operation" };
     let name = request.operation_name.as_deref().unwrap_or("(unnamed)");
     let actions: Vec<&str> = actions.iter().map(|a| a.name()).collect();
     format!("GraphQL {kind} {name} [{}]", actions.join(", "))
@@ -317,27 +314,8 @@ fn coded(message: &str, code: &'static str) -> ServerError {
 
 /// Whether the operation the request selects is a query (what `GET` may run). A document
 /// that does not parse, or names no operation of its own, is left to the schema to refuse.
-fn is_query(request: &async_graphql::Request) -> bool {
-    operation_kind(request) == "query"
-}
-
-/// The kind of the operation the request selects, for the metrics: `query` (also for a
-/// document that does not parse, or names no operation of its own), `mutation` or
-/// `subscription`.
-pub(super) fn operation_kind(request: &async_graphql::Request) -> &'static str {
-    let Ok(document) = parse_query(&request.query) else {
-        return "query";
-    };
-    let mut operations = document.operations.iter();
-    let selected = match &request.operation_name {
-        Some(name) => operations.find(|(n, _)| n.is_some_and(|n| n.as_str() == name)),
-        None => operations.next(),
-    };
-    match selected.map(|(_, op)| op.node.ty) {
-        None | Some(OperationType::Query) => "query",
-        Some(OperationType::Mutation) => "mutation",
-        Some(OperationType::Subscription) => "subscription",
-    }
+fn is_query(request: &mut async_graphql::Request) -> bool {
+    crate::graphql::operation_kind(request) == "query"
 }
 
 /// The media type to answer in: `application/graphql-response+json` when the client

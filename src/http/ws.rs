@@ -335,7 +335,7 @@ async fn screen_operation(
     if let Some(name) = payload["operationName"].as_str() {
         request = request.operation_name(name);
     }
-    let kind = super::graphql::operation_kind(&request);
+    let kind = crate::graphql::operation_kind(&mut request);
     let error = |error: ServerError| {
         let code = error.extensions.as_ref().and_then(|x| x.get("code")).map_or_else(
             || "?".to_string(),
