@@ -322,3 +322,9 @@ pub async fn applied_migration(pool: &Pool) -> Result<Option<i64>, sqlx::migrate
 pub fn latest_migration() -> i64 {
     MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
 }
+
+/// Whether a database whose newest migration is `applied` has every one this build needs:
+/// what readiness means. A newer release's schema has them too (a rolling upgrade).
+pub fn has_every_migration(applied: Option<i64>) -> bool {
+    applied.is_some_and(|applied| applied >= latest_migration())
+}

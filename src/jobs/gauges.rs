@@ -70,7 +70,7 @@ pub(crate) async fn watch(pool: Pool, api: Pool, stopped: watch::Receiver<bool>)
         }
         let ready = matches!(
             crate::db::applied_migration(&pool).await,
-            Ok(Some(applied)) if applied >= crate::db::latest_migration()
+            Ok(applied) if crate::db::has_every_migration(applied)
         );
         Readings::set(&readings.ready, if ready { 1.0 } else { 0.0 });
     })

@@ -189,7 +189,7 @@ pub enum Readiness {
 pub async fn readiness(state: &AppState) -> Readiness {
     let expected = crate::db::latest_migration();
     match crate::db::applied_migration(&state.db).await {
-        Ok(Some(applied)) if applied >= expected => Readiness::Ready,
+        Ok(applied) if crate::db::has_every_migration(applied) => Readiness::Ready,
         Ok(applied) => Readiness::MigrationsPending { applied, expected },
         Err(e) => {
             tracing::warn!(error = %e, "readiness check: database unreachable");
