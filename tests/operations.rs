@@ -52,6 +52,58 @@ async fn migrate_applies_what_the_database_lacks_once_and_nothing_the_second_tim
     );
 }
 
+/// Migration 19 gives every group row its store's id: from a schema-18 database full of
+/// groups (20,000 stores, 30,000 memberships, ids of both shapes), each row is found after
+/// it with the id of its store, and the new unique key holds.
+#[tokio::test]
+async fn migration_19_gives_every_group_row_of_a_full_database_its_store_id() {
+    let db = TestDb::at_migration(20261205000018).await;
+    for statement in [
+        "INSERT INTO stores (store_id) SELECT CASE WHEN g % 2 = 0 THEN (7000000000000000000 + g)::text \
+         ELSE md5(g::text)::uuid::text END FROM generate_series(1, 20000) g",
+        "INSERT INTO store_groups (group_name, store) SELECT 'group ' || (id % 40), id FROM stores",
+        "INSERT INTO store_groups (group_name, store) SELECT 'group ' || (100 + id % 7), id FROM stores WHERE id % 2 = 0",
+    ] {
+        sqlx::query(statement).execute(&db.pool).await.unwrap();
+    }
+    let before: Vec<(String, i32)> =
+        sqlx::query_as("SELECT group_name, store FROM store_groups ORDER BY group_name, store")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(before.len(), 30_000);
+
+    let migrated = store_monitor(&["migrate"], Some(&db.url));
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+    let after: Vec<(String, i32, String)> = sqlx::query_as(
+        "SELECT g.group_name, g.store, g.store_id FROM store_groups g ORDER BY g.group_name, g.store",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let ids: std::collections::HashMap<i32, String> = sqlx::query_as("SELECT id, store_id FROM stores")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(after.len(), before.len());
+    for ((group, store), (group_after, store_after, store_id)) in before.iter().zip(&after) {
+        assert_eq!((group, store), (group_after, store_after));
+        assert_eq!(&ids[store], store_id, "{group} {store}");
+    }
+    let duplicate = sqlx::query("INSERT INTO store_groups (group_name, store, store_id) VALUES ($1, -1, $2)")
+        .bind(&after[0].0)
+        .bind(&after[0].2)
+        .execute(&db.pool)
+        .await;
+    assert!(duplicate.is_err(), "(group, store id) is unique");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthcheck_exits_0_against_a_ready_server_and_1_otherwise() {
     let db = TestDb::new().await;
