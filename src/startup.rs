@@ -396,9 +396,24 @@ fn monitor(state: &AppState, settings: &Settings) -> Monitor {
     monitor
         .should_restart(|ctx, error| {
             tracing::error!(worker = ctx.name(), %error, "worker failed; restarting it");
+            pause_before_restart(ctx.restarts());
             true
         })
         .shutdown_timeout(Duration::from_secs(30))
+}
+
+/// apalis restarts a failed worker at once, and a worker whose every poll fails at once
+/// (the database refusing connections without a wait: no file descriptor left, a wrong
+/// password) was restarted thousands of times a second, a core spun and the log flooded.
+/// So a restart waits, 100 ms more for each earlier restart, up to 2 s. The wait holds the
+/// monitor's task (its other workers' next restart with it; running jobs are tasks of their
+/// own), on a thread the runtime lets block; a single-threaded runtime (tests) does not wait.
+fn pause_before_restart(restarts: usize) {
+    let pause = Duration::from_millis(100).saturating_mul(restarts.saturating_add(1).min(20) as u32);
+    let flavor = tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor());
+    if matches!(flavor, Ok(tokio::runtime::RuntimeFlavor::MultiThread)) {
+        tokio::task::block_in_place(|| std::thread::sleep(pause));
+    }
 }
 
 /// Loads the input files when the database has never had a load.
