@@ -146,3 +146,56 @@ async fn a_body_one_byte_over_the_limit_is_413_and_a_huge_one_costs_the_server_n
     );
     server.terminate();
 }
+
+/// The most memory the process `pid` has held at once, in KiB.
+fn peak_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// 16 KB of gzip that unpacks to 8.4 million one-byte rows: each a rejected row, and all
+/// of them were kept (1.6 GB) before the batch was found too large.
+fn amplifying_body(head: &str) -> Vec<u8> {
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut gzip, head.as_bytes()).unwrap();
+    let lines = b"x\n".repeat(1_000);
+    for _ in 0..8_400 {
+        std::io::Write::write_all(&mut gzip, &lines).unwrap();
+    }
+    gzip.finish().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_16_kb_body_of_millions_of_tiny_rows_is_413_at_once_in_bounded_memory() {
+    let db = TestDb::new().await;
+    let reports = tempfile::tempdir().unwrap();
+    let mut args = common::child::serve_args(&db.url, &example_dirs()[0], reports.path());
+    args.extend(["--auth".into(), "off".into()]);
+    let server = common::child::ChildServer::start(env!("CARGO_BIN_EXE_store-monitor"), args);
+    for (media, head) in [
+        ("text/csv", "store_id,status,timestamp_utc\n"),
+        ("application/x-ndjson", ""),
+    ] {
+        let body = amplifying_body(head);
+        assert!(body.len() < 17_000, "{} bytes", body.len());
+        let started = std::time::Instant::now();
+        let answer = reqwest::Client::new()
+            .post(format!("{}/polls", server.address))
+            .header("content-type", media)
+            .header("content-encoding", "gzip")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let took = started.elapsed();
+        let status = answer.status();
+        let text = answer.text().await.unwrap();
+        assert_eq!(status, 413, "{media}: {text}");
+        assert!(text.contains("at most 100000 polls"), "{media}: {text}");
+        assert!(took < Duration::from_secs(3), "{media}: answered after {took:?}");
+    }
+    let peak = peak_kib(server.pid());
+    assert!(peak < 256 << 10, "the server held {} MB at its peak", peak >> 10);
+    server.terminate();
+}

@@ -805,3 +805,133 @@ async fn pushed_anonymously(app: &TestApp, body: String) -> serde_json::Value {
     assert_eq!(response.status(), 200);
     response.json().await.unwrap()
 }
+
+/// A store id PostgreSQL cannot index (6,000 characters: its btree takes about 2.7 KB) was
+/// a 500 that lost the batch's good rows, and in the status file it failed every reload.
+/// Now any id over 255 bytes is one rejected row, at every door and in every file.
+#[tokio::test]
+async fn a_store_id_too_long_to_index_is_one_rejected_row_at_every_door_and_in_every_file() {
+    let db = TestDb::new().await;
+    let data = tempfile::tempdir().unwrap();
+    for name in ["store_status.csv", "menu_hours.csv", "timezones.csv"] {
+        std::fs::copy(common::example_dirs()[0].join(name), data.path().join(name)).unwrap();
+    }
+    let app = TestApp::spawn_adjusted(&db, data.path(), 0, true, None, |_| {}).await;
+    let long = "7".repeat(6_000);
+    let longest = "8".repeat(255);
+    let rows = |ids: &[&str]| -> Vec<[String; 3]> {
+        ids.iter()
+            .map(|id| [id.to_string(), "active".into(), "2023-01-25 18:00:00 UTC".into()])
+            .collect()
+    };
+    let batch = rows(&["good-1", &long, &longest]);
+    for (media, body) in [
+        ("text/csv", csv_body(&batch)),
+        ("application/x-ndjson", ndjson_body(&batch)),
+    ] {
+        let response = push(&app, None, media, body).await;
+        assert_eq!(response.status(), 200, "{media}");
+        let answer: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(answer["received"], 3, "{media}: {answer}");
+        assert_eq!(
+            answer["rejected"].as_array().unwrap().len(),
+            1,
+            "{media}: {answer}"
+        );
+        let rejected = &answer["rejected"][0];
+        assert_eq!(
+            rejected["line"],
+            if media == "text/csv" { 3 } else { 2 },
+            "{answer}"
+        );
+        let reason = rejected["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("6000 bytes") && reason.contains("at most 255"),
+            "{reason}"
+        );
+        assert!(
+            reason.len() < 200 && rejected["raw"].as_str().unwrap().len() <= 500,
+            "{answer}"
+        );
+    }
+    let record = "mutation($p: [PollInput!]!) { recordPolls(polls: $p) { received accepted duplicates rejected { line reason } } }";
+    let polls = serde_json::json!([
+        { "storeId": "good-2", "status": "ACTIVE", "timestampUtc": "2023-01-25T18:20:00Z" },
+        { "storeId": long, "status": "ACTIVE", "timestampUtc": "2023-01-25T18:20:00Z" },
+    ]);
+    let answer = app.graphql(record, serde_json::json!({ "p": polls })).await;
+    let recorded = &answer["data"]["recordPolls"];
+    assert_eq!(
+        (&recorded["received"], &recorded["accepted"]),
+        (&2.into(), &1.into()),
+        "{answer}"
+    );
+    assert_eq!(recorded["rejected"][0]["line"], 2, "{answer}");
+    let stored: Vec<String> = sqlx::query_scalar(
+        "SELECT store_id FROM stores WHERE store_id LIKE 'good-%' OR length(store_id) = 255 ORDER BY 1",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(stored, [&longest, "good-1", "good-2"], "the good rows went in");
+
+    // The same line in each file a reload reads: the reload goes on, the row rejected.
+    let append = |name: &str, line: String| {
+        let path = data.path().join(name);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        let header: Vec<String> = text
+            .lines()
+            .next()
+            .unwrap()
+            .split(',')
+            .map(|h| h.trim().to_string())
+            .collect();
+        let fields: Vec<String> = line.split(',').map(str::to_string).collect();
+        // Each file's own order of columns, from its header.
+        let row: Vec<String> = header
+            .iter()
+            .map(|h| {
+                let at = [
+                    "store_id",
+                    "status",
+                    "timestamp_utc",
+                    "dayOfWeek",
+                    "day",
+                    "start_time_local",
+                    "end_time_local",
+                    "timezone_str",
+                ]
+                .iter()
+                .position(|c| c == h)
+                .unwrap();
+                fields[at].clone()
+            })
+            .collect();
+        text.push_str(&format!("{}\n", row.join(",")));
+        std::fs::write(&path, text).unwrap();
+    };
+    let line = |status: &str, day: &str, zone: &str| {
+        format!("{long},{status},2023-01-25 19:00:00 UTC,{day},{day},09:00,17:00,{zone}")
+    };
+    append("store_status.csv", line("active", "0", "UTC"));
+    append("menu_hours.csv", line("active", "0", "UTC"));
+    append("timezones.csv", line("active", "0", "America/Chicago"));
+    let reload = "mutation { reloadData { changed files { kind outcome rowsRejected error } } }";
+    let answer = app.graphql(reload, serde_json::json!({})).await;
+    let files = answer["data"]["reloadData"]["files"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{answer}"));
+    assert_eq!(files.len(), 3, "{answer}");
+    for file in files {
+        assert_ne!(file["outcome"], "FAILED", "{answer}");
+        assert_eq!(file["rowsRejected"], 1, "{answer}");
+    }
+    let rejected = app
+        .graphql(
+            "{ dataset { loads(first: 3) { rejectedRows { reason } } } }",
+            serde_json::json!({}),
+        )
+        .await;
+    assert!(rejected.to_string().contains("at most 255"), "{rejected}");
+    app.stop().await;
+}

@@ -11,6 +11,7 @@ pub mod lifecycle;
 pub mod load;
 pub mod report;
 pub mod status;
+pub mod store_id;
 pub mod time;
 pub mod uptime;
 pub mod webhook;

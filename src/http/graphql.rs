@@ -216,12 +216,20 @@ async fn from_body(headers: &HeaderMap, body: Body) -> Result<Params, Refusal> {
             format!("send the operation as application/json, not {content_type:?}"),
         ));
     }
-    let bytes = body.into_bytes_limit(MAX_BODY).await.map_err(|_| {
-        (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the request body is over {MAX_BODY} bytes"),
-        )
-    })?;
+    let bytes = body
+        .into_bytes_limit(MAX_BODY)
+        .await
+        .map_err(|unread| match unread {
+            poem::error::ReadBodyError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the request body is over {MAX_BODY} bytes"),
+            ),
+            // A client that went away mid-body sent nothing too large.
+            unread => (
+                StatusCode::BAD_REQUEST,
+                format!("the request body ended before it was whole: {unread}"),
+            ),
+        })?;
     serde_json::from_slice(&bytes).map_err(|e| {
         (
             StatusCode::BAD_REQUEST,

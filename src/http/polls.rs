@@ -1,6 +1,7 @@
 //! `POST /polls`: a batch of polls pushed as they happen, as `text/csv` (the status file's
 //! columns, header first) or `application/x-ndjson`, plain, gzip or zstd.
 
+use poem::error::ReadBodyError;
 use poem::http::{StatusCode, header};
 use poem::web::Data;
 use poem::{Body, Request, Response, handler};
@@ -39,10 +40,19 @@ pub async fn push(req: &Request, body: Body, state: Data<&AppState>) -> Response
         Ok(key) => key,
         Err(refused) => return error::response(service::Error::BadInput(refused)),
     };
-    let Ok(bytes) = body.into_bytes_limit(MAX_BODY_BYTES).await else {
-        return error::response(service::Error::TooLarge(format!(
-            "the body is over {MAX_BODY_BYTES} bytes; one batch may have at most {MAX_POLLS} polls: split it"
-        )));
+    let bytes = match body.into_bytes_limit(MAX_BODY_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(ReadBodyError::PayloadTooLarge) => {
+            return error::response(service::Error::TooLarge(format!(
+                "the body is over {MAX_BODY_BYTES} bytes; one batch may have at most {MAX_POLLS} polls: split it"
+            )));
+        }
+        // A client that went away mid-body (or a broken chunk) sent no batch; not a large one.
+        Err(unread) => {
+            return error::response(service::Error::BadInput(format!(
+                "the body ended before it was whole: {unread}"
+            )));
+        }
     };
     match service::push_polls(&state, &caller, bytes, format, encoding, key).await {
         Ok(pushed) => replayed(

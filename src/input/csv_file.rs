@@ -54,13 +54,13 @@ impl LineTooLong {
 /// Fails a read, instead of growing a record without end, once more than
 /// [`MAX_LINE_BYTES`] pass without a newline: whatever a file holds, reading it takes
 /// bounded memory.
-struct LineLimit<R> {
+pub(crate) struct LineLimit<R> {
     inner: R,
     since_newline: u64,
 }
 
 impl<R> LineLimit<R> {
-    fn new(inner: R) -> Self {
+    pub(crate) fn new(inner: R) -> Self {
         LineLimit {
             inner,
             since_newline: 0,
@@ -286,8 +286,16 @@ pub fn read_part(
         quotes: false,
     };
     let mut reader = csv_reader(&mut input, part.start == 0);
-    let counts = read_records(&mut reader, &display_name(path), &columns, wanted, rejected, row)
-        .map_err(|source| InputError::csv(path, source))?;
+    let counts = read_records(
+        &mut reader,
+        &display_name(path),
+        &columns,
+        wanted,
+        u64::MAX,
+        rejected,
+        row,
+    )
+    .map_err(|source| InputError::csv(path, source))?;
     // The reader counts every `\n` it passed (from line 1), quoted or not.
     let lines = reader.position().line() - 1;
     drop(reader);
@@ -298,31 +306,36 @@ pub fn read_part(
     })
 }
 
-/// Reads CSV rows held in memory (a pushed batch, `name` in its rejected rows) as
-/// [`read_rows`] reads a file: by the header's column names, bad rows rejected.
+/// Reads CSV rows from a body (a pushed batch, `name` in its rejected rows) as
+/// [`read_rows`] reads a file: by the header's column names, bad rows rejected. Reading
+/// stops after the row past `max_rows` (its count says so): a small body can hold millions
+/// of tiny bad rows, and each rejected one is kept.
 pub fn read_bytes(
-    bytes: &[u8],
+    input: impl Read,
     name: &str,
     wanted: &[Column],
+    max_rows: u64,
     rejected: &mut Vec<Rejected>,
     row: impl FnMut(&[&[u8]]) -> Result<(), String>,
 ) -> Result<FileCounts, InputError> {
     let path = Path::new(name);
-    let mut reader = csv_reader(LineLimit::new(bytes), true);
+    let mut reader = csv_reader(LineLimit::new(input), true);
     let header = reader
         .byte_headers()
         .map_err(|source| InputError::csv(path, source))?;
     let columns = locate(path, &clean_header(header), wanted)?;
-    read_records(&mut reader, name, &columns, wanted, rejected, row)
+    read_records(&mut reader, name, &columns, wanted, max_rows, rejected, row)
         .map_err(|source| InputError::csv(path, source))
 }
 
-/// The rows of `reader`, the fields at `columns` handed to `row` (see [`read_rows`]).
+/// The rows of `reader`, the fields at `columns` handed to `row` (see [`read_rows`]), up to
+/// the row past `max_rows`.
 fn read_records<R: Read>(
     reader: &mut csv::Reader<R>,
     name: &str,
     columns: &[usize],
     wanted: &[Column],
+    max_rows: u64,
     rejected: &mut Vec<Rejected>,
     mut row: impl FnMut(&[&[u8]]) -> Result<(), String>,
 ) -> Result<FileCounts, csv::Error> {
@@ -336,6 +349,9 @@ fn read_records<R: Read>(
         if record.len() == 1 && record[0].trim_ascii().is_empty() {
             // A blank line (`\r` alone, in a CRLF file): not a row.
             continue;
+        }
+        if counts.rows > max_rows {
+            break;
         }
         counts.rows += 1;
         let mut fields: [&[u8]; MAX_COLUMNS] = [&[]; MAX_COLUMNS];
@@ -366,13 +382,25 @@ fn read_records<R: Read>(
     Ok(counts)
 }
 
+/// The most characters of a rejected row kept as it was read: enough to see the row, while
+/// a line may be 1 MiB.
+pub const MAX_RAW_CHARS: usize = 500;
+
 fn raw_text(record: &csv::ByteRecord) -> String {
     let fields: Vec<_> = record.iter().map(String::from_utf8_lossy).collect();
     let mut raw = fields.join(",");
     if raw.ends_with('\r') {
         raw.pop();
     }
-    raw
+    clip(&raw).to_string()
+}
+
+/// `text` cut to its first [`MAX_RAW_CHARS`] characters.
+pub fn clip(text: &str) -> &str {
+    match text.char_indices().nth(MAX_RAW_CHARS) {
+        Some((cut, _)) => &text[..cut],
+        None => text,
+    }
 }
 
 /// How a file is named in messages: its path as given.

@@ -153,16 +153,21 @@ impl InputData {
         }
     }
 
-    /// Adds the rows of a pushed CSV batch (the status file's header and columns); `name`
-    /// names it in rejected rows.
-    pub fn load_status_bytes(&mut self, bytes: &[u8], name: &str) -> Result<(), InputError> {
+    /// Adds the rows of a pushed CSV batch (the status file's header and columns), up to the
+    /// row past `max_rows`; `name` names it in rejected rows.
+    pub fn load_status_from(
+        &mut self,
+        input: impl std::io::Read,
+        name: &str,
+        max_rows: u64,
+    ) -> Result<(), InputError> {
         let (stores, polls, times) = (&mut self.stores, &mut self.polls, self.poll_times);
         let scope = self.scope.as_deref();
-        let counts =
-            csv_file::read_bytes(bytes, name, FileKind::Status.columns(), &mut self.rejected, |f| {
-                in_scope(scope, f[0])?;
-                add_poll(stores, polls, times, [f[0], f[1], f[2]])
-            })?;
+        let columns = FileKind::Status.columns();
+        let counts = csv_file::read_bytes(input, name, columns, max_rows, &mut self.rejected, |f| {
+            in_scope(scope, f[0])?;
+            add_poll(stores, polls, times, [f[0], f[1], f[2]])
+        })?;
         self.counts.status.rows += counts.rows;
         self.counts.status.rejected += counts.rejected;
         Ok(())
@@ -184,7 +189,7 @@ impl InputData {
                 file: name.to_string(),
                 line,
                 reason,
-                raw: raw.to_string(),
+                raw: csv_file::clip(raw).to_string(),
             });
         }
     }

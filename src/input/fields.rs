@@ -12,7 +12,7 @@ pub fn status(field: &[u8]) -> Result<bool, String> {
         Ok(false)
     } else {
         Err(format!(
-            "unknown status {:?} (expected active or inactive)",
+            "unknown status {} (expected active or inactive)",
             lossy(field)
         ))
     }
@@ -24,7 +24,7 @@ pub fn status(field: &[u8]) -> Result<bool, String> {
 pub fn timestamp(field: &[u8]) -> Result<Timestamp, String> {
     parse_timestamp(field).ok_or_else(|| {
         format!(
-            "bad timestamp {:?} (expected like 2023-01-22 12:09:39.388884 UTC)",
+            "bad timestamp {} (expected like 2023-01-22 12:09:39.388884 UTC)",
             lossy(field)
         )
     })
@@ -79,12 +79,12 @@ pub fn weekday(field: &[u8]) -> Result<Weekday, String> {
     digits(field)
         .and_then(|d| u8::try_from(d).ok())
         .and_then(Weekday::new)
-        .ok_or_else(|| format!("bad day {:?} (expected 0 = Monday … 6 = Sunday)", lossy(field)))
+        .ok_or_else(|| format!("bad day {} (expected 0 = Monday … 6 = Sunday)", lossy(field)))
 }
 
 /// A local time of day, `HH:MM[:SS[.fraction]]`, up to `24:00`.
 pub fn local_time(field: &[u8]) -> Result<LocalTime, String> {
-    parse_local_time(field).ok_or_else(|| format!("bad time {:?} (expected HH:MM or HH:MM:SS)", lossy(field)))
+    parse_local_time(field).ok_or_else(|| format!("bad time {} (expected HH:MM or HH:MM:SS)", lossy(field)))
 }
 
 fn parse_local_time(s: &[u8]) -> Option<LocalTime> {
@@ -126,7 +126,7 @@ fn parse_local_time(s: &[u8]) -> Option<LocalTime> {
 /// An IANA zone name, exactly as the database spells it.
 pub fn zone(field: &[u8]) -> Result<Zone, String> {
     std::str::from_utf8(field)
-        .map_err(|_| format!("unknown time zone {:?}", lossy(field)))?
+        .map_err(|_| format!("unknown time zone {}", lossy(field)))?
         .parse()
 }
 
@@ -134,34 +134,37 @@ pub fn zone(field: &[u8]) -> Result<Zone, String> {
 /// (it is typed on command lines and shown on the dashboard).
 pub fn group(field: &[u8]) -> Result<&str, String> {
     let name = std::str::from_utf8(field)
-        .map_err(|_| format!("group {:?} is not UTF-8", lossy(field)))?
+        .map_err(|_| format!("group {} is not UTF-8", lossy(field)))?
         .trim();
     if name.is_empty() {
         return Err("empty group".into());
     }
     if name.chars().count() > 100 {
-        return Err(format!("group {name:?} is longer than 100 characters"));
+        return Err(format!(
+            "group {} is longer than 100 characters",
+            crate::domain::store_id::quoted(name)
+        ));
     }
     if name.chars().any(char::is_control) {
-        return Err(format!("group {name:?} contains a control character"));
+        return Err(format!(
+            "group {} contains a control character",
+            crate::domain::store_id::quoted(name)
+        ));
     }
     Ok(name)
 }
 
-/// A store id: any non-empty UTF-8 text.
+/// A store id: UTF-8 text of 1 to [`MAX_STORE_ID_BYTES`](crate::domain::store_id::MAX_STORE_ID_BYTES)
+/// bytes, no NUL.
 pub fn store_id(field: &[u8]) -> Result<&str, String> {
-    if field.is_empty() {
-        return Err("empty store_id".into());
-    }
-    // PostgreSQL text cannot hold one: such an id could never be stored or reported.
-    if field.contains(&0) {
-        return Err(format!("store_id {:?} contains a NUL byte", lossy(field)));
-    }
-    std::str::from_utf8(field).map_err(|_| format!("store_id {:?} is not UTF-8", lossy(field)))
+    let id = std::str::from_utf8(field).map_err(|_| format!("store_id {} is not UTF-8", lossy(field)))?;
+    crate::domain::store_id::check(id)?;
+    Ok(id)
 }
 
+/// A field in quotes for a reason, cut short: a reason must not grow with the value.
 fn lossy(field: &[u8]) -> String {
-    String::from_utf8_lossy(field).into_owned()
+    crate::domain::store_id::quoted(&String::from_utf8_lossy(&field[..field.len().min(160)]))
 }
 
 /// An unsigned decimal number made only of ASCII digits.

@@ -3,7 +3,7 @@
 //! good ones go on. No I/O: the body is in memory, within [`MAX_BODY_BYTES`].
 
 use std::collections::HashSet;
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -86,7 +86,9 @@ pub enum BatchError {
 pub const NAME: &str = "push";
 
 /// Reads a batch: its polls, rows counted and rejected rows with their lines, in `data`;
-/// polls of stores outside `scope` (when given) rejected.
+/// polls of stores outside `scope` (when given) rejected. The body is unpacked as it is
+/// read, and reading stops at the row past [`MAX_POLLS`]: a 16 KB gzip body can unpack to
+/// millions of tiny bad rows, each of which would be kept.
 pub fn read_batch(
     body: &[u8],
     format: BatchFormat,
@@ -94,36 +96,70 @@ pub fn read_batch(
     times: PollTimes,
     scope: Option<Arc<HashSet<String>>>,
 ) -> Result<InputData, BatchError> {
-    let inflated;
-    let body = match encoding {
-        Encoding::Identity => body,
-        Encoding::Gzip => {
-            inflated = inflate(flate2::read::MultiGzDecoder::new(body), "gzip")?;
-            &inflated[..]
-        }
-        Encoding::Zstd => {
-            let decoder =
-                zstd::stream::read::Decoder::new(body).map_err(|_| BatchError::Unreadable(broken("zstd")))?;
-            inflated = inflate(decoder, "zstd")?;
-            &inflated[..]
-        }
+    let decoder: Box<dyn Read + '_> = match encoding {
+        Encoding::Identity => Box::new(body),
+        Encoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(body)),
+        Encoding::Zstd => Box::new(
+            zstd::stream::read::Decoder::new(body).map_err(|_| BatchError::Unreadable(broken("zstd")))?,
+        ),
+    };
+    let mut input = Unpacked {
+        inner: decoder,
+        read: 0,
+        over: false,
+        broken: false,
     };
     let mut data = InputData::default();
     data.poll_times = times;
     data.scope = scope;
-    match format {
-        BatchFormat::Csv => data.load_status_bytes(body, NAME).map_err(|e| {
+    let read = match format {
+        BatchFormat::Csv => data.load_status_from(&mut input, NAME, MAX_POLLS).map_err(|e| {
             BatchError::Unreadable(format!("the body is not a CSV batch of polls: {}", e.reason()))
-        })?,
-        BatchFormat::Ndjson => read_ndjson(body, &mut data)?,
-    }
-    let rows = data.counts.status.rows;
-    if rows > MAX_POLLS {
+        }),
+        BatchFormat::Ndjson => read_ndjson(&mut input, &mut data),
+    };
+    if input.over {
         return Err(BatchError::TooLarge(format!(
-            "the batch has {rows} polls; one batch may have at most {MAX_POLLS}: split it"
+            "the body is over {MAX_BODY_BYTES} bytes once unpacked; one batch may have at most {MAX_POLLS} polls: split it"
+        )));
+    }
+    if input.broken {
+        let name = if encoding == Encoding::Zstd {
+            "zstd"
+        } else {
+            "gzip"
+        };
+        return Err(BatchError::Unreadable(broken(name)));
+    }
+    read?;
+    // Reading stopped at the row past the cap.
+    if data.counts.status.rows > MAX_POLLS {
+        return Err(BatchError::TooLarge(format!(
+            "the batch has more than {MAX_POLLS} rows; one batch may have at most {MAX_POLLS} polls: split it"
         )));
     }
     Ok(data)
+}
+
+/// A body as it is unpacked: more than [`MAX_BODY_BYTES`] of it, or a broken stream, fails
+/// the read and is noted, so that the batch is refused for what it is.
+struct Unpacked<R> {
+    inner: R,
+    read: usize,
+    over: bool,
+    broken: bool,
+}
+
+impl<R: Read> Read for Unpacked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf).inspect_err(|_| self.broken = true)?;
+        self.read += n;
+        if self.read > MAX_BODY_BYTES {
+            self.over = true;
+            return Err(std::io::Error::other("the body is too large once unpacked"));
+        }
+        Ok(n)
+    }
 }
 
 /// Reads polls given one by one (`recordPolls`): store id, whether active, instant as text.
@@ -154,19 +190,6 @@ fn broken(encoding: &str) -> String {
     format!("the body is not a valid {encoding} stream (Content-Encoding: {encoding})")
 }
 
-/// The body decompressed, within [`MAX_BODY_BYTES`] (a small body may unpack to gigabytes).
-fn inflate(decoder: impl Read, encoding: &str) -> Result<Vec<u8>, BatchError> {
-    let mut out = Vec::new();
-    let read = decoder.take(MAX_BODY_BYTES as u64 + 1).read_to_end(&mut out);
-    match read {
-        Err(_) => Err(BatchError::Unreadable(broken(encoding))),
-        Ok(n) if n > MAX_BODY_BYTES => Err(BatchError::TooLarge(format!(
-            "the body is over {MAX_BODY_BYTES} bytes once unpacked; one batch may have at most {MAX_POLLS} polls: split it"
-        ))),
-        Ok(_) => Ok(out),
-    }
-}
-
 /// A line of NDJSON: the status file's columns as keys. The id may come as a number, as a
 /// client that parsed a CSV may send it; the others must be strings.
 #[derive(Deserialize)]
@@ -176,21 +199,39 @@ struct NdjsonPoll {
     timestamp_utc: String,
 }
 
-/// The longest rejected line kept as it was sent.
-const MAX_RAW: usize = 500;
-
-fn read_ndjson(body: &[u8], data: &mut InputData) -> Result<(), BatchError> {
-    let text = std::str::from_utf8(body)
-        .map_err(|e| BatchError::Unreadable(format!("the body is not UTF-8 text: {e}")))?;
-    for (i, line) in text.split('\n').enumerate() {
+/// Reads the lines of an NDJSON batch, up to the one past [`MAX_POLLS`] (as a CSV batch's
+/// rows are), none longer than a line of a file may be.
+fn read_ndjson(input: impl Read, data: &mut InputData) -> Result<(), BatchError> {
+    let mut lines = std::io::BufReader::with_capacity(1 << 16, super::csv_file::LineLimit::new(input));
+    let mut line = Vec::new();
+    for number in 1.. {
+        line.clear();
+        match lines.read_until(b'\n', &mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e)
+                if e.get_ref()
+                    .is_some_and(|e| e.is::<super::csv_file::LineTooLong>()) =>
+            {
+                return Err(BatchError::Unreadable(format!(
+                    "the body is not NDJSON: {}",
+                    super::csv_file::LineTooLong::REASON
+                )));
+            }
+            Err(e) => return Err(BatchError::Unreadable(format!("the body could not be read: {e}"))),
+        }
+        let Ok(line) = std::str::from_utf8(&line) else {
+            return Err(BatchError::Unreadable(format!(
+                "the body is not UTF-8 text (line {number})"
+            )));
+        };
         let line = line.trim();
         if line.is_empty() {
             continue;
         }
-        let raw = match line.char_indices().nth(MAX_RAW) {
-            Some((cut, _)) => &line[..cut],
-            None => line,
-        };
+        if data.counts.status.rows > MAX_POLLS {
+            break;
+        }
         let fields = serde_json::from_str::<NdjsonPoll>(line)
             .map_err(|e| format!("not a JSON object of store_id, status and timestamp_utc: {e}"))
             .and_then(|poll| {
@@ -204,11 +245,11 @@ fn read_ndjson(body: &[u8], data: &mut InputData) -> Result<(), BatchError> {
         match &fields {
             Ok((id, status, at)) => data.push_row(
                 NAME,
-                i as u64 + 1,
-                raw,
+                number,
+                line,
                 Ok([id.as_bytes(), status.as_bytes(), at.as_bytes()]),
             ),
-            Err(reason) => data.push_row(NAME, i as u64 + 1, raw, Err(reason.clone())),
+            Err(reason) => data.push_row(NAME, number, line, Err(reason.clone())),
         }
     }
     Ok(())
@@ -311,6 +352,47 @@ mod tests {
             None,
         );
         assert!(matches!(refused, Err(BatchError::TooLarge(_))), "{refused:?}");
+    }
+
+    #[test]
+    fn sixteen_kb_of_gzip_unpacking_to_millions_of_tiny_rows_is_read_only_to_the_cap() {
+        for (format, head) in [
+            (BatchFormat::Csv, "store_id,status,timestamp_utc\n"),
+            (BatchFormat::Ndjson, ""),
+        ] {
+            let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            std::io::Write::write_all(&mut gzip, head.as_bytes()).unwrap();
+            for _ in 0..8_400 {
+                std::io::Write::write_all(&mut gzip, &b"x\n".repeat(1_000)).unwrap();
+            }
+            let body = gzip.finish().unwrap();
+            assert!(body.len() < 20_000, "{}", body.len());
+            let mut unpacked = Unpacked {
+                inner: flate2::read::MultiGzDecoder::new(&body[..]),
+                read: 0,
+                over: false,
+                broken: false,
+            };
+            let mut data = InputData::default();
+            let read = match format {
+                BatchFormat::Csv => data
+                    .load_status_from(&mut unpacked, NAME, MAX_POLLS)
+                    .map_err(|e| e.reason()),
+                BatchFormat::Ndjson => read_ndjson(&mut unpacked, &mut data).map_err(|e| e.to_string()),
+            };
+            read.unwrap();
+            assert_eq!(data.counts.status.rows, MAX_POLLS + 1, "{format:?}");
+            assert!(
+                unpacked.read < 1 << 20,
+                "{format:?}: unpacked {} bytes",
+                unpacked.read
+            );
+            let refused = read_batch(&body, format, Encoding::Gzip, PollTimes::default(), None);
+            assert!(
+                matches!(refused, Err(BatchError::TooLarge(_))),
+                "{format:?}: {refused:?}"
+            );
+        }
     }
 
     #[test]

@@ -147,12 +147,10 @@ async fn engine_polls(
         .collect())
 }
 
-/// A store id as a client wrote it: PostgreSQL's text holds no NUL, so no store has one.
+/// A store id as a client wrote it: one no store can have (a NUL, which PostgreSQL's text
+/// cannot hold, or over [`MAX_STORE_ID_BYTES`](crate::domain::store_id::MAX_STORE_ID_BYTES))
+/// is bad input, said before any statement sees it.
 pub fn check_store_id(store_id: &str) -> Result<()> {
-    if store_id.contains('\0') {
-        return Err(Error::BadInput(format!(
-            "{store_id:?} is not a store id: it holds a NUL character"
-        )));
-    }
-    Ok(())
+    crate::domain::store_id::check(store_id)
+        .map_err(|reason| Error::BadInput(format!("not a store id: {reason}")))
 }
