@@ -15,8 +15,10 @@ pub struct Settings {
     pub database_url: String,
     /// Where to serve HTTP (port 0: any free port); `None`: no HTTP (a worker process).
     pub bind: Option<SocketAddr>,
-    /// Peers whose `Forwarded` / `X-Forwarded-For` name the client (reverse proxies).
+    /// Peers whose forwarding header names the client (reverse proxies).
     pub trusted_proxies: Vec<crate::http::Cidr>,
+    /// The one header those proxies write the client in.
+    pub trusted_proxy_header: crate::http::ProxyHeader,
     /// Where to serve `/metrics` (Prometheus text), on a listener of its own; `None`: nowhere.
     pub metrics_bind: Option<SocketAddr>,
     pub data_dir: PathBuf,

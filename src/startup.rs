@@ -107,6 +107,7 @@ impl Application {
                 settings.websocket,
                 settings.max_response_bytes,
                 &settings.trusted_proxies,
+                settings.trusted_proxy_header,
             );
             let limits = http::connection_limits(settings.server);
             // Tests and benchmarks that start `serve --bind 127.0.0.1:0` read the port here.

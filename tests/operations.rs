@@ -448,26 +448,33 @@ fn the_container_files_build_in_stages_run_unprivileged_and_check_their_health()
 }
 
 /// Behind a trusted proxy (`--trusted-proxy`), the address its `X-Forwarded-For` names is
-/// the client: each has its own trigger budget, and the audit and the logs name it. Without
-/// the flag the header is ignored: every call is the proxy's.
+/// the client: each has its own trigger budget, and the audit and the logs name it. A
+/// `Forwarded` the client wrote itself, which such a proxy passes through, changes nothing
+/// (it used to win, and a client picked its own address). Without the flag the headers are
+/// ignored: every call is the proxy's.
 #[tokio::test]
 async fn behind_a_trusted_proxy_the_forwarded_client_is_limited_audited_and_logged() {
     let db = TestDb::new().await;
     let data = examples_dir().join("odd-hours");
     let reports = tempfile::tempdir().unwrap();
-    let trigger = |address: String, forwarded_for: Option<&'static str>| async move {
-        let mut request = reqwest::Client::new()
-            .post(format!("{address}/graphql"))
-            .json(&serde_json::json!({ "query": "mutation { triggerReport { id } }" }));
-        if let Some(client) = forwarded_for {
-            request = request.header("x-forwarded-for", client);
-        }
-        let answer: serde_json::Value = request.send().await.unwrap().json().await.unwrap();
-        answer["errors"][0]["extensions"]["code"]
-            .as_str()
-            .unwrap_or("ok")
-            .to_string()
-    };
+    let trigger_as =
+        |address: String, forwarded_for: Option<&'static str>, forwarded: Option<&'static str>| async move {
+            let mut request = reqwest::Client::new()
+                .post(format!("{address}/graphql"))
+                .json(&serde_json::json!({ "query": "mutation { triggerReport { id } }" }));
+            if let Some(client) = forwarded_for {
+                request = request.header("x-forwarded-for", client);
+            }
+            if let Some(element) = forwarded {
+                request = request.header("forwarded", element);
+            }
+            let answer: serde_json::Value = request.send().await.unwrap().json().await.unwrap();
+            answer["errors"][0]["extensions"]["code"]
+                .as_str()
+                .unwrap_or("ok")
+                .to_string()
+        };
+    let trigger = |address: String, forwarded_for| trigger_as(address, forwarded_for, None);
     for trusted in [true, false] {
         let mut args = common::child::serve_args(&db.url, &data, reports.path());
         args.extend(["--trigger-rate".into(), "1".into(), "--no-workers".into()]);
@@ -479,11 +486,23 @@ async fn behind_a_trusted_proxy_the_forwarded_client_is_limited_audited_and_logg
         let first = trigger(address.clone(), Some("203.0.113.1")).await;
         let again = trigger(address.clone(), Some("203.0.113.1")).await;
         let other = trigger(address.clone(), Some("203.0.113.2")).await;
+        let mut spoofed = Vec::new();
+        for own in ["for=198.51.100.7", "for=198.51.100.8", "for=\"[2001:db8::9]\""] {
+            spoofed.push(trigger_as(address.clone(), Some("203.0.113.1"), Some(own)).await);
+        }
         let log = server.log.clone();
         server.terminate();
         let log = log.lock().unwrap().join("\n");
         if trusted {
             assert_eq!([first, again, other], ["ok", "TOO_MANY_REQUESTS", "ok"], "{log}");
+            assert_eq!(
+                spoofed, ["TOO_MANY_REQUESTS"; 3],
+                "a client's own Forwarded: {log}"
+            );
+            assert!(
+                !log.contains("198.51.100.") && !log.contains("2001:db8::9"),
+                "{log}"
+            );
             assert!(
                 log.contains("anonymous at 203.0.113.1: GraphQL"),
                 "the audit: {log}"

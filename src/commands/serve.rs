@@ -15,9 +15,9 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "STORE_MONITOR_BIND", default_value = "127.0.0.1:8000")]
     pub bind: std::net::SocketAddr,
     /// A reverse proxy (an address or block: 10.0.0.5, 10.0.0.0/8; repeat the flag, or
-    /// separate by commas) whose `Forwarded` or `X-Forwarded-For` names the client: the
-    /// per-address limits, the audit and the logs use that address. From any other peer
-    /// those headers are ignored. None given: the peer is the client.
+    /// separate by commas) whose forwarding header (`--trusted-proxy-header`) names the
+    /// client: the per-address limits, the audit and the logs use that address. From any
+    /// other peer those headers are ignored. None given: the peer is the client.
     #[arg(
         long = "trusted-proxy",
         env = "STORE_MONITOR_TRUSTED_PROXIES",
@@ -25,6 +25,17 @@ pub(crate) struct ServeArgs {
         value_delimiter = ','
     )]
     pub trusted_proxies: Vec<crate::http::Cidr>,
+    /// The header the trusted proxies write the client's address in; only it counts (a
+    /// client's own `Forwarded` passes untouched through a proxy that appends to
+    /// `X-Forwarded-For`, so reading both would let it pick its address).
+    #[arg(
+        long = "trusted-proxy-header",
+        env = "STORE_MONITOR_TRUSTED_PROXY_HEADER",
+        value_name = "HEADER",
+        default_value = "x-forwarded-for",
+        ignore_case = true
+    )]
+    pub trusted_proxy_header: crate::http::ProxyHeader,
     /// Browser origins allowed to call the API from their pages, e.g.
     /// `https://dashboard.example` (repeat the flag, or separate by commas); none given:
     /// pages of this server's own origin only. WebSocket upgrades are held to the same rule.
@@ -248,6 +259,7 @@ impl WorkArgs {
             bind: serve.map(|s| s.bind),
             metrics_bind: self.metrics_bind,
             trusted_proxies: serve.map_or_else(Vec::new, |s| s.trusted_proxies.clone()),
+            trusted_proxy_header: serve.map_or_else(Default::default, |s| s.trusted_proxy_header),
             data_dir: self.data.data.clone(),
             files: self.data.choice(),
             reports_dir: self.reports.clone(),

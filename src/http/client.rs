@@ -1,7 +1,11 @@
-//! Who the client is behind a reverse proxy: the address in `Forwarded` (RFC 7239) or
-//! `X-Forwarded-For` when, and only when, the connection comes from a trusted proxy
+//! Who the client is behind a reverse proxy: the address in the one header the proxy writes
+//! (`--trusted-proxy-header`: `X-Forwarded-For` by default, or `Forwarded` (RFC 7239), or
+//! `X-Real-IP`) when, and only when, the connection comes from a trusted proxy
 //! (`--trusted-proxy`). Anyone else could write those headers: from an untrusted peer they
-//! are ignored, and the peer is the client.
+//! are ignored, and the peer is the client. Behind the proxy, every other forwarding header
+//! is the client's own words too: a proxy that appends to `X-Forwarded-For` passes a
+//! client's `Forwarded` through untouched, so reading that one first let a client name its
+//! own address.
 
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -64,24 +68,48 @@ fn prefix(network: u128, address: u128, bits: u8, width: u32) -> bool {
     (network >> shift) == (address >> shift)
 }
 
-/// The client of a request from `peer`: the nearest address the chain of forwarding
-/// headers names that is not itself a trusted proxy, when `peer` is one; else `peer`.
-pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr {
+/// The header a trusted proxy writes the client's address in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProxyHeader {
+    /// `X-Forwarded-For: client, proxy1, …`, each proxy appending its peer (nginx's
+    /// `$proxy_add_x_forwarded_for`, Caddy, HAProxy's `option forwardfor`, most load balancers).
+    #[default]
+    #[value(name = "x-forwarded-for", alias = "X-Forwarded-For")]
+    XForwardedFor,
+    /// `Forwarded: for=…` (RFC 7239), each proxy appending an element.
+    #[value(name = "forwarded", alias = "Forwarded")]
+    Forwarded,
+    /// `X-Real-IP: client`, one address the proxy sets (nginx's `$remote_addr`).
+    #[value(name = "x-real-ip", alias = "X-Real-IP")]
+    XRealIp,
+}
+
+/// The client of a request from `peer`: the nearest address the proxy's `header` names
+/// that is not itself a trusted proxy, when `peer` is one; else `peer`.
+pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr], header: ProxyHeader) -> IpAddr {
     let trusts = |address: IpAddr| trusted.iter().any(|block| block.contains(address));
     if !trusts(peer) {
         return peer;
     }
-    // The hops, nearest last: `Forwarded` when sent, else `X-Forwarded-For`.
-    let mut hops = forwarded(headers);
-    if hops.is_empty() {
-        hops = headers
+    // The hops, nearest last.
+    let hops: Vec<Option<IpAddr>> = match header {
+        ProxyHeader::Forwarded => forwarded(headers),
+        ProxyHeader::XForwardedFor => headers
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .map(|hop| hop.trim().parse::<IpAddr>().ok())
-            .collect();
-    }
+            .collect(),
+        // The proxy sets it, replacing whatever the client sent: one address, the last.
+        ProxyHeader::XRealIp => headers
+            .get_all("x-real-ip")
+            .iter()
+            .next_back()
+            .map(|v| v.to_str().ok().and_then(|v| v.trim().parse().ok()))
+            .into_iter()
+            .collect(),
+    };
     let mut client = peer;
     for hop in hops.into_iter().rev() {
         // A hop that is not an address (obfuscated, `unknown`) ends what can be known.
@@ -128,28 +156,28 @@ fn node(value: &str) -> Option<IpAddr> {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ClientAddress(pub IpAddr);
 
-/// Finds each request's client (by the trusted proxies) for the doors inside (the
-/// per-address limits, the audit) and opens the request's span, which names it. This
-/// replaces poem's `Tracing`, which logs whatever `X-Forwarded-For` or `X-Real-IP` a
-/// client sends as its address.
-pub(crate) struct Resolve(pub Arc<[Cidr]>);
+/// Finds each request's client (by the trusted proxies and the header they write) for the
+/// doors inside (the per-address limits, the audit) and opens the request's span, which
+/// names it. This replaces poem's `Tracing`, which logs whatever `X-Forwarded-For` or
+/// `X-Real-IP` a client sends as its address.
+pub(crate) struct Resolve(pub Arc<[Cidr]>, pub ProxyHeader);
 
 impl<E: Endpoint> Middleware<E> for Resolve {
     type Output = ResolveEndpoint<E>;
 
     fn transform(&self, endpoint: E) -> Self::Output {
-        ResolveEndpoint(endpoint, self.0.clone())
+        ResolveEndpoint(endpoint, self.0.clone(), self.1)
     }
 }
 
-pub(crate) struct ResolveEndpoint<E>(E, Arc<[Cidr]>);
+pub(crate) struct ResolveEndpoint<E>(E, Arc<[Cidr]>, ProxyHeader);
 
 impl<E: Endpoint> Endpoint for ResolveEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, mut request: Request) -> poem::Result<Response> {
         let peer = request.remote_addr().as_socket_addr().map(|a| a.ip());
-        let client = peer.map(|peer| client_address(peer, request.headers(), &self.1));
+        let client = peer.map(|peer| client_address(peer, request.headers(), &self.1, self.2));
         if let Some(client) = client {
             request.extensions_mut().insert(ClientAddress(client));
         }
@@ -212,42 +240,53 @@ mod tests {
     fn the_headers_count_only_from_a_trusted_peer() {
         let trusted: Vec<Cidr> = vec!["10.0.0.0/8".parse().unwrap()];
         let xff = headers(&[("x-forwarded-for", "203.0.113.9, 10.0.0.2")]);
+        let client = |peer, headers: &HeaderMap| {
+            client_address(ip(peer), headers, &trusted, ProxyHeader::XForwardedFor)
+        };
         // From the proxy: the nearest untrusted hop is the client.
-        assert_eq!(client_address(ip("10.0.0.1"), &xff, &trusted), ip("203.0.113.9"));
+        assert_eq!(client("10.0.0.1", &xff), ip("203.0.113.9"));
         // From anyone else: the headers are the client's own words.
-        assert_eq!(
-            client_address(ip("198.51.100.4"), &xff, &trusted),
-            ip("198.51.100.4")
-        );
+        assert_eq!(client("198.51.100.4", &xff), ip("198.51.100.4"));
         // A client that writes its own header before the proxy appends: the proxy's entry wins.
         let spoofed = headers(&[("x-forwarded-for", "1.2.3.4, 203.0.113.9")]);
+        assert_eq!(client("10.0.0.1", &spoofed), ip("203.0.113.9"));
+        assert_eq!(client("10.0.0.1", &headers(&[])), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn only_the_header_the_proxy_writes_counts() {
+        let trusted: Vec<Cidr> = vec!["10.0.0.1".parse().unwrap()];
+        // The client wrote `Forwarded`; the proxy appended its peer to `X-Forwarded-For`.
+        let both = headers(&[
+            ("forwarded", "for=192.0.2.60"),
+            ("x-forwarded-for", "198.51.100.1"),
+            ("x-real-ip", "192.0.2.61"),
+        ]);
+        let client = |header| client_address(ip("10.0.0.1"), &both, &trusted, header);
+        assert_eq!(client(ProxyHeader::XForwardedFor), ip("198.51.100.1"));
+        assert_eq!(client(ProxyHeader::Forwarded), ip("192.0.2.60"));
+        assert_eq!(client(ProxyHeader::XRealIp), ip("192.0.2.61"));
+        // A proxy configured for `Forwarded` ignores `X-Forwarded-For`, and the reverse.
+        let xff_only = headers(&[("x-forwarded-for", "198.51.100.1")]);
         assert_eq!(
-            client_address(ip("10.0.0.1"), &spoofed, &trusted),
-            ip("203.0.113.9")
-        );
-        assert_eq!(
-            client_address(ip("10.0.0.1"), &headers(&[]), &trusted),
+            client_address(ip("10.0.0.1"), &xff_only, &trusted, ProxyHeader::Forwarded),
             ip("10.0.0.1")
         );
     }
 
     #[test]
-    fn forwarded_wins_over_x_forwarded_for_and_reads_rfc_7239_nodes() {
+    fn forwarded_reads_rfc_7239_nodes() {
         let trusted: Vec<Cidr> = vec!["10.0.0.1".parse().unwrap()];
-        let both = headers(&[
-            (
-                "forwarded",
-                r#"for=192.0.2.60;proto=https, for="[2001:db8:cafe::17]:4711""#,
-            ),
-            ("x-forwarded-for", "198.51.100.1"),
-        ]);
-        assert_eq!(
-            client_address(ip("10.0.0.1"), &both, &trusted),
-            ip("2001:db8:cafe::17")
-        );
+        let client =
+            |headers: &HeaderMap| client_address(ip("10.0.0.1"), headers, &trusted, ProxyHeader::Forwarded);
+        let two = headers(&[(
+            "forwarded",
+            r#"for=192.0.2.60;proto=https, for="[2001:db8:cafe::17]:4711""#,
+        )]);
+        assert_eq!(client(&two), ip("2001:db8:cafe::17"));
         let port = headers(&[("forwarded", r#"for="192.0.2.60:8080""#)]);
-        assert_eq!(client_address(ip("10.0.0.1"), &port, &trusted), ip("192.0.2.60"));
+        assert_eq!(client(&port), ip("192.0.2.60"));
         let hidden = headers(&[("forwarded", "for=_hidden")]);
-        assert_eq!(client_address(ip("10.0.0.1"), &hidden, &trusted), ip("10.0.0.1"));
+        assert_eq!(client(&hidden), ip("10.0.0.1"));
     }
 }

@@ -17,7 +17,7 @@ mod polls;
 mod server;
 mod ws;
 
-pub use client::Cidr;
+pub use client::{Cidr, ProxyHeader};
 pub use server::ServerLimits;
 pub(crate) use server::{connection_limits, serve};
 pub use ws::WebSocketLimits;
@@ -41,6 +41,7 @@ pub(crate) fn routes(
     websocket: WebSocketLimits,
     max_response_bytes: usize,
     trusted_proxies: &[Cidr],
+    proxy_header: ProxyHeader,
 ) -> impl Endpoint + use<> {
     Route::new()
         .at("/", get(dashboard::page))
@@ -64,7 +65,7 @@ pub(crate) fn routes(
         .with(origin::cors(cors_origins))
         .with(origin::SameOrigin)
         .around(metrics::measured)
-        .with(client::Resolve(trusted_proxies.into()))
+        .with(client::Resolve(trusted_proxies.into(), proxy_header))
 }
 
 /// A file the binary embeds, one of `files` (name, content type, bytes), with this

@@ -193,6 +193,7 @@ impl TestApp {
             bind: http.then(|| "127.0.0.1:0".parse().unwrap()),
             metrics_bind: None,
             trusted_proxies: vec![],
+            trusted_proxy_header: Default::default(),
             data_dir: data.to_path_buf(),
             files: Default::default(),
             reports_dir: reports_dir.unwrap_or_else(|| reports.path().to_path_buf()),
