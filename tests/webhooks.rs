@@ -328,6 +328,7 @@ async fn webhooks_to_private_addresses_are_refused_at_creation_and_at_delivery()
 
 #[tokio::test]
 async fn viewers_read_incidents_only_admins_manage_webhooks_and_no_secret_is_logged() {
+    // A URL's credentials and query are secrets too: the log had `url=http://alice:S3cretPW@…?token=…`.
     let data = tempfile::tempdir().unwrap();
     data_folder(data.path());
     let db = TestDb::new().await;
@@ -370,7 +371,8 @@ async fn viewers_read_incidents_only_admins_manage_webhooks_and_no_secret_is_log
         let listed = call(token, "{ webhooks { id } }", json!({})).await;
         assert_eq!(listed["errors"][0]["extensions"]["code"], "FORBIDDEN", "{listed}");
     }
-    let created = call(&admin, CREATE, json!({ "url": receiver.url })).await;
+    let with_secrets = receiver.url.replacen("http://", "http://alice:S3cretPW@", 1) + "?token=T0kenInQuery";
+    let created = call(&admin, CREATE, json!({ "url": with_secrets })).await;
     let id = created["data"]["createWebhook"]["webhook"]["id"]
         .as_str()
         .unwrap()
@@ -417,6 +419,11 @@ async fn viewers_read_incidents_only_admins_manage_webhooks_and_no_secret_is_log
         let bytes = secret.trim_start_matches("whsec_");
         assert!(!log.contains(bytes), "a secret in the log");
     }
+    assert!(
+        !log.contains("S3cretPW") && !log.contains("T0kenInQuery") && !log.contains("alice"),
+        "a URL's credentials in the log: {log}"
+    );
+    assert!(log.contains("webhook created"), "{log}");
     assert!(log.contains("audit"), "the audit is in the log");
 }
 

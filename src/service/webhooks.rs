@@ -59,8 +59,23 @@ pub async fn create_webhook(
         },
     )
     .await?;
-    tracing::info!(webhook = %webhook.id, url = %webhook.url, "webhook created");
+    tracing::info!(webhook = %webhook.id, url = %without_secrets(&webhook.url), "webhook created");
     Ok(WithSecret { webhook, secret })
+}
+
+/// `url` as logs may show it: scheme, host, port and path, without the user, password,
+/// query or fragment, where receivers put their tokens.
+pub fn without_secrets(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut url) => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.set_query(None);
+            url.set_fragment(None);
+            url.to_string()
+        }
+        Err(_) => "(not a URL)".to_string(),
+    }
 }
 
 /// A new secret of 32 random bytes, as `whsec_…`.
@@ -165,4 +180,19 @@ pub async fn redeliver(state: &AppState, webhook: Uuid, event: Uuid) -> Result<(
     }
     deliver::redeliver(&state.db, event, webhook).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_secrets;
+
+    #[test]
+    fn a_url_for_the_logs_keeps_no_credentials_query_or_fragment() {
+        assert_eq!(
+            without_secrets("https://alice:S3cret@hooks.example:8443/in/x?token=t#f"),
+            "https://hooks.example:8443/in/x"
+        );
+        assert_eq!(without_secrets("http://h.example"), "http://h.example/");
+        assert_eq!(without_secrets("::"), "(not a URL)");
+    }
 }
