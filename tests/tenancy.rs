@@ -964,3 +964,96 @@ async fn asking_for_another_groups_store_is_counted_in_the_audit_log() {
     );
     assert!(!calls[1].contains("outside its groups"), "{log}");
 }
+
+/// A socket's caller was made at `connection_init` and kept its token's groups: after an
+/// admin renamed A to A2 and B to A, a socket of an A-scoped viewer heard B's incidents and
+/// read B's stores. Now the token's notice reaches the socket, which is closed (4403) before
+/// anything of the new A; connected again, it sees its token's current group alone.
+#[tokio::test]
+async fn a_socket_after_renames_hears_and_reads_only_its_tokens_current_groups() {
+    let (_dir, db, app, admin) = start().await;
+    let viewer = scoped_token(&db, "viewer", "A");
+    let pusher = create_token(&db, "operator", "the pusher");
+    let open = || async {
+        let mut socket = Socket::open(
+            &app.address,
+            json!({ "Authorization": format!("Bearer {viewer}") }),
+        )
+        .await;
+        socket.expect_ack().await;
+        socket
+            .subscribe(
+                "1",
+                "subscription { incidents { type incident { storeId } } }",
+                json!({}),
+            )
+            .await;
+        socket
+    };
+    let mut before = open().await;
+    let back_up = |store: &str| {
+        let (address, token, store) = (app.address.clone(), pusher.clone(), store.to_string());
+        async move {
+            let response = reqwest::Client::new()
+                .post(format!("{address}/polls"))
+                .bearer_auth(token)
+                .header("content-type", "text/csv")
+                .body(format!(
+                    "store_id,status,timestamp_utc\n{store},active,2023-01-25 12:00:00 UTC\n"
+                ))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+        }
+    };
+    // The subscription runs: it hears of its own store.
+    back_up("alpha-1").await;
+    let heard = before.next().await.unwrap();
+    assert_eq!(
+        heard["payload"]["data"]["incidents"]["incident"]["storeId"], "alpha-1",
+        "{heard}"
+    );
+
+    let rename = "mutation($g: String!, $n: String!) { renameGroup(group: $g, newName: $n) { name } }";
+    for (from, to) in [("A", "A2"), ("B", "A")] {
+        let renamed = app
+            .graphql_as(&admin, rename, json!({ "g": from, "n": to }))
+            .await;
+        assert_eq!(renamed["data"]["renameGroup"]["name"], to, "{renamed}");
+    }
+    back_up("bravo-1").await;
+    let closed = before.next().await.unwrap();
+    assert_eq!(closed["type"], "close", "nothing of B's stores: {closed}");
+    assert_eq!(closed["code"], 4403, "{closed}");
+    assert!(
+        closed["reason"].as_str().unwrap().contains("groups changed"),
+        "{closed}"
+    );
+
+    // Connected again, the token sees A2 (alpha-1, both-ab), not the new A (bravo-1).
+    let mut after = open().await;
+    let read_query = "{ incidents { nodes { storeId } } store(id: \"bravo-1\") { storeId } }";
+    after.subscribe("2", read_query, json!({})).await;
+    let read = after.next().await.unwrap();
+    let mut stores: Vec<String> = read["payload"]["data"]["incidents"]["nodes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{read}"))
+        .iter()
+        .map(|n| n["storeId"].as_str().unwrap().to_string())
+        .collect();
+    stores.sort();
+    assert_eq!(stores, ["alpha-1", "both-ab"], "{read}");
+    assert_eq!(read["payload"]["data"]["store"], Value::Null, "{read}");
+    back_up("both-ab").await;
+    let heard = loop {
+        let message = after.next().await.unwrap();
+        if message["id"] == "1" {
+            break message;
+        }
+    };
+    assert_eq!(
+        heard["payload"]["data"]["incidents"]["incident"]["storeId"], "both-ab",
+        "{heard}"
+    );
+}

@@ -10,7 +10,9 @@
 //! header): without one where one is needed the socket is closed with 4401, with one that
 //! does not work with 4403. Each operation is authorized before async-graphql sees it, and
 //! the token looked up again, so that one revoked meanwhile closes the socket (also checked
-//! at each keep-alive ping).
+//! at each keep-alive ping, and at once when any process announces the token revoked or its
+//! groups renamed: a socket whose token's groups changed is closed with 4403 too, since its
+//! caller, made at `connection_init`, would go on seeing the old groups).
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -226,6 +228,10 @@ async fn serve(
     tokio::pin!(deadline);
     let mut keepalive =
         tokio::time::interval_at(tokio::time::Instant::now() + limits.keepalive, limits.keepalive);
+    // Token notices from every process (revoked, or its groups renamed): the socket's caller
+    // was made at `connection_init`, and must not outlive what its token may see.
+    let mut notices = auth::token_notices(&session.state);
+    let mut listening = true;
     loop {
         let message = tokio::select! {
             message = outgoing.next() => match message {
@@ -242,6 +248,27 @@ async fn serve(
                 Some(close) => close,
                 None => Message::Ping(Vec::new()),
             },
+            notice = notices.recv(), if listening => {
+                let notice = match notice {
+                    Ok(id) => id,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => None,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        // The process is stopping; keep-alive rechecks still hold.
+                        listening = false;
+                        continue;
+                    }
+                };
+                let concerns = session
+                    .caller()
+                    .is_some_and(|caller| auth::notice_concerns(&session.state, &caller, notice));
+                match concerns.then_some(()) {
+                    Some(()) => match still_allowed(&session).await {
+                        Some(close) => close,
+                        None => continue,
+                    },
+                    None => continue,
+                }
+            }
         };
         let closing = matches!(message, Message::Close(_));
         if sink.send(message).await.is_err() || closing {

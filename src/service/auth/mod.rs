@@ -260,13 +260,46 @@ pub async fn authenticate(
     })
 }
 
-/// Looks the caller's token up again: a WebSocket does before each operation, so that a
-/// token revoked while the socket is open stops working at once.
+/// Looks the caller's token up again: a WebSocket does before each operation and when the
+/// token is announced changed, so that a token revoked while the socket is open stops
+/// working at once. A token whose store groups changed (a group renamed, or another renamed
+/// to its old name) is refused too: the caller was made with the old groups, and would go
+/// on reading them.
 pub async fn recheck(state: &AppState, caller: &Caller) -> Result<()> {
-    match &caller.token {
-        Some(token) => check(state, token.secret_sha256).await.map(drop),
-        None => Ok(()),
+    let Some(token) = &caller.token else {
+        return Ok(());
+    };
+    let now = check(state, token.secret_sha256).await?;
+    if now.groups != token.groups {
+        return Err(invalid(&format!(
+            "the token's store groups changed (now {}): connect again to see them",
+            now.groups
+                .as_deref()
+                .map_or("the whole fleet".to_string(), |g| g.join(", "))
+        ))
+        .into());
     }
+    Ok(())
+}
+
+/// Notices of tokens revoked or regrouped, from every process: a token's id, or `None` when
+/// some may have been missed.
+pub fn token_notices(state: &AppState) -> tokio::sync::broadcast::Receiver<Option<Uuid>> {
+    state.events.revocations()
+}
+
+/// Whether a token notice (revoked or regrouped: its id; `None`: some may have been missed)
+/// may concern `caller`; if so its token is read afresh at the next [`recheck`], whatever
+/// this process remembered of it.
+pub fn notice_concerns(state: &AppState, caller: &Caller, notice: Option<Uuid>) -> bool {
+    let Some(token) = &caller.token else {
+        return false;
+    };
+    if notice.is_some_and(|id| id != token.id) {
+        return false;
+    }
+    state.access.forget(Some(token.id));
+    true
 }
 
 async fn check(state: &AppState, secret_sha256: [u8; 32]) -> Result<TokenUse> {
