@@ -6,34 +6,47 @@ use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgExecutor};
 
 use crate::domain::Timestamp;
+use crate::domain::history::Span;
 
-/// The partition that holds the week starting at `week` (a Monday 00:00 UTC), as
-/// `store_monitor_add_poll_partitions` names it.
-pub(crate) fn partition_name(week: Timestamp) -> Option<String> {
-    Some(format!("polls_p{}", week.to_datetime()?.format("%Y%m%d")))
+/// A partition of `polls` and its time, `[lo, hi)`.
+#[derive(Clone, Debug, PartialEq, Eq, FromRow)]
+pub(crate) struct Partition {
+    pub name: String,
+    pub lo: DateTime<Utc>,
+    pub hi: DateTime<Utc>,
 }
 
-/// Makes the partitions of `weeks` that do not exist yet (in the caller's transaction, which
-/// holds the partitions' lock until it ends); returns how many it made.
-pub(crate) async fn add_partitions(db: impl PgExecutor<'_>, weeks: &[Timestamp]) -> sqlx::Result<i32> {
+impl Partition {
+    pub fn span(&self) -> Span {
+        Span {
+            start: Timestamp::from_datetime(self.lo),
+            end: Timestamp::from_datetime(self.hi),
+        }
+    }
+}
+
+/// Makes the partitions `weeks` lack (in the caller's transaction, which holds the
+/// partitions' lock until it ends, if it made any): a week's own, or for a week over 53
+/// weeks older than the newest a coarse one (the migration says why). Returns every
+/// partition that holds part of those weeks, oldest first.
+pub(crate) async fn add_partitions(
+    db: impl PgExecutor<'_>,
+    weeks: &[Timestamp],
+) -> sqlx::Result<Vec<Partition>> {
     let weeks: Vec<DateTime<Utc>> = weeks.iter().filter_map(|w| w.to_datetime()).collect();
-    sqlx::query_scalar("SELECT store_monitor_add_poll_partitions($1)")
+    sqlx::query_as("SELECT name, lo, hi FROM store_monitor_poll_partitions_for($1)")
         .bind(weeks)
-        .fetch_one(db)
+        .fetch_all(db)
         .await
 }
 
-/// The weeks that have a partition, oldest first.
-pub(crate) async fn weeks(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<Timestamp>> {
-    let weeks: Vec<DateTime<Utc>> = sqlx::query_scalar(
-        "SELECT to_timestamp(substring(c.relname FROM 8), 'YYYYMMDD')::timestamp AT TIME ZONE 'UTC' AS week
-         FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-         WHERE i.inhparent = 'polls'::regclass AND c.relname LIKE 'polls\\_p%'
-         ORDER BY week",
-    )
-    .fetch_all(db)
-    .await?;
-    Ok(weeks.into_iter().map(Timestamp::from_datetime).collect())
+/// The partitions' times (but `polls_before`'s), oldest first.
+pub(crate) async fn partitions(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<Span>> {
+    let partitions: Vec<Partition> =
+        sqlx::query_as("SELECT name, lo, hi FROM store_monitor_poll_partitions() ORDER BY lo")
+            .fetch_all(db)
+            .await?;
+    Ok(partitions.iter().map(Partition::span).collect())
 }
 
 /// Takes the partitions' lock for the rest of the transaction, unless another holds it:
@@ -54,11 +67,11 @@ pub(crate) async fn lock_timeout(db: impl PgExecutor<'_>, milliseconds: i64) -> 
         .map(drop)
 }
 
-/// Prunes the oldest week's partition, which must end before the retention's cut; returns
-/// how many polls went.
-pub(crate) async fn prune_week(db: impl PgExecutor<'_>, week: Timestamp) -> sqlx::Result<i64> {
+/// Prunes the oldest partition (a week's, or a coarse one), which must end before the
+/// retention's cut; returns how many polls went.
+pub(crate) async fn prune_partition(db: impl PgExecutor<'_>, span: Span) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT store_monitor_prune_poll_week($1)")
-        .bind(week.to_datetime())
+        .bind(span.start.to_datetime())
         .fetch_one(db)
         .await
 }

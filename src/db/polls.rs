@@ -8,7 +8,7 @@ use sqlx::{PgConnection, PgExecutor};
 use super::copy::CopyWriter;
 use super::history;
 use crate::domain::Timestamp;
-use crate::domain::history::{WEEK_MICROS, weeks_of};
+use crate::domain::history::weeks_of;
 use crate::domain::status::is_run_edge;
 use crate::input::data::Prepared;
 
@@ -28,22 +28,31 @@ pub(crate) async fn add(
     keys: &HashMap<String, i32>,
 ) -> sqlx::Result<u64> {
     let weeks = weeks_of(prepared.stores().flat_map(|s| s.polls.iter().map(|p| p.at)));
-    history::add_partitions(&mut *conn, &weeks).await?;
+    let partitions = history::add_partitions(&mut *conn, &weeks).await?;
     let first = is_empty(&mut *conn).await? && history::kept_from(&mut *conn).await?.is_none();
     let inserted = if first {
         truncate(&mut *conn).await?;
         drop_key(&mut *conn).await?;
         drop_edges_index(&mut *conn).await?;
         let mut copied = 0;
-        for &week in &weeks {
-            let Some(partition) = history::partition_name(week) else {
-                continue;
-            };
-            // The name is made from a date by our own code, never from input.
-            let statement =
-                format!("COPY {partition} (store, at, active, edge) FROM STDIN (FORMAT binary, FREEZE)");
-            let span = (week, Timestamp(week.0 + WEEK_MICROS));
-            copied += copy(conn, &statement, prepared, keys, span).await?;
+        for partition in &partitions {
+            // The name is one our migration's function made from a date, never from input.
+            if !partition
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            {
+                return Err(sqlx::Error::Protocol(format!(
+                    "unexpected partition name {:?}",
+                    partition.name
+                )));
+            }
+            let statement = format!(
+                "COPY {} (store, at, active, edge) FROM STDIN (FORMAT binary, FREEZE)",
+                partition.name
+            );
+            let span = partition.span();
+            copied += copy(conn, &statement, prepared, keys, (span.start, span.end)).await?;
         }
         add_key(&mut *conn).await?;
         add_edges_index(&mut *conn).await?;

@@ -239,7 +239,9 @@ impl StorePoll {
     }
 }
 
-/// Each store of the range's last poll before the window, in store order.
+/// Each store of the range's last poll before the window, in store order. A store whose
+/// first poll is in the window has none, and is not looked for: the search walks back
+/// through every partition older than the window before it gives up.
 async fn polls_before_window(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<(i32, Poll)>> {
     let rows: Vec<StorePoll> = sqlx::query_as(
         "SELECT s.id AS store, p.at, p.active FROM stores s CROSS JOIN LATERAL (
@@ -248,6 +250,7 @@ async fn polls_before_window(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<(i32, 
              ORDER BY at DESC LIMIT 1) p
          WHERE s.id >= current_setting('store_monitor.range_start')::bigint
            AND s.id < current_setting('store_monitor.range_end')::bigint
+           AND s.first_poll < current_setting('store_monitor.window_start')::timestamptz
          ORDER BY s.id",
     )
     .fetch_all(db)

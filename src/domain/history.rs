@@ -1,10 +1,13 @@
-//! How poll history is cut into weeks and which weeks retention lets go.
+//! How poll history is cut into weeks and which partitions retention lets go.
 //!
 //! Polls are stored a week to a partition (Monday 00:00 UTC to the next), so that history
-//! is pruned by dropping whole weeks. A week goes once all of it is older than the
-//! retention's cut, `--keep-polls-days` before the newest poll: at least that many days
-//! are kept, and at most a week more. Each store's last poll before the kept weeks stays,
-//! so a report whose week starts at or after [`kept_from`] reads exactly what it read
+//! is pruned by dropping whole weeks; weeks more than 53 weeks older than the newest share
+//! coarse partitions of up to 52 weeks (`migrations/…_old_polls_in_coarse_partitions.sql`),
+//! so that however old the polls that arrive, the partitions stay few. A partition goes once
+//! all of it is older than the retention's cut, `--keep-polls-days` before the newest poll:
+//! at least that many days are kept, and at most a week more (a coarse partition, all of
+//! whose time is old already, more). Each store's last poll before the kept partitions
+//! stays, so a report whose week starts at or after [`kept_from`] reads exactly what it read
 //! before.
 
 use super::time::{MICROS_PER_DAY, Timestamp};
@@ -32,24 +35,27 @@ pub fn weeks_of(polls: impl IntoIterator<Item = Timestamp>) -> Vec<Timestamp> {
     weeks
 }
 
-/// The weeks of `stored` (week starts, oldest first) that retention of `keep_days` lets go
-/// when the newest poll is `newest`: those that end at or before the cut, `keep_days`
-/// before `newest`. None when `keep_days` is 0 (keep everything).
-pub fn weeks_to_prune(stored: &[Timestamp], newest: Timestamp, keep_days: u32) -> Vec<Timestamp> {
+/// A partition's time: from its first Monday to its end (a week later, or more).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Span {
+    pub start: Timestamp,
+    pub end: Timestamp,
+}
+
+/// The partitions of `stored` (oldest first) that retention of `keep_days` lets go when the
+/// newest poll is `newest`: those that end at or before the cut, `keep_days` before
+/// `newest`. None when `keep_days` is 0 (keep everything).
+pub fn partitions_to_prune(stored: &[Span], newest: Timestamp, keep_days: u32) -> Vec<Span> {
     if keep_days == 0 {
         return Vec::new();
     }
     let cut = newest.0.saturating_sub(i64::from(keep_days) * MICROS_PER_DAY);
-    stored
-        .iter()
-        .copied()
-        .filter(|week| week.0.saturating_add(WEEK_MICROS) <= cut)
-        .collect()
+    stored.iter().copied().filter(|span| span.end.0 <= cut).collect()
 }
 
-/// Where complete history begins once `week` has been pruned: the end of that week.
-pub fn kept_from(week: Timestamp) -> Timestamp {
-    Timestamp(week.0 + WEEK_MICROS)
+/// Where complete history begins once the partition `span` has been pruned: its end.
+pub fn kept_from(span: Span) -> Timestamp {
+    span.end
 }
 
 /// Whether `keep_days` is a retention this service takes: 0 (keep all) or at least a week.
@@ -96,23 +102,31 @@ mod tests {
     }
 
     #[test]
-    fn a_week_goes_only_once_all_of_it_is_older_than_the_cut() {
-        let weeks = weeks_of([
-            at("2023-01-02T05:00:00Z"),
-            at("2023-01-10T00:00:00Z"),
-            at("2023-01-17T00:00:00Z"),
-        ]);
-        assert_eq!(weeks.len(), 3);
-        // Newest poll Jan 24 12:00, keep 14 days: the cut is Jan 10 12:00; only the week of
-        // Jan 2 ends (Jan 9) before it.
+    fn a_partition_goes_only_once_all_of_it_is_older_than_the_cut() {
+        let week = |start: &str| Span {
+            start: at(start),
+            end: Timestamp(at(start).0 + WEEK_MICROS),
+        };
+        // A coarse partition of old time, then three weeks.
+        let coarse = Span {
+            start: at("2021-12-27T00:00:00Z"),
+            end: at("2022-06-27T00:00:00Z"),
+        };
+        let spans = [
+            coarse,
+            week("2023-01-02T00:00:00Z"),
+            week("2023-01-09T00:00:00Z"),
+            week("2023-01-16T00:00:00Z"),
+        ];
+        // Newest poll Jan 24 12:00, keep 14 days: the cut is Jan 10 12:00; the coarse
+        // partition and the week of Jan 2 (to Jan 9) end before it.
         let newest = at("2023-01-24T12:00:00Z");
-        assert_eq!(
-            weeks_to_prune(&weeks, newest, 14),
-            vec![at("2023-01-02T00:00:00Z")]
-        );
-        assert_eq!(weeks_to_prune(&weeks, newest, 7), weeks[..2].to_vec());
-        assert!(weeks_to_prune(&weeks, newest, 0).is_empty());
-        assert_eq!(kept_from(weeks[0]), at("2023-01-09T00:00:00Z"));
+        assert_eq!(partitions_to_prune(&spans, newest, 14), spans[..2].to_vec());
+        assert_eq!(partitions_to_prune(&spans, newest, 7), spans[..3].to_vec());
+        assert!(partitions_to_prune(&spans, newest, 0).is_empty());
+        assert_eq!(kept_from(spans[1]), at("2023-01-09T00:00:00Z"));
+        // Keep a year: the coarse partition ends on Jun 27 2022, after the cut of Jan 24.
+        assert!(partitions_to_prune(&spans, newest, 365).is_empty());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use crate::db::history::{self, PruningRecord};
 use crate::db::{Pool, loads};
-use crate::domain::history::{kept_from, weeks_to_prune};
+use crate::domain::history::{kept_from, partitions_to_prune};
 
 /// How often it runs.
 const EVERY: Duration = Duration::from_secs(60);
@@ -50,13 +50,14 @@ pub async fn prune(pool: &Pool, keep_days: u32) -> anyhow::Result<PrunedPolls> {
             done.busy = true;
             return Ok(done);
         }
-        let weeks = history::weeks(&mut *tx).await?;
-        let Some(&week) = weeks_to_prune(&weeks, newest, keep_days).first() else {
+        let partitions = history::partitions(&mut *tx).await?;
+        let Some(&span) = partitions_to_prune(&partitions, newest, keep_days).first() else {
             return Ok(done);
         };
-        let polls = history::prune_week(&mut *tx, week).await?;
+        let week = span.start;
+        let polls = history::prune_partition(&mut *tx, span).await?;
         crate::failpoint::hit("prune-polls-before-commit");
-        let kept = kept_from(week).to_datetime();
+        let kept = kept_from(span).to_datetime();
         let (Some(week_at), Some(kept_at), Some(newest_at)) =
             (week.to_datetime(), kept, newest.to_datetime())
         else {
