@@ -75,10 +75,30 @@ fn check_v6(ip: Ipv6Addr) -> Result<(), Refused> {
         return check_v4(v4);
     }
     let s = ip.segments();
-    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        let [a, b] = s[6].to_be_bytes();
-        let [c, d] = s[7].to_be_bytes();
-        return check_v4(Ipv4Addr::new(a, b, c, d));
+    let embedded = |high: u16, low: u16| {
+        let [a, b] = high.to_be_bytes();
+        let [c, d] = low.to_be_bytes();
+        check_v4(Ipv4Addr::new(a, b, c, d))
+    };
+    if ip.is_unspecified() {
+        return Err(Refused::Unspecified);
+    }
+    if ip.is_loopback() {
+        return Err(Refused::Loopback);
+    }
+    // The other spellings that carry an IPv4 address to it: NAT64's well-known prefix,
+    // IPv4-compatible `::a.b.c.d` (deprecated, still routed by some stacks), SIIT's
+    // `::ffff:0:a.b.c.d`, and 6to4's `2002:aabb:ccdd::/48`.
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || s[..6] == [0; 6] || s[..6] == [0, 0, 0, 0, 0xffff, 0] {
+        return embedded(s[6], s[7]);
+    }
+    if s[0] == 0x2002 {
+        return embedded(s[1], s[2]);
+    }
+    // NAT64's local-use prefix (RFC 8215) translates to whatever IPv4 network its operator
+    // chose, private ones included, with the address at several possible offsets.
+    if s[..3] == [0x64, 0xff9b, 1] {
+        return Err(Refused::Private);
     }
     if ip.is_unspecified() {
         Err(Refused::Unspecified)
@@ -158,5 +178,17 @@ mod tests {
         assert_eq!(of("::ffff:127.0.0.1"), Err(Refused::Loopback));
         assert_eq!(of("::ffff:169.254.169.254"), Err(Refused::LinkLocal));
         assert_eq!(of("64:ff9b::a00:1"), Err(Refused::Private));
+        // IPv4-compatible, SIIT, 6to4 and NAT64's local-use prefix.
+        assert_eq!(of("::127.0.0.1"), Err(Refused::Loopback));
+        assert_eq!(of("::169.254.169.254"), Err(Refused::LinkLocal));
+        assert_eq!(of("::ffff:0:127.0.0.1"), Err(Refused::Loopback));
+        assert_eq!(of("::ffff:0:a9fe:a9fe"), Err(Refused::LinkLocal));
+        assert_eq!(of("2002:7f00:1::"), Err(Refused::Loopback));
+        assert_eq!(of("2002:a9fe:a9fe::1"), Err(Refused::LinkLocal));
+        assert_eq!(of("64:ff9b:1::a00:1"), Err(Refused::Private));
+        assert_eq!(of("64:ff9b:1:ffff::8.8.8.8"), Err(Refused::Private));
+        // Public IPv4 behind those spellings is public.
+        assert_eq!(of("::8.8.8.8"), Ok(()));
+        assert_eq!(of("2002:808:808::1"), Ok(()));
     }
 }
