@@ -378,7 +378,7 @@ pub fn authorize(state: &AppState, caller: &Caller, actions: &[Action]) -> Resul
         match &caller.token {
             Some(token) if token.groups.is_some() && !action.open_to_scoped() => {
                 return Err(Denied::Forbidden(format!(
-                    "the token {:?} is scoped to store groups: to {} needs a token of the whole fleet \
+                    "the token {:?} is scoped to store groups, and \"{}\" needs a token of the whole fleet \
                      (scoped tokens read their stores, push their polls and queue reports)",
                     token.name,
                     action.name(),
@@ -387,10 +387,11 @@ pub fn authorize(state: &AppState, caller: &Caller, actions: &[Action]) -> Resul
             Some(token) if token.role.may(action) => {}
             Some(token) => {
                 return Err(Denied::Forbidden(format!(
-                    "the token {:?} is a {} token: to {} needs an {needed} token{}",
+                    "the token {:?} is {} token, and \"{}\" needs {} token{}",
                     token.name,
-                    token.role,
+                    with_article(token.role),
                     action.name(),
+                    with_article(needed),
                     if needed == Role::Admin { "" } else { " or better" },
                 )));
             }
@@ -398,8 +399,9 @@ pub fn authorize(state: &AppState, caller: &Caller, actions: &[Action]) -> Resul
             None => {
                 return Err(Denied::Unauthenticated {
                     reason: format!(
-                        "to {} needs an API token: send Authorization: Bearer <token> (a {needed} token or better)",
-                        action.name()
+                        "\"{}\" needs an API token: send Authorization: Bearer <token> ({} token or better)",
+                        action.name(),
+                        with_article(needed)
                     ),
                     token_sent: false,
                 });
@@ -407,6 +409,16 @@ pub fn authorize(state: &AppState, caller: &Caller, actions: &[Action]) -> Resul
         }
     }
     Ok(())
+}
+
+/// "a viewer", "an operator", "an admin".
+fn with_article(role: Role) -> String {
+    let article = if role.name().starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {}", role.name())
 }
 
 fn hash(secret: &str) -> [u8; 32] {
