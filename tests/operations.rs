@@ -120,6 +120,12 @@ async fn healthcheck_exits_0_against_a_ready_server_and_1_otherwise() {
     app.stop().await;
     let stopped = store_monitor(&["healthcheck", "--bind", &bind, "--timeout", "2"], None);
     assert_eq!(stopped.status.code(), Some(1));
+    // Refused at once: said so, not taken for a silent server.
+    let said = String::from_utf8_lossy(&stopped.stderr);
+    assert!(
+        said.contains("cannot connect") && !said.contains("no answer"),
+        "{said}"
+    );
 
     // A port that takes the connection and never answers: told within its timeout.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

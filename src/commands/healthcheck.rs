@@ -42,11 +42,16 @@ pub(crate) async fn run(args: &HealthcheckArgs) -> anyhow::Result<()> {
     let url = args.readyz();
     let timeout = Duration::from_secs(args.timeout);
     let client = reqwest::Client::builder().timeout(timeout).build()?;
-    let response = client
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("{url}: no answer within {} s: {e}", args.timeout))?;
+    let response = client.get(&url).send().await.map_err(|e| {
+        let why = if e.is_timeout() {
+            format!("no answer within {} s", args.timeout)
+        } else if e.is_connect() {
+            "cannot connect (nothing listens there, or the network refuses)".to_string()
+        } else {
+            "the request failed".to_string()
+        };
+        anyhow::anyhow!("{url}: {why}: {e}")
+    })?;
     let status = response.status();
     anyhow::ensure!(
         status == reqwest::StatusCode::OK,
