@@ -366,6 +366,14 @@ async fn store_batch(
             ));
         }
     };
+    let mut outcome = outcome;
+    // A scoped caller learns the newest poll of its own stores, as `dataset` tells it, not
+    // the fleet's. (The data version is the fleet's for everyone: reports are keyed by it.)
+    if caller.groups().is_some() {
+        outcome.newest_poll = newest_poll_seen(state, caller)
+            .await?
+            .map(Timestamp::from_datetime);
+    }
     if !outcome.replayed {
         crate::telemetry::metrics().polls_ingested(
             "push",
