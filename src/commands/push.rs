@@ -113,7 +113,7 @@ pub(crate) async fn run(args: &PushArgs) -> anyhow::Result<()> {
         get(&totals.rejected),
         match get(&totals.replayed) {
             0 => String::new(),
-            n => format!("; {n} batch(es) were sent before, their first answers counted"),
+            n => format!("; {n} batch(es) were stored by an earlier send, their polls counted as stored already"),
         },
         match get(&totals.retries) {
             0 => String::new(),
@@ -259,10 +259,13 @@ async fn send_batch(
         }
         let count = |field: &str| answer[field].as_u64().unwrap_or(0);
         totals.received.fetch_add(batch.polls, Ordering::Relaxed);
-        totals.accepted.fetch_add(count("accepted"), Ordering::Relaxed);
-        totals
-            .duplicates
-            .fetch_add(count("duplicates"), Ordering::Relaxed);
+        // A replayed answer is the first send's: what it stored then is stored already now.
+        let (new, duplicates) = match replayed {
+            false => (count("accepted"), count("duplicates")),
+            true => (0, count("accepted") + count("duplicates")),
+        };
+        totals.accepted.fetch_add(new, Ordering::Relaxed);
+        totals.duplicates.fetch_add(duplicates, Ordering::Relaxed);
         let rejected = answer["rejected"].as_array().cloned().unwrap_or_default();
         let before = totals
             .rejected
