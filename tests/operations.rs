@@ -786,3 +786,32 @@ async fn a_pg_dump_restores_into_an_empty_database_serving_the_same_reports_and_
     assert_eq!(file.text().await.unwrap(), csv);
     app.stop().await;
 }
+
+/// The runbook's GraphQL (inline, in backticks) runs as written against this build's schema:
+/// its deliveries query once named fields no type has.
+#[tokio::test]
+async fn the_runbooks_graphql_validates_against_the_schema() {
+    let runbook =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/OPERATIONS.md"))
+            .unwrap();
+    let snippets: Vec<String> = runbook
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| {
+            ["{ ", "query ", "mutation ", "subscription "]
+                .iter()
+                .any(|p| s.starts_with(p))
+        })
+        // An id left to the reader: any well-formed one.
+        .map(|s| s.replace('…', "00000000-0000-0000-0000-000000000000"))
+        .collect();
+    assert!(!snippets.is_empty());
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(&db, &examples_dir().join("odd-hours"), 0).await;
+    for snippet in &snippets {
+        let answer = app.graphql(snippet, serde_json::json!({})).await;
+        assert!(answer.get("errors").is_none(), "{snippet}: {answer}");
+    }
+    app.stop().await;
+}

@@ -113,7 +113,9 @@ pub(crate) async fn run(args: &PushArgs) -> anyhow::Result<()> {
         get(&totals.rejected),
         match get(&totals.replayed) {
             0 => String::new(),
-            n => format!("; {n} batch(es) were stored by an earlier send, their polls counted as stored already"),
+            n => format!(
+                "; {n} batch(es) were stored by an earlier send, their polls counted as stored already"
+            ),
         },
         match get(&totals.retries) {
             0 => String::new(),
