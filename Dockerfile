@@ -14,12 +14,15 @@ RUN cargo build --release --locked \
 FROM debian:bookworm-slim
 # The binary needs no system library beyond libc: TLS is rustls with its roots built in.
 RUN useradd --system --uid 10001 --home-dir /var/lib/store-monitor --shell /usr/sbin/nologin store-monitor \
- && mkdir -p /var/lib/store-monitor/reports \
+ && mkdir -p /var/lib/store-monitor/reports /var/lib/store-monitor/data \
  && chown -R 10001:10001 /var/lib/store-monitor
 COPY --from=build /usr/local/bin/store-monitor /usr/local/bin/store-monitor
-COPY data /usr/share/store-monitor/data
+# The bundled 2023 sample is for trying the image out, never its data: the data folder is
+# empty until the operator mounts the real files there (or pushes polls to /polls). To
+# try it: docker run -e STORE_MONITOR_DATA=/usr/share/store-monitor/sample …
+COPY data /usr/share/store-monitor/sample
 ENV STORE_MONITOR_BIND=0.0.0.0:8000 \
-    STORE_MONITOR_DATA=/usr/share/store-monitor/data \
+    STORE_MONITOR_DATA=/var/lib/store-monitor/data \
     STORE_MONITOR_REPORTS=/var/lib/store-monitor/reports \
     STORE_MONITOR_LOG_FORMAT=json
 USER 10001:10001

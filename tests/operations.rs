@@ -496,6 +496,15 @@ fn the_container_files_build_in_stages_run_unprivileged_and_check_their_health()
         "runs as {user}"
     );
     assert!(dockerfile.contains(r#"CMD ["store-monitor", "healthcheck""#));
+    // The bundled 2023 sample is never the image's data: it served and reloaded it as if
+    // it were the operator's.
+    let data = dockerfile
+        .split("STORE_MONITOR_DATA=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the image names its data folder");
+    assert_eq!(data, "/var/lib/store-monitor/data");
+    assert!(!dockerfile.contains("COPY data /var/lib/store-monitor/data"));
     let compose = std::fs::read_to_string(root.join("compose.yaml")).unwrap();
     assert!(compose.contains("pg_isready") && compose.contains(r#"command: ["worker"]"#));
     let Ok(docker) = which("docker") else {
