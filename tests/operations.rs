@@ -499,7 +499,7 @@ fn the_container_files_build_in_stages_run_unprivileged_and_check_their_health()
     // The bundled 2023 sample is never the image's data: it served and reloaded it as if
     // it were the operator's.
     let data = dockerfile
-        .split("STORE_MONITOR_DATA=")
+        .split("\n    STORE_MONITOR_DATA=")
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())
         .expect("the image names its data folder");
