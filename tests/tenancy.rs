@@ -52,6 +52,21 @@ fn scoped_token(db: &TestDb, role: &str, group: &str) -> String {
     .to_string()
 }
 
+/// Pushes one active poll of `store` at 12:00 (its stores went down at 10:00), as `token`.
+async fn back_up(app: &TestApp, token: &str, store: &str) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/polls", app.address))
+        .bearer_auth(token)
+        .header("content-type", "text/csv")
+        .body(format!(
+            "store_id,status,timestamp_utc\n{store},active,2023-01-25 12:00:00 UTC\n"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
 const INCIDENTS: &str = "{ incidents { totalCount nodes { storeId store { storeId } } } }";
 
 fn stores_of(answer: &Value) -> Vec<String> {
@@ -392,22 +407,7 @@ async fn the_incidents_subscription_tells_a_scoped_token_of_its_groups_stores_al
         }
     };
     let (mut mine, mut all) = (listen(a).await, listen(pusher.clone()).await);
-    let back_up = |store: &str| {
-        let (address, token, store) = (app.address.clone(), pusher.clone(), store.to_string());
-        async move {
-            let response = reqwest::Client::new()
-                .post(format!("{address}/polls"))
-                .bearer_auth(token)
-                .header("content-type", "text/csv")
-                .body(format!(
-                    "store_id,status,timestamp_utc\n{store},active,2023-01-25 12:00:00 UTC\n"
-                ))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), 200);
-        }
-    };
+    let back_up = |store: &'static str| back_up(&app, &pusher, store);
     async fn next(socket: &mut Socket) -> (String, String) {
         let message = socket.next().await.expect("the socket stays open");
         let event = &message["payload"]["data"]["incidents"];
@@ -991,22 +991,7 @@ async fn a_socket_after_renames_hears_and_reads_only_its_tokens_current_groups()
         socket
     };
     let mut before = open().await;
-    let back_up = |store: &str| {
-        let (address, token, store) = (app.address.clone(), pusher.clone(), store.to_string());
-        async move {
-            let response = reqwest::Client::new()
-                .post(format!("{address}/polls"))
-                .bearer_auth(token)
-                .header("content-type", "text/csv")
-                .body(format!(
-                    "store_id,status,timestamp_utc\n{store},active,2023-01-25 12:00:00 UTC\n"
-                ))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), 200);
-        }
-    };
+    let back_up = |store: &'static str| back_up(&app, &pusher, store);
     // The subscription runs: it hears of its own store.
     back_up("alpha-1").await;
     let heard = before.next().await.unwrap();
