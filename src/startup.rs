@@ -364,12 +364,14 @@ fn monitor(state: &AppState, settings: &Settings) -> Monitor {
         );
         let (pool, instance, concurrency) =
             (state.work.clone(), instance.clone(), settings.webhook_concurrency);
+        let committed = state.events.events_committed();
         monitor = monitor.register(move |restarts| {
-            // Polled ten times a second (one indexed query; a delivery waits 50 ms on
-            // average), not notified: apalis's listener retries a failed connection at once,
-            // which out of file descriptors spun a core; and retries coming due are never
-            // announced anyway.
-            let backend = crate::jobs::deliver::storage(&pool).poll_with_interval(Duration::from_millis(100));
+            // Woken by the notice of new events `db::events` hears (not by apalis's own
+            // listener, which retried a failed connection at once: out of file descriptors
+            // it spun a core), and on a timer for retries coming due, which no notice
+            // announces. Not `poll_with_interval`: see `jobs::wake`.
+            let wakeups = crate::jobs::wake::Wakeups::new(committed.clone(), crate::jobs::deliver::RECHECK);
+            let backend = crate::jobs::deliver::storage(&pool).poll_with_strategy(wakeups);
             WorkerBuilder::new(format!("webhooks-{instance}-{restarts}"))
                 .backend(backend)
                 .concurrency(concurrency)

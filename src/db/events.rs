@@ -6,7 +6,8 @@
 //! each `api_token_revoked` one to whoever keeps tokens (`service::auth`), and each
 //! `dataset_events` one (a reload changed the data) to the `dataset` subscription. An
 //! `incident_events` notice wakes the reader of that outbox, which passes on its new rows
-//! (in `seq` order, which is commit order) to the `incidents` subscription.
+//! (in `seq` order, which is commit order) to the `incidents` subscription, and the delivery
+//! workers, whose jobs were queued with the events.
 //! Notices sent while the listener was reconnecting are lost; so every few seconds one
 //! query re-reads the reports that someone follows, and passes on those that changed
 //! unheard. Subscribers never read the database themselves: however many there are, a
@@ -41,6 +42,8 @@ pub struct ReportEvents {
     incidents: broadcast::Sender<Arc<IncidentEvent>>,
     /// Wakes the outbox's reader: a notice came, or a recheck is due.
     outbox: Arc<tokio::sync::Notify>,
+    /// Wakes the delivery workers: events (and their deliveries) were committed.
+    committed: Arc<tokio::sync::Notify>,
 }
 
 /// The reports someone follows.
@@ -112,6 +115,7 @@ impl ReportEvents {
             dataset: broadcast::channel(64).0,
             incidents: broadcast::channel(4096).0,
             outbox: Arc::default(),
+            committed: Arc::default(),
         };
         let seen = incidents::last_event(pool).await?;
         tokio::spawn(events.clone().read_outbox(pool.clone(), seen, stopped.clone()));
@@ -130,7 +134,10 @@ impl ReportEvents {
                 Ok(notification) if notification.channel() == REVOKED_CHANNEL => {
                     let _ = self.revoked.send(Uuid::parse_str(notification.payload()).ok());
                 }
-                Ok(notification) if notification.channel() == incidents::CHANNEL => self.outbox.notify_one(),
+                Ok(notification) if notification.channel() == incidents::CHANNEL => {
+                    self.outbox.notify_one();
+                    self.committed.notify_one();
+                }
                 Ok(notification) if notification.channel() == DATASET_CHANNEL => {
                     if let Ok(version) = notification.payload().parse() {
                         let _ = self.dataset.send(version);
@@ -205,6 +212,14 @@ impl ReportEvents {
                 }
             }
         }
+    }
+
+    /// Notified each time a process commits incident events, and so their first delivery
+    /// attempts: as soon as the notice is heard, with no re-reading. A notice lost while the
+    /// listener reconnected is not made up for: the delivery workers read their queue on a
+    /// timer as well.
+    pub fn events_committed(&self) -> Arc<tokio::sync::Notify> {
+        self.committed.clone()
     }
 
     /// Incidents opened, resolved or withdrawn in any process, from now on.

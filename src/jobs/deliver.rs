@@ -5,6 +5,10 @@
 //! the SSRF rule (`domain::destination`) when the host is looked up; then records what
 //! came of it and, in the same transaction, queues the next attempt by the retry schedule,
 //! or disables a webhook whose receiver answered 410.
+//!
+//! The workers read the queue as soon as a process commits events (`jobs::wake`, on the
+//! notice `db::events` hears), and on a timer for what no notice announces: retries coming
+//! due, redeliveries.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -25,6 +29,10 @@ use crate::domain::webhook::{Answer, RetrySchedule, Secret, answer, signature_he
 
 /// How long a receiver has to answer.
 const TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How often the delivery workers read the queue without a notice: what a retry coming due
+/// may wait past its time. Four reads a second of one indexed query.
+pub const RECHECK: Duration = Duration::from_millis(250);
 
 /// What deliveries need: the database, one HTTP client for all (its connections kept per
 /// host), the retry schedule, and whether private addresses may be reached.

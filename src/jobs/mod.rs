@@ -1,7 +1,8 @@
-//! Background jobs: the apalis jobs (`report`, `deliver` for webhooks, the scheduled `reload`) and the maintenance
-//! each process runs beside them, one job per file (`reconcile`, `prune_reports`,
-//! `prune_polls`, `tidy_edges`, `forget_idempotency_keys`, `gauges`). Each is a plain
-//! async function tests can call; the loops only time them.
+//! Background jobs: the apalis jobs (`report`, `deliver` for webhooks, with the `wake`-ups
+//! that read their queue, the scheduled `reload`) and the maintenance each process runs
+//! beside them, one job per file (`reconcile`, `prune_reports`, `prune_polls`, `tidy_edges`,
+//! `forget_idempotency_keys`, `gauges`). Each is a plain async function tests can call; the
+//! loops only time them.
 
 pub mod deliver;
 pub mod forget_idempotency_keys;
@@ -12,6 +13,7 @@ pub mod reconcile;
 pub mod reload;
 pub mod report;
 pub mod tidy_edges;
+pub mod wake;
 
 use std::future::Future;
 use std::time::Duration;

@@ -23,6 +23,7 @@ pub struct Received {
     pub body: String,
     /// The status it was answered with (0: none).
     pub answered: u16,
+    /// When it arrived (before any delay of the receiver's).
     pub at: Instant,
 }
 
@@ -119,19 +120,30 @@ impl Receiver {
     /// Waits until `n` requests have come (at most `limit`, a safety net for a broken
     /// server), and returns them all.
     pub async fn wait_for(&self, n: usize, limit: Duration) -> Vec<Received> {
+        match self.wait_until(limit, |got| got.len() >= n).await {
+            Ok(got) => got,
+            Err(got) => panic!("{} requests of {n} within {limit:?}: {got:?}", got.len()),
+        }
+    }
+
+    /// Waits until `done` holds of the requests so far, for at most `limit`: them all, as
+    /// `Err` if it did not come to hold.
+    pub async fn wait_until(
+        &self,
+        limit: Duration,
+        done: impl Fn(&[Received]) -> bool,
+    ) -> Result<Vec<Received>, Vec<Received>> {
         let deadline = Instant::now() + limit;
         loop {
             let arrived = self.arrived.notified();
             let got = self.received();
-            if got.len() >= n {
-                return got;
+            if done(&got) {
+                return Ok(got);
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "{} requests of {n} within {limit:?}: {got:?}",
-                got.len()
-            );
+            if left.is_zero() {
+                return Err(got);
+            }
             let _ = tokio::time::timeout(left, arrived).await;
         }
     }
