@@ -55,7 +55,8 @@ pub struct Settings {
     pub trigger_rate: u32,
     /// `reloadData` calls a minute per token or address (0: no limit).
     pub reload_rate: u32,
-    /// Webhook deliveries this process makes at once (0: none).
+    /// Webhook deliveries this process makes at once (0: none); each webhook has a quarter of
+    /// them, more while its receiver answers quickly (`jobs::lanes`).
     pub webhook_concurrency: usize,
     /// What webhooks may reach, and how their deliveries are retried.
     pub webhooks: WebhookSettings,

@@ -361,6 +361,7 @@ fn monitor(state: &AppState, settings: &Settings) -> Monitor {
             state.work.clone(),
             settings.webhooks.retry_schedule.clone(),
             settings.webhooks.allow_private,
+            settings.webhook_concurrency,
         );
         let (pool, instance, concurrency) =
             (state.work.clone(), instance.clone(), settings.webhook_concurrency);

@@ -3,7 +3,8 @@
 //! a 410 disables the endpoint, a rotated secret signs beside the new one for its overlap,
 //! private addresses are refused, only admins manage webhooks and no secret reaches a log,
 //! a SIGKILLed server delivers after its restart, and two processes deliver each event once.
-//! Issue 32: an idle server delivers as the event commits.
+//! Issue 32: a slow receiver delays no other webhook's deliveries, and an idle server
+//! delivers as the event commits.
 
 mod common;
 
@@ -523,6 +524,61 @@ fn store_of(received: &Received) -> String {
         .as_str()
         .unwrap()
         .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_receiver_delays_no_other_webhook() {
+    // Every delivery shared one pool of workers, first come first served: 200 events to a
+    // receiver taking 4 s each held all of it, and another receiver's deliveries waited
+    // behind them for minutes.
+    let data = tempfile::tempdir().unwrap();
+    data_folder(data.path());
+    let db = TestDb::new().await;
+    let app = server(&db, data.path(), true).await;
+    let slow = Receiver::slow(&[], Duration::from_secs(4)).await;
+    let fast = Receiver::start(&[]).await;
+    create(&app, &slow.url).await;
+    create(&app, &fast.url).await;
+
+    // In four pushes, so that each push's deliveries queue behind the slow receiver's of the
+    // pushes before it, whatever order one push queues its own in.
+    let mut pushed = Vec::new();
+    for round in 0..4 {
+        let stores: Vec<String> = (0..50).map(|i| format!("r{round}-{i}")).collect();
+        let mut rows = Vec::new();
+        for store in &stores {
+            rows.push((store.as_str(), "2023-03-01 10:00:00", false));
+            rows.push((store.as_str(), "2023-03-01 11:00:00", false));
+        }
+        pushed.push(std::time::Instant::now());
+        push(&app.address, None, &rows).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let wait = Duration::from_secs(20);
+    let got = match fast.wait_until(wait, |got| got.len() >= 200).await {
+        Ok(got) | Err(got) => got,
+    };
+    let mut lags: Vec<Duration> = got
+        .iter()
+        .map(|r| {
+            let store = store_of(r);
+            let round: usize = store[1..2].parse().unwrap();
+            r.at.duration_since(pushed[round])
+        })
+        .collect();
+    // Those that never came count as the longest wait.
+    lags.resize(200, wait);
+    let (p50, p99) = (quantile(&lags, 0.5), quantile(&lags, 0.99));
+    println!("the other receiver's 200 deliveries after their push: p50 {p50:?}, p99 {p99:?}");
+    assert!(
+        p99 <= Duration::from_secs(5),
+        "the other receiver's deliveries after their push: {} of 200 within {wait:?}, p50 {p50:?}, p99 {p99:?}",
+        got.len()
+    );
+    assert_eq!(got.len(), 200);
+    // The slow receiver is served too, at its own pace.
+    assert!(!slow.received().is_empty());
+    app.stop().await;
 }
 
 #[tokio::test]

@@ -167,6 +167,7 @@ pub(crate) struct WorkArgs {
     #[arg(long, env = "STORE_MONITOR_CONCURRENCY", default_value_t = 2)]
     pub concurrency: usize,
     /// Webhook deliveries this process makes at once (0: none; other processes deliver).
+    /// Each webhook has a quarter of them, and more while its receiver answers quickly.
     #[arg(
         long,
         env = "STORE_MONITOR_WEBHOOK_CONCURRENCY",

@@ -1,5 +1,6 @@
 //! What store-monitor relies on in apalis's own tables (schema `apalis`): the storage it
-//! queues report jobs in, how deep the queue is, and pruning what will never run again.
+//! queues report jobs in, how deep the queue is, handing a job back, and pruning what will
+//! never run again.
 //!
 //! A job's status is apalis's own `Status`, stored as its text (`Display`, read back with
 //! `FromStr`); this module is the one place that knows it. `tests/queue.rs` runs real jobs
@@ -159,6 +160,34 @@ pub(crate) async fn push_many(
     .execute(db)
     .await
     .map(drop)
+}
+
+/// Hands a job the worker `worker` took back to the queue, to run `delay` from now, under
+/// the id `new_id`. apalis still holds the job under its old id: the lock it notes as the job
+/// starts, which may be written after this, and the job's acknowledgement then match no
+/// row, so that neither takes the job again nor marks it done. Its attempts are not
+/// counted. `false` if the job is not the worker's any more (taken for orphaned and handed
+/// to another).
+pub(crate) async fn hand_back(
+    db: impl PgExecutor<'_>,
+    id: &str,
+    new_id: &str,
+    worker: &str,
+    delay: Duration,
+) -> sqlx::Result<bool> {
+    sqlx::query(
+        "UPDATE apalis.jobs SET id = $2, status = $4, lock_by = NULL, lock_at = NULL, run_at = now() + $5
+         WHERE id = $1 AND lock_by = $3",
+    )
+    .bind(id)
+    .bind(new_id)
+    .bind(worker)
+    .bind(Status::Pending.to_string())
+    // An interval holds microseconds; a delay worked out from others may have nanoseconds.
+    .bind(Duration::from_micros(delay.as_micros() as u64))
+    .execute(db)
+    .await
+    .map(|r| r.rows_affected() == 1)
 }
 
 /// Holds a failing job back for `delay`: apalis takes a failed job with attempts left

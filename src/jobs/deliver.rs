@@ -6,15 +6,20 @@
 //! came of it and, in the same transaction, queues the next attempt by the retry schedule,
 //! or disables a webhook whose receiver answered 410.
 //!
+//! Each webhook has its share of this process's delivery workers (`jobs::lanes`; more while
+//! its receiver is quick): a job whose webhook has no room is handed back to the queue for
+//! later, and the worker takes the next, so that a slow or failing receiver delays only its
+//! own deliveries.
+//!
 //! The workers read the queue as soon as a process commits events (`jobs::wake`, on the
 //! notice `db::events` hears), and on a timer for what no notice announces: retries coming
-//! due, redeliveries.
+//! due, jobs handed back, redeliveries.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use apalis::prelude::{BoxDynError, Data};
+use apalis::prelude::{BoxDynError, Data, TaskId, WorkerContext};
 use apalis_postgres::PostgresStorage;
 use chrono::{SecondsFormat, Utc};
 use serde_json::json;
@@ -26,26 +31,30 @@ use crate::db::webhooks::{self, Attempt, DeliveryJob, Endpoint};
 use crate::db::{Pool, queue};
 use crate::domain::destination;
 use crate::domain::webhook::{Answer, RetrySchedule, Secret, answer, signature_header};
+use crate::jobs::lanes::Lanes;
 
 /// How long a receiver has to answer.
 const TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How often the delivery workers read the queue without a notice: what a retry coming due
-/// may wait past its time. Four reads a second of one indexed query.
+/// (or a job handed back) may wait past its time. Four reads a second of one indexed query.
 pub const RECHECK: Duration = Duration::from_millis(250);
 
 /// What deliveries need: the database, one HTTP client for all (its connections kept per
-/// host), the retry schedule, and whether private addresses may be reached.
+/// host), the retry schedule, whether private addresses may be reached, and the webhooks'
+/// lanes of this process's workers.
 #[derive(Clone)]
 pub struct DeliveryContext {
     pub pool: Pool,
     client: reqwest::Client,
     schedule: RetrySchedule,
     allow_private: bool,
+    lanes: Arc<Lanes>,
 }
 
 impl DeliveryContext {
-    pub fn new(pool: Pool, schedule: RetrySchedule, allow_private: bool) -> Self {
+    /// The context of `workers` delivery workers.
+    pub fn new(pool: Pool, schedule: RetrySchedule, allow_private: bool, workers: usize) -> Self {
         let client = reqwest::Client::builder()
             .timeout(TIMEOUT)
             .connect_timeout(TIMEOUT)
@@ -60,6 +69,7 @@ impl DeliveryContext {
             client,
             schedule,
             allow_private,
+            lanes: Lanes::new(workers),
         }
     }
 }
@@ -70,13 +80,47 @@ pub fn storage(pool: &Pool) -> PostgresStorage<DeliveryJob> {
 }
 
 /// The apalis handler. A receiver's failure is an outcome, recorded (and retried by the
-/// schedule); only the database's failure fails the job, for apalis to run it again.
-pub async fn handle(job: DeliveryJob, ctx: Data<DeliveryContext>) -> Result<(), BoxDynError> {
+/// schedule); only the database's failure fails the job, for apalis to run it again. A job
+/// whose webhook has no room in its lane is handed back for later.
+pub async fn handle(
+    job: DeliveryJob,
+    ctx: Data<DeliveryContext>,
+    id: TaskId,
+    worker: WorkerContext,
+) -> Result<(), BoxDynError> {
+    let place = match ctx.lanes.enter(job.webhook, rand_unit()).await {
+        Ok(place) => place,
+        Err(wait) => return hand_back(&ctx, &job, &id, &worker, wait).await,
+    };
     let span = tracing::info_span!("webhook delivery", event = %job.event, webhook = %job.webhook, attempt = job.attempt);
-    match run(&ctx, job).instrument(span).await {
+    let outcome = run(&ctx, job).instrument(span).await;
+    drop(place);
+    match outcome {
         Ok(_) => Ok(()),
         Err(e) => {
             tracing::warn!(event = %job.event, webhook = %job.webhook, attempt = job.attempt, error = format!("{e:#}"), "webhook delivery could not be recorded; apalis runs it again");
+            Err(e.into())
+        }
+    }
+}
+
+/// Hands the job `id` back to the queue, to run `wait` from now (under a new id: see
+/// `queue::hand_back`).
+async fn hand_back(
+    ctx: &DeliveryContext,
+    job: &DeliveryJob,
+    id: &TaskId,
+    worker: &WorkerContext,
+    wait: Duration,
+) -> Result<(), BoxDynError> {
+    let new_id = ulid::Ulid(Uuid::new_v4().as_u128()).to_string();
+    match queue::hand_back(&ctx.pool, &id.to_string(), &new_id, worker.name(), wait).await {
+        Ok(_) => {
+            tracing::debug!(event = %job.event, webhook = %job.webhook, attempt = job.attempt, wait_ms = wait.as_millis() as u64, "no room in the webhook's lane: its delivery waits");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!(event = %job.event, webhook = %job.webhook, error = %e, "a webhook delivery could not be put off; apalis runs it again");
             Err(e.into())
         }
     }

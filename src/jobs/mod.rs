@@ -1,12 +1,13 @@
-//! Background jobs: the apalis jobs (`report`, `deliver` for webhooks, with the `wake`-ups
-//! that read their queue, the scheduled `reload`) and the maintenance each process runs
-//! beside them, one job per file (`reconcile`, `prune_reports`, `prune_polls`, `tidy_edges`,
-//! `forget_idempotency_keys`, `gauges`). Each is a plain async function tests can call; the
-//! loops only time them.
+//! Background jobs: the apalis jobs (`report`, `deliver` for webhooks, with the webhooks'
+//! fair `lanes` of the workers and the `wake`-ups that read their queue, the scheduled
+//! `reload`) and the maintenance each process runs beside them, one job per file
+//! (`reconcile`, `prune_reports`, `prune_polls`, `tidy_edges`, `forget_idempotency_keys`,
+//! `gauges`). Each is a plain async function tests can call; the loops only time them.
 
 pub mod deliver;
 pub mod forget_idempotency_keys;
 pub mod gauges;
+pub mod lanes;
 pub mod prune_polls;
 pub mod prune_reports;
 pub mod reconcile;

@@ -1,8 +1,9 @@
 //! A webhook receiver of the tests' own: an HTTP server on a free loopback port that keeps
 //! every request it gets (headers and body as received) and answers each with the next
 //! status of its script (200 once the script is spent; `0` holds the request unanswered
-//! until the test ends, as a receiver that hangs). Signatures are checked afterwards by the
-//! Standard Webhooks npm library (`verify`), never by code of ours.
+//! until the test ends, as a receiver that hangs), after a delay of its own if it has one (a
+//! slow receiver). Signatures are checked afterwards by the Standard Webhooks npm library
+//! (`verify`), never by code of ours.
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
@@ -40,11 +41,18 @@ pub struct Receiver {
     received: Arc<Mutex<Vec<Received>>>,
     script: Arc<Mutex<VecDeque<u16>>>,
     arrived: Arc<tokio::sync::Notify>,
+    /// How long each answer takes.
+    delay: Duration,
 }
 
 impl Receiver {
     /// A receiver answering `script`'s statuses in turn, then 200.
     pub async fn start(script: &[u16]) -> Receiver {
+        Self::slow(script, Duration::ZERO).await
+    }
+
+    /// [`Receiver::start`], each answer given `delay` after its request arrived.
+    pub async fn slow(script: &[u16], delay: Duration) -> Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let receiver = Receiver {
@@ -52,6 +60,7 @@ impl Receiver {
             received: Arc::default(),
             script: Arc::new(Mutex::new(script.iter().copied().collect())),
             arrived: Arc::default(),
+            delay,
         };
         let serving = receiver.clone();
         tokio::spawn(async move {
@@ -106,6 +115,7 @@ impl Receiver {
         if status == 0 {
             std::future::pending::<()>().await;
         }
+        tokio::time::sleep(self.delay).await;
         hyper::Response::builder()
             .status(status)
             .body(http_body_util::Full::new(Bytes::new()))
