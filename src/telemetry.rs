@@ -211,6 +211,7 @@ pub struct Metrics {
     polls_rejected: Counter<u64>,
     webhook_attempts: Counter<u64>,
     webhook_seconds: Histogram<f64>,
+    webhook_lag: Histogram<f64>,
 }
 
 /// How a report's job ended, as the metrics count it.
@@ -287,6 +288,14 @@ impl Metrics {
         let labels = [KeyValue::new("outcome", outcome.to_string())];
         self.webhook_attempts.add(1, &labels);
         self.webhook_seconds.record(took.as_secs_f64(), &labels);
+    }
+
+    /// A delivery attempt was answered (or failed) `lag` after its event was written:
+    /// `attempt` is "first", "retry" (its wait by the retry schedule included) or
+    /// "redelivery" (`redeliver`, maybe long after).
+    pub fn webhook_lag(&self, attempt: &'static str, lag: Duration) {
+        self.webhook_lag
+            .record(lag.as_secs_f64(), &[KeyValue::new("attempt", attempt)]);
     }
 
     /// A scoped token asked for a store outside its groups (answered as absent).
@@ -390,6 +399,18 @@ pub fn metrics() -> &'static Metrics {
                 .with_unit("s")
                 .with_description("Time from sending a webhook request to its answer (or failure), by outcome")
                 .with_boundaries(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
+                .build(),
+            webhook_lag: meter
+                .f64_histogram("store_monitor.webhook.delivery.lag")
+                .with_unit("s")
+                .with_description(
+                    "Time from an incident event's writing to a delivery attempt's answer (or failure), by attempt (first, retry, redelivery)",
+                )
+                // A first attempt's seconds; a retry's minutes to a day (the schedule's).
+                .with_boundaries(vec![
+                    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 7200.0, 36000.0,
+                    86400.0,
+                ])
                 .build(),
             out_of_scope: meter
                 .u64_counter("store_monitor.out_of_scope_reads")

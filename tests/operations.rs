@@ -204,32 +204,6 @@ fn which(program: &str) -> Result<std::path::PathBuf, ()> {
         .ok_or(())
 }
 
-/// A Prometheus server (Debian's package) scraping `serve --metrics-bind` every second: the
-/// target is up, and after a report its duration histogram and the HTTP request counter
-/// answer through Prometheus's HTTP API; `promtool check metrics` passes a scrape.
-/// Where `server` (started with `--metrics-bind`) serves `/metrics`: `127.0.0.1:PORT`.
-async fn metrics_address(server: &common::child::ChildServer) -> String {
-    common::within(
-        "the server says where its metrics are",
-        Duration::from_secs(30),
-        async {
-            loop {
-                let found = server.log.lock().unwrap().iter().find_map(|line| {
-                    line.split("metrics on http://")
-                        .nth(1)
-                        .and_then(|rest| rest.split('/').next())
-                        .map(str::to_string)
-                });
-                if let Some(address) = found {
-                    return address;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        },
-    )
-    .await
-}
-
 /// Every label comes from a closed set: 5,000 requests with methods of their own (some of
 /// 32 KB) made a series each, grew `/metrics` from 25 KB to 4 MB, and pushed real new
 /// series into `otel_metric_overflow`.
@@ -240,7 +214,7 @@ async fn invented_methods_make_no_series_of_their_own() {
     let mut args = common::child::serve_args(&db.url, &examples_dir().join("odd-hours"), reports.path());
     args.extend(["--metrics-bind".into(), "127.0.0.1:0".into()]);
     let server = common::child::ChildServer::start(env!("CARGO_BIN_EXE_store-monitor"), args);
-    let metrics = metrics_address(&server).await;
+    let metrics = server.metrics_address().await;
     let client = reqwest::Client::new();
     let scrape = || async {
         client
@@ -291,6 +265,9 @@ async fn invented_methods_make_no_series_of_their_own() {
     server.terminate();
 }
 
+/// A Prometheus server (Debian's package) scraping `serve --metrics-bind` every second: the
+/// target is up, and after a report its duration histogram and the HTTP request counter
+/// answer through Prometheus's HTTP API; `promtool check metrics` passes a scrape.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_metrics_and_answers_for_a_report() {
     let (prometheus, promtool) = match (which("prometheus"), which("promtool")) {
@@ -302,7 +279,7 @@ async fn prometheus_scrapes_the_metrics_and_answers_for_a_report() {
     let mut args = common::child::serve_args(&db.url, &examples_dir().join("odd-hours"), reports.path());
     args.extend(["--metrics-bind".into(), "127.0.0.1:0".into()]);
     let server = common::child::ChildServer::start(env!("CARGO_BIN_EXE_store-monitor"), args);
-    let metrics = metrics_address(&server).await;
+    let metrics = server.metrics_address().await;
 
     let home = tempfile::tempdir().unwrap();
     let config = home.path().join("prometheus.yml");

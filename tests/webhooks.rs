@@ -3,8 +3,8 @@
 //! a 410 disables the endpoint, a rotated secret signs beside the new one for its overlap,
 //! private addresses are refused, only admins manage webhooks and no secret reaches a log,
 //! a SIGKILLed server delivers after its restart, and two processes deliver each event once.
-//! Issue 32: a slow receiver delays no other webhook's deliveries, and an idle server
-//! delivers as the event commits.
+//! Issue 32: a slow receiver delays no other webhook's deliveries, an idle server delivers
+//! as the event commits, and the lag from an event to each attempt is a metric.
 
 mod common;
 
@@ -616,4 +616,105 @@ async fn an_idle_server_delivers_as_the_event_commits() {
         "from each push to its delivery: p50 {p50:?}, p99 {p99:?}: {lags:?}"
     );
     app.stop().await;
+}
+
+/// The value of the series of `/metrics` (`scrape`) whose name is `name` and whose labels
+/// include `label`; `None` until there is one.
+fn series(scrape: &str, name: &str, label: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find(|line| line.starts_with(&format!("{name}{{")) && line.contains(label))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+#[tokio::test]
+async fn the_lag_from_an_event_to_each_attempt_is_a_metric() {
+    let data = tempfile::tempdir().unwrap();
+    data_folder(data.path());
+    let db = TestDb::new().await;
+    let reports = tempfile::tempdir().unwrap();
+    let mut args = serve_args(&db.url, data.path(), reports.path());
+    args.extend([
+        "--webhook-allow-private".into(),
+        "--webhook-retry-schedule".into(),
+        "1s".into(),
+        "--metrics-bind".into(),
+        "127.0.0.1:0".into(),
+    ]);
+    let server = ChildServer::start(env!("CARGO_BIN_EXE_store-monitor"), args);
+    let metrics = server.metrics_address().await;
+    let receiver = Receiver::start(&[500]).await;
+    let created = server
+        .graphql(&format!(
+            "mutation {{ createWebhook(input: {{ url: {:?} }}) {{ webhook {{ id }} }} }}",
+            receiver.url
+        ))
+        .await;
+    let webhook = created["data"]["createWebhook"]["webhook"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{created}"))
+        .to_string();
+    push(
+        &server.address,
+        None,
+        &[
+            ("s", "2023-03-01 10:00:00", false),
+            ("s", "2023-03-01 11:00:00", false),
+        ],
+    )
+    .await;
+    let got = receiver.wait_for(2, LIMIT).await;
+    let again = server
+        .graphql(&format!(
+            "mutation {{ redeliver(webhookId: {webhook:?}, eventId: {:?}) }}",
+            got[0].id
+        ))
+        .await;
+    assert_eq!(again["data"]["redeliver"], true, "{again}");
+    receiver.wait_for(3, LIMIT).await;
+
+    // Each attempt is counted once its answer is recorded, just after the receiver has it.
+    let name = "store_monitor_webhook_delivery_lag_seconds";
+    let scrape = common::within("the three attempts' lags", LIMIT, async {
+        loop {
+            let scrape = reqwest::get(format!("http://{metrics}/metrics"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let counted: Option<Vec<f64>> = ["first", "retry", "redelivery"]
+                .iter()
+                .map(|attempt| {
+                    series(
+                        &scrape,
+                        &format!("{name}_count"),
+                        &format!("attempt=\"{attempt}\""),
+                    )
+                })
+                .collect();
+            if counted.is_some_and(|counted| counted.iter().sum::<f64>() >= 3.0) {
+                return scrape;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let lag = |attempt: &str| {
+        let label = format!("attempt=\"{attempt}\"");
+        let count = series(&scrape, &format!("{name}_count"), &label).unwrap();
+        assert_eq!(count, 1.0, "{attempt}: {scrape}");
+        series(&scrape, &format!("{name}_sum"), &label).unwrap()
+    };
+    // The first attempt as the event commits; the retry a second later, by the schedule.
+    let (first, retry) = (lag("first"), lag("retry"));
+    assert!(first < 1.0, "first attempt {first} s after its event");
+    assert!((1.0..5.0).contains(&retry), "retry {retry} s after its event");
+    assert!(lag("redelivery") >= retry);
+    assert!(
+        series(&scrape, &format!("{name}_bucket"), "le=\"0.25\"").is_some(),
+        "{scrape}"
+    );
+    server.terminate();
 }

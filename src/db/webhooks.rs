@@ -235,6 +235,10 @@ pub struct DeliveryJob {
     pub webhook: Uuid,
     /// 1 for the first attempt.
     pub attempt: u32,
+    /// Queued again by `redeliver`, maybe long after the event: told apart in the lag's
+    /// metric. Absent from jobs queued otherwise, as from those of earlier releases.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub redelivery: bool,
 }
 
 #[derive(FromRow)]
@@ -262,6 +266,7 @@ pub(crate) async fn queue_deliveries(
                     event,
                     webhook: hook.id,
                     attempt: 1,
+                    redelivery: false,
                 });
             }
         }

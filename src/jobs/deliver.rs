@@ -13,7 +13,8 @@
 //!
 //! The workers read the queue as soon as a process commits events (`jobs::wake`, on the
 //! notice `db::events` hears), and on a timer for what no notice announces: retries coming
-//! due, jobs handed back, redeliveries.
+//! due, jobs handed back, redeliveries. `store_monitor_webhook_delivery_lag_seconds` is the
+//! time from an event to each attempt's answer.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -156,6 +157,7 @@ pub async fn run(ctx: &DeliveryContext, job: DeliveryJob) -> anyhow::Result<Deli
     }
     let started = Instant::now();
     let sent = send(ctx, &endpoint, &event).await;
+    let lag = (Utc::now() - event.created_at).to_std().unwrap_or_default();
     let duration_ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
     let (status, retry_after, error) = match &sent {
         Ok(answered) => (Some(answered.status), answered.retry_after, None),
@@ -209,7 +211,9 @@ pub async fn run(ctx: &DeliveryContext, job: DeliveryJob) -> anyhow::Result<Deli
     };
     webhooks::record(&mut *tx, &attempt).await?;
     tx.commit().await?;
-    crate::telemetry::metrics().webhook_attempt(attempt.outcome, started.elapsed());
+    let metrics = crate::telemetry::metrics();
+    metrics.webhook_attempt(attempt.outcome, started.elapsed());
+    metrics.webhook_lag(lag_label(&job), lag);
     tracing::info!(
         event = %job.event,
         webhook = %job.webhook,
@@ -221,6 +225,15 @@ pub async fn run(ctx: &DeliveryContext, job: DeliveryJob) -> anyhow::Result<Deli
         "webhook delivery"
     );
     Ok(outcome)
+}
+
+/// The lag metric's `attempt`.
+fn lag_label(job: &DeliveryJob) -> &'static str {
+    match (job.redelivery, job.attempt) {
+        (true, _) => "redelivery",
+        (false, 1) => "first",
+        (false, _) => "retry",
+    }
 }
 
 /// A number in `[0, 1)` for the retry's jitter.
@@ -391,6 +404,7 @@ pub async fn redeliver(pool: &Pool, event: Uuid, webhook: Uuid) -> sqlx::Result<
             event,
             webhook,
             attempt: 1,
+            redelivery: true,
         }],
         None,
     )

@@ -154,6 +154,27 @@ impl ChildServer {
             .unwrap()
     }
 
+    /// Where a server started with `--metrics-bind` serves `/metrics`: `127.0.0.1:PORT`.
+    pub async fn metrics_address(&self) -> String {
+        let said = async {
+            loop {
+                let found = self.log.lock().unwrap().iter().find_map(|line| {
+                    line.split("metrics on http://")
+                        .nth(1)
+                        .and_then(|rest| rest.split('/').next())
+                        .map(str::to_string)
+                });
+                if let Some(address) = found {
+                    return address;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), said)
+            .await
+            .expect("the server says where its metrics are within 30 s")
+    }
+
     /// The process's id, for signals.
     pub fn pid(&self) -> u32 {
         self.child.id()
