@@ -167,7 +167,8 @@ pub(crate) async fn push_many(
 /// starts, which may be written after this, and the job's acknowledgement then match no
 /// row, so that neither takes the job again nor marks it done. Its attempts are not
 /// counted. `false` if the job is not the worker's any more (taken for orphaned and handed
-/// to another).
+/// to another). (apalis-postgres's `task-tracking` feature would break this: its heartbeat
+/// requires every job the worker runs to be locked by it under the id it knows.)
 pub(crate) async fn hand_back(
     db: impl PgExecutor<'_>,
     id: &str,
