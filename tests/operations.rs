@@ -214,18 +214,7 @@ async fn invented_methods_make_no_series_of_their_own() {
     let mut args = common::child::serve_args(&db.url, &examples_dir().join("odd-hours"), reports.path());
     args.extend(["--metrics-bind".into(), "127.0.0.1:0".into()]);
     let server = common::child::ChildServer::start(env!("CARGO_BIN_EXE_store-monitor"), args);
-    let metrics = server.metrics_address().await;
     let client = reqwest::Client::new();
-    let scrape = || async {
-        client
-            .get(format!("http://{metrics}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
     for method in ["GET", "POST", "PUT", "DELETE", "OPTIONS", "HEAD"] {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         for path in ["/healthz", "/graphql", "/polls", "/nowhere"] {
@@ -236,7 +225,7 @@ async fn invented_methods_make_no_series_of_their_own() {
                 .unwrap();
         }
     }
-    let before = scrape().await;
+    let before = server.scrape_metrics().await;
     for i in 0..5_000 {
         let method = if i % 1_000 == 0 {
             format!("M{i}{}", "X".repeat(32 << 10))
@@ -250,7 +239,7 @@ async fn invented_methods_make_no_series_of_their_own() {
             .send()
             .await;
     }
-    let after = scrape().await;
+    let after = server.scrape_metrics().await;
     assert!(
         after.len() < 2 * before.len(),
         "/metrics grew from {} to {} bytes",
@@ -394,12 +383,7 @@ async fn prometheus_scrapes_the_metrics_and_answers_for_a_report() {
     )
     .await;
 
-    let scrape = reqwest::get(format!("http://{metrics}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let scrape = server.scrape_metrics().await;
     let mut check = Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())

@@ -643,7 +643,6 @@ async fn the_lag_from_an_event_to_each_attempt_is_a_metric() {
         "127.0.0.1:0".into(),
     ]);
     let server = ChildServer::start(env!("CARGO_BIN_EXE_store-monitor"), args);
-    let metrics = server.metrics_address().await;
     let receiver = Receiver::start(&[500]).await;
     let created = server
         .graphql(&format!(
@@ -678,12 +677,7 @@ async fn the_lag_from_an_event_to_each_attempt_is_a_metric() {
     let name = "store_monitor_webhook_delivery_lag_seconds";
     let scrape = common::within("the three attempts' lags", LIMIT, async {
         loop {
-            let scrape = reqwest::get(format!("http://{metrics}/metrics"))
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let scrape = server.scrape_metrics().await;
             let counted: Option<Vec<f64>> = ["first", "retry", "redelivery"]
                 .iter()
                 .map(|attempt| {

@@ -175,6 +175,17 @@ impl ChildServer {
             .expect("the server says where its metrics are within 30 s")
     }
 
+    /// What its `/metrics` says now (a server started with `--metrics-bind`).
+    pub async fn scrape_metrics(&self) -> String {
+        let address = self.metrics_address().await;
+        reqwest::get(format!("http://{address}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// The process's id, for signals.
     pub fn pid(&self) -> u32 {
         self.child.id()
