@@ -212,6 +212,7 @@ pub struct Metrics {
     webhook_attempts: Counter<u64>,
     webhook_seconds: Histogram<f64>,
     webhook_lag: Histogram<f64>,
+    incident_polls: Counter<u64>,
 }
 
 /// How a report's job ended, as the metrics count it.
@@ -281,6 +282,15 @@ impl Metrics {
             .add(stored, &[KeyValue::new("source", source)]);
         self.polls_rejected
             .add(rejected, &[KeyValue::new("source", source)]);
+    }
+
+    /// An incident evaluation went back over stored polls: `read` from the database,
+    /// `recalled` from what it knew.
+    pub fn incident_polls(&self, read: u64, recalled: u64) {
+        self.incident_polls
+            .add(read, &[KeyValue::new("from", "database")]);
+        self.incident_polls
+            .add(recalled, &[KeyValue::new("from", "memory")]);
     }
 
     /// A webhook delivery attempt ended (delivered, retrying, failed, gone, refused).
@@ -411,6 +421,12 @@ pub fn metrics() -> &'static Metrics {
                     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 7200.0, 36000.0,
                     86400.0,
                 ])
+                .build(),
+            incident_polls: meter
+                .u64_counter("store_monitor.incidents.polls_read")
+                .with_description(
+                    "Stored polls the incident evaluator went back over for late polls, by where it found them (database, memory)",
+                )
                 .build(),
             out_of_scope: meter
                 .u64_counter("store_monitor.out_of_scope_reads")

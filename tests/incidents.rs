@@ -1,12 +1,15 @@
 //! Incidents (issue 21) against the real server: pushed polls open and resolve them by the
 //! rules (business hours on the store's clock, across a DST change), polls late, repeated
 //! or in any batches give the incidents of the polls in time order, a reload of the same
-//! polls opens nothing twice, and the `incidents` subscription tells each change once.
+//! polls opens nothing twice, and the `incidents` subscription tells each change once. A
+//! backfill out of time order (issue 32) goes back over what the evaluator knows, not over
+//! the database, and the same incidents come of it with processes taking turns.
 
 mod common;
 
 use std::path::Path;
 
+use common::child::ChildServer;
 use common::socket::Socket;
 use common::{TestApp, TestDb};
 use serde_json::{Value, json};
@@ -41,8 +44,12 @@ fn body(polls: &[(&str, &str, bool)]) -> String {
 }
 
 async fn push(app: &TestApp, polls: &[(&str, &str, bool)]) {
+    push_to(&app.address, polls).await;
+}
+
+async fn push_to(address: &str, polls: &[(&str, &str, bool)]) {
     let response = reqwest::Client::new()
-        .post(format!("{}/polls", app.address))
+        .post(format!("{address}/polls"))
         .header("content-type", "text/csv")
         .body(body(polls))
         .send()
@@ -374,4 +381,166 @@ async fn removing_the_polls_that_made_an_incident_withdraws_it() {
         .unwrap();
     assert_eq!(kinds, ["opened", "withdrawn"]);
     app.stop().await;
+}
+
+/// Each store's polls, in time order.
+type StorePolls = Vec<Vec<(String, bool)>>;
+
+/// Every store's polls (`hourly_polls`), all shuffled together: (store, poll) in the order
+/// a backfill sends them.
+fn shuffled_backfill(stores: usize, rng: &mut Lcg) -> (StorePolls, Vec<(usize, usize)>) {
+    let polls: Vec<Vec<(String, bool)>> = (0..stores).map(|_| hourly_polls(120, rng)).collect();
+    let mut order: Vec<(usize, usize)> = (0..stores).flat_map(|s| (0..120).map(move |p| (s, p))).collect();
+    for i in (1..order.len()).rev() {
+        order.swap(i, rng.next(i + 1));
+    }
+    (polls, order)
+}
+
+async fn push_rows(address: &str, names: &[String], polls: &[Vec<(String, bool)>], rows: &[(usize, usize)]) {
+    let rows: Vec<(&str, &str, bool)> = rows
+        .iter()
+        .map(|&(s, p)| (names[s].as_str(), polls[s][p].0.as_str(), polls[s][p].1))
+        .collect();
+    push_to(address, &rows).await;
+}
+
+/// The store's incidents as a server in another process answers them, oldest first.
+async fn incidents_at(server: &ChildServer, store: &str) -> Vec<(String, Option<String>, i64)> {
+    let answer = server
+        .graphql(&format!(
+            r#"{{ incidents(filter: {{ storeIds: ["{store}"] }}, first: 1000) {{
+                nodes {{ openedAt resolvedAt inactivePolls }} }} }}"#
+        ))
+        .await;
+    assert!(answer["errors"].is_null(), "{answer}");
+    let list = answer["data"]["incidents"]["nodes"].as_array().unwrap();
+    list.iter().rev().map(summary).collect()
+}
+
+/// How many stored polls the evaluator went back over, from the database and from memory.
+async fn polls_gone_over(server: &ChildServer) -> (f64, f64) {
+    let scrape = server.scrape_metrics().await;
+    let sum = |from: &str| -> f64 {
+        scrape
+            .lines()
+            .filter(|l| l.starts_with("store_monitor_incidents_polls_read_total{"))
+            .filter(|l| l.contains(&format!("from=\"{from}\"")))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum()
+    };
+    (sum("database"), sum("memory"))
+}
+
+/// A backfill in no order (a poller's retry queue, a migration): every batch has polls
+/// older than those evaluated for nearly every store, and each batch read each store's
+/// history back from the database again (a full-size file pushed so ran at 0.20× `COPY`).
+/// Once it has read them, the evaluator goes back over what it knows instead, and finds the
+/// incidents of the polls in time order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shuffled_backfill_reads_each_stores_polls_from_the_database_once() {
+    let data = tempfile::tempdir().unwrap();
+    let reports = tempfile::tempdir().unwrap();
+    let names: Vec<String> = (0..40).map(|i| format!("backfill-{i}")).collect();
+    chicago_nine_to_five(data.path(), &names.iter().map(String::as_str).collect::<Vec<_>>());
+    let db = TestDb::new().await;
+    let mut args = common::child::serve_args(&db.url, data.path(), reports.path());
+    args.extend(["--metrics-bind".into(), "127.0.0.1:0".into()]);
+    let server = ChildServer::start(env!("CARGO_BIN_EXE_store-monitor"), args);
+    let (polls, order) = shuffled_backfill(names.len(), &mut Lcg(11));
+    let batches: Vec<&[(usize, usize)]> = order.chunks(order.len() / 6).collect();
+    // The first batch is every store's first: in time order for each. The second is read
+    // back from the database.
+    push_rows(&server.address, &names, &polls, batches[0]).await;
+    push_rows(&server.address, &names, &polls, batches[1]).await;
+    let (first_read, _) = polls_gone_over(&server).await;
+    assert!(
+        first_read > 0.0,
+        "the second batch is evaluated from the database"
+    );
+    for batch in &batches[2..] {
+        push_rows(&server.address, &names, &polls, batch).await;
+    }
+    let (read, recalled) = polls_gone_over(&server).await;
+    let later: usize = batches[2..].iter().map(|b| b.len()).sum();
+    // Each later batch goes back over most of each store's polls (12,800 reads from the
+    // database over these four before): now from memory, but for a store now and then
+    // whose polls were known from a day before its earliest, and now needs older ones.
+    assert!(
+        read - first_read <= later as f64 / 10.0,
+        "{} polls read from the database after the second batch, {recalled} from memory",
+        read - first_read
+    );
+    assert!(recalled >= later as f64, "{recalled} polls gone over from memory");
+    for (name, polls) in names.iter().zip(&polls) {
+        assert_eq!(
+            incidents_at(&server, name).await,
+            expected(polls, Rules::default()),
+            "{name}"
+        );
+    }
+    server.terminate();
+}
+
+/// What one process knows holds only while no other evaluates: two servers on one database
+/// take turns with a shuffled backfill, a removal comes in between, and each store's
+/// incidents are those of its polls in time order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_taking_turns_with_a_backfill_and_a_removal_find_the_incidents_of_time_order() {
+    let data = tempfile::tempdir().unwrap();
+    let reports = tempfile::tempdir().unwrap();
+    let names: Vec<String> = (0..12).map(|i| format!("turns-{i}")).collect();
+    chicago_nine_to_five(data.path(), &names.iter().map(String::as_str).collect::<Vec<_>>());
+    let db = TestDb::new().await;
+    let args = common::child::serve_args(&db.url, data.path(), reports.path());
+    let servers = [
+        ChildServer::start(env!("CARGO_BIN_EXE_store-monitor"), args.clone()),
+        ChildServer::start(env!("CARGO_BIN_EXE_store-monitor"), args),
+    ];
+    let (polls, order) = shuffled_backfill(names.len(), &mut Lcg(5));
+    // Six batches, by turns; then the first store's polls from 13 March go, by the first
+    // server; then the rest of the batches, by turns again.
+    let batches: Vec<&[(usize, usize)]> = order.chunks(order.len() / 10).collect();
+    for (i, batch) in batches[..6].iter().enumerate() {
+        push_rows(&servers[i % 2].address, &names, &polls, batch).await;
+    }
+    let cut = "2023-03-13 00:00:00";
+    let removed = servers[0]
+        .graphql(&format!(
+            r#"mutation {{ deletePolls(input: {{ storeIds: ["{}"], from: "2023-03-13T00:00:00Z" }}) {{ files {{ rowsDeleted }} }} }}"#,
+            names[0]
+        ))
+        .await;
+    assert!(removed["errors"].is_null(), "{removed}");
+    for (i, batch) in batches[6..].iter().enumerate() {
+        push_rows(&servers[(i + 1) % 2].address, &names, &polls, batch).await;
+    }
+    // The first store keeps, of its polls from the cut on, those sent after the removal.
+    let before: std::collections::HashSet<usize> = batches[..6]
+        .iter()
+        .flat_map(|b| b.iter())
+        .filter(|&&(s, p)| s == 0 && polls[0][p].0.as_str() >= cut)
+        .map(|&(_, p)| p)
+        .collect();
+    assert!(!before.is_empty());
+    let kept: Vec<(String, bool)> = (0..120)
+        .filter(|p| !before.contains(p))
+        .map(|p| polls[0][p].clone())
+        .collect();
+    for server in &servers {
+        assert_eq!(
+            incidents_at(server, &names[0]).await,
+            expected(&kept, Rules::default())
+        );
+        for (name, polls) in names.iter().zip(&polls).skip(1) {
+            assert_eq!(
+                incidents_at(server, name).await,
+                expected(polls, Rules::default()),
+                "{name}"
+            );
+        }
+    }
+    for server in servers {
+        server.terminate();
+    }
 }

@@ -2,7 +2,9 @@
 //! removal), by the rules of `domain::incident`, one evaluation at a time (an advisory lock
 //! held to the commit): `super::health` keeps where each store stands, so that polls in
 //! time order step on from it; a store whose new polls are not all later than those
-//! evaluated is evaluated afresh from a day of its stored polls back (or more, or all).
+//! evaluated is evaluated afresh from a day of its stored polls back (or more, or all),
+//! which the evaluator then keeps (those within business hours: `domain::known_polls`)
+//! while no other evaluation intervenes.
 //! What changed goes into the `incident_events` outbox in the same transaction, and one
 //! `NOTIFY` tells every process to read it.
 
@@ -15,6 +17,7 @@ use uuid::Uuid;
 
 use super::health::{self, Standing};
 use crate::domain::incident::{self, Edit, Health, Incident, Notice, Rules};
+use crate::domain::known_polls::KnownPolls;
 use crate::domain::time::MICROS_PER_HOUR as HOUR;
 use crate::domain::zone::Clocks;
 use crate::domain::{HoursRow, Poll, Timestamp, Zone};
@@ -39,11 +42,13 @@ const LOOK_BACKS_MICROS: [i64; 2] = [24 * HOUR, 8 * 24 * HOUR];
 const NEWS_MICROS: i64 = 24 * HOUR;
 
 /// What evaluates incidents: the rules, and the business hours and zones of every store,
-/// kept from one evaluation to the next until a load changes them.
+/// kept from one evaluation to the next until a load changes them, and the polls of the
+/// stores it evaluated afresh, kept until another evaluation intervenes.
 #[derive(Clone, Default)]
 pub struct Evaluator {
     rules: Rules,
     hours: HoursCache,
+    known: Remembered,
 }
 
 impl Evaluator {
@@ -51,7 +56,46 @@ impl Evaluator {
         Evaluator {
             rules,
             hours: HoursCache::default(),
+            known: Remembered::default(),
         }
+    }
+}
+
+/// The polls an evaluator knows, and the mark its last evaluation left: they hold while the
+/// next evaluation finds that mark, no new pruning (see `leave_mark`) and the same hours.
+#[derive(Clone, Default)]
+struct Remembered(Arc<Mutex<Option<(Mark, KnownPolls)>>>);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Mark {
+    evaluation: Uuid,
+    prunings: i64,
+    hours: i64,
+}
+
+impl Remembered {
+    /// Leaves this evaluation's mark (under the evaluations' lock) and takes what is known,
+    /// if it still holds: nothing, else. Put it back with [`Remembered::keep`] once the
+    /// evaluation is done; an evaluation that fails leaves nothing known.
+    async fn take(&self, conn: &mut PgConnection, hours: &StoreHours) -> sqlx::Result<(Mark, KnownPolls)> {
+        let evaluation = Uuid::new_v4();
+        let (left, prunings) = leave_mark(&mut *conn, evaluation).await?;
+        let kept = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let before = Mark {
+            evaluation: left,
+            prunings,
+            hours: hours.version,
+        };
+        let known = match kept {
+            Some((mark, known)) if mark == before => known,
+            _ => KnownPolls::default(),
+        };
+        let mark = Mark { evaluation, ..before };
+        Ok((mark, known))
+    }
+
+    fn keep(&self, mark: Mark, known: KnownPolls) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((mark, known));
     }
 }
 
@@ -97,13 +141,17 @@ pub(crate) struct Touched<'a> {
     pub polls: &'a [Poll],
 }
 
-/// What an evaluation changed.
+/// What an evaluation changed, and what it read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Evaluated {
     pub opened: usize,
     pub resolved: usize,
     /// Events written to the outbox.
     pub told: usize,
+    /// Stored polls read from the database to evaluate stores afresh.
+    pub polls_read: u64,
+    /// Stored polls the evaluator knew already, not read again.
+    pub polls_recalled: u64,
 }
 
 /// Evaluates the stores `touched`, whose polls are stored already in this transaction,
@@ -121,16 +169,19 @@ pub(crate) async fn evaluate(
     lock(&mut *conn).await?;
     let locked = started.elapsed();
     let hours = evaluator.hours.get(&mut *conn).await?;
+    let (mark, mut known) = evaluator.known.take(&mut *conn, &hours).await?;
     let mut clocks = clocks_over(touched.iter().map(|t| t.polls));
     let mut inside: Vec<(i32, Vec<Poll>)> = Vec::with_capacity(touched.len());
     for t in touched {
         let (rows, zone) = hours.of(t.store);
         let polls = incident::within_hours(t.polls, rows, clocks.of(zone));
         if !polls.is_empty() {
+            known.stored(t.store, &polls);
             inside.push((t.store, polls));
         }
     }
     if inside.is_empty() {
+        evaluator.known.keep(mark, known);
         return Ok(Evaluated::default());
     }
     let stores: Vec<i32> = inside.iter().map(|(s, _)| *s).collect();
@@ -160,19 +211,24 @@ pub(crate) async fn evaluate(
         writes.store(*store, &state, polls[polls.len() - 1].at, edits);
     }
     if !afresh.is_empty() {
-        evaluate_afresh(&mut *conn, &hours, &afresh, rules, &mut writes).await?;
+        evaluate_afresh(&mut *conn, &hours, &afresh, rules, &mut writes, &mut known).await?;
     }
     let judged = started.elapsed();
     let evaluated = writes.apply(&mut *conn).await?;
+    known.bound(&stores);
     tracing::debug!(
         stores = inside.len(),
         afresh = afresh.len(),
+        polls_read = evaluated.polls_read,
+        polls_recalled = evaluated.polls_recalled,
+        known = known.len(),
         lock_us = locked.as_micros() as u64,
         read_us = (read - locked).as_micros() as u64,
         judge_us = (judged - read).as_micros() as u64,
         write_us = (started.elapsed() - judged).as_micros() as u64,
         "evaluated"
     );
+    evaluator.known.keep(mark, known);
     Ok(evaluated)
 }
 
@@ -189,11 +245,25 @@ pub(crate) async fn evaluate_removal(
     }
     lock(&mut *conn).await?;
     let hours = evaluator.hours.get(&mut *conn).await?;
+    let (mark, mut known) = evaluator.known.take(&mut *conn, &hours).await?;
+    for store in &stores {
+        known.forget(*store);
+    }
     let cut = Timestamp::from_datetime(from);
     let mut writes = Writes::new(health::read(&mut *conn, &stores).await?);
     let afresh: Vec<(i32, Timestamp, bool)> = stores.into_iter().map(|s| (s, cut, false)).collect();
-    evaluate_afresh(&mut *conn, &hours, &afresh, evaluator.rules, &mut writes).await?;
-    writes.apply(&mut *conn).await
+    evaluate_afresh(
+        &mut *conn,
+        &hours,
+        &afresh,
+        evaluator.rules,
+        &mut writes,
+        &mut known,
+    )
+    .await?;
+    let evaluated = writes.apply(&mut *conn).await?;
+    evaluator.known.keep(mark, known);
+    Ok(evaluated)
 }
 
 /// Evaluates the stores `afresh` (store, first changed poll within hours, whether to read
@@ -201,16 +271,31 @@ pub(crate) async fn evaluate_removal(
 /// turn, then all of them, until they hold a fresh start. Each round reads only what the
 /// rounds before it did not (the polls older than those), and a look back that reaches a
 /// store's first poll reads all of it and is its last: in a shuffled backfill most stores
-/// hold no fresh start, and each round read the whole of their history again.
+/// hold no fresh start, and each round read the whole of their history again. Polls `known`
+/// are not read again; those read join them.
 async fn evaluate_afresh(
     conn: &mut PgConnection,
     hours: &StoreHours,
     afresh: &[(i32, Timestamp, bool)],
     rules: Rules,
     writes: &mut Writes,
+    known: &mut KnownPolls,
 ) -> sqlx::Result<()> {
-    let stores: Vec<i32> = afresh.iter().map(|a| a.0).collect();
-    let firsts: HashMap<i32, DateTime<Utc>> = first_polls(&mut *conn, &stores).await?.into_iter().collect();
+    // A store whose polls are all known begins at its first within hours (or never).
+    let mut firsts: HashMap<i32, DateTime<Utc>> = HashMap::with_capacity(afresh.len());
+    let mut unknown = Vec::new();
+    for &(store, _, _) in afresh {
+        match known.all(store) {
+            Some(polls) => {
+                let first = polls.first().and_then(|p| p.at.to_datetime());
+                firsts.insert(store, first.unwrap_or(DateTime::<Utc>::MAX_UTC));
+            }
+            None => unknown.push(store),
+        }
+    }
+    if !unknown.is_empty() {
+        firsts.extend(first_polls(&mut *conn, &unknown).await?);
+    }
     // From the `step`th look back; past the last, or before the store's first poll, from
     // its first poll: all of it.
     let first = |store: i32, cut: Timestamp, step: usize| {
@@ -237,46 +322,73 @@ async fn evaluate_afresh(
             step: if whole { LOOK_BACKS_MICROS.len() } else { 0 },
             until: None,
             polls: Vec::new(),
+            within_hours: false,
         })
         .collect();
     while !round.is_empty() {
         let reads: Vec<(DateTime<Utc>, bool)> = round.iter().map(|r| first(r.store, r.cut, r.step)).collect();
-        let stores: Vec<i32> = round.iter().map(|r| r.store).collect();
-        let froms: Vec<DateTime<Utc>> = reads.iter().map(|r| r.0).collect();
-        // Up to where the round before began; the first reads to the end.
-        let untils: Vec<DateTime<Utc>> = round
-            .iter()
-            .map(|r| r.until.unwrap_or(DateTime::<Utc>::MAX_UTC))
-            .collect();
-        let mut older: HashMap<i32, Vec<Poll>> = HashMap::new();
-        probe_each_store(&mut *conn).await?;
-        let read = polls_between(&mut *conn, &stores, &froms, &untils).await?;
-        super::polls::planner_defaults(&mut *conn).await?;
-        for p in read {
-            older.entry(p.store).or_default().push(Poll {
-                at: Timestamp::from_datetime(p.at),
-                active: p.active,
-            });
+        let (mut stores, mut froms, mut untils) = (Vec::new(), Vec::new(), Vec::new());
+        for (r, &(from, _)) in round.iter_mut().zip(&reads) {
+            if let Some(polls) = known.from(r.store, Timestamp::from_datetime(from)) {
+                writes.counts.polls_recalled += polls.len() as u64;
+                r.polls = polls.to_vec();
+                r.within_hours = true;
+            } else {
+                stores.push(r.store);
+                froms.push(from);
+                // Up to where the round before began; the first reads to the end.
+                untils.push(r.until.unwrap_or(DateTime::<Utc>::MAX_UTC));
+            }
         }
+        let mut older: HashMap<i32, Vec<Poll>> = HashMap::new();
+        if !stores.is_empty() {
+            probe_each_store(&mut *conn).await?;
+            let read = polls_between(&mut *conn, &stores, &froms, &untils).await?;
+            super::polls::planner_defaults(&mut *conn).await?;
+            writes.counts.polls_read += read.len() as u64;
+            for p in read {
+                older.entry(p.store).or_default().push(Poll {
+                    at: Timestamp::from_datetime(p.at),
+                    active: p.active,
+                });
+            }
+        }
+        let all: Vec<i32> = round.iter().map(|r| r.store).collect();
+        let all_froms: Vec<DateTime<Utc>> = reads.iter().map(|r| r.0).collect();
         let mut stored: HashMap<i32, Vec<(Uuid, Incident)>> = HashMap::new();
-        for i in incidents_from(&mut *conn, &stores, &froms).await? {
+        for i in incidents_from(&mut *conn, &all, &all_froms).await? {
             stored.entry(i.store).or_default().push((i.id, i.incident()));
         }
         for r in &mut round {
-            let mut polls = older.remove(&r.store).unwrap_or_default();
-            polls.append(&mut r.polls);
-            r.polls = polls;
+            if let Some(mut polls) = older.remove(&r.store) {
+                polls.append(&mut r.polls);
+                r.polls = polls;
+            }
         }
         let mut clocks = clocks_over(round.iter().map(|r| r.polls.as_slice()));
         let mut again = Vec::new();
         for (mut r, (from, whole)) in round.into_iter().zip(reads) {
-            let (rows, zone) = hours.of(r.store);
-            let inside = incident::within_hours(&r.polls, rows, clocks.of(zone));
+            let inside = if r.within_hours {
+                std::mem::take(&mut r.polls)
+            } else {
+                let (rows, zone) = hours.of(r.store);
+                incident::within_hours(&r.polls, rows, clocks.of(zone))
+            };
             let stored = stored.remove(&r.store).unwrap_or_default();
             match incident::reevaluate(&inside, r.cut, &stored, whole, rules) {
                 Some((state, edits)) => {
                     let last = inside.last().map_or(r.cut, |p| p.at);
                     writes.store(r.store, &state, last, edits);
+                    if !r.within_hours {
+                        known.learn(r.store, Timestamp::from_datetime(from), whole, inside);
+                    }
+                }
+                None if r.within_hours => {
+                    // Known from `from` on, and older polls are not: read them all again.
+                    r.step += 1;
+                    r.until = None;
+                    r.within_hours = false;
+                    again.push(r);
                 }
                 None => {
                     r.step += 1;
@@ -290,13 +402,15 @@ async fn evaluate_afresh(
     Ok(())
 }
 
-/// A store evaluated afresh, between rounds: the polls read so far (from `until` on).
+/// A store evaluated afresh, between rounds: the polls read so far (from `until` on), all
+/// of them, or those within its hours when they were known (and none were read).
 struct Round {
     store: i32,
     cut: Timestamp,
     step: usize,
     until: Option<DateTime<Utc>>,
     polls: Vec<Poll>,
+    within_hours: bool,
 }
 
 /// Clocks covering every poll of these stores (each in time order): one clock a zone for
@@ -447,7 +561,8 @@ fn instant(at: Timestamp) -> DateTime<Utc> {
     at.to_datetime().unwrap_or_default()
 }
 
-async fn lock(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
+/// Takes the evaluations' turn, to the commit (again, if taken already).
+pub(crate) async fn lock(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(INCIDENT_LOCK)
         .execute(db)
@@ -460,6 +575,19 @@ async fn removed_stores(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<i32>> {
     sqlx::query_scalar("SELECT store FROM removed_stores ORDER BY store")
         .fetch_all(db)
         .await
+}
+
+/// Leaves this evaluation's mark; answers the mark left before it, and how many prunings
+/// there have been (a pruning drops polls without an evaluation).
+async fn leave_mark(db: impl PgExecutor<'_>, mark: Uuid) -> sqlx::Result<(Uuid, i64)> {
+    sqlx::query_as(
+        "WITH before AS (SELECT mark FROM incident_evaluation_mark)
+         UPDATE incident_evaluation_mark SET mark = $1
+         RETURNING (SELECT mark FROM before), (SELECT coalesce(max(id), 0) FROM poll_prunings)",
+    )
+    .bind(mark)
+    .fetch_one(db)
+    .await
 }
 
 /// The newest load that changed business hours or zones.

@@ -34,6 +34,8 @@ pub struct Pushed {
     pub data_version: i64,
     /// The newest poll stored after it.
     pub newest_poll: Option<Timestamp>,
+    /// What evaluating its stores' incidents did (nothing, for a replay).
+    pub evaluated: incidents::Evaluated,
 }
 
 /// What came of a push.
@@ -143,6 +145,7 @@ pub async fn push(
         record,
         data_version,
         newest_poll,
+        evaluated,
     }))
 }
 
@@ -164,6 +167,7 @@ async fn replay(conn: &mut PgConnection, key: &IdempotencyKey) -> sqlx::Result<P
         record,
         data_version,
         newest_poll: first.newest_poll.map(Timestamp::from_datetime),
+        evaluated: incidents::Evaluated::default(),
     }))
 }
 

@@ -7,6 +7,7 @@ pub mod destination;
 pub mod history;
 pub mod hours;
 pub mod incident;
+pub mod known_polls;
 pub mod lifecycle;
 pub mod load;
 pub mod report;

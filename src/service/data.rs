@@ -344,13 +344,17 @@ async fn store_batch(
     )
     .await?;
     let outcome = match answer {
-        PushAnswer::Stored(pushed) => PushOutcome {
-            record: pushed.record,
-            rejected: std::mem::take(&mut data.rejected),
-            data_version: pushed.data_version,
-            newest_poll: pushed.newest_poll,
-            replayed: false,
-        },
+        PushAnswer::Stored(pushed) => {
+            crate::telemetry::metrics()
+                .incident_polls(pushed.evaluated.polls_read, pushed.evaluated.polls_recalled);
+            PushOutcome {
+                record: pushed.record,
+                rejected: std::mem::take(&mut data.rejected),
+                data_version: pushed.data_version,
+                newest_poll: pushed.newest_poll,
+                replayed: false,
+            }
+        }
         PushAnswer::Replayed(pushed) => PushOutcome {
             rejected: loads::rejected_of(&state.db, pushed.record.id, NAME, pushed.record.rows_rejected)
                 .await?,
