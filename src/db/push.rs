@@ -72,16 +72,20 @@ pub async fn push(
     loads::lock_shared(&mut *tx).await?;
     let mut inserted = 0;
     let mut touched = Vec::new();
+    let mut earlier = Vec::new();
     if !stores.is_empty() {
         let weeks = weeks_of(stores.iter().flat_map(|s| s.polls.iter().map(|p| p.at)));
         history::add_partitions(&mut *tx, &weeks).await?;
         let ids: Vec<&str> = stores.iter().map(|s| s.id).collect();
         let firsts: Vec<DateTime<Utc>> = stores.iter().map(|s| instant(s.polls[0].at)).collect();
-        let keys = store_keys(&mut tx, &ids, &firsts).await?;
+        let keys;
+        (keys, earlier) = store_keys(&mut tx, &ids, &firsts).await?;
         let (mut store, mut at, mut active) = (Vec::new(), Vec::new(), Vec::new());
         let (mut span_store, mut lo, mut hi) = (Vec::new(), Vec::new(), Vec::new());
-        for s in &stores {
-            let key = keys[s.id];
+        // In key order: a shuffled batch's polls then land in each index page together.
+        let mut in_key_order: Vec<(i32, _)> = stores.iter().map(|s| (keys[s.id], s)).collect();
+        in_key_order.sort_unstable_by_key(|(key, _)| *key);
+        for (key, s) in in_key_order {
             for p in s.polls {
                 store.push(key);
                 at.push(instant(p.at));
@@ -124,13 +128,20 @@ pub async fn push(
         let newest = newest_poll.and_then(Timestamp::to_datetime);
         idempotency::remember(&mut *tx, key, record.id, data_version, newest).await?;
     }
-    // Last: evaluations take turns, each to its commit.
+    // Last: evaluations take turns, each to its commit. First polls move back in that turn:
+    // a backfill moves most stores' in each batch, and concurrent batches, each holding
+    // those rows from its move to its commit, waited on one another's whole transaction
+    // (a third of a shuffled backfill's time).
     let evaluating = std::time::Instant::now();
+    if !earlier.is_empty() {
+        incidents::lock(&mut *tx).await?;
+        move_first_polls_back(&mut *tx, &earlier).await?;
+    }
     let evaluated = incidents::evaluate(&mut tx, &touched, evaluator).await?;
     let evaluation = evaluating.elapsed();
     crate::failpoint::hit("push-before-commit");
     tx.commit().await?;
-    // What the incidents cost a batch (benches/README figures read it).
+    // What the incidents cost a batch (docs/PERFORMANCE.md reads it).
     tracing::debug!(
         polls,
         inserted,
@@ -176,14 +187,14 @@ fn instant(at: Timestamp) -> DateTime<Utc> {
     at.to_datetime().unwrap_or_default()
 }
 
-/// The key of each store, adding the new ones (with their first poll) and moving stored
-/// first polls back where the batch has earlier ones. Stores are stored already but for a
-/// new one now and then: one read, and writes only where something changes.
-async fn store_keys(
+/// The key of each store, adding the new ones (with their first poll), and the stores whose
+/// stored first polls the batch's are earlier than. Stores are stored already but for a new
+/// one now and then: one read, and writes only where something changes.
+async fn store_keys<'a>(
     conn: &mut PgConnection,
-    ids: &[&str],
+    ids: &[&'a str],
     firsts: &[DateTime<Utc>],
-) -> sqlx::Result<HashMap<String, i32>> {
+) -> sqlx::Result<(HashMap<String, i32>, Vec<(&'a str, DateTime<Utc>)>)> {
     let mut keys = HashMap::with_capacity(ids.len());
     let mut stored_first = HashMap::with_capacity(ids.len());
     for row in stored_stores(&mut *conn, ids).await? {
@@ -216,10 +227,7 @@ async fn store_keys(
             earlier.extend(raced);
         }
     }
-    if !earlier.is_empty() {
-        move_first_polls_back(&mut *conn, &earlier).await?;
-    }
-    Ok(keys)
+    Ok((keys, earlier))
 }
 
 #[derive(sqlx::FromRow)]
