@@ -279,10 +279,13 @@ async fn pending_polls(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<(i32, Poll)>
                   ORDER BY at DESC LIMIT 1)), w.lo) AS lo,
              coalesce((SELECT at FROM polls WHERE store = w.store AND at > w.hi ORDER BY at LIMIT 1),
                       w.hi) AS hi) f
-         -- Lateral, so that each span is read by the key, never every poll hashed.
+         -- Lateral, so that each span is read by the key, never every poll hashed; and
+         -- `OFFSET 0`, or the planner flattens it into a hash join with every poll not an
+         -- edge (0.54 s a report of the sample data, while a push's span waits to be tidied).
          CROSS JOIN LATERAL (SELECT at, active FROM polls
                              WHERE store = w.store AND at >= f.lo AND at <= f.hi AND NOT edge
-                               AND at <= current_setting('store_monitor.now')::timestamptz) q
+                               AND at <= current_setting('store_monitor.now')::timestamptz
+                             OFFSET 0) q
          ORDER BY w.store, q.at",
     )
     .fetch_all(db)
