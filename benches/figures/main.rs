@@ -1,4 +1,4 @@
-//! The figures of the README, measured on full-size data:
+//! The figures of docs/PERFORMANCE.md, measured on full-size data:
 //! `cargo bench --bench figures -- [--db | --server] [--runs N] …`.
 //!
 //! Wall-clock timings do not belong in tests (they fail on a busy machine, not on slow
