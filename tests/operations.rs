@@ -692,6 +692,61 @@ fn migrations_after_the_store_groups_id_only_expand_the_schema() {
     }
 }
 
+/// Every committed migration, by version, with the start of the checksum sqlx keeps of it
+/// (SHA-384, hex). A new migration adds its line; a line never changes.
+const COMMITTED_MIGRATIONS: &[(i64, &str)] = &[
+    (20261129000001, "77ef022bd2d990f35db984d3c6f51a02"),
+    (20261129000002, "e500a6cd6a5816898f04870a43b08f1f"),
+    (20261129000003, "71f8e1e4098ece4adba17f302254aed3"),
+    (20261129000004, "377c17f4b19d9b16fb54ce7b5bf45657"),
+    (20261129000005, "6189a16224cc202a0741b2ac959566c0"),
+    (20261129000006, "1f18beb9c3a6e9cf58c5fbc348041a99"),
+    (20261129000007, "98d860e6e6d7e63e2a17fc581bcfe135"),
+    (20261129000008, "0513d332e1ab13522e8ff4b8f1bc4fd4"),
+    (20261129000009, "f85702a1bba08457dab5d5fe37deb145"),
+    (20261129000010, "5cc1feae78604d7e60a16b3bce5bdcc7"),
+    (20261205000011, "2af3b00aa891f9991fa66004264880c6"),
+    (20261205000012, "328c00c9138244daf07479847b031864"),
+    (20261205000013, "c05e4b736284e95a4c3e2035f074417c"),
+    (20261205000014, "c7eeb28eca7defd1f8ce078f3d27c921"),
+    (20261205000015, "4141291686a2ed9812d984360b54d098"),
+    (20261205000016, "f324a5c36a07527a9330491457718772"),
+    (20261205000017, "b7b025ad903d6cd5b2f43ed6d0a86681"),
+    (20261205000018, "62c613f97884fbe765eee81735d51b6e"),
+    (20261205000019, "5dbedb7d0c2eb86baea9bf1a51bd52c4"),
+    (20261207000020, "e95162021f359042e1e01974836a7999"),
+    (20261207000021, "dc0818527706a272c9f2ec4095501b1a"),
+    (20261207000022, "6eb8c1d41e10a0b37efb8391b9a30d69"),
+];
+
+/// A committed migration is never edited: databases out there have applied it, and sqlx
+/// refuses to migrate one whose applied migration's checksum no longer matches. Four were
+/// edited after they were committed before this test pinned them.
+#[test]
+fn committed_migrations_are_never_edited() {
+    let found: Vec<(i64, String)> = store_monitor::db::MIGRATOR
+        .iter()
+        .map(|m| (m.version, m.checksum.iter().map(|b| format!("{b:02x}")).collect()))
+        .collect();
+    for &(version, pinned) in COMMITTED_MIGRATIONS {
+        let Some((_, checksum)) = found.iter().find(|(v, _)| *v == version) else {
+            panic!("migration {version} is gone: a committed migration stays, and a new one undoes it");
+        };
+        assert!(
+            checksum.starts_with(pinned),
+            "migration {version} was edited after it was committed (checksum {checksum}): \
+             undo the edit and add a migration that makes the change"
+        );
+    }
+    for (version, checksum) in &found {
+        assert!(
+            COMMITTED_MIGRATIONS.iter().any(|(v, _)| v == version),
+            "migration {version} is new: pin it in COMMITTED_MIGRATIONS as ({version}, \"{}\")",
+            &checksum[..32]
+        );
+    }
+}
+
 /// The URL of the test server's database `name` as libpq's tools take it (sqlx's own adds
 /// parameters they refuse).
 fn libpq_url(name: &str) -> String {
