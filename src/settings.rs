@@ -7,6 +7,7 @@ use std::path::PathBuf;
 pub use crate::db::reload::Guard;
 pub use crate::http::{ServerLimits, WebSocketLimits};
 use crate::input::FileChoice;
+pub use crate::service::WebhookSettings;
 pub use crate::service::auth::AuthMode;
 
 /// How the application runs.
@@ -71,15 +72,6 @@ pub fn protected_mode(bind: SocketAddr) -> AuthMode {
     } else {
         AuthMode::Required
     }
-}
-
-/// What webhooks may reach, and how deliveries are retried (`serve`'s and `worker`'s flags).
-#[derive(Clone, Debug, Default)]
-pub struct WebhookSettings {
-    /// `--webhook-allow-private`: loopback, private and link-local addresses too.
-    pub allow_private: bool,
-    /// `--webhook-retry-schedule`.
-    pub retry_schedule: crate::domain::webhook::RetrySchedule,
 }
 
 #[cfg(test)]

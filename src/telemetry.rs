@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use opentelemetry::metrics::{Counter, Histogram};
@@ -436,13 +437,38 @@ pub fn metrics() -> &'static Metrics {
     })
 }
 
+/// The latest readings; an `f64` is kept as its bits.
+#[derive(Debug, Default)]
+pub struct Readings {
+    /// Report jobs waiting or running.
+    pub queue_depth: AtomicU64,
+    /// Seconds the oldest report job not yet started has waited.
+    pub oldest_job_seconds: AtomicU64,
+    /// Incidents open, every store's.
+    pub incidents_open: AtomicU64,
+    /// Seconds since the newest poll stored (NaN: no poll yet).
+    pub newest_poll_age_seconds: AtomicU64,
+    /// 1 while the database answers with every migration this build needs, else 0.
+    pub ready: AtomicU64,
+    /// Seconds the latest probe waited for a connection of each pool (work, api): near 0
+    /// while a pool has one to spare, and as long as callers wait once it has none (sqlx
+    /// does not count its waiters).
+    pub acquire_wait_seconds: [AtomicU64; 2],
+}
+
+impl Readings {
+    pub fn get(value: &AtomicU64) -> f64 {
+        f64::from_bits(value.load(Ordering::Relaxed))
+    }
+
+    pub fn set(value: &AtomicU64, to: f64) {
+        value.store(to.to_bits(), Ordering::Relaxed);
+    }
+}
+
 /// The gauges: `readings` (refreshed by `jobs::gauges`) and each named pool's connections,
 /// observed at each export or scrape.
-pub fn register_gauges(
-    readings: std::sync::Arc<crate::jobs::gauges::Readings>,
-    pools: [(&'static str, crate::db::Pool); 2],
-) {
-    use crate::jobs::gauges::Readings;
+pub fn register_gauges(readings: std::sync::Arc<Readings>, pools: [(&'static str, sqlx::PgPool); 2]) {
     let meter = global::meter("store-monitor");
     // Each callback is kept by the meter provider for its lifetime.
     let gauge =

@@ -692,6 +692,101 @@ fn migrations_after_the_store_groups_id_only_expand_the_schema() {
     }
 }
 
+/// The top-level modules of `src/` each file of one names (`crate::x`), comments left out:
+/// module → the modules it uses.
+fn module_uses() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut modules = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().to_string();
+        let name = name.strip_suffix(".rs").unwrap_or(&name).to_string();
+        if name != "main" && name != "lib" {
+            modules.insert(name);
+        }
+    }
+    let mut uses: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        modules.iter().map(|m| (m.clone(), Default::default())).collect();
+    let mut files = vec![src.clone()];
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        let relative = path.strip_prefix(&src).unwrap();
+        let first = relative
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy()
+            .to_string();
+        let module = first.strip_suffix(".rs").unwrap_or(&first).to_string();
+        let Some(used) = uses.get_mut(&module) else {
+            continue;
+        };
+        let text = std::fs::read_to_string(&path).unwrap();
+        for line in text.lines().map(|l| l.split("//").next().unwrap_or_default()) {
+            for (at, _) in line.match_indices("crate::") {
+                let name: String = line[at + 7..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if name != module && modules.contains(&name) {
+                    used.insert(name);
+                }
+            }
+        }
+    }
+    uses
+}
+
+/// Rooms use the rooms below them, never back: no circle of `crate::` paths between the
+/// top-level modules (the settings once imported the doors that imported the services that
+/// imported the settings; telemetry knew the jobs that reported to it).
+#[test]
+fn no_circle_between_top_level_modules() {
+    let uses = module_uses();
+    // Depth-first from each module: a module met again on the path is a circle.
+    fn walk(
+        at: &str,
+        uses: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut std::collections::BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(i) = path.iter().position(|p| p == at) {
+            let mut circle = path[i..].to_vec();
+            circle.push(at.to_string());
+            return Some(circle);
+        }
+        if done.contains(at) {
+            return None;
+        }
+        path.push(at.to_string());
+        for next in &uses[at] {
+            if let Some(circle) = walk(next, uses, path, done) {
+                return Some(circle);
+            }
+        }
+        path.pop();
+        done.insert(at.to_string());
+        None
+    }
+    let mut done = std::collections::BTreeSet::new();
+    for module in uses.keys() {
+        if let Some(circle) = walk(module, &uses, &mut Vec::new(), &mut done) {
+            panic!("a circle between rooms: {}", circle.join(" → "));
+        }
+    }
+    // The checker sees a circle when there is one.
+    let mut made = uses.clone();
+    made.get_mut("domain").unwrap().insert("db".to_string());
+    let mut done = std::collections::BTreeSet::new();
+    assert!(
+        made.keys()
+            .any(|m| walk(m, &made, &mut Vec::new(), &mut done).is_some())
+    );
+}
+
 /// Every committed migration, by version, with the start of the checksum sqlx keeps of it
 /// (SHA-384, hex). A new migration adds its line; a line never changes.
 const COMMITTED_MIGRATIONS: &[(i64, &str)] = &[

@@ -2,45 +2,17 @@
 //! polls' freshness, readiness), read every few seconds into numbers the metrics observe.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use super::report::QUEUE;
 use crate::db::{Pool, incidents, loads, queue};
+use crate::telemetry::Readings;
 
 /// How often it runs.
 const EVERY: Duration = Duration::from_secs(10);
-
-/// The latest readings; an `f64` is kept as its bits.
-#[derive(Debug, Default)]
-pub struct Readings {
-    /// Report jobs waiting or running.
-    pub queue_depth: AtomicU64,
-    /// Seconds the oldest report job not yet started has waited.
-    pub oldest_job_seconds: AtomicU64,
-    /// Incidents open, every store's.
-    pub incidents_open: AtomicU64,
-    /// Seconds since the newest poll stored (NaN: no poll yet).
-    pub newest_poll_age_seconds: AtomicU64,
-    /// 1 while the database answers with every migration this build needs, else 0.
-    pub ready: AtomicU64,
-    /// Seconds the latest probe waited for a connection of each pool (work, api): near 0
-    /// while a pool has one to spare, and as long as callers wait once it has none (sqlx
-    /// does not count its waiters).
-    pub acquire_wait_seconds: [AtomicU64; 2],
-}
-
-impl Readings {
-    pub fn get(value: &AtomicU64) -> f64 {
-        f64::from_bits(value.load(Ordering::Relaxed))
-    }
-
-    fn set(value: &AtomicU64, to: f64) {
-        value.store(to.to_bits(), Ordering::Relaxed);
-    }
-}
 
 /// Keeps the gauges of `pool` (the work pool) and `api` (the API's) up to date until
 /// `stopped`. A reading that fails leaves the last one, but readiness, which drops to 0.

@@ -11,7 +11,14 @@ use crate::db::webhooks::{self, DeliveryRecord, NewWebhook, WebhookRecord};
 use crate::domain::destination;
 use crate::domain::webhook::Secret;
 use crate::jobs::deliver;
-pub use crate::settings::WebhookSettings;
+/// What webhooks may reach, and how deliveries are retried (`serve`'s and `worker`'s flags).
+#[derive(Clone, Debug, Default)]
+pub struct WebhookSettings {
+    /// `--webhook-allow-private`: loopback, private and link-local addresses too.
+    pub allow_private: bool,
+    /// `--webhook-retry-schedule`.
+    pub retry_schedule: crate::domain::webhook::RetrySchedule,
+}
 
 /// The event types a webhook may receive.
 pub const EVENT_TYPES: [&str; 2] = ["incident.opened", "incident.resolved"];
