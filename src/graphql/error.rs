@@ -9,7 +9,7 @@ use async_graphql::extensions::{
 use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{ErrorExtensions, Response, ServerError, ServerResult, ValidationResult, Variables};
 
-use crate::service::{self, auth::Denied};
+use crate::service;
 
 /// An error as a GraphQL client sees it: the service's, or this door's own.
 ///
@@ -33,7 +33,7 @@ impl From<service::Error> for ApiError {
 /// `extensions.retryAfter` (seconds) for what passes with time. Ours are logged first.
 pub(crate) fn graphql_error(error: &service::Error) -> async_graphql::Error {
     error.log();
-    let code = error_code(error);
+    let code = error.code();
     let retry = error.retry_after();
     async_graphql::Error::new(error.message()).extend_with(|_, e| {
         e.set("code", code);
@@ -41,21 +41,6 @@ pub(crate) fn graphql_error(error: &service::Error) -> async_graphql::Error {
             e.set("retryAfter", retry);
         }
     })
-}
-
-/// The code of a service error: GraphQL's `extensions.code`, which REST answers carry too.
-pub(crate) fn error_code(error: &service::Error) -> &'static str {
-    match error {
-        service::Error::BadInput(_) => "BAD_USER_INPUT",
-        service::Error::NotFound(_) => "NOT_FOUND",
-        service::Error::TooLarge(_) => "PAYLOAD_TOO_LARGE",
-        service::Error::KeyReused(_) => "IDEMPOTENCY_KEY_REUSED",
-        service::Error::Denied(Denied::Unauthenticated { .. }) => "UNAUTHENTICATED",
-        service::Error::Denied(Denied::Forbidden(_)) => "FORBIDDEN",
-        service::Error::RateLimited { .. } | service::Error::QueueFull { .. } => "TOO_MANY_REQUESTS",
-        service::Error::Unavailable(_) => "SERVICE_UNAVAILABLE",
-        service::Error::Internal(_) => "INTERNAL_SERVER_ERROR",
-    }
 }
 
 impl ErrorExtensions for ApiError {
@@ -199,6 +184,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::service::auth::Denied;
 
     #[test]
     fn each_service_error_has_its_code_and_wait() {

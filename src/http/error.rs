@@ -23,7 +23,7 @@ pub(crate) fn response(error: Error) -> Response {
     };
     let mut response = json(
         status,
-        serde_json::json!({ "error": error.message(), "code": crate::graphql::error_code(&error) }),
+        serde_json::json!({ "error": error.message(), "code": error.code() }),
     );
     if let Some(seconds) = error.retry_after() {
         response.headers_mut().insert(header::RETRY_AFTER, seconds.into());

@@ -46,6 +46,22 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// Its code: GraphQL's `extensions.code`, which REST answers carry too (both doors
+    /// read it here).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::BadInput(_) => "BAD_USER_INPUT",
+            Error::NotFound(_) => "NOT_FOUND",
+            Error::TooLarge(_) => "PAYLOAD_TOO_LARGE",
+            Error::KeyReused(_) => "IDEMPOTENCY_KEY_REUSED",
+            Error::Denied(Denied::Unauthenticated { .. }) => "UNAUTHENTICATED",
+            Error::Denied(Denied::Forbidden(_)) => "FORBIDDEN",
+            Error::RateLimited { .. } | Error::QueueFull { .. } => "TOO_MANY_REQUESTS",
+            Error::Unavailable(_) => "SERVICE_UNAVAILABLE",
+            Error::Internal(_) => "INTERNAL_SERVER_ERROR",
+        }
+    }
+
     /// The message a client is shown: never an internal cause, never a server path.
     pub fn message(&self) -> String {
         match self {
