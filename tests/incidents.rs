@@ -397,6 +397,29 @@ fn shuffled_backfill(stores: usize, rng: &mut Lcg) -> (StorePolls, Vec<(usize, u
     (polls, order)
 }
 
+/// Where a backfill runs: `n` stores open 09:00–17:00 in Chicago with no polls, named
+/// `{prefix}-{i}`, a database, and the arguments that serve them from another process.
+struct Stage {
+    names: Vec<String>,
+    args: Vec<std::ffi::OsString>,
+    _db: TestDb,
+    _folders: [tempfile::TempDir; 2],
+}
+
+async fn stage(prefix: &str, n: usize) -> Stage {
+    let (data, reports) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let names: Vec<String> = (0..n).map(|i| format!("{prefix}-{i}")).collect();
+    chicago_nine_to_five(data.path(), &names.iter().map(String::as_str).collect::<Vec<_>>());
+    let db = TestDb::new().await;
+    let args = common::child::serve_args(&db.url, data.path(), reports.path());
+    Stage {
+        names,
+        args,
+        _db: db,
+        _folders: [data, reports],
+    }
+}
+
 async fn push_rows(address: &str, names: &[String], polls: &[Vec<(String, bool)>], rows: &[(usize, usize)]) {
     let rows: Vec<(&str, &str, bool)> = rows
         .iter()
@@ -439,12 +462,9 @@ async fn polls_gone_over(server: &ChildServer) -> (f64, f64) {
 /// incidents of the polls in time order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shuffled_backfill_reads_each_stores_polls_from_the_database_once() {
-    let data = tempfile::tempdir().unwrap();
-    let reports = tempfile::tempdir().unwrap();
-    let names: Vec<String> = (0..40).map(|i| format!("backfill-{i}")).collect();
-    chicago_nine_to_five(data.path(), &names.iter().map(String::as_str).collect::<Vec<_>>());
-    let db = TestDb::new().await;
-    let mut args = common::child::serve_args(&db.url, data.path(), reports.path());
+    // Kept whole to the end: its database and folders go with it.
+    let stage = stage("backfill", 40).await;
+    let (names, mut args) = (stage.names.clone(), stage.args.clone());
     args.extend(["--metrics-bind".into(), "127.0.0.1:0".into()]);
     let server = ChildServer::start(env!("CARGO_BIN_EXE_store-monitor"), args);
     let (polls, order) = shuffled_backfill(names.len(), &mut Lcg(11));
@@ -487,12 +507,8 @@ async fn a_shuffled_backfill_reads_each_stores_polls_from_the_database_once() {
 /// incidents are those of its polls in time order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_taking_turns_with_a_backfill_and_a_removal_find_the_incidents_of_time_order() {
-    let data = tempfile::tempdir().unwrap();
-    let reports = tempfile::tempdir().unwrap();
-    let names: Vec<String> = (0..12).map(|i| format!("turns-{i}")).collect();
-    chicago_nine_to_five(data.path(), &names.iter().map(String::as_str).collect::<Vec<_>>());
-    let db = TestDb::new().await;
-    let args = common::child::serve_args(&db.url, data.path(), reports.path());
+    let stage = stage("turns", 12).await;
+    let (names, args) = (stage.names.clone(), stage.args.clone());
     let servers = [
         ChildServer::start(env!("CARGO_BIN_EXE_store-monitor"), args.clone()),
         ChildServer::start(env!("CARGO_BIN_EXE_store-monitor"), args),
